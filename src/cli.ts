@@ -1,0 +1,78 @@
+// switchyard: flags -> config -> primary.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, loadConfig, type ConfigFlags } from './config/load';
+import { createLogger } from './log';
+import { runPrimary, StartupError } from './primary/supervisor';
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+const program = new Command('switchyard')
+  .description('Clustered WebSocket load balancer on uWebSockets.js')
+  .version('0.1.0');
+
+program
+  .command('start')
+  .description('run the balancer: a primary and one worker per core')
+  .option('-c, --config <file>', 'YAML or JSON config file (flags below override it)')
+  .option('--host <address>', 'address to listen on (default 0.0.0.0)')
+  .option('-p, --port <port>', 'port to listen on (default 8080)', portNumber)
+  .option('-b, --backend <url>', 'backend ws://host:port; repeat for more; replaces the file\'s pools with one pool behind route /', collect)
+  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(['least-connections', 'ip-hash', 'round-robin']))
+  .option('-w, --workers <n>', 'worker processes, or "auto" for one per core (default auto)')
+  .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
+  .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .action(async (flags: ConfigFlags) => {
+    let config;
+    try {
+      config = loadConfig(flags);
+    } catch (err) {
+      if (err instanceof ConfigError) fail(err.message);
+      throw err;
+    }
+    let binding: string;
+    try {
+      // Load the uWS binding here too, so a missing one fails before any worker is forked.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      binding = (require('./uws') as typeof import('./uws')).uwsBindingName;
+    } catch (err) {
+      fail(`switchyard: ${(err as Error).message}`);
+    }
+    const log = createLogger(config.logLevel, { role: 'primary' });
+    log.info({ binding }, 'uWebSockets.js binding loaded');
+    try {
+      await runPrimary(config, log);
+    } catch (err) {
+      if (err instanceof StartupError) fail(`switchyard: ${err.message}`);
+      throw err;
+    }
+    process.exit(0);
+  });
+
+program
+  .command('check')
+  .description('validate a config file; exit 0 when valid, 1 with the offending key when not')
+  .requiredOption('-c, --config <file>', 'YAML or JSON config file')
+  .action((flags: ConfigFlags) => {
+    try {
+      const config = loadConfig({ config: flags.config });
+      const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
+      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes)\n`);
+    } catch (err) {
+      if (err instanceof ConfigError) fail(err.message);
+      throw err;
+    }
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => fail(`switchyard: ${(err as Error).stack ?? String(err)}`));

@@ -1,0 +1,120 @@
+// Config is read and validated once, in the primary, then frozen and handed to workers over IPC.
+// Nothing else reads files or the environment for settings.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema';
+
+/** Flags of `switchyard start`; each overrides the matching key of the file. */
+export interface ConfigFlags {
+  config?: string;
+  host?: string;
+  port?: number;
+  backend?: string[];
+  algorithm?: string;
+  workers?: string;
+  drainTimeout?: string;
+  idleTimeout?: string;
+  logLevel?: string;
+}
+
+/** A config that cannot be used; `message` is the one line printed to the operator. */
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+}
+
+/** The validated config plus the resolved worker count. */
+export type LoadedConfig = Readonly<Config & { workerCount: number }>;
+
+type Raw = Record<string, unknown>;
+
+export function readConfigFile(file: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config error: cannot read ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text); // YAML is a superset of JSON, so .json files parse too
+  } catch (err) {
+    const first = (err as Error).message.split('\n')[0];
+    throw new ConfigError(`config error: ${file} is not valid YAML/JSON: ${first}`);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config error: ${file}: the top level must be a mapping of keys`);
+  return raw as Raw;
+}
+
+function applyFlags(raw: Raw, flags: ConfigFlags): Raw {
+  const out: Raw = { ...raw };
+  if (flags.host !== undefined || flags.port !== undefined) {
+    const listen = { ...((raw.listen as Raw | undefined) ?? {}) };
+    if (flags.host !== undefined) listen.host = flags.host;
+    if (flags.port !== undefined) listen.port = flags.port;
+    out.listen = listen;
+  }
+  if (flags.backend && flags.backend.length > 0) {
+    // Quick case: the flags describe the whole upstream, one pool behind one catch-all route.
+    out.pools = { default: { backends: flags.backend.map((url) => ({ url })) } };
+    out.routes = [{ path: '/', pool: 'default' }];
+  }
+  if (flags.algorithm !== undefined && out.pools && typeof out.pools === 'object') {
+    out.pools = Object.fromEntries(
+      Object.entries(out.pools as Record<string, Raw>).map(([name, pool]) => [name, { ...pool, algorithm: flags.algorithm }]),
+    );
+  }
+  if (flags.idleTimeout !== undefined && Array.isArray(out.routes)) {
+    out.routes = (out.routes as Raw[]).map((r) => ({ ...r, idleTimeout: flags.idleTimeout }));
+  }
+  if (flags.workers !== undefined) out.workers = /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers;
+  if (flags.drainTimeout !== undefined) out.drainTimeout = flags.drainTimeout;
+  if (flags.logLevel !== undefined) out.logLevel = flags.logLevel;
+  return out;
+}
+
+/** "routes[0].pool" from zod's path. */
+function keyOf(path: readonly PropertyKey[]): string {
+  let key = '';
+  for (const part of path) key += typeof part === 'number' ? `[${part}]` : key === '' ? String(part) : `.${String(part)}`;
+  return key || '(top level)';
+}
+
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const parent = keyOf(issue.path);
+    const keys = issue.keys.map((k) => (parent === '(top level)' ? k : `${parent}.${k}`)).join(', ');
+    return `config error: ${keys}: unknown key`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `config error: ${keyOf(issue.path)}: is required`;
+  return `config error: ${keyOf(issue.path)}: ${issue.message}`;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Validates an already-merged raw config (used by workers too, which receive it over IPC). */
+export function validateConfig(raw: unknown): LoadedConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(firstIssue(result.error));
+  const cfg = result.data;
+  const workerCount = cfg.workers === 'auto' ? availableParallelism() : cfg.workers;
+  return deepFreeze({ ...cfg, workerCount });
+}
+
+export function loadConfig(flags: ConfigFlags): LoadedConfig {
+  const raw = flags.config ? readConfigFile(flags.config) : {};
+  const merged = applyFlags(raw, flags);
+  if (!merged.pools && !merged.routes) {
+    throw new ConfigError('config error: pools: no backends; give --backend ws://host:port (repeatable) or --config FILE');
+  }
+  return validateConfig(merged);
+}

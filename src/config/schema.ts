@@ -1,0 +1,117 @@
+// The one schema of Switchyard's configuration: every key, its type and its default.
+// The README's config reference is generated from the same names; keep the two in step.
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units';
+
+const duration = (what: string) =>
+  z.preprocess((v) => parseDuration(v) ?? v, z.number({ error: `must be a duration such as 500ms, 30s or 2m (${what})` }).int().nonnegative());
+
+const size = (what: string) =>
+  z.preprocess((v) => parseSize(v) ?? v, z.number({ error: `must be a size such as 64KiB or 16MiB (${what})` }).int().positive());
+
+const backendUrl = z.string().refine(
+  (s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'ws:' || u.protocol === 'http:') && u.hostname !== '' && u.port !== '';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be ws://host:port or http://host:port (wss:// and https:// backends come with TLS support)' },
+);
+
+export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+
+/** HAProxy's admin states: ready takes traffic, drain keeps existing tunnels but gets no new ones, maintenance gets nothing. */
+export const ADMIN_STATES = ['ready', 'drain', 'maintenance'] as const;
+export type AdminState = (typeof ADMIN_STATES)[number];
+
+const backendSchema = z.strictObject({
+  url: backendUrl,
+  weight: z.number().int().min(1).max(256).default(1),
+  admin: z.enum(ADMIN_STATES).default('ready'),
+});
+
+const poolSchema = z.strictObject({
+  algorithm: z.enum(ALGORITHMS).default('least-connections'),
+  backends: z.array(backendSchema).min(1, 'needs at least one backend'),
+  /** TCP connect plus the backend's answer to the upgrade (or HTTP request headers). */
+  connectTimeout: duration('connectTimeout').default(5000),
+  /** Further backends tried after a failed connect; NGINX's proxy_next_upstream_tries - 1. */
+  retries: z.number().int().min(0).max(16).default(2),
+});
+
+export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
+
+/** Settings of a client tunnel; uWS applies the client-side ones per URL pattern, see listener.ts. */
+const tunnelSettings = {
+  /** Client side: close after this long without traffic; uWS pings the client before it expires. 0 disables. */
+  idleTimeout: duration('idleTimeout').default(120_000),
+  /** Backend side: ping the backend after half of this without traffic, close when nothing came back. 0 disables. */
+  backendIdleTimeout: duration('backendIdleTimeout').default(120_000),
+  /** Largest message either way; a larger one closes the tunnel with 1009. */
+  maxPayload: size('maxPayload').default(16 * 1024 * 1024),
+  /** Backend -> client: stop reading the backend while the client has more than this queued. */
+  clientBufferLimit: size('clientBufferLimit').default(1024 * 1024),
+  /** Client -> backend: close the tunnel with 1013 when more than this waits for a slow backend. */
+  backendBufferLimit: size('backendBufferLimit').default(4 * 1024 * 1024),
+  /** Accept permessage-deflate offers from clients (costs CPU; the backend hop is never compressed). */
+  compression: z.boolean().default(false),
+};
+
+const routeSchema = z.strictObject({
+  /** Host header to match (port ignored, case-insensitive); omitted or "*" matches any. */
+  host: z.string().min(1).optional(),
+  /** Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. */
+  path: z.string().startsWith('/', 'must start with /').default('/'),
+  pool: z.string().min(1),
+  /** websocket: upgrades only (plain requests get 426); http: plain requests only; both: either. */
+  mode: z.enum(ROUTE_MODES).default('both'),
+  ...tunnelSettings,
+});
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8080),
+      })
+      .prefault({}),
+    /** Worker processes; "auto" is one per core. */
+    workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
+    /** On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway. */
+    drainTimeout: duration('drainTimeout').default(10_000),
+    /** Peers whose X-Forwarded-For is trusted (appended to, and used as the client IP for ip-hash). */
+    trustedProxies: z.array(z.string().min(1)).default([]),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
+    routes: z.array(routeSchema).min(1, 'needs at least one route'),
+  })
+  .superRefine((cfg, ctx) => {
+    cfg.routes.forEach((route, i) => {
+      if (!(route.pool in cfg.pools)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
+      }
+    });
+    // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
+    const byPath = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const first = byPath.get(route.path);
+      if (first === undefined) return void byPath.set(route.path, i);
+      const a = cfg.routes[first]!;
+      for (const key of ['idleTimeout', 'maxPayload', 'compression'] as const) {
+        if (a[key] !== route[key]) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, key], message: `differs from routes[${first}] with the same path; routes sharing a path share client-side settings` });
+        }
+      }
+    });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type PoolConfig = Config['pools'][string];
+export type BackendConfig = PoolConfig['backends'][number];
+export type RouteConfig = Config['routes'][number];
+export type RouteMode = RouteConfig['mode'];

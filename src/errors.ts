@@ -1,0 +1,57 @@
+// Every way an upgrade or a tunnel can end badly, in one table: the stable code, what the client gets
+// (an HTTP status before the upgrade, a close code after it), and the label later used by metrics.
+
+export interface Outcome {
+  readonly code: string;
+  /** HTTP status answered to the client when the failure happens before the 101. */
+  readonly status: number;
+  readonly label: string;
+  readonly message: string;
+}
+
+const outcome = (code: string, status: number, label: string, message: string): Outcome => ({ code, status, label, message });
+
+/** Upgrade / request outcomes (before any 101). */
+export const Outcomes = {
+  badRequest: outcome('ERR_BAD_REQUEST', 400, 'bad_request', 'malformed WebSocket upgrade request'),
+  noRoute: outcome('ERR_NO_ROUTE', 404, 'no_route', 'no route for this host and path'),
+  upgradeRequired: outcome('ERR_UPGRADE_REQUIRED', 426, 'upgrade_required', 'this route only accepts WebSocket upgrades'),
+  notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
+  backendRefused: outcome('ERR_BACKEND_REFUSED', 0 /* the backend's own status */, 'backend_refused', 'the backend refused the upgrade'),
+  backendUnreachable: outcome('ERR_BACKEND_UNREACHABLE', 502, 'backend_unreachable', 'no backend could be reached'),
+  badHandshake: outcome('ERR_BACKEND_HANDSHAKE', 502, 'backend_unreachable', 'the backend answered the upgrade incorrectly'),
+  noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
+  draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
+} as const;
+
+export const HTTP_REASONS: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+  408: 'Request Timeout', 426: 'Upgrade Required', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+/**
+ * Close codes the balancer itself sends once a tunnel is up (RFC 6455 section 7.4 and the IANA registry).
+ * Codes chosen by the client or the backend are relayed unchanged; these are for what the balancer decides.
+ */
+export const CloseCodes = {
+  /** Normal end, sent when the peer's close frame carried no code. */
+  normal: 1000,
+  /** Balancer shutting down (drain), or the client vanished (sent to the backend). */
+  goingAway: 1001,
+  /** The backend spoke broken WebSocket framing. Sent to the backend. */
+  protocolError: 1002,
+  /** A message larger than the route's maxPayload. Sent to both sides. */
+  messageTooBig: 1009,
+  /** The backend misbehaved or stopped answering pings: the client should retry. */
+  backendError: 1011,
+  /** The backend's TCP connection dropped without a close frame (typically a restart): reconnect. */
+  backendLost: 1012,
+  /** The backend could not keep up: more than backendBufferLimit was waiting for it. */
+  backendSlow: 1013,
+} as const;
+
+/** True for codes that may appear in a close frame (RFC 6455 7.4.1/7.4.2: not 1004-1006, 1015, nor <1000). */
+export function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}

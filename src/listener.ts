@@ -1,0 +1,214 @@
+// The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches uWS's
+// request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
+import type { LoadedConfig } from './config/load';
+import type { RouteConfig } from './config/schema';
+import { HTTP_REASONS, Outcomes, type Outcome } from './errors';
+import type { Logger } from './log';
+import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { isValidClientKey } from './proxy/handshake';
+import type { HttpProxy } from './proxy/http-proxy';
+import { Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
+import { openBackend } from './proxy/upgrade';
+import type { RouteTable } from './route';
+import { closeListenSocket, listenSocketPort, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
+
+export interface ListenerDeps {
+  config: LoadedConfig;
+  routes: RouteTable;
+  trusted: TrustedProxies;
+  httpProxy: HttpProxy;
+  log: Logger;
+}
+
+/** Reads what outlives the handler from uWS's stack-allocated request (valid only until return). */
+export function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
+  const headers: [string, string][] = [];
+  req.forEachHeader((k, v) => headers.push([k, v]));
+  const query = req.getQuery();
+  return {
+    method: req.getCaseSensitiveMethod(),
+    url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
+    peerIp: normalizeIp(Buffer.from(res.getRemoteAddressAsText() as ArrayBuffer).toString()),
+    headers,
+    secure: false,
+  };
+}
+
+/** uWS prints IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d or its long form. */
+function normalizeIp(ip: string): string {
+  const m = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(ip);
+  if (m) {
+    const a = parseInt(m[1]!, 16), b = parseInt(m[2]!, 16);
+    return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+/** Answers with `outcome`'s status (or `status` for a refused upgrade); safe from async code. */
+export function respond(res: HttpResponse, status: number, body: string, headers: readonly (readonly [string, string])[] = []): void {
+  res.cork(() => {
+    res.writeStatus(`${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd());
+    for (const [k, v] of headers) res.writeHeader(k, v);
+    res.writeHeader('content-type', 'text/plain; charset=utf-8');
+    res.end(body);
+  });
+}
+
+export function respondOutcome(res: HttpResponse, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
+  respond(res, outcome.status, `${outcome.message}\n`, headers);
+}
+
+/** Seconds for uWS: 0 disables; otherwise at least 8, uWS's timer granularity being 4 s. */
+function idleSeconds(ms: number): number {
+  return ms === 0 ? 0 : Math.max(8, Math.round(ms / 1000));
+}
+
+export class Listener implements TunnelOwner {
+  private readonly app: TemplatedApp;
+  private listenSocket: ListenSocket | null = null;
+  private readonly tunnels = new Set<Tunnel>();
+  private draining = false;
+  private onIdle: (() => void) | null = null;
+
+  constructor(private readonly deps: ListenerDeps) {
+    this.app = uws.App();
+    // One ws() behaviour per distinct route path: uWS fixes client-side settings per URL pattern.
+    const seen = new Set<string>();
+    const byPath = [...deps.config.routes].sort((a, b) => b.path.length - a.path.length);
+    for (const route of byPath) {
+      const path = route.path.length > 1 ? route.path.replace(/\/+$/, '') : '/';
+      if (seen.has(path)) continue;
+      seen.add(path);
+      const behavior = this.behavior(route);
+      if (path === '/') this.app.ws('/*', behavior);
+      else this.app.ws(path, behavior).ws(`${path}/*`, behavior);
+    }
+    if (!seen.has('/')) this.app.ws('/*', this.behavior(deps.config.routes[0]!)); // 404s for unrouted upgrades
+    this.app.any('/*', (res, req) => this.onHttpRequest(res, req));
+  }
+
+  private behavior(route: RouteConfig): WebSocketBehavior<ClientData> {
+    return {
+      maxPayloadLength: route.maxPayload,
+      idleTimeout: idleSeconds(route.idleTimeout),
+      sendPingsAutomatically: true,
+      compression: route.compression ? uws.SHARED_COMPRESSOR : uws.DISABLED,
+      // We stop reading the backend at clientBufferLimit; one more read and one more whole
+      // message may still arrive, so uWS must never drop below that.
+      maxBackpressure: route.clientBufferLimit + route.maxPayload + 128 * 1024,
+      closeOnBackpressureLimit: 0,
+      upgrade: (res, req, context) => this.onUpgrade(res, req, context),
+      open: (ws) => ws.getUserData().tunnel.attach(ws),
+      message: (ws, message, isBinary) => ws.getUserData().tunnel.fromClient(message, isBinary),
+      drain: (ws) => ws.getUserData().tunnel.onClientDrain(),
+      close: (ws, code, message) => ws.getUserData().tunnel.onClientClose(code, message),
+    };
+  }
+
+  private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
+    const request = captureRequest(req, res);
+    const key = header(request, 'sec-websocket-key');
+    const protocols = header(request, 'sec-websocket-protocol');
+    const extensions = header(request, 'sec-websocket-extensions');
+    if (!isValidClientKey(key) || request.method !== 'GET') return respondOutcome(res, Outcomes.badRequest);
+    if (header(request, 'sec-websocket-version') !== '13') return respondOutcome(res, Outcomes.badRequest, [['sec-websocket-version', '13']]);
+    const route = this.deps.routes.match(header(request, 'host'), request.url);
+    if (route === undefined) return respondOutcome(res, Outcomes.noRoute);
+    if (route.config.mode === 'http') return respondOutcome(res, Outcomes.notWebSocket);
+    if (this.draining) return respondOutcome(res, Outcomes.draining);
+
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const { log, trusted } = this.deps;
+    const ip = clientIp(request, trusted);
+    openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
+      (result) => {
+        if (result.kind === 'failed') {
+          if (!aborted) respondOutcome(res, result.outcome);
+          return;
+        }
+        if (result.kind === 'refused') {
+          if (aborted) return;
+          const { head, body } = result.refused;
+          const passOn: [string, string][] = [];
+          for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
+            const v = head.headers.get(name);
+            if (v !== undefined) passOn.push([name, v]);
+          }
+          for (const c of head.setCookie) passOn.push(['set-cookie', c]);
+          res.cork(() => {
+            res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
+            for (const [k, v] of passOn) res.writeHeader(k, v);
+            res.end(body);
+          });
+          return;
+        }
+        const { backend, upgraded } = result;
+        if (aborted || this.draining) {
+          backend.active--;
+          upgraded.socket.destroy();
+          if (!aborted) respondOutcome(res, Outcomes.draining);
+          return;
+        }
+        const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
+        this.tunnels.add(tunnel);
+        res.cork(() => res.upgrade<ClientData>({ tunnel }, key, upgraded.protocol, extensions, context));
+      },
+      (err: unknown) => {
+        log.error({ err }, 'upgrade failed unexpectedly');
+        if (!aborted) respondOutcome(res, Outcomes.backendUnreachable);
+      },
+    );
+  }
+
+  private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
+    const request = captureRequest(req, res);
+    if (header(request, 'upgrade') !== '') {
+      // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
+      return respondOutcome(res, Outcomes.badRequest);
+    }
+    const route = this.deps.routes.match(header(request, 'host'), request.url);
+    if (route === undefined) return respondOutcome(res, Outcomes.noRoute);
+    if (route.config.mode === 'websocket') return respondOutcome(res, Outcomes.upgradeRequired, [['upgrade', 'websocket'], ['connection', 'Upgrade']]);
+    if (this.draining) return respondOutcome(res, Outcomes.draining);
+    this.deps.httpProxy.handle(res, request, route.pool);
+  }
+
+  onTunnelClosed(tunnel: Tunnel): void {
+    tunnel.backend.active--;
+    this.tunnels.delete(tunnel);
+    if (this.tunnels.size === 0 && this.onIdle) this.onIdle();
+  }
+
+  get tunnelCount(): number {
+    return this.tunnels.size;
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (socket) => {
+        if (!socket) return reject(new Error(`cannot listen on ${host}:${port}`));
+        this.listenSocket = socket;
+        resolve(listenSocketPort(socket));
+      });
+    });
+  }
+
+  /** Stop accepting, send 1001 on every tunnel; resolves when all are closed or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    if (this.listenSocket) closeListenSocket(this.listenSocket);
+    this.listenSocket = null;
+    for (const t of this.tunnels) t.shutdown();
+    if (this.tunnels.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

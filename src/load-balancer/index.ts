@@ -1,0 +1,17 @@
+// Policy name (as written in the config) -> implementation.
+import type { Algorithm } from '../config/schema';
+import { IpHash } from './ip-hash';
+import { LeastConnections } from './least-connections';
+import type { LoadBalancer } from './load-balancer';
+import { RoundRobin } from './round-robin';
+
+export function createLoadBalancer(algorithm: Algorithm): LoadBalancer {
+  switch (algorithm) {
+    case 'least-connections':
+      return new LeastConnections();
+    case 'ip-hash':
+      return new IpHash();
+    case 'round-robin':
+      return new RoundRobin();
+  }
+}

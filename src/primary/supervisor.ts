@@ -1,0 +1,120 @@
+// The primary: forks one worker per core, restarts the ones that die (with backoff, so a crash
+// loop does not spin the CPU), and on SIGTERM/SIGINT drains them all. It never handles traffic.
+import cluster, { type Worker } from 'node:cluster';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { LoadedConfig } from '../config/load';
+import type { Logger } from '../log';
+import { CONFIG_ENV, isWorkerMessage, type PrimaryMessage } from './ipc';
+
+/** A startup failure worth one line to the operator and a non-zero exit. */
+export class StartupError extends Error {}
+
+const RESTART_BASE_MS = 100;
+const RESTART_MAX_MS = 30_000;
+/** A worker that lived this long is healthy: its slot's backoff starts over. */
+const STABLE_AFTER_MS = 30_000;
+
+/** Refuses early, with a clear line, when something already holds the port (SO_REUSEPORT would hide it). */
+function checkPortFree(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      reject(new StartupError(err.code === 'EADDRINUSE' ? `port ${port} on ${host} is already in use` : `cannot listen on ${host}:${port}: ${err.code ?? err.message}`));
+    });
+    probe.listen({ host, port, exclusive: true }, () => {
+      const actual = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(actual));
+    });
+  });
+}
+
+interface Slot {
+  worker: Worker | null;
+  startedAt: number;
+  failures: number;
+  restartTimer?: NodeJS.Timeout;
+}
+
+export async function runPrimary(config: LoadedConfig, log: Logger): Promise<void> {
+  // Port 0 means "any": pick one here so that every worker shares it.
+  const port = await checkPortFree(config.listen.host, config.listen.port);
+  const workerConfig = JSON.stringify({ ...config, listen: { ...config.listen, port }, workerCount: undefined });
+  cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js') });
+
+  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0 }));
+  let ready = false;
+  let listening = 0;
+  let shuttingDown = false;
+  let resolveDone!: () => void;
+  let rejectStart!: (e: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectStart = reject;
+  });
+
+  const fork = (slot: Slot): void => {
+    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    worker.on('message', (m: unknown) => {
+      if (!isWorkerMessage(m)) return;
+      if (m.type === 'listen-failed') {
+        if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
+        else log.error({ pid: worker.process.pid, error: m.error }, 'worker could not listen');
+      } else if (m.type === 'listening') {
+        if (ready) log.info({ pid: worker.process.pid }, 'worker started');
+        else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
+          ready = true;
+          log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding }, 'switchyard ready');
+        }
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      if (slot.worker === worker) slot.worker = null;
+      if (shuttingDown) {
+        if (slots.every((s) => s.worker === null)) resolveDone();
+        return;
+      }
+      if (!ready) return rejectStart(new StartupError(`a worker exited during startup (code ${code}, signal ${signal ?? 'none'})`));
+      if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.failures = 0;
+      const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
+      slot.failures++;
+      log.warn({ pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
+      slot.restartTimer = setTimeout(() => fork(slot), delay);
+    });
+  };
+
+  for (const slot of slots) fork(slot);
+
+  const shutdown = (signal: string): void => {
+    if (shuttingDown) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    shuttingDown = true;
+    log.info({ signal, drainTimeoutMs: config.drainTimeout }, 'draining');
+    const message: PrimaryMessage = { type: 'drain', timeoutMs: config.drainTimeout };
+    for (const slot of slots) {
+      clearTimeout(slot.restartTimer);
+      if (slot.worker?.isConnected()) slot.worker.send(message);
+    }
+    if (slots.every((s) => s.worker === null)) resolveDone();
+    // Workers exit by themselves after the drain; this is the backstop.
+    setTimeout(() => {
+      for (const s of slots) s.worker?.process.kill('SIGKILL');
+      resolveDone();
+    }, config.drainTimeout + 3000).unref();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  try {
+    await done;
+  } catch (err) {
+    shuttingDown = true;
+    for (const s of slots) s.worker?.process.kill('SIGKILL');
+    throw err;
+  }
+  log.info('stopped');
+}

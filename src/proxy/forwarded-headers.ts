@@ -1,0 +1,86 @@
+// Which request headers cross the balancer, for WebSocket upgrades and plain HTTP alike.
+// End-to-end headers pass unchanged (Host, Cookie, Authorization, Origin, User-Agent, Sec-WebSocket-Protocol ...);
+// hop-by-hop ones (RFC 9110 7.6.1, plus any the Connection header lists) stop here; X-Forwarded-* are set.
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers',
+  'transfer-encoding', 'upgrade', 'http2-settings',
+]);
+// Generated per hop by the balancer for the backend side, or set below.
+const REPLACED = new Set([
+  'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-accept',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip',
+]);
+
+/** What the listener captured of a client request while uWS's request object was still alive. */
+export interface ClientRequest {
+  method: string;
+  /** Path and query as sent. */
+  url: string;
+  /** Peer address of the TCP connection. */
+  peerIp: string;
+  /** Lower-cased names, in arrival order. */
+  headers: [string, string][];
+  /** Whether the client connection is TLS (always false until TLS lands). */
+  secure: boolean;
+}
+
+export function header(req: ClientRequest, name: string): string {
+  for (const [k, v] of req.headers) if (k === name) return v;
+  return '';
+}
+
+/** Peers allowed to speak for the client through X-Forwarded-For: addresses or CIDR ranges. */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  private readonly empty: boolean;
+
+  constructor(entries: readonly string[]) {
+    this.empty = entries.length === 0;
+    for (const entry of entries) {
+      const [addr, bits] = entry.split('/');
+      const family = isIPv6(addr!) ? 'ipv6' : 'ipv4';
+      if (!isIPv4(addr!) && !isIPv6(addr!)) throw new Error(`trustedProxies: "${entry}" is not an IP address or CIDR range`);
+      if (bits === undefined) this.list.addAddress(addr!, family);
+      else this.list.addSubnet(addr!, Number(bits), family);
+    }
+  }
+
+  has(ip: string): boolean {
+    if (this.empty || ip === '') return false;
+    return this.list.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** The client's IP: the peer, or, behind a trusted proxy, the last address that proxy reported. */
+export function clientIp(req: ClientRequest, trusted: TrustedProxies): string {
+  if (trusted.has(req.peerIp)) {
+    const xff = header(req, 'x-forwarded-for');
+    if (xff !== '') {
+      const last = xff.slice(xff.lastIndexOf(',') + 1).trim();
+      if (isIPv4(last) || isIPv6(last)) return last;
+    }
+  }
+  return req.peerIp;
+}
+
+/** Headers for the backend request, as [name, value] pairs. */
+export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): [string, string][] {
+  const connectionListed = header(req, 'connection').toLowerCase().split(',').map((s) => s.trim());
+  const out: [string, string][] = [];
+  for (const pair of req.headers) {
+    const name = pair[0];
+    if (HOP_BY_HOP.has(name) || REPLACED.has(name) || connectionListed.includes(name)) continue;
+    out.push(pair);
+  }
+  const fromTrusted = trusted.has(req.peerIp);
+  const incomingXff = header(req, 'x-forwarded-for');
+  out.push(['x-forwarded-for', fromTrusted && incomingXff !== '' ? `${incomingXff}, ${req.peerIp}` : req.peerIp]);
+  const proto = fromTrusted ? header(req, 'x-forwarded-proto') : '';
+  out.push(['x-forwarded-proto', proto !== '' ? proto : req.secure ? 'https' : 'http']);
+  const fwdHost = fromTrusted ? header(req, 'x-forwarded-host') : '';
+  out.push(['x-forwarded-host', fwdHost !== '' ? fwdHost : header(req, 'host')]);
+  out.push(['x-real-ip', clientIp(req, trusted)]);
+  return out;
+}

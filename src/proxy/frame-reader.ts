@@ -1,0 +1,210 @@
+// RFC 6455 frame reader for the backend hop: bytes in, messages and control frames out.
+// It knows nothing of sockets. The caller may reuse its buffer after push() returns, so complete
+// frames are handed to the sink as views into that buffer (zero copy, valid only during the call)
+// and only frames split across reads are copied.
+import { isUtf8 } from 'node:buffer';
+import { CloseCodes, isSendableCloseCode } from '../errors';
+
+export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
+
+export interface FrameSink {
+  /** A whole message; `data` is valid only during the call. */
+  onMessage(data: Uint8Array, isBinary: boolean): void;
+  onPing(data: Uint8Array): void;
+  onPong(data: Uint8Array): void;
+  /** The peer's close frame; code 1005 when it carried none. */
+  onClose(code: number, reason: string): void;
+  /** The peer broke the protocol; `closeCode` is what to answer (1002, 1007 or 1009). Nothing more is read. */
+  onProtocolError(closeCode: number, reason: string): void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class FrameReader {
+  // Header being assembled when a read ends inside it (at most 14 bytes).
+  private readonly head = Buffer.alloc(14);
+  private headLen = 0;
+  // Payload being assembled when a read ends inside it.
+  private payload: Buffer | null = null;
+  private payloadFilled = 0;
+  private opcode = 0;
+  private fin = false;
+  // Fragments of a message sent in several frames.
+  private fragments: Buffer[] = [];
+  private fragmentsLength = 0;
+  private fragmentedOpcode = 0;
+  private failed = false;
+
+  constructor(
+    private readonly sink: FrameSink,
+    private readonly maxPayload: number,
+    /** Server frames must not be masked; a reader of client frames (tests, fuzzing) sets this to true. */
+    private readonly expectMasked = false,
+  ) {}
+
+  /** Feed bytes [start, end) of `buf`. */
+  push(buf: Uint8Array, start = 0, end = buf.length): void {
+    let pos = start;
+    while (pos < end && !this.failed) {
+      if (this.payload !== null) {
+        const n = Math.min(end - pos, this.payload.length - this.payloadFilled);
+        this.payload.set(buf.subarray(pos, pos + n), this.payloadFilled);
+        this.payloadFilled += n;
+        pos += n;
+        if (this.payloadFilled === this.payload.length) {
+          const data = this.payload;
+          this.payload = null;
+          this.frame(this.opcode, this.fin, data, true);
+        }
+        continue;
+      }
+      if (this.headLen === 0) {
+        // Fast path: the whole header is in this buffer.
+        const used = this.parseHeader(buf, pos, end);
+        if (used === -1) return;
+        if (used > 0) {
+          pos = this.afterHeader(buf, pos + used, end);
+          continue;
+        }
+      }
+      // Slow path: collect header bytes across reads.
+      while (pos < end && this.headLen < 14) {
+        this.head[this.headLen++] = buf[pos++]!;
+        const used = this.parseHeader(this.head, 0, this.headLen);
+        if (used === -1) return;
+        if (used > 0) {
+          this.headLen = 0;
+          pos = this.afterHeader(buf, pos, end);
+          break;
+        }
+      }
+    }
+  }
+
+  private length = 0;
+  private mask = 0;
+
+  /** Parses a header at buf[pos..end); returns its size, 0 when incomplete, -1 on protocol error. */
+  private parseHeader(buf: Uint8Array, pos: number, end: number): number {
+    if (end - pos < 2) return 0;
+    const b0 = buf[pos]!;
+    const b1 = buf[pos + 1]!;
+    const masked = (b1 & 0x80) !== 0;
+    let len = b1 & 0x7f;
+    let size = 2;
+    if (len === 126) size = 4;
+    else if (len === 127) size = 10;
+    if (masked) size += 4;
+    if (end - pos < size) return 0;
+    if ((b0 & 0x70) !== 0) return this.fail(CloseCodes.protocolError, 'reserved bits set without a negotiated extension');
+    if (masked !== this.expectMasked) return this.fail(CloseCodes.protocolError, masked ? 'masked frame from server' : 'unmasked frame from client');
+    if (len === 126) len = (buf[pos + 2]! << 8) | buf[pos + 3]!;
+    else if (len === 127) {
+      const high = ((buf[pos + 2]! << 24) >>> 0) + (buf[pos + 3]! << 16) + (buf[pos + 4]! << 8) + buf[pos + 5]!;
+      const low = ((buf[pos + 6]! << 24) >>> 0) + (buf[pos + 7]! << 16) + (buf[pos + 8]! << 8) + buf[pos + 9]!;
+      if (high > 0x1fffff) return this.fail(CloseCodes.messageTooBig, 'frame length out of range');
+      len = high * 0x100000000 + low;
+    }
+    const opcode = b0 & 0x0f;
+    const fin = (b0 & 0x80) !== 0;
+    if (opcode >= 0x8) {
+      if (opcode > Opcode.pong) return this.fail(CloseCodes.protocolError, `unknown opcode ${opcode}`);
+      if (!fin || len > 125) return this.fail(CloseCodes.protocolError, 'fragmented or oversized control frame');
+    } else if (opcode === Opcode.continuation) {
+      if (this.fragmentedOpcode === 0) return this.fail(CloseCodes.protocolError, 'continuation frame without a message');
+      if (this.fragmentsLength + len > this.maxPayload) return this.fail(CloseCodes.messageTooBig, 'message larger than maxPayload');
+    } else if (opcode === Opcode.text || opcode === Opcode.binary) {
+      if (this.fragmentedOpcode !== 0) return this.fail(CloseCodes.protocolError, 'new message inside a fragmented one');
+      if (len > this.maxPayload) return this.fail(CloseCodes.messageTooBig, 'message larger than maxPayload');
+    } else {
+      return this.fail(CloseCodes.protocolError, `unknown opcode ${opcode}`);
+    }
+    if (masked) {
+      const m = pos + size - 4;
+      this.mask = ((buf[m]! << 24) | (buf[m + 1]! << 16) | (buf[m + 2]! << 8) | buf[m + 3]!) >>> 0;
+    }
+    this.opcode = opcode;
+    this.fin = fin;
+    this.length = len;
+    return size;
+  }
+
+  /** Header parsed; take the payload from buf[pos..end) or start collecting it. Returns the new position. */
+  private afterHeader(buf: Uint8Array, pos: number, end: number): number {
+    const len = this.length;
+    if (end - pos >= len) {
+      const view = len === 0 ? EMPTY : buf.subarray(pos, pos + len);
+      this.frame(this.opcode, this.fin, view, false);
+      return pos + len;
+    }
+    this.payload = Buffer.allocUnsafe(len);
+    this.payloadFilled = end - pos;
+    this.payload.set(buf.subarray(pos, end), 0);
+    return end;
+  }
+
+  /** One complete frame. `owned` says `data` is ours (not a view into the caller's buffer). */
+  private frame(opcode: number, fin: boolean, data: Uint8Array, owned: boolean): void {
+    if (this.expectMasked) unmask(data, this.mask);
+    if (opcode === Opcode.text || opcode === Opcode.binary) {
+      if (fin) return this.message(data, opcode);
+      this.fragmentedOpcode = opcode;
+      this.keepFragment(data, owned);
+      return;
+    }
+    if (opcode === Opcode.continuation) {
+      this.keepFragment(data, owned);
+      if (!fin) return;
+      const whole = this.fragments.length === 1 ? this.fragments[0]! : Buffer.concat(this.fragments, this.fragmentsLength);
+      const op = this.fragmentedOpcode;
+      this.fragments = [];
+      this.fragmentsLength = 0;
+      this.fragmentedOpcode = 0;
+      return this.message(whole, op);
+    }
+    if (opcode === Opcode.ping) return this.sink.onPing(data);
+    if (opcode === Opcode.pong) return this.sink.onPong(data);
+    // close
+    if (data.length === 0) return this.sink.onClose(1005, '');
+    if (data.length === 1) return void this.fail(CloseCodes.protocolError, 'close frame with a 1-byte payload');
+    const code = (data[0]! << 8) | data[1]!;
+    if (!isSendableCloseCode(code)) return void this.fail(CloseCodes.protocolError, `invalid close code ${code}`);
+    const reason = data.subarray(2);
+    if (!isUtf8(reason)) return void this.fail(1007, 'close reason is not UTF-8');
+    this.failed = true; // nothing may follow a close frame
+    this.sink.onClose(code, Buffer.from(reason.buffer, reason.byteOffset, reason.length).toString('utf8'));
+  }
+
+  private keepFragment(data: Uint8Array, owned: boolean): void {
+    this.fragments.push(owned ? (data as Buffer) : Buffer.from(data)); // copy: the caller's buffer is reused
+    this.fragmentsLength += data.length;
+  }
+
+  private message(data: Uint8Array, opcode: number): void {
+    if (opcode === Opcode.text && !isUtf8(data)) return void this.fail(1007, 'text message is not UTF-8');
+    this.sink.onMessage(data, opcode === Opcode.binary);
+  }
+
+  private fail(closeCode: number, reason: string): -1 {
+    this.failed = true;
+    this.payload = null;
+    this.fragments = [];
+    this.sink.onProtocolError(closeCode, reason);
+    return -1;
+  }
+}
+
+/** XOR with a 32-bit mask, in place (RFC 6455 5.3). */
+export function unmask(data: Uint8Array, mask: number): void {
+  const m0 = mask >>> 24, m1 = (mask >>> 16) & 0xff, m2 = (mask >>> 8) & 0xff, m3 = mask & 0xff;
+  const n = data.length;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    data[i] ^= m0;
+    data[i + 1] ^= m1;
+    data[i + 2] ^= m2;
+    data[i + 3] ^= m3;
+  }
+  const ms = [m0, m1, m2, m3];
+  for (let j = 0; i < n; i++, j++) data[i] ^= ms[j]!;
+}

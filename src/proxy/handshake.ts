@@ -1,0 +1,79 @@
+// The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
+import { createHash, randomBytes } from 'node:crypto';
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+/** Largest response head we accept from a backend before calling it broken. */
+export const MAX_RESPONSE_HEAD = 16 * 1024;
+
+export function newKey(): string {
+  return randomBytes(16).toString('base64');
+}
+
+export function acceptFor(key: string): string {
+  return createHash('sha1').update(key + GUID).digest('base64');
+}
+
+/** A client's Sec-WebSocket-Key must be base64 of 16 bytes (section 4.1, item 7). */
+export function isValidClientKey(key: string): boolean {
+  return /^[A-Za-z0-9+/]{22}==$/.test(key);
+}
+
+/** The GET that opens the backend side; `headers` already filtered (see forwarded-headers.ts). */
+export function buildUpgradeRequest(pathAndQuery: string, key: string, headers: readonly (readonly [string, string])[]): string {
+  let head = `GET ${pathAndQuery} HTTP/1.1\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  return head + `Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`;
+}
+
+export interface ResponseHead {
+  status: number;
+  reason: string;
+  /** Lower-cased names; repeated headers joined with ", " except set-cookie, kept apart. */
+  headers: Map<string, string>;
+  setCookie: string[];
+  /** Bytes of the head including the blank line. */
+  size: number;
+}
+
+/** Parses an HTTP/1.1 response head from `buf`; null while incomplete; throws on garbage. */
+export function parseResponseHead(buf: Buffer): ResponseHead | null {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end === -1) {
+    if (buf.length > MAX_RESPONSE_HEAD) throw new Error('backend response head too large');
+    return null;
+  }
+  const lines = buf.toString('latin1', 0, end).split('\r\n');
+  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]!);
+  if (!m) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+  const headers = new Map<string, string>();
+  const setCookie: string[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new Error('backend answered with a malformed header line');
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'set-cookie') setCookie.push(value);
+    const prev = headers.get(name);
+    headers.set(name, prev === undefined ? value : `${prev}, ${value}`);
+  }
+  return { status: Number(m[1]), reason: m[2] ?? '', headers, setCookie, size: end + 4 };
+}
+
+/**
+ * Checks a 101 against what we asked for; returns the chosen subprotocol ('' for none),
+ * or throws with the reason the answer is unacceptable.
+ */
+export function checkSwitchingProtocols(head: ResponseHead, key: string, offeredProtocols: string): string {
+  const h = head.headers;
+  if ((h.get('upgrade') ?? '').toLowerCase() !== 'websocket') throw new Error('101 without Upgrade: websocket');
+  if (!(h.get('connection') ?? '').toLowerCase().split(/\s*,\s*/).includes('upgrade')) throw new Error('101 without Connection: upgrade');
+  if (h.get('sec-websocket-accept') !== acceptFor(key)) throw new Error('101 with a wrong Sec-WebSocket-Accept');
+  if (h.has('sec-websocket-extensions')) throw new Error('101 with an extension that was not offered');
+  const protocol = h.get('sec-websocket-protocol') ?? '';
+  if (protocol !== '') {
+    const offered = offeredProtocols.split(',').map((p) => p.trim());
+    if (!offered.includes(protocol)) throw new Error(`101 with subprotocol "${protocol}" that the client did not offer`);
+  }
+  return protocol;
+}

@@ -1,0 +1,237 @@
+// One client <-> backend WebSocket tunnel: messages relayed both ways with their type, close codes
+// and reasons carried end to end, buffers bounded in both directions, a dead backend detected.
+//
+// Hot path (per message): fromClient() and onBackendData()/onMessage(). They allocate only the
+// outgoing frame, create no closures or promises, and log nothing.
+import type { Socket } from 'node:net';
+import { CloseCodes, isSendableCloseCode } from '../errors';
+import { counters } from '../stats/counters';
+import type { Backend } from '../upstream/backend';
+import type { WebSocket } from '../uws';
+import { setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
+import { FrameReader, Opcode, type FrameSink } from './frame-reader';
+import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
+
+export interface TunnelSettings {
+  readonly maxPayload: number;
+  readonly backendIdleTimeout: number;
+  readonly clientBufferLimit: number;
+  readonly backendBufferLimit: number;
+}
+
+/** What uWS keeps for each client socket. */
+export interface ClientData {
+  tunnel: Tunnel;
+}
+
+export interface TunnelOwner {
+  /** Both sides are closed; called once. */
+  onTunnelClosed(tunnel: Tunnel): void;
+}
+
+/** How long the backend gets to answer our close frame before its socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+const enum State {
+  /** Backend upgraded, client 101 being sent. */
+  Opening,
+  Open,
+  /** A close frame went to, or came from, the backend. */
+  Closing,
+}
+
+export class Tunnel implements FrameSink, ReadTarget {
+  private ws: WebSocket<ClientData> | null = null;
+  private state = State.Opening;
+  private clientClosed = false;
+  private clientEndedByUs = false;
+  private backendClosed = false;
+  private finished = false;
+  private paused = false;
+  private awaitingPong = false;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private readonly reader: FrameReader;
+  // The read being relayed; the cork callback reads it (bound once, not per read).
+  private chunk: Buffer = Buffer.alloc(0);
+  private chunkLength = 0;
+  private readonly relayChunk: () => void;
+
+  constructor(
+    readonly socket: Socket,
+    readonly backend: Backend,
+    private readonly settings: TunnelSettings,
+    private readonly owner: TunnelOwner,
+    private leftover: Buffer | null,
+  ) {
+    this.reader = new FrameReader(this, settings.maxPayload);
+    this.relayChunk = () => this.reader.push(this.chunk, 0, this.chunkLength);
+    setReadTarget(socket, this);
+    socket.on('close', () => this.onBackendSocketClosed());
+    socket.on('error', () => {}); // 'close' follows; the cause is not the client's business
+    if (settings.backendIdleTimeout > 0) {
+      socket.setTimeout(Math.max(1, Math.floor(settings.backendIdleTimeout / 2)));
+      socket.on('timeout', () => this.onBackendIdle());
+    }
+  }
+
+  /** uWS opened the client side (called from its `open` handler). */
+  attach(ws: WebSocket<ClientData>): void {
+    this.ws = ws;
+    this.state = State.Open;
+    counters.tunnelsOpened++;
+    if (this.leftover) {
+      const first = this.leftover;
+      this.leftover = null;
+      this.onBackendData(first, first.length);
+    }
+    if (this.state === State.Open && !this.paused) this.socket.resume();
+  }
+
+  // ---- client -> backend ----
+
+  fromClient(message: ArrayBuffer, isBinary: boolean): void {
+    if (this.state !== State.Open) return;
+    const frame = encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message));
+    writeBatched(this.socket, frame);
+    counters.messagesToBackend++;
+    counters.bytesToBackend += message.byteLength;
+    if (this.socket.writableLength > this.settings.backendBufferLimit) {
+      this.endClient(CloseCodes.backendSlow, 'backend too slow');
+      this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
+    }
+  }
+
+  /** uWS drained the client's send buffer. */
+  onClientDrain(): void {
+    if (this.paused && this.ws !== null && this.ws.getBufferedAmount() <= this.settings.clientBufferLimit / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** uWS's close handler: the client closed, vanished, or we ended it. */
+  onClientClose(code: number, message: ArrayBuffer): void {
+    this.ws = null;
+    this.clientClosed = true;
+    if (!this.clientEndedByUs) {
+      if (code === 1006 || !isSendableCloseCode(code) && code !== 1005) {
+        this.closeBackend(CloseCodes.goingAway, 'client connection lost');
+      } else {
+        this.closeBackend(code, Buffer.from(message).toString('utf8'));
+      }
+    }
+    this.maybeFinished();
+  }
+
+  // ---- backend -> client ----
+
+  onBackendData(buf: Buffer, length: number): void {
+    this.awaitingPong = false;
+    if (this.state === State.Opening) {
+      // Bytes before the client side is open: keep a copy (rare; the 101 is usually alone).
+      const copy = Buffer.from(buf.subarray(0, length));
+      this.leftover = this.leftover ? Buffer.concat([this.leftover, copy]) : copy;
+      return;
+    }
+    this.chunk = buf;
+    this.chunkLength = length;
+    if (this.ws !== null) this.ws.cork(this.relayChunk);
+    else this.relayChunk(); // client gone: still read the backend's close frame
+  }
+
+  onMessage(data: Uint8Array, isBinary: boolean): void {
+    const ws = this.ws;
+    if (ws === null || this.clientEndedByUs) return;
+    counters.messagesToClient++;
+    counters.bytesToClient += data.length;
+    const status = ws.send(data, isBinary);
+    if (status === 1) return;
+    if (status === 2) {
+      // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.
+      this.endClient(CloseCodes.backendSlow, 'client too slow');
+      this.closeBackend(CloseCodes.goingAway, 'client too slow');
+    } else if (!this.paused && ws.getBufferedAmount() > this.settings.clientBufferLimit) {
+      this.paused = true;
+      counters.backendReadsPaused++;
+      this.socket.pause();
+    }
+  }
+
+  onPing(data: Uint8Array): void {
+    if (this.state === State.Open) writeBatched(this.socket, encodeFrame(Opcode.pong, data));
+  }
+
+  onPong(_data: Uint8Array): void {
+    // awaitingPong was already cleared by the read that carried it
+  }
+
+  onClose(code: number, reason: string): void {
+    if (this.state === State.Open) {
+      // Backend-initiated close: answer it, then pass code and reason on to the client.
+      this.state = State.Closing;
+      this.socket.end(encodeClose(code, reason));
+      this.endClient(code, reason);
+    } else {
+      this.socket.end(); // the backend answered our close
+    }
+  }
+
+  onProtocolError(closeCode: number, reason: string): void {
+    this.endClient(closeCode === CloseCodes.messageTooBig ? CloseCodes.messageTooBig : CloseCodes.backendError, reason);
+    this.closeBackend(closeCode, reason);
+  }
+
+  private onBackendIdle(): void {
+    if (this.state !== State.Open) return;
+    if (this.awaitingPong) {
+      this.endClient(CloseCodes.backendError, 'backend not responding');
+      this.socket.destroy();
+      return;
+    }
+    this.awaitingPong = true;
+    writeBatched(this.socket, encodeFrame(Opcode.ping, new Uint8Array(0)));
+  }
+
+  private onBackendSocketClosed(): void {
+    this.backendClosed = true;
+    clearTimeout(this.closeTimer);
+    if (this.state !== State.Closing) this.endClient(CloseCodes.backendLost, 'backend connection lost');
+    this.state = State.Closing;
+    this.maybeFinished();
+  }
+
+  // ---- shutting down ----
+
+  /** Drain: tell both sides the balancer is going away. */
+  shutdown(): void {
+    this.endClient(CloseCodes.goingAway, 'balancer shutting down');
+    this.closeBackend(CloseCodes.goingAway, 'balancer shutting down');
+  }
+
+  /** Sends a close frame to the backend and gives it CLOSE_TIMEOUT_MS to finish the handshake. */
+  private closeBackend(code: number, reason: string): void {
+    if (this.state === State.Closing || this.backendClosed) return;
+    this.state = State.Closing;
+    writeBatched(this.socket, encodeClose(code, reason));
+    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+  }
+
+  private endClient(code: number, reason: string): void {
+    if (this.clientClosed || this.clientEndedByUs) return;
+    this.clientEndedByUs = true;
+    const ws = this.ws;
+    if (ws === null) return;
+    const text = Buffer.from(reason, 'utf8');
+    const short = text.length > 123 ? text.subarray(0, utf8CutPoint(text, 123)) : text;
+    if (code === 1005) ws.end();
+    else ws.end(code, short); // calls onClientClose synchronously
+  }
+
+  private maybeFinished(): void {
+    if (this.clientClosed && this.backendClosed && !this.finished) {
+      this.finished = true;
+      counters.tunnelsClosed++;
+      this.owner.onTunnelClosed(this);
+    }
+  }
+}

@@ -1,0 +1,13 @@
+// Per-worker counters, bumped on the hot path as plain integer increments (no labels, no calls).
+// The metrics layer (prom-client, aggregated over workers) reads and publishes them in batches;
+// nothing on the per-message path talks to it directly.
+export const counters = {
+  messagesToBackend: 0,
+  bytesToBackend: 0,
+  messagesToClient: 0,
+  bytesToClient: 0,
+  /** Times a slow client made the balancer stop reading a backend. */
+  backendReadsPaused: 0,
+  tunnelsOpened: 0,
+  tunnelsClosed: 0,
+};

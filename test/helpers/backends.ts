@@ -1,0 +1,303 @@
+// Backends started by the tests: a real `ws` echo server (with plain HTTP handling), and raw `net`
+// servers that misbehave on purpose (never answer, or stop reading after the handshake).
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { waitFor } from './wait';
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+export function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** One upgrade the backend accepted. */
+export interface BackendConnection {
+  ws: WebSocket;
+  url: string;
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  remoteAddress: string | undefined;
+  /** Set once the backend saw the close (code 1005 when none was given, 1006 when the TCP dropped). */
+  closeInfo: CloseInfo | undefined;
+  closed: Promise<CloseInfo>;
+  /** Messages received from the balancer. */
+  received: number;
+}
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+export interface EchoBackendOptions {
+  name?: string;
+  /** Port to listen on (default: a free one). */
+  port?: number;
+  /** ws `handleProtocols`. Default: picks "chat.v2" when offered, else no subprotocol. */
+  handleProtocols?: (protocols: Set<string>, req: IncomingMessage) => string | false;
+  /** Return an HTTP status to refuse an upgrade with it. */
+  refuse?: (req: IncomingMessage) => number | undefined;
+  /** Called for every accepted upgrade, after the echo handler is attached. */
+  onConnection?: (conn: BackendConnection) => void;
+  /** Plain HTTP hook; return true when it answered the request itself. */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+export interface EchoBackend {
+  name: string;
+  port: number;
+  /** ws://127.0.0.1:port */
+  url: string;
+  httpServer: HttpServer;
+  wss: WebSocketServer;
+  /** Every accepted upgrade, in order. */
+  connections: BackendConnection[];
+  /** Upgrade requests refused by `refuse`. */
+  refused: RecordedRequest[];
+  httpRequests: RecordedRequest[];
+  openConnections(): BackendConnection[];
+  openCount(): number;
+  waitForConnection(predicate: (c: BackendConnection) => boolean, timeoutMs: number): Promise<BackendConnection>;
+  /** Drops every tunnel's TCP connection without a close frame. */
+  terminateAll(): void;
+  close(): Promise<void>;
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error' };
+
+function defaultProtocols(protocols: Set<string>): string | false {
+  return protocols.has('chat.v2') ? 'chat.v2' : false;
+}
+
+function defaultHttp(name: string, req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://backend');
+  const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+  if (url.pathname === '/echo') {
+    // Streams the request body straight back.
+    res.writeHead(200, {
+      'content-type': req.headers['content-type'] ?? 'application/octet-stream',
+      'x-backend': name,
+    });
+    req.pipe(res);
+    return;
+  }
+  if (status) {
+    const body = `status ${status[1]} from ${name}`;
+    res.writeHead(Number(status[1]), { 'content-type': 'text/plain', 'x-backend': name, 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    return;
+  }
+  let length = 0;
+  req.on('data', (chunk: Buffer) => (length += chunk.length));
+  req.on('end', () => {
+    const body = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers, bodyLength: length });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'x-backend': name,
+      'set-cookie': ['a=1; Path=/', 'b=2; Path=/'],
+      'cache-control': 'no-store',
+    });
+    res.end(body);
+  });
+}
+
+export async function startEchoBackend(options: EchoBackendOptions = {}): Promise<EchoBackend> {
+  const name = options.name ?? `backend-${Math.random().toString(36).slice(2, 8)}`;
+  const connections: BackendConnection[] = [];
+  const refused: RecordedRequest[] = [];
+  const httpRequests: RecordedRequest[] = [];
+
+  const httpServer = createServer((req, res) => {
+    httpRequests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (options.onRequest?.(req, res)) return;
+    defaultHttp(name, req, res);
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    handleProtocols: options.handleProtocols ?? defaultProtocols,
+    maxPayload: 256 * 1024 * 1024,
+  });
+
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const status = options.refuse?.(req);
+    if (status !== undefined) {
+      refused.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+      const body = `refused by ${name}`;
+      socket.end(
+        `HTTP/1.1 ${status} ${REASONS[status] ?? 'Refused'}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      let resolveClosed!: (c: CloseInfo) => void;
+      const conn: BackendConnection = {
+        ws,
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        remoteAddress: req.socket.remoteAddress,
+        closeInfo: undefined,
+        closed: new Promise<CloseInfo>((r) => (resolveClosed = r)),
+        received: 0,
+      };
+      connections.push(conn);
+      ws.on('error', () => {});
+      ws.on('close', (code, reason) => {
+        conn.closeInfo = { code, reason: reason.toString() };
+        resolveClosed(conn.closeInfo);
+      });
+      ws.on('message', (data, isBinary) => {
+        conn.received++;
+        const buf = toBuffer(data);
+        if (!isBinary && buf.length === 6 && buf.toString() === 'whoami') ws.send(name);
+        else ws.send(buf, { binary: isBinary });
+      });
+      options.onConnection?.(conn);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const address = httpServer.address();
+  if (address === null || typeof address === 'string') throw new Error('backend has no port');
+  const port = address.port;
+
+  const backend: EchoBackend = {
+    name,
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    httpServer,
+    wss,
+    connections,
+    refused,
+    httpRequests,
+    openConnections: () => connections.filter((c) => c.closeInfo === undefined),
+    openCount: () => connections.filter((c) => c.closeInfo === undefined).length,
+    waitForConnection: (predicate, timeoutMs) => waitFor(() => connections.find(predicate), timeoutMs, `a connection on ${name}`),
+    terminateAll: () => {
+      for (const c of connections) if (c.closeInfo === undefined) c.ws.terminate();
+    },
+    close: async () => {
+      for (const c of connections) if (c.closeInfo === undefined) c.ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+  return backend;
+}
+
+export async function startEchoBackends(count: number, prefix = 'b'): Promise<EchoBackend[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => startEchoBackend({ name: `${prefix}${i}` })));
+}
+
+/** The backend with the given name (from "whoami"). */
+export function byName(backends: readonly EchoBackend[], name: string): EchoBackend {
+  const b = backends.find((x) => x.name === name);
+  if (!b) throw new Error(`no backend named ${JSON.stringify(name)}`);
+  return b;
+}
+
+export async function closeAll(...servers: ({ close(): Promise<void> } | undefined)[]): Promise<void> {
+  await Promise.all(servers.map((s) => s?.close()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TCP backends
+
+export const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+export function acceptKey(key: string): string {
+  return createHash('sha1').update(key + WS_GUID).digest('base64');
+}
+
+interface RawServerBase {
+  port: number;
+  url: string;
+  server: NetServer;
+  sockets: Set<Socket>;
+  /** TCP connections accepted. */
+  accepted(): number;
+  close(): Promise<void>;
+}
+
+async function listenRaw(onSocket: (socket: Socket) => void): Promise<RawServerBase> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createNetServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    onSocket(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('raw server has no port');
+  return {
+    port: address.port,
+    url: `ws://127.0.0.1:${address.port}`,
+    server,
+    sockets,
+    accepted: () => accepted,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Accepts TCP connections and never sends a byte (a backend hung before its 101). */
+export async function startSilentServer(): Promise<RawServerBase> {
+  return listenRaw((socket) => socket.on('data', () => {}));
+}
+
+export interface RawWsBackend extends RawServerBase {
+  /** Upgrades answered with 101. */
+  handshakes(): number;
+  /** Sockets whose handshake is done. */
+  upgraded: Socket[];
+}
+
+/**
+ * Answers the WebSocket upgrade correctly, then misbehaves:
+ * - 'ignore': keeps reading but never answers anything (no pong, no close, no data);
+ * - 'stop-reading': stops reading the socket altogether.
+ */
+export async function startRawWsBackend(mode: 'ignore' | 'stop-reading'): Promise<RawWsBackend> {
+  let handshakes = 0;
+  const upgraded: Socket[] = [];
+  const base = await listenRaw((socket) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      const text = head.subarray(0, end).toString('latin1');
+      const key = /^sec-websocket-key:\s*(\S+)\s*$/im.exec(text)?.[1] ?? '';
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
+      );
+      handshakes++;
+      upgraded.push(socket);
+      if (mode === 'ignore') socket.on('data', () => {});
+      else socket.pause();
+    };
+    socket.on('data', onData);
+  });
+  return { ...base, handshakes: () => handshakes, upgraded };
+}

@@ -1,0 +1,270 @@
+// Starts the real balancer (`node dist/cli.js start ...`, the build output) and watches its JSON logs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { freePort } from './ports';
+import { isAlive, killIfOurs, totalRss } from './proc';
+import { TimeoutError, waitFor } from './wait';
+
+export const REPO_ROOT = resolve(__dirname, '..', '..');
+export const CLI = join(REPO_ROOT, 'dist', 'cli.js');
+/** Part of every balancer command line; used to make sure a pid is ours before killing it. */
+const MARKER = 'dist/cli.js';
+
+export type LogLine = Record<string, unknown> & { msg?: string };
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface StartOptions {
+  /** Extra CLI flags after `start`, e.g. ['--backend', url, '--algorithm', 'round-robin']. */
+  args?: string[];
+  /** Config object, written as YAML to a temporary file and passed with --config. */
+  config?: Record<string, unknown>;
+  workers?: number;
+  port?: number;
+  /** How long to wait for the "switchyard ready" line. */
+  readyTimeoutMs?: number;
+}
+
+export interface Balancer {
+  port: number;
+  proc: ChildProcess;
+  /** The primary's pid. */
+  pid: number;
+  /** Worker pids from the ready line, plus any announced later by "worker started". */
+  pids: number[];
+  /** Worker pids as of the ready line. */
+  initialPids: number[];
+  logs: LogLine[];
+  stdout(): string;
+  stderr(): string;
+  url(path?: string): string;
+  httpUrl(path?: string): string;
+  /** Resolves with the first log line (already seen or future) matching `predicate`. */
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs: number, what?: string): Promise<LogLine>;
+  /** Resolves when the primary has exited. */
+  exited: Promise<ExitInfo>;
+  exitInfo(): ExitInfo | undefined;
+  /** Sum of VmRSS over the primary and the live workers. */
+  rss(): number;
+  /** Signals the primary, waits up to `timeoutMs` for it to exit, then kills whatever of ours is left. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ExitInfo>;
+}
+
+const running = new Set<Balancer>();
+
+function killAll(b: Balancer): void {
+  killIfOurs(b.pid, MARKER, 'SIGKILL');
+  for (const pid of b.pids) killIfOurs(pid, MARKER, 'SIGKILL');
+}
+
+// Last resort: never leave balancer processes behind when the test process ends.
+process.on('exit', () => {
+  for (const b of running) killAll(b);
+});
+
+/** A pid field of a log line that is not the primary's own pid (pino's base binding). */
+export function workerPidOf(line: LogLine, primaryPid: number): number | undefined {
+  for (const key of ['workerPid', 'worker', 'pid']) {
+    const v = line[key];
+    if (typeof v === 'number' && v !== primaryPid) return v;
+    if (v && typeof v === 'object' && typeof (v as { pid?: unknown }).pid === 'number') return (v as { pid: number }).pid;
+  }
+  return undefined;
+}
+
+export function writeConfig(config: Record<string, unknown>, name = 'switchyard.yaml'): { file: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-'));
+  const file = join(dir, name);
+  writeFileSync(file, name.endsWith('.json') ? JSON.stringify(config, null, 2) : toYaml(config));
+  return { file, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT; // the test runner's marker; the balancer is not a test file
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+export interface CliResult extends ExitInfo {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node dist/cli.js ...args` to completion (killed after `timeoutMs`). */
+export async function runCli(args: string[], timeoutMs = 15_000): Promise<CliResult> {
+  assertBuilt();
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => {
+    if (proc.pid !== undefined) killIfOurs(proc.pid, MARKER, 'SIGKILL');
+  }, timeoutMs);
+  try {
+    const info = await new Promise<ExitInfo>((resolve, reject) => {
+      proc.once('error', reject);
+      proc.once('close', (code, signal) => resolve({ code, signal }));
+    });
+    return { ...info, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function assertBuilt(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} does not exist; run \`npm run build\` first`);
+}
+
+export async function startBalancer(options: StartOptions = {}): Promise<Balancer> {
+  assertBuilt();
+  const port = options.port ?? (await freePort());
+  const workers = options.workers ?? 2;
+  let cleanupConfig = (): void => {};
+  const args = ['start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(workers)];
+  if (options.config) {
+    const written = writeConfig(options.config);
+    cleanupConfig = written.cleanup;
+    args.push('--config', written.file);
+  }
+  args.push(...(options.args ?? []));
+
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  if (proc.pid === undefined) throw new Error('could not spawn the balancer');
+  const primaryPid = proc.pid;
+
+  let stdoutText = '';
+  let stderrText = '';
+  let partial = '';
+  const logs: LogLine[] = [];
+  const listeners = new Set<(line: LogLine) => void>();
+  const pids: number[] = [];
+  const initialPids: number[] = [];
+  let exitInfo: ExitInfo | undefined;
+
+  const onLine = (text: string): void => {
+    if (text.trim() === '') return;
+    let line: LogLine;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (!parsed || typeof parsed !== 'object') return;
+      line = parsed as LogLine;
+    } catch {
+      return; // not a JSON log line
+    }
+    logs.push(line);
+    if (line.msg === 'worker started') {
+      const pid = workerPidOf(line, primaryPid);
+      if (pid !== undefined && !pids.includes(pid)) pids.push(pid);
+    }
+    for (const l of [...listeners]) l(line);
+  };
+  proc.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdoutText += chunk;
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) onLine(l);
+  });
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderrText += chunk));
+
+  const exited = new Promise<ExitInfo>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      cleanupConfig();
+      resolve(exitInfo);
+    });
+  });
+
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs: number, what = 'log line'): Promise<LogLine> => {
+    const seen = logs.find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<LogLine>((resolve, reject) => {
+      const listener = (line: LogLine): void => {
+        if (!predicate(line)) return;
+        clearTimeout(timer);
+        listeners.delete(listener);
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(listener);
+        reject(new TimeoutError(`${what}; stderr: ${stderrText.slice(-2000)}`, timeoutMs));
+      }, timeoutMs);
+      listeners.add(listener);
+    });
+  };
+
+  let stopping: Promise<ExitInfo> | undefined;
+  const balancer: Balancer = {
+    port,
+    proc,
+    pid: primaryPid,
+    pids,
+    initialPids,
+    logs,
+    stdout: () => stdoutText,
+    stderr: () => stderrText,
+    url: (path = '/') => `ws://127.0.0.1:${port}${path}`,
+    httpUrl: (path = '/') => `http://127.0.0.1:${port}${path}`,
+    waitForLog,
+    exited,
+    exitInfo: () => exitInfo,
+    rss: () => totalRss([primaryPid, ...pids.filter(isAlive)]),
+    stop: (signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000) => {
+      stopping ??= (async () => {
+        if (exitInfo === undefined) killIfOurs(primaryPid, MARKER, signal);
+        let timer: NodeJS.Timeout | undefined;
+        const info = await Promise.race([
+          exited,
+          new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs))),
+        ]);
+        clearTimeout(timer);
+        killAll(balancer); // whatever is left (a hung primary, orphaned workers)
+        await exited;
+        try {
+          await waitFor(() => pids.every((p) => !isAlive(p)), 3000, 'workers to exit');
+        } catch {
+          for (const p of pids) killIfOurs(p, MARKER, 'SIGKILL');
+        }
+        running.delete(balancer);
+        return info ?? { code: null, signal: 'SIGKILL' as NodeJS.Signals };
+      })();
+      return stopping;
+    },
+  };
+  running.add(balancer);
+
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
+  try {
+    const ready = await Promise.race([
+      waitForLog((l) => l.msg === 'switchyard ready', readyTimeoutMs, '"switchyard ready"'),
+      exited.then((info) => {
+        throw new Error(
+          `balancer exited before ready (code ${info.code}, signal ${info.signal}); stderr: ${stderrText.trim()}; stdout: ${stdoutText.slice(-2000)}`,
+        );
+      }),
+    ]);
+    const readyPids = Array.isArray(ready.pids) ? ready.pids.filter((p): p is number => typeof p === 'number') : [];
+    for (const p of readyPids) {
+      initialPids.push(p);
+      if (!pids.includes(p)) pids.push(p);
+    }
+    if (typeof ready.port === 'number' && ready.port !== port) throw new Error(`ready line names port ${ready.port}, expected ${port}`);
+  } catch (err) {
+    await balancer.stop('SIGKILL', 2000);
+    throw err;
+  }
+  return balancer;
+}
+
+/** Stops every balancer given (ignoring undefined), in parallel. */
+export async function stopAll(...balancers: (Balancer | undefined)[]): Promise<void> {
+  await Promise.all(balancers.map((b) => b?.stop('SIGTERM', 8000)));
+}

@@ -1,0 +1,172 @@
+// Raw TCP clients, for what `ws` will not do: malformed upgrades, clients that stop reading,
+// never answer pings, or vanish without a close frame.
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, type Socket } from 'node:net';
+import { acceptKey } from './backends';
+import { withTimeout } from './wait';
+
+export interface RawResponse {
+  socket: Socket;
+  status: number;
+  statusLine: string;
+  headers: Record<string, string>;
+  /** Bytes after the response head that arrived with it. */
+  rest: Buffer;
+}
+
+export async function openSocket(port: number, localAddress?: string, timeoutMs = 5000): Promise<Socket> {
+  const socket = netConnect({ port, host: '127.0.0.1', localAddress });
+  socket.on('error', () => {});
+  try {
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+      }),
+      timeoutMs,
+      `TCP connect to ${port}`,
+    );
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+  return socket;
+}
+
+/** Reads one HTTP response head from `socket`; leaves the socket paused with no data listener. */
+export async function readResponseHead(socket: Socket, timeoutMs = 5000): Promise<Omit<RawResponse, 'socket'>> {
+  let buf = Buffer.alloc(0);
+  let onData!: (chunk: Buffer) => void;
+  let onEnd!: () => void;
+  try {
+    return await withTimeout(
+      new Promise<Omit<RawResponse, 'socket'>>((resolve, reject) => {
+        onData = (chunk: Buffer) => {
+          buf = Buffer.concat([buf, chunk]);
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          socket.pause();
+          const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+          const statusLine = lines[0] ?? '';
+          const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
+          if (!m) return reject(new Error(`not an HTTP response: ${JSON.stringify(statusLine)}`));
+          const headers: Record<string, string> = {};
+          for (const line of lines.slice(1)) {
+            const i = line.indexOf(':');
+            if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+          }
+          resolve({ status: Number(m[1]), statusLine, headers, rest: buf.subarray(end + 4) });
+        };
+        onEnd = () => reject(new Error(`connection closed before a response head (got ${JSON.stringify(buf.toString('latin1'))})`));
+        socket.on('data', onData);
+        socket.once('end', onEnd);
+        socket.once('close', onEnd);
+        socket.resume();
+      }),
+      timeoutMs,
+      'an HTTP response head',
+    );
+  } finally {
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.off('close', onEnd);
+  }
+}
+
+/** Sends `request` verbatim on a new connection and reads the response head. */
+export async function rawRequest(port: number, request: string, timeoutMs = 5000): Promise<RawResponse> {
+  const socket = await openSocket(port, undefined, timeoutMs);
+  try {
+    socket.write(request);
+    const head = await readResponseHead(socket, timeoutMs);
+    return { socket, ...head };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+export interface UpgradeRequestOptions {
+  path?: string;
+  host?: string;
+  key?: string | null;
+  version?: string | null;
+  /** Extra header lines, e.g. { 'Connection': 'Upgrade, X-Secret' } (replaces the default of the same name). */
+  headers?: Record<string, string>;
+}
+
+export function upgradeRequest(options: UpgradeRequestOptions = {}): { text: string; key: string | null } {
+  const key = options.key === undefined ? randomBytes(16).toString('base64') : options.key;
+  const headers: Record<string, string> = {
+    Host: options.host ?? '127.0.0.1',
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+  };
+  if (key !== null) headers['Sec-WebSocket-Key'] = key;
+  if (options.version !== null) headers['Sec-WebSocket-Version'] = options.version ?? '13';
+  for (const [k, v] of Object.entries(options.headers ?? {})) {
+    const existing = Object.keys(headers).find((h) => h.toLowerCase() === k.toLowerCase());
+    if (existing) delete headers[existing];
+    headers[k] = v;
+  }
+  const lines = [`GET ${options.path ?? '/'} HTTP/1.1`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return { text: lines.join('\r\n') + '\r\n\r\n', key };
+}
+
+/**
+ * A complete WebSocket handshake over a raw socket. Resolves once 101 arrived (and the accept key
+ * checked); the socket is returned paused, with no data listener: the caller decides whether it reads.
+ */
+export async function rawWebSocket(
+  port: number,
+  options: UpgradeRequestOptions & { localAddress?: string; timeoutMs?: number } = {},
+): Promise<RawResponse> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const socket = await openSocket(port, options.localAddress, timeoutMs);
+  try {
+    const { text, key } = upgradeRequest(options);
+    socket.write(text);
+    const head = await readResponseHead(socket, timeoutMs);
+    if (head.status !== 101) throw new Error(`expected 101, got ${head.statusLine}`);
+    if (key !== null && head.headers['sec-websocket-accept'] !== acceptKey(key)) {
+      throw new Error(`bad Sec-WebSocket-Accept ${head.headers['sec-websocket-accept']}`);
+    }
+    return { socket, ...head };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+/** A masked client frame (RFC 6455 5.2) with FIN set. */
+export function clientFrame(opcode: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const mask = randomBytes(4);
+  const len = payload.length;
+  const header = len < 126 ? Buffer.alloc(2) : len < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
+  header[0] = 0x80 | opcode;
+  if (len < 126) header[1] = 0x80 | len;
+  else if (len < 65536) {
+    header[1] = 0x80 | 126;
+    header.writeUInt16BE(len, 2);
+  } else {
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(len), 2);
+  }
+  const masked = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i & 3]!;
+  return Buffer.concat([header, mask, masked]);
+}
+
+/** Waits for the socket to be closed by the other side (FIN or reset). */
+export async function socketClosed(socket: Socket, timeoutMs: number): Promise<void> {
+  if (socket.destroyed || socket.readableEnded) return;
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.once('end', () => resolve());
+      socket.resume();
+    }),
+    timeoutMs,
+    'the socket to be closed',
+  );
+}

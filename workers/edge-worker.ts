@@ -1,0 +1,59 @@
+// A worker process: composition only. Builds the listener from the config the primary sent,
+// listens on the shared port (uWS sets SO_REUSEPORT, so the kernel spreads connections), and
+// drains on the primary's word.
+import { validateConfig } from '../src/config/load';
+import { Listener } from '../src/listener';
+import { createLogger } from '../src/log';
+import { CONFIG_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { TrustedProxies } from '../src/proxy/forwarded-headers';
+import { HttpProxy } from '../src/proxy/http-proxy';
+import { RouteTable } from '../src/route';
+import { Pool } from '../src/upstream/pool';
+import { uwsBindingName } from '../src/uws';
+
+function send(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+async function main(): Promise<void> {
+  const config = validateConfig(JSON.parse(process.env[CONFIG_ENV] ?? 'null'));
+  const log = createLogger(config.logLevel, { role: 'worker' });
+  const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc)]));
+  const trusted = new TrustedProxies(config.trustedProxies);
+  const httpProxy = new HttpProxy(trusted, log);
+  const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log });
+
+  let port: number;
+  try {
+    port = await listener.listen(config.listen.host, config.listen.port);
+  } catch (err) {
+    send({ type: 'listen-failed', error: (err as Error).message });
+    process.exit(1);
+  }
+  log.debug({ port, binding: uwsBindingName }, 'worker listening');
+  send({ type: 'listening', port, binding: uwsBindingName });
+
+  let draining = false;
+  const drain = async (timeoutMs: number): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    await listener.drain(timeoutMs);
+    send({ type: 'drained', tunnelsLeft: listener.tunnelCount });
+    await httpProxy.close().catch(() => undefined);
+    // Let the last close frames leave before the process goes.
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('message', (m: PrimaryMessage) => {
+    if (m.type === 'drain') void drain(m.timeoutMs);
+  });
+  // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => undefined);
+  // The primary is gone: nobody will restart or stop us, so drain and leave.
+  process.on('disconnect', () => void drain(config.drainTimeout));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`switchyard worker: ${(err as Error).message}\n`);
+  process.exit(1);
+});
