@@ -28,7 +28,7 @@ export function captureRequest(req: HttpRequest, res: HttpResponse): ClientReque
   return {
     method: req.getCaseSensitiveMethod(),
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
-    peerIp: normalizeIp(Buffer.from(res.getRemoteAddressAsText() as ArrayBuffer).toString()),
+    peerIp: normalizeIp(Buffer.from(res.getRemoteAddressAsText()).toString()),
     headers,
     secure: false,
   };
@@ -38,7 +38,7 @@ export function captureRequest(req: HttpRequest, res: HttpResponse): ClientReque
 function normalizeIp(ip: string): string {
   const m = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(ip);
   if (m) {
-    const a = parseInt(m[1]!, 16), b = parseInt(m[2]!, 16);
+    const a = parseInt(m[1], 16), b = parseInt(m[2], 16);
     return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
   }
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
@@ -83,7 +83,7 @@ export class Listener implements TunnelOwner {
       if (path === '/') this.app.ws('/*', behavior);
       else this.app.ws(path, behavior).ws(`${path}/*`, behavior);
     }
-    if (!seen.has('/')) this.app.ws('/*', this.behavior(deps.config.routes[0]!)); // 404s for unrouted upgrades
+    if (!seen.has('/')) this.app.ws('/*', this.behavior(deps.config.routes[0])); // 404s for unrouted upgrades
     this.app.any('/*', (res, req) => this.onHttpRequest(res, req));
   }
 

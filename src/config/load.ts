@@ -83,7 +83,7 @@ function keyOf(path: readonly PropertyKey[]): string {
 }
 
 function firstIssue(error: z.ZodError): string {
-  const issue = error.issues[0]!;
+  const issue = error.issues[0];
   if (issue.code === 'unrecognized_keys') {
     const parent = keyOf(issue.path);
     const keys = issue.keys.map((k) => (parent === '(top level)' ? k : `${parent}.${k}`)).join(', ');
@@ -103,7 +103,7 @@ function deepFreeze<T>(value: T): T {
 
 /** Validates an already-merged raw config (used by workers too, which receive it over IPC). */
 export function validateConfig(raw: unknown): LoadedConfig {
-  const result = configSchema.safeParse(raw);
+  const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) throw new ConfigError(firstIssue(result.error));
   const cfg = result.data;
   const workerCount = cfg.workers === 'auto' ? availableParallelism() : cfg.workers;

@@ -1,5 +1,6 @@
 // The one schema of Switchyard's configuration: every key, its type and its default.
 // The README's config reference is generated from the same names; keep the two in step.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units';
 
@@ -85,7 +86,15 @@ export const configSchema = z
     /** On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway. */
     drainTimeout: duration('drainTimeout').default(10_000),
     /** Peers whose X-Forwarded-For is trusted (appended to, and used as the client IP for ip-hash). */
-    trustedProxies: z.array(z.string().min(1)).default([]),
+    trustedProxies: z
+      .array(
+        z.string().refine((s) => {
+          const [addr, bits, extra] = s.split('/');
+          const family = isIP(addr ?? '');
+          return family !== 0 && extra === undefined && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
+        }, 'must be an IP address or CIDR range such as 10.0.0.0/8'),
+      )
+      .default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
     routes: z.array(routeSchema).min(1, 'needs at least one route'),
@@ -101,7 +110,7 @@ export const configSchema = z
     cfg.routes.forEach((route, i) => {
       const first = byPath.get(route.path);
       if (first === undefined) return void byPath.set(route.path, i);
-      const a = cfg.routes[first]!;
+      const a = cfg.routes[first];
       for (const key of ['idleTimeout', 'maxPayload', 'compression'] as const) {
         if (a[key] !== route[key]) {
           ctx.addIssue({ code: 'custom', path: ['routes', i, key], message: `differs from routes[${first}] with the same path; routes sharing a path share client-side settings` });

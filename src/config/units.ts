@@ -10,7 +10,7 @@ export function parseDuration(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const m = DURATION.exec(value.trim());
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * DURATION_UNIT[m[2] ?? 'ms']!);
+  return Math.round(Number(m[1]) * DURATION_UNIT[m[2] ?? 'ms']);
 }
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|k|mb|mib|m|gb|gib|g)?$/i;
@@ -24,5 +24,5 @@ export function parseSize(value: unknown): number | undefined {
   if (typeof value !== 'string') return undefined;
   const m = SIZE.exec(value.trim());
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * SIZE_UNIT[(m[2] ?? 'b').toLowerCase()]!);
+  return Math.round(Number(m[1]) * SIZE_UNIT[(m[2] ?? 'b').toLowerCase()]);
 }

@@ -28,7 +28,7 @@ export function rendezvousScore(key: string, backendName: string, weight: number
 
 export class IpHash implements LoadBalancer {
   pick<T extends Candidate>(candidates: readonly T[], key: string): T {
-    let best = candidates[0]!;
+    let best = candidates[0];
     let bestScore = -1;
     for (const c of candidates) {
       const score = rendezvousScore(key, c.name, c.weight);

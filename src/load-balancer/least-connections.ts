@@ -9,10 +9,10 @@ export class LeastConnections implements LoadBalancer {
   pick<T extends Candidate>(candidates: readonly T[], _key: string): T {
     const n = candidates.length;
     const first = this.start++ % n;
-    let best = candidates[first]!;
+    let best = candidates[first];
     let bestScore = (best.active + 1) / best.weight;
     for (let i = 1; i < n; i++) {
-      const c = candidates[(first + i) % n]!;
+      const c = candidates[(first + i) % n];
       const score = (c.active + 1) / c.weight;
       if (score < bestScore) {
         best = c;

@@ -40,10 +40,10 @@ export class TrustedProxies {
     this.empty = entries.length === 0;
     for (const entry of entries) {
       const [addr, bits] = entry.split('/');
-      const family = isIPv6(addr!) ? 'ipv6' : 'ipv4';
-      if (!isIPv4(addr!) && !isIPv6(addr!)) throw new Error(`trustedProxies: "${entry}" is not an IP address or CIDR range`);
-      if (bits === undefined) this.list.addAddress(addr!, family);
-      else this.list.addSubnet(addr!, Number(bits), family);
+      const family = isIPv6(addr) ? 'ipv6' : 'ipv4';
+      if (!isIPv4(addr) && !isIPv6(addr)) throw new Error(`trustedProxies: "${entry}" is not an IP address or CIDR range`);
+      if (bits === undefined) this.list.addAddress(addr, family);
+      else this.list.addSubnet(addr, Number(bits), family);
     }
   }
 

@@ -87,8 +87,8 @@ export class FrameReader {
   /** Parses a header at buf[pos..end); returns its size, 0 when incomplete, -1 on protocol error. */
   private parseHeader(buf: Uint8Array, pos: number, end: number): number {
     if (end - pos < 2) return 0;
-    const b0 = buf[pos]!;
-    const b1 = buf[pos + 1]!;
+    const b0 = buf[pos];
+    const b1 = buf[pos + 1];
     const masked = (b1 & 0x80) !== 0;
     let len = b1 & 0x7f;
     let size = 2;
@@ -98,10 +98,10 @@ export class FrameReader {
     if (end - pos < size) return 0;
     if ((b0 & 0x70) !== 0) return this.fail(CloseCodes.protocolError, 'reserved bits set without a negotiated extension');
     if (masked !== this.expectMasked) return this.fail(CloseCodes.protocolError, masked ? 'masked frame from server' : 'unmasked frame from client');
-    if (len === 126) len = (buf[pos + 2]! << 8) | buf[pos + 3]!;
+    if (len === 126) len = (buf[pos + 2] << 8) | buf[pos + 3];
     else if (len === 127) {
-      const high = ((buf[pos + 2]! << 24) >>> 0) + (buf[pos + 3]! << 16) + (buf[pos + 4]! << 8) + buf[pos + 5]!;
-      const low = ((buf[pos + 6]! << 24) >>> 0) + (buf[pos + 7]! << 16) + (buf[pos + 8]! << 8) + buf[pos + 9]!;
+      const high = ((buf[pos + 2] << 24) >>> 0) + (buf[pos + 3] << 16) + (buf[pos + 4] << 8) + buf[pos + 5];
+      const low = ((buf[pos + 6] << 24) >>> 0) + (buf[pos + 7] << 16) + (buf[pos + 8] << 8) + buf[pos + 9];
       if (high > 0x1fffff) return this.fail(CloseCodes.messageTooBig, 'frame length out of range');
       len = high * 0x100000000 + low;
     }
@@ -121,7 +121,7 @@ export class FrameReader {
     }
     if (masked) {
       const m = pos + size - 4;
-      this.mask = ((buf[m]! << 24) | (buf[m + 1]! << 16) | (buf[m + 2]! << 8) | buf[m + 3]!) >>> 0;
+      this.mask = ((buf[m] << 24) | (buf[m + 1] << 16) | (buf[m + 2] << 8) | buf[m + 3]) >>> 0;
     }
     this.opcode = opcode;
     this.fin = fin;
@@ -155,7 +155,7 @@ export class FrameReader {
     if (opcode === Opcode.continuation) {
       this.keepFragment(data, owned);
       if (!fin) return;
-      const whole = this.fragments.length === 1 ? this.fragments[0]! : Buffer.concat(this.fragments, this.fragmentsLength);
+      const whole = this.fragments.length === 1 ? this.fragments[0] : Buffer.concat(this.fragments, this.fragmentsLength);
       const op = this.fragmentedOpcode;
       this.fragments = [];
       this.fragmentsLength = 0;
@@ -167,7 +167,7 @@ export class FrameReader {
     // close
     if (data.length === 0) return this.sink.onClose(1005, '');
     if (data.length === 1) return void this.fail(CloseCodes.protocolError, 'close frame with a 1-byte payload');
-    const code = (data[0]! << 8) | data[1]!;
+    const code = (data[0] << 8) | data[1];
     if (!isSendableCloseCode(code)) return void this.fail(CloseCodes.protocolError, `invalid close code ${code}`);
     const reason = data.subarray(2);
     if (!isUtf8(reason)) return void this.fail(1007, 'close reason is not UTF-8');
@@ -206,5 +206,5 @@ export function unmask(data: Uint8Array, mask: number): void {
     data[i + 3] ^= m3;
   }
   const ms = [m0, m1, m2, m3];
-  for (let j = 0; i < n; i++, j++) data[i] ^= ms[j]!;
+  for (let j = 0; i < n; i++, j++) data[i] ^= ms[j];
 }

@@ -36,7 +36,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Bu
     out.writeUInt32BE(len >>> 0, 6);
   }
   const k = nextMaskOffset();
-  const m0 = KEY_POOL[k]!, m1 = KEY_POOL[k + 1]!, m2 = KEY_POOL[k + 2]!, m3 = KEY_POOL[k + 3]!;
+  const m0 = KEY_POOL[k], m1 = KEY_POOL[k + 1], m2 = KEY_POOL[k + 2], m3 = KEY_POOL[k + 3];
   const p = headerSize - 4;
   out[p] = m0;
   out[p + 1] = m1;
@@ -45,14 +45,14 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Bu
   let i = 0;
   let o = headerSize;
   for (; i + 3 < len; i += 4, o += 4) {
-    out[o] = payload[i]! ^ m0;
-    out[o + 1] = payload[i + 1]! ^ m1;
-    out[o + 2] = payload[i + 2]! ^ m2;
-    out[o + 3] = payload[i + 3]! ^ m3;
+    out[o] = payload[i] ^ m0;
+    out[o + 1] = payload[i + 1] ^ m1;
+    out[o + 2] = payload[i + 2] ^ m2;
+    out[o + 3] = payload[i + 3] ^ m3;
   }
-  if (i < len) out[o++] = payload[i++]! ^ m0;
-  if (i < len) out[o++] = payload[i++]! ^ m1;
-  if (i < len) out[o] = payload[i]! ^ m2;
+  if (i < len) out[o++] = payload[i++] ^ m0;
+  if (i < len) out[o++] = payload[i++] ^ m1;
+  if (i < len) out[o] = payload[i] ^ m2;
   return out;
 }
 
@@ -71,6 +71,6 @@ export function encodeClose(code: number, reason = ''): Buffer {
 export function utf8CutPoint(text: Uint8Array, max: number): number {
   if (text.length <= max) return text.length;
   let cut = max;
-  while (cut > 0 && (text[cut]! & 0xc0) === 0x80) cut--;
+  while (cut > 0 && (text[cut] & 0xc0) === 0x80) cut--;
   return cut;
 }

@@ -43,12 +43,12 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
     return null;
   }
   const lines = buf.toString('latin1', 0, end).split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]!);
-  if (!m) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]);
+  if (!m) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(lines[0].slice(0, 80))}`);
   const headers = new Map<string, string>();
   const setCookie: string[] = [];
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
+    const line = lines[i];
     const colon = line.indexOf(':');
     if (colon <= 0) throw new Error('backend answered with a malformed header line');
     const name = line.slice(0, colon).trim().toLowerCase();

@@ -79,7 +79,7 @@ export class HttpProxy {
       try {
         const response = await this.client(backend, pool.connectTimeout).request({
           path: request.url,
-          method: request.method as 'GET',
+          method: request.method,
           headers: headers.flat(),
           body,
           signal,
@@ -157,7 +157,7 @@ function streamResponse(res: HttpResponse, request: ClientRequest, response: Und
       // Known length: tryEnd keeps Content-Length and lets uWS tell us how much it took.
       body.on('data', (chunk: Buffer) => {
         if (isFinished()) return void body.destroy();
-        const startOffset = res.getWriteOffset() as number;
+        const startOffset = res.getWriteOffset();
         let ok = false;
         let sent = false;
         res.cork(() => ([ok, sent] = res.tryEnd(chunk, total)));

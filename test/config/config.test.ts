@@ -1,0 +1,125 @@
+// Config validation: defaults, flags over file, and one line naming the key for every bad input.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/load';
+import { parseDuration, parseSize } from '../../src/config/units';
+
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'));
+let n = 0;
+function file(text: string, ext = 'yaml'): string {
+  const path = join(dir, `c${n++}.${ext}`);
+  writeFileSync(path, text);
+  return path;
+}
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `not a ConfigError: ${String(err)}`);
+    assert.ok(!err.message.includes('\n'), 'error must be one line');
+    return err.message;
+  }
+  assert.fail('expected a config error');
+}
+
+const GOOD = `
+listen: { port: 9000 }
+workers: 2
+pools:
+  chat:
+    algorithm: ip-hash
+    backends:
+      - url: ws://127.0.0.1:9001
+      - { url: ws://127.0.0.1:9002, weight: 2, admin: drain }
+routes:
+  - { path: /chat, pool: chat, idleTimeout: 30s, maxPayload: 1MiB }
+`;
+
+describe('config', () => {
+  it('fills defaults and parses durations and sizes', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.equal(c.listen.host, '0.0.0.0');
+    assert.equal(c.listen.port, 9000);
+    assert.equal(c.workerCount, 2);
+    assert.equal(c.drainTimeout, 10_000);
+    assert.equal(c.pools.chat.connectTimeout, 5000);
+    assert.equal(c.pools.chat.retries, 2);
+    assert.equal(c.pools.chat.backends[1].weight, 2);
+    assert.equal(c.routes[0].idleTimeout, 30_000);
+    assert.equal(c.routes[0].maxPayload, 1024 * 1024);
+    assert.equal(c.routes[0].mode, 'both');
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.pools.chat.backends[0]));
+  });
+
+  it('reads JSON files too', () => {
+    const c = loadConfig({ config: file(JSON.stringify({ pools: { p: { backends: [{ url: 'ws://127.0.0.1:1' }] } }, routes: [{ pool: 'p' }] }), 'json') });
+    assert.equal(c.routes[0].path, '/');
+  });
+
+  it('lets flags override the file', () => {
+    const c = loadConfig({ config: file(GOOD), port: 7000, algorithm: 'round-robin', workers: '3', idleTimeout: '8s' });
+    assert.equal(c.listen.port, 7000);
+    assert.equal(c.pools.chat.algorithm, 'round-robin');
+    assert.equal(c.workerCount, 3);
+    assert.equal(c.routes[0].idleTimeout, 8000);
+  });
+
+  it('builds a default pool and catch-all route from --backend', () => {
+    const c = loadConfig({ backend: ['ws://127.0.0.1:9001', 'ws://127.0.0.1:9002'] });
+    assert.deepEqual(Object.keys(c.pools), ['default']);
+    assert.equal(c.pools.default.backends.length, 2);
+    assert.equal(c.routes[0].path, '/');
+  });
+
+  it('names the key and the problem in one line', () => {
+    const cases: [string, RegExp][] = [
+      [GOOD.replace('ws://127.0.0.1:9001', 'ftp://x'), /^config error: pools\.chat\.backends\[0\]\.url: must be ws:\/\/host:port/],
+      [GOOD.replace('ip-hash', 'fastest'), /^config error: pools\.chat\.algorithm: /],
+      [GOOD.replace('idleTimeout: 30s', 'idleTimeout: soon'), /^config error: routes\[0\]\.idleTimeout: must be a duration/],
+      [GOOD.replace('maxPayload: 1MiB', 'maxPayload: lots'), /^config error: routes\[0\]\.maxPayload: must be a size/],
+      [GOOD.replace('pool: chat,', 'pool: chatt,'), /^config error: routes\[0\]\.pool: names pool "chatt", which is not defined/],
+      [GOOD.replace('workers: 2', 'workers: 2\nbogus: 1'), /^config error: bogus: unknown key/],
+      [GOOD.replace('weight: 2', 'weight: 2, colour: red'), /^config error: pools\.chat\.backends\[1\]\.colour: unknown key/],
+      [GOOD.replace('listen: { port: 9000 }', 'listen: { port: 70000 }'), /^config error: listen\.port: /],
+      [GOOD.replace(/routes:[\s\S]*/, 'routes: []'), /^config error: routes: needs at least one route/],
+      ['pools: [1, 2', /^config error: .* is not valid YAML\/JSON/],
+      ['- just\n- a list', /^config error: .*: the top level must be a mapping/],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+
+  it('reports a missing file and a missing backend list clearly', () => {
+    assert.match(errorOf(() => loadConfig({ config: join(dir, 'nope.yaml') })), /^config error: cannot read .*nope\.yaml/);
+    assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);
+  });
+
+  it('rejects routes on one path with different client-side settings', () => {
+    const text = `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }
+routes:
+  - { host: a.test, path: /chat, pool: p, idleTimeout: 30s }
+  - { host: b.test, path: /chat, pool: p, idleTimeout: 60s }`;
+    assert.match(errorOf(() => loadConfig({ config: file(text) })), /^config error: routes\[1\]\.idleTimeout: differs from routes\[0\]/);
+  });
+});
+
+describe('units', () => {
+  it('parses durations', () => {
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('30s'), 30_000);
+    assert.equal(parseDuration('2m'), 120_000);
+    assert.equal(parseDuration('1.5s'), 1500);
+    assert.equal(parseDuration(250), 250);
+    assert.equal(parseDuration('soon'), undefined);
+    assert.equal(parseDuration(-1), undefined);
+  });
+  it('parses sizes', () => {
+    assert.equal(parseSize('16MiB'), 16 * 1024 * 1024);
+    assert.equal(parseSize('64k'), 65536);
+    assert.equal(parseSize('1MB'), 1_000_000);
+    assert.equal(parseSize(1024), 1024);
+    assert.equal(parseSize('big'), undefined);
+  });
+});
