@@ -89,7 +89,10 @@ export class Listener implements TunnelOwner {
 
   private behavior(route: RouteConfig): WebSocketBehavior<ClientData> {
     return {
-      maxPayloadLength: route.maxPayload,
+      // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (the client
+      // sees 1006). With headroom, a message up to twice the limit reaches the tunnel, which closes
+      // both sides with a proper 1009; only a grossly oversized one is cut by uWS.
+      maxPayloadLength: Math.min(route.maxPayload * 2, 0x7fffffff),
       idleTimeout: idleSeconds(route.idleTimeout),
       sendPingsAutomatically: true,
       compression: route.compression ? uws.SHARED_COMPRESSOR : uws.DISABLED,

@@ -91,6 +91,11 @@ export class Tunnel implements FrameSink, ReadTarget {
 
   fromClient(message: ArrayBuffer, isBinary: boolean): void {
     if (this.state !== State.Open) return;
+    if (message.byteLength > this.settings.maxPayload) {
+      this.endClient(CloseCodes.messageTooBig, 'message too big');
+      this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
+      return;
+    }
     const frame = encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message));
     writeBatched(this.socket, frame);
     counters.messagesToBackend++;
