@@ -1,0 +1,69 @@
+// A real browser (Debian's Chromium, headless) chats through the balancer: the demo page and its
+// WebSocket both come through Switchyard, two tabs land on different backends, and a message typed
+// in one appears in the other. Chromium offers permessage-deflate, as browsers do. (Playwright gives
+// each launch a fresh temporary profile.)
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { REPO_ROOT, startBalancer, stopAll, type Balancer } from '../helpers/balancer';
+import { freePort } from '../helpers/ports';
+import { waitFor } from '../helpers/wait';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+async function startChatBackend(port: number, name: string, peer: number): Promise<ChildProcess> {
+  const script = join(REPO_ROOT, 'dist', 'examples', 'chat-backend.js');
+  const proc = spawn(process.execPath, [script, '--port', String(port), '--name', name, '--peer', `ws://127.0.0.1:${peer}/peer`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(() => out.includes('listening'), 10_000, `chat backend ${name} to listen`);
+  return proc;
+}
+
+void describe('browser: the demo chat through the balancer', { timeout: 90_000 }, () => {
+  let browser: Browser | undefined;
+  let balancer: Balancer | undefined;
+  const backends: ChildProcess[] = [];
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (.ci/run does), or set CHROMIUM_PATH`);
+    const [a, b] = [await freePort(), await freePort()];
+    backends.push(await startChatBackend(a, 'alpha', b), await startChatBackend(b, 'beta', a));
+    balancer = await startBalancer({ args: ['--backend', `ws://127.0.0.1:${a}`, '--backend', `ws://127.0.0.1:${b}`, '--algorithm', 'round-robin'], workers: 1 });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stopAll(balancer);
+    for (const p of backends) p.kill('SIGTERM');
+  });
+
+  async function openTab(): Promise<Page> {
+    const page = await browser!.newPage();
+    await page.goto(balancer!.httpUrl('/'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('connected via backend'), undefined, { timeout: 10_000 });
+    return page;
+  }
+
+  void it('two tabs on different backends chat with each other', async () => {
+    const tab1 = await openTab();
+    const tab2 = await openTab();
+    const served1 = await tab1.textContent('#status');
+    const served2 = await tab2.textContent('#status');
+    assert.notEqual(served1?.split(' ')[3], served2?.split(' ')[3], `round-robin should put the tabs on different backends: ${served1} / ${served2}`);
+
+    await tab1.fill('#name', 'ann');
+    await tab1.fill('#text', 'hello from tab one');
+    await tab1.click('#send');
+    await tab2.waitForFunction(() => document.getElementById('log')?.textContent?.includes('hello from tab one'), undefined, { timeout: 10_000 });
+    const line = await tab2.textContent('#log');
+    assert.match(line ?? '', /ann:hello from tab one/);
+  });
+});
