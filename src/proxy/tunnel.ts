@@ -149,7 +149,11 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (ws === null || this.clientEndedByUs) return;
     counters.messagesToClient++;
     counters.bytesToClient += data.length;
-    const status = ws.send(data, isBinary);
+    // compress=true on purpose: @rjweb/uws (uWS v20) has a fast path for messages >= 16 KiB sent
+    // uncompressed with nothing buffered that corrupts the stream once the kernel takes only part
+    // of a write (fixed upstream later). Asking for compression skips that path; on a socket that
+    // did not negotiate permessage-deflate uWS sends the frame uncompressed anyway. See README.
+    const status = ws.send(data, isBinary, true);
     if (status === 1) return;
     if (status === 2) {
       // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.

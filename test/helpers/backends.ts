@@ -209,7 +209,7 @@ export function byName(backends: readonly EchoBackend[], name: string): EchoBack
 }
 
 export async function closeAll(...servers: ({ close(): Promise<void> } | undefined)[]): Promise<void> {
-  await Promise.all(servers.map((s) => s?.close()));
+  await Promise.all(servers.map((s) => (s ? s.close() : Promise.resolve())));
 }
 
 // ---------------------------------------------------------------------------------------------

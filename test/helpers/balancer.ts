@@ -145,6 +145,7 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   let partial = '';
   const logs: LogLine[] = [];
   const listeners = new Set<(line: LogLine) => void>();
+  const exitListeners = new Set<() => void>();
   const pids: number[] = [];
   const initialPids: number[] = [];
   let exitInfo: ExitInfo | undefined;
@@ -176,10 +177,12 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   proc.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderrText += chunk));
 
   const exited = new Promise<ExitInfo>((resolve) => {
-    proc.once('exit', (code, signal) => {
+    // 'close' (not 'exit'): stdout is fully read by then, so no log line is missed.
+    proc.once('close', (code, signal) => {
       exitInfo = { code, signal };
       cleanupConfig();
       resolve(exitInfo);
+      for (const l of [...exitListeners]) l();
     });
   });
 
@@ -187,17 +190,28 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     const seen = logs.find(predicate);
     if (seen) return Promise.resolve(seen);
     return new Promise<LogLine>((resolve, reject) => {
-      const listener = (line: LogLine): void => {
-        if (!predicate(line)) return;
+      const finish = (): void => {
         clearTimeout(timer);
         listeners.delete(listener);
+        exitListeners.delete(onExit);
+      };
+      const listener = (line: LogLine): void => {
+        if (!predicate(line)) return;
+        finish();
         resolve(line);
       };
+      // No more lines will come once the primary is gone.
+      const onExit = (): void => {
+        finish();
+        reject(new Error(`balancer exited (${JSON.stringify(exitInfo)}) before ${what}; stderr: ${stderrText.slice(-2000)}`));
+      };
       const timer = setTimeout(() => {
-        listeners.delete(listener);
+        finish();
         reject(new TimeoutError(`${what}; stderr: ${stderrText.slice(-2000)}`, timeoutMs));
       }, timeoutMs);
       listeners.add(listener);
+      if (exitInfo !== undefined) onExit();
+      else exitListeners.add(onExit);
     });
   };
 
@@ -245,7 +259,7 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   try {
     const ready = await Promise.race([
       waitForLog((l) => l.msg === 'switchyard ready', readyTimeoutMs, '"switchyard ready"'),
-      exited.then((info) => {
+      exited.then((info): never => {
         throw new Error(
           `balancer exited before ready (code ${info.code}, signal ${info.signal}); stderr: ${stderrText.trim()}; stdout: ${stdoutText.slice(-2000)}`,
         );
@@ -266,5 +280,5 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
 
 /** Stops every balancer given (ignoring undefined), in parallel. */
 export async function stopAll(...balancers: (Balancer | undefined)[]): Promise<void> {
-  await Promise.all(balancers.map((b) => b?.stop('SIGTERM', 8000)));
+  await Promise.all(balancers.map((b) => (b ? b.stop('SIGTERM', 8000) : Promise.resolve())));
 }

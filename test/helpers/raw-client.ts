@@ -153,7 +153,7 @@ export function clientFrame(opcode: number, payload: Buffer = Buffer.alloc(0)): 
     header.writeBigUInt64BE(BigInt(len), 2);
   }
   const masked = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) masked[i] = payload[i]! ^ mask[i & 3]!;
+  for (let i = 0; i < len; i++) masked[i] = payload[i] ^ mask[i & 3];
   return Buffer.concat([header, mask, masked]);
 }
 
@@ -169,4 +169,69 @@ export async function socketClosed(socket: Socket, timeoutMs: number): Promise<v
     timeoutMs,
     'the socket to be closed',
   );
+}
+
+export interface ServerFrame {
+  fin: boolean;
+  opcode: number;
+  /** Payload length. */
+  length: number;
+}
+
+/**
+ * Incremental parser of unmasked (server -> client) frames, for raw clients. Payloads are not kept:
+ * `onPayload` sees each payload piece as it arrives (for checking content without buffering it).
+ */
+export class ServerFrameParser {
+  readonly frames: ServerFrame[] = [];
+  payloadBytes = 0;
+  /** Set when the stream stops making sense (a masked or reserved-bit frame from the server). */
+  error: string | undefined;
+  private head: Buffer = Buffer.alloc(0);
+  private remaining = 0;
+  private current: ServerFrame | undefined;
+
+  constructor(private readonly onPayload: (frame: ServerFrame, piece: Buffer, offset: number) => void = () => {}) {}
+
+  push(chunk: Buffer): void {
+    let data = chunk;
+    while (data.length > 0 && this.error === undefined) {
+      if (this.current && this.remaining > 0) {
+        const piece = data.subarray(0, this.remaining);
+        this.onPayload(this.current, piece, this.current.length - this.remaining);
+        this.remaining -= piece.length;
+        this.payloadBytes += piece.length;
+        data = data.subarray(piece.length);
+        if (this.remaining === 0) this.current = undefined;
+        continue;
+      }
+      this.head = this.head.length ? Buffer.concat([this.head, data]) : data;
+      data = Buffer.alloc(0);
+      if (this.head.length < 2) return;
+      const b0 = this.head[0];
+      const b1 = this.head[1];
+      if (b0 & 0x70 || b1 & 0x80) {
+        this.error = `bad frame header ${this.head.subarray(0, 2).toString('hex')} after ${this.frames.length} frames`;
+        return;
+      }
+      let length = b1 & 0x7f;
+      let offset = 2;
+      if (length === 126) {
+        if (this.head.length < 4) return;
+        length = this.head.readUInt16BE(2);
+        offset = 4;
+      } else if (length === 127) {
+        if (this.head.length < 10) return;
+        length = Number(this.head.readBigUInt64BE(2));
+        offset = 10;
+      }
+      const frame: ServerFrame = { fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, length };
+      this.frames.push(frame);
+      data = this.head.subarray(offset);
+      this.head = Buffer.alloc(0);
+      this.current = frame;
+      this.remaining = length;
+      if (length === 0) this.current = undefined;
+    }
+  }
 }

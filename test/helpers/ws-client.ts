@@ -24,6 +24,8 @@ export class TestClient {
   closeInfo: CloseInfo | undefined;
   readonly closed: Promise<CloseInfo>;
   pings = 0;
+  /** The first error `ws` reported (e.g. an invalid frame from the balancer). */
+  error: Error | undefined;
   private cursor = 0;
 
   constructor(readonly ws: WebSocket) {
@@ -38,7 +40,7 @@ export class TestClient {
       this.messages.push({ data: buf, isBinary, text: isBinary ? '' : buf.toString() });
     });
     ws.on('ping', () => this.pings++);
-    ws.on('error', () => {});
+    ws.on('error', (err) => (this.error ??= err));
   }
 
   get isOpen(): boolean {
@@ -51,7 +53,7 @@ export class TestClient {
     if (this.messages.length <= this.cursor) {
       throw new Error(`connection closed (${this.closeInfo?.code} ${this.closeInfo?.reason}) while waiting for a message`);
     }
-    return this.messages[this.cursor++]!;
+    return this.messages[this.cursor++];
   }
 
   send(data: string | Buffer, binary = typeof data !== 'string'): void {
@@ -160,5 +162,5 @@ export async function connectMany(count: number, url: (i: number) => string, opt
 }
 
 export async function closeClients(clients: readonly (TestClient | undefined)[]): Promise<void> {
-  await Promise.all(clients.map((c) => c?.close(undefined, undefined, 2000)));
+  await Promise.all(clients.map((c) => (c ? c.close(undefined, undefined, 2000) : Promise.resolve(undefined))));
 }

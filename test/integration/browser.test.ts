@@ -18,7 +18,7 @@ async function startChatBackend(port: number, name: string, peer: number): Promi
   const script = join(REPO_ROOT, 'dist', 'examples', 'chat-backend.js');
   const proc = spawn(process.execPath, [script, '--port', String(port), '--name', name, '--peer', `ws://127.0.0.1:${peer}/peer`], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await waitFor(() => out.includes('listening'), 10_000, `chat backend ${name} to listen`);
   return proc;
 }
@@ -32,7 +32,15 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (.ci/run does), or set CHROMIUM_PATH`);
     const [a, b] = [await freePort(), await freePort()];
     backends.push(await startChatBackend(a, 'alpha', b), await startChatBackend(b, 'beta', a));
-    balancer = await startBalancer({ args: ['--backend', `ws://127.0.0.1:${a}`, '--backend', `ws://127.0.0.1:${b}`, '--algorithm', 'round-robin'], workers: 1 });
+    const backendList = [{ url: `ws://127.0.0.1:${a}` }, { url: `ws://127.0.0.1:${b}` }];
+    // Page and WebSocket on separate pools, so the page's HTTP requests don't shift the round-robin of tunnels.
+    balancer = await startBalancer({
+      config: {
+        pools: { web: { backends: backendList }, chat: { algorithm: 'round-robin', backends: backendList } },
+        routes: [{ path: '/ws', pool: 'chat', mode: 'websocket' }, { path: '/', pool: 'web', mode: 'http' }],
+      },
+      workers: 1,
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -48,7 +56,7 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
   async function openTab(): Promise<Page> {
     const page = await browser!.newPage();
     await page.goto(balancer!.httpUrl('/'));
-    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('connected via backend'), undefined, { timeout: 10_000 });
+    await page.waitForFunction("document.getElementById('status').textContent.startsWith('connected via backend')", undefined, { timeout: 10_000 });
     return page;
   }
 
@@ -62,7 +70,7 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     await tab1.fill('#name', 'ann');
     await tab1.fill('#text', 'hello from tab one');
     await tab1.click('#send');
-    await tab2.waitForFunction(() => document.getElementById('log')?.textContent?.includes('hello from tab one'), undefined, { timeout: 10_000 });
+    await tab2.waitForFunction("document.getElementById('log').textContent.includes('hello from tab one')", undefined, { timeout: 10_000 });
     const line = await tab2.textContent('#log');
     assert.match(line ?? '', /ann:hello from tab one/);
   });

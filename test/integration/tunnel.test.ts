@@ -3,12 +3,20 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
-import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, toBuffer, type EchoBackend } from '../helpers/backends';
 import { rawWebSocket } from '../helpers/raw-client';
-import { connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
+import { connect, upgradeStatus, type Message, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 
 const MiB = 1024 * 1024;
+const BURST = 64;
+
+/** 1 MiB in which every 4-byte word is unique across the whole burst. */
+function burstMessage(i: number): Buffer {
+  const b = Buffer.allocUnsafe(MiB);
+  for (let j = 0; j < MiB; j += 4) b.writeUInt32BE((i * MiB + j) >>> 0, j);
+  return b;
+}
 
 void describe('tunnel', { timeout: 60_000 }, () => {
   let echo: EchoBackend;
@@ -25,7 +33,15 @@ void describe('tunnel', { timeout: 60_000 }, () => {
   const tunnelId = (): string => randomBytes(6).toString('hex');
 
   before(async () => {
-    echo = await startEchoBackend({ name: 'echo' });
+    const burst = Array.from({ length: BURST }, (_, i) => burstMessage(i));
+    echo = await startEchoBackend({
+      name: 'echo',
+      onConnection: (conn) =>
+        conn.ws.on('message', (data, isBinary) => {
+          const m = isBinary ? null : /^burst (\d+)$/.exec(toBuffer(data).toString());
+          if (m) for (const b of burst.slice(0, Number(m[1]))) conn.ws.send(b, { binary: true });
+        }),
+    });
     refusing = await startEchoBackend({
       name: 'refusing',
       refuse: (req) => {
@@ -95,19 +111,51 @@ void describe('tunnel', { timeout: 60_000 }, () => {
     assert.equal(textReply.text, text);
   });
 
+  void it('relays a backend burst of 64 distinct 1 MiB messages intact and in order', async () => {
+    const c = await open('/burst-down');
+    c.send(`burst ${BURST}`);
+    const binary = (): Message[] => c.messages.filter((m) => m.isBinary);
+    await waitFor(() => binary().length >= BURST || c.closeInfo, 20_000, `${BURST} burst messages`);
+    assert.equal(
+      c.closeInfo,
+      undefined,
+      `tunnel closed during the burst after ${binary().length} messages: ${JSON.stringify(c.closeInfo)} ${c.error?.message ?? ''}`,
+    );
+    binary().forEach((m, i) => {
+      const expected = burstMessage(i);
+      if (!m.data.equals(expected)) {
+        let at = 0;
+        while (at < m.data.length && m.data[at] === expected[at]) at++;
+        assert.fail(`message ${i} of the burst differs at byte ${at} (length ${m.data.length})`);
+      }
+    });
+  });
+
+  void it('relays a client burst of 3 distinct 1 MiB messages (within backendBufferLimit) intact', async () => {
+    const c = await open('/burst-up');
+    const sent = [0, 1, 2].map(burstMessage);
+    for (const b of sent) c.send(b, true);
+    await waitFor(() => c.messages.length >= sent.length || c.closeInfo, 10_000, 'the echoes');
+    assert.equal(c.closeInfo, undefined, `tunnel closed: ${JSON.stringify(c.closeInfo)}`);
+    c.messages.forEach((m, i) => assert.ok(m.data.equals(sent[i]), `echo ${i} differs`));
+  });
+
   void it("passes the backend's chosen subprotocol to the client", async () => {
     const id = tunnelId();
     const c = await open(`/proto?id=${id}`, { protocols: ['a', 'chat.v2'] });
     assert.equal(c.ws.protocol, 'chat.v2');
     const conn = await echo.waitForConnection((x) => x.url.includes(id), 2000);
-    assert.equal(conn.headers['sec-websocket-protocol'], 'a, chat.v2');
+    const offered = (conn.headers['sec-websocket-protocol'] ?? '').split(',').map((x) => x.trim());
+    assert.deepEqual(offered, ['a', 'chat.v2'], 'the backend saw the client\'s offer');
     assert.equal(conn.ws.protocol, 'chat.v2');
     assert.equal((await c.request('still works')).text, 'still works');
   });
 
-  void it('selects no subprotocol when the backend selects none', async () => {
-    const c = await open('/proto-none', { protocols: ['a', 'b'] });
-    assert.equal(c.ws.protocol, '');
+  void it('answers without a subprotocol when the backend selects none', async () => {
+    // (`ws` refuses such an answer itself, so a raw client checks the 101.)
+    const { socket, headers } = await rawWebSocket(balancer.port, { path: '/proto-none', headers: { 'Sec-WebSocket-Protocol': 'a, b' } });
+    socket.destroy();
+    assert.equal(headers['sec-websocket-protocol'], undefined);
   });
 
   void it('forwards path, query, identity headers and X-Forwarded-* to the backend (untrusted peer: XFF replaced)', async () => {

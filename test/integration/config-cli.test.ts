@@ -1,0 +1,165 @@
+// The CLI: `check` on good and bad configs (one line naming the key), --help, and start-up failures
+// (port in use, invalid config) that must end the process with a clear line.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { runCli, startBalancer, writeConfig } from '../helpers/balancer';
+
+const GOOD = {
+  listen: { host: '127.0.0.1', port: 8080 },
+  workers: 2,
+  drainTimeout: '10s',
+  trustedProxies: ['127.0.0.1'],
+  logLevel: 'info',
+  pools: {
+    chat: {
+      algorithm: 'least-connections',
+      connectTimeout: '5s',
+      retries: 2,
+      backends: [
+        { url: 'ws://127.0.0.1:9001', weight: 1, admin: 'ready' },
+        { url: 'ws://127.0.0.1:9002', weight: 3, admin: 'drain' },
+      ],
+    },
+  },
+  routes: [
+    {
+      host: 'example.test',
+      path: '/chat',
+      pool: 'chat',
+      mode: 'both',
+      idleTimeout: '120s',
+      backendIdleTimeout: 120000,
+      maxPayload: '16MiB',
+      clientBufferLimit: '1MiB',
+      backendBufferLimit: 4194304,
+      compression: false,
+    },
+  ],
+};
+
+type Mutate = (c: Record<string, unknown> & typeof GOOD) => void;
+const variant = (mutate: Mutate): Record<string, unknown> => {
+  const copy = structuredClone(GOOD) as Record<string, unknown> & typeof GOOD;
+  mutate(copy);
+  return copy;
+};
+
+const cleanups: (() => void)[] = [];
+function file(config: Record<string, unknown>, name?: string): string {
+  const w = writeConfig(config, name);
+  cleanups.push(w.cleanup);
+  return w.file;
+}
+
+function errorLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.trim() !== '');
+}
+
+void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
+  after(() => cleanups.forEach((c) => c()));
+
+  void it('accepts a valid config (YAML and JSON) with exit 0', async () => {
+    for (const name of ['good.yaml', 'good.json']) {
+      const r = await runCli(['check', '--config', file(GOOD, name)]);
+      assert.equal(r.code, 0, `${name}: exit ${r.code}, stderr: ${r.stderr}`);
+      assert.equal(r.stderr.trim(), '');
+    }
+  });
+
+  const bad: [string, Mutate, RegExp][] = [
+    ['a bad backend url', (c) => (c.pools.chat.backends[0].url = 'tcp://nope'), /^config error: pools\.chat\.backends\[0\]\.url: /],
+    ['an unknown route key', (c) => ((c.routes[0] as Record<string, unknown>).bogus = 1), /^config error: routes\[0\]\.bogus: unknown key/],
+    ['an unknown top-level key', (c) => (c.colour = 'blue'), /^config error: colour: unknown key/],
+    ['a route naming a missing pool', (c) => (c.routes[0].pool = 'nope'), /^config error: routes\[0\]\.pool: /],
+    ['a bad duration', (c) => (c.drainTimeout = 'soon'), /^config error: drainTimeout: /],
+    ['a bad size', (c) => (c.routes[0].maxPayload = 'huge'), /^config error: routes\[0\]\.maxPayload: /],
+    ['a bad algorithm', (c) => (c.pools.chat.algorithm = 'random'), /^config error: pools\.chat\.algorithm: /],
+    ['a bad admin state', (c) => (c.pools.chat.backends[1].admin = 'off'), /^config error: pools\.chat\.backends\[1\]\.admin: /],
+    ['an empty backend list', (c) => (c.pools.chat.backends = []), /^config error: pools\.chat\.backends: /],
+    ['a bad route mode', (c) => (c.routes[0].mode = 'tcp'), /^config error: routes\[0\]\.mode: /],
+  ];
+  for (const [what, mutate, expected] of bad) {
+    void it(`rejects ${what} with exit 1 and one line naming the key`, async () => {
+      const r = await runCli(['check', '--config', file(variant(mutate))]);
+      assert.equal(r.code, 1, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
+      const lines = errorLines(r.stderr);
+      assert.equal(lines.length, 1, `expected one stderr line, got: ${JSON.stringify(lines)}`);
+      assert.match(lines[0], expected);
+    });
+  }
+
+  void it('rejects unparseable YAML and a missing file with a config error line', async () => {
+    const broken = writeConfig({}, 'broken.yaml');
+    cleanups.push(broken.cleanup);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(broken.file, 'pools: [unclosed\n  - : :\n');
+    for (const path of [broken.file, '/nonexistent/switchyard.yaml']) {
+      const r = await runCli(['check', '--config', path]);
+      assert.equal(r.code, 1, `exit ${r.code} for ${path}`);
+      const lines = errorLines(r.stderr);
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      assert.match(lines[0], /^config error: /);
+    }
+  });
+});
+
+void describe('switchyard --help', () => {
+  void it('lists the commands, and `start --help` lists every flag', async () => {
+    const top = await runCli(['--help']);
+    assert.equal(top.code, 0);
+    assert.match(top.stdout, /\bstart\b/);
+    assert.match(top.stdout, /\bcheck\b/);
+    const start = await runCli(['start', '--help']);
+    assert.equal(start.code, 0);
+    for (const flag of ['--port', '--host', '--backend', '--algorithm', '--workers', '--config', '--drain-timeout', '--idle-timeout', '--log-level']) {
+      assert.ok(start.stdout.includes(flag), `start --help does not mention ${flag}:\n${start.stdout}`);
+    }
+  });
+});
+
+void describe('switchyard start failures', { timeout: 60_000 }, () => {
+  let blocker: Server;
+  let blockedPort: number;
+
+  before(async () => {
+    blocker = createServer();
+    await new Promise<void>((resolve, reject) => {
+      blocker.once('error', reject);
+      blocker.listen(0, '127.0.0.1', () => resolve());
+    });
+    blockedPort = (blocker.address() as { port: number }).port;
+  });
+  after(async () => {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    cleanups.forEach((c) => c());
+  });
+
+  void it('exits non-zero with one clear line when the port is in use', async () => {
+    const r = await runCli(['start', '--host', '127.0.0.1', '--port', String(blockedPort), '--workers', '2', '--backend', 'ws://127.0.0.1:9'], 15_000);
+    assert.notEqual(r.code, 0, `exit ${r.code} ${r.signal}`);
+    assert.equal(r.signal, null, 'it exited by itself (not killed after the deadline)');
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, `expected one stderr line, got: ${JSON.stringify(lines)}`);
+    assert.match(lines[0], /port/i);
+    assert.match(lines[0], /in use/i);
+  });
+
+  void it('startBalancer rejects with the stderr line when the port is in use', async () => {
+    await assert.rejects(startBalancer({ port: blockedPort, args: ['--backend', 'ws://127.0.0.1:9'] }), /in use/i);
+  });
+
+  void it('exits non-zero with a config error line for an invalid config', async () => {
+    const r = await runCli(['start', '--config', file(variant((c) => (c.routes[0].pool = 'nope')))]);
+    assert.notEqual(r.code, 0);
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.match(lines[0], /^config error: routes\[0\]\.pool: /);
+  });
+
+  void it('exits non-zero when started without any backend', async () => {
+    const r = await runCli(['start', '--host', '127.0.0.1', '--port', String(blockedPort)]);
+    assert.notEqual(r.code, 0);
+    assert.match(errorLines(r.stderr)[0] ?? '', /^config error: /);
+  });
+});

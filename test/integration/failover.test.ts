@@ -1,0 +1,101 @@
+// Connect failures: retry on another backend, 502 when all fail, 503 when none is eligible,
+// and the connect timeout for a backend that accepts TCP but never answers the upgrade.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
+import { closeAll, startEchoBackend, startSilentServer, type EchoBackend } from '../helpers/backends';
+import { deadPort } from '../helpers/ports';
+import { closeClients, connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
+
+void describe('failover', { timeout: 60_000 }, () => {
+  let live: EchoBackend;
+  let silent: Awaited<ReturnType<typeof startSilentServer>>;
+  let balancer: Balancer;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    live = await startEchoBackend({ name: 'live' });
+    silent = await startSilentServer();
+    const dead1 = `ws://127.0.0.1:${await deadPort()}`;
+    const dead2 = `ws://127.0.0.1:${await deadPort()}`;
+    balancer = await startBalancer({
+      config: {
+        pools: {
+          // The dead backend first: round-robin sends every other first attempt to it.
+          failover: { algorithm: 'round-robin', retries: 1, connectTimeout: '2s', backends: [{ url: dead1 }, { url: live.url }] },
+          alldead: { algorithm: 'round-robin', retries: 2, connectTimeout: '2s', backends: [{ url: dead1 }, { url: dead2 }] },
+          draining: { backends: [{ url: live.url, admin: 'drain' }, { url: dead2, admin: 'drain' }] },
+          maint: { backends: [{ url: live.url, admin: 'maintenance' }] },
+          mixed: { algorithm: 'round-robin', backends: [{ url: dead1, admin: 'maintenance' }, { url: live.url, admin: 'ready' }] },
+          slow: { algorithm: 'round-robin', retries: 1, connectTimeout: '500ms', backends: [{ url: silent.url }, { url: live.url }] },
+          hung: { retries: 0, connectTimeout: '500ms', backends: [{ url: silent.url }] },
+        },
+        routes: [
+          { path: '/failover', pool: 'failover' },
+          { path: '/alldead', pool: 'alldead' },
+          { path: '/draining', pool: 'draining' },
+          { path: '/maint', pool: 'maint' },
+          { path: '/mixed', pool: 'mixed' },
+          { path: '/slow', pool: 'slow' },
+          { path: '/hung', pool: 'hung' },
+        ],
+      },
+    });
+  });
+
+  after(async () => {
+    for (const c of clients) c.terminate();
+    await stopAll(balancer);
+    await closeAll(live, silent);
+  });
+
+  void it('retries a refused connect on another backend: every client gets through', async () => {
+    for (let i = 0; i < 12; i++) {
+      const c = await connect(balancer.url(`/failover?i=${i}`));
+      clients.push(c);
+      assert.equal(await c.whoami(), 'live');
+    }
+    await closeClients(clients.splice(0));
+  });
+
+  void it('answers 502 when every backend fails to connect', async () => {
+    for (let i = 0; i < 3; i++) assert.equal(await upgradeStatus(balancer.url(`/alldead?i=${i}`)), 502);
+  });
+
+  void it('answers 503 when no backend is eligible (all admin drain / maintenance)', async () => {
+    const before = live.connections.length;
+    assert.equal(await upgradeStatus(balancer.url('/draining')), 503);
+    assert.equal(await upgradeStatus(balancer.url('/maint')), 503);
+    assert.equal(live.connections.length, before, 'no tunnel was opened to a drained backend');
+  });
+
+  void it('skips a backend in maintenance', async () => {
+    for (let i = 0; i < 4; i++) {
+      const c = await connect(balancer.url(`/mixed?i=${i}`));
+      clients.push(c);
+      assert.equal(await c.whoami(), 'live');
+    }
+    await closeClients(clients.splice(0));
+  });
+
+  void it('gives up on a backend that never answers the upgrade after connectTimeout and uses another', async () => {
+    const acceptedBefore = silent.accepted();
+    for (let i = 0; i < 4; i++) {
+      const started = Date.now();
+      const c = await connect(balancer.url(`/slow?i=${i}`), { timeoutMs: 4000 });
+      clients.push(c);
+      const took = Date.now() - started;
+      assert.ok(took < 3000, `connect ${i} took ${took} ms`);
+      assert.equal(await c.whoami(), 'live');
+    }
+    assert.ok(silent.accepted() > acceptedBefore, 'the hung backend was tried at least once (so the timeout path ran)');
+    await closeClients(clients.splice(0));
+  });
+
+  void it('answers 502 within a few seconds when the only backend never answers', async () => {
+    const started = Date.now();
+    assert.equal(await upgradeStatus(balancer.url('/hung'), { timeoutMs: 5000 }), 502);
+    const took = Date.now() - started;
+    assert.ok(took >= 400 && took < 3000, `502 after ${took} ms, expected about connectTimeout (500 ms)`);
+  });
+});
