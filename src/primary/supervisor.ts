@@ -61,9 +61,9 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
       if (!isWorkerMessage(m)) return;
       if (m.type === 'listen-failed') {
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
-        else log.error({ pid: worker.process.pid, error: m.error }, 'worker could not listen');
+        else log.error({ workerPid: worker.process.pid, error: m.error }, 'worker could not listen');
       } else if (m.type === 'listening') {
-        if (ready) log.info({ pid: worker.process.pid }, 'worker started');
+        if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
         else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
           ready = true;
           log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding }, 'switchyard ready');
@@ -80,7 +80,7 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
       if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.failures = 0;
       const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
       slot.failures++;
-      log.warn({ pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
+      log.warn({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
       slot.restartTimer = setTimeout(() => fork(slot), delay);
     });
   };

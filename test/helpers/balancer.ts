@@ -70,7 +70,7 @@ process.on('exit', () => {
 
 /** A pid field of a log line that is not the primary's own pid (pino's base binding). */
 export function workerPidOf(line: LogLine, primaryPid: number): number | undefined {
-  for (const key of ['workerPid', 'worker', 'pid']) {
+  for (const key of ['workerPid']) {
     const v = line[key];
     if (typeof v === 'number' && v !== primaryPid) return v;
     if (v && typeof v === 'object' && typeof (v as { pid?: unknown }).pid === 'number') return (v as { pid: number }).pid;

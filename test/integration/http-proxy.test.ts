@@ -34,13 +34,19 @@ void describe('HTTP proxy', { timeout: 60_000 }, () => {
     const dead = await deadPort();
     balancer = await startBalancer({
       config: {
-        pools: { api: { backends: [{ url: backend.url }] }, dead: { retries: 1, backends: [{ url: `ws://127.0.0.1:${dead}` }] } },
+        pools: {
+          api: { backends: [{ url: backend.url }] },
+          dead: { retries: 1, backends: [{ url: `ws://127.0.0.1:${dead}` }] },
+          // Round-robin over a dead and a live backend: every worker alternates between them.
+          half: { algorithm: 'round-robin', retries: 1, backends: [{ url: `ws://127.0.0.1:${dead}` }, { url: backend.url }] },
+        },
         routes: [
           { path: '/api', pool: 'api', mode: 'http' },
           { path: '/stream', pool: 'api', mode: 'both' },
           { path: '/echo', pool: 'api', mode: 'http' },
           { path: '/status', pool: 'api', mode: 'http' },
           { path: '/dead', pool: 'dead', mode: 'http' },
+          { path: '/half', pool: 'half', mode: 'http' },
         ],
       },
     });
@@ -142,6 +148,25 @@ void describe('HTTP proxy', { timeout: 60_000 }, () => {
     const res = await request(balancer.httpUrl('/dead/x'), { headersTimeout: 10_000, bodyTimeout: 5000 });
     await res.body.dump();
     assert.equal(res.statusCode, 502);
+  });
+
+  void it('retries a failed connect on another backend for GET, never for POST', async () => {
+    for (let i = 0; i < 6; i++) {
+      const res = await request(balancer.httpUrl(`/half/status/200?i=${i}`));
+      await res.body.text();
+      assert.equal(res.statusCode, 200, `GET ${i} was retried on the live backend`);
+    }
+    // Each worker alternates dead/live for its own picks; with 6 POSTs over 2 workers some worker
+    // takes at least 3, so at least one POST meets the dead backend and must not be retried.
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await request(balancer.httpUrl(`/half/echo?i=${i}`), { method: 'POST', body: `post ${i}` });
+      const text = await res.body.text();
+      statuses.push(res.statusCode);
+      if (res.statusCode === 200) assert.equal((JSON.parse(text) as { method: string }).method, 'POST');
+    }
+    assert.ok(statuses.includes(502), `a POST to the dead backend is answered 502, not retried: ${statuses.join(',')}`);
+    assert.ok(statuses.includes(200), `POSTs to the live backend succeed: ${statuses.join(',')}`);
   });
 
   void it('answers HTTP/1.0 requests with 505 (uWebSockets.js limitation, documented)', async () => {

@@ -59,6 +59,29 @@ void describe('lifecycle', { timeout: 90_000 }, () => {
     for (const c of fresh) assert.equal((await c.request('new')).text, 'new');
   });
 
+  void it('backs off a crash-looping worker: each quick death doubles the restart delay', async (t) => {
+    const backend = await startEchoBackend({ name: 'loop' });
+    t.after(() => closeAll(backend));
+    const balancer = await startBalancer({ args: ['--backend', backend.url], workers: 1 });
+    t.after(() => balancer.stop());
+    let victim = balancer.initialPids[0]!;
+    const seen = new Set(balancer.initialPids);
+    const delays: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      process.kill(victim, 'SIGKILL');
+      const exited = await balancer.waitForLog((l) => l.msg === 'worker exited' && workerPidOf(l, balancer.pid) === victim, 5000, `"worker exited" round ${round}`);
+      delays.push(Number(exited.restartInMs));
+      const started = await balancer.waitForLog((l) => l.msg === 'worker started' && !seen.has(workerPidOf(l, balancer.pid) ?? 0), 10_000, `"worker started" round ${round}`);
+      victim = workerPidOf(started, balancer.pid)!;
+      seen.add(victim);
+    }
+    assert.deepEqual(delays, [100, 200, 400, 800], `restart delays ${delays.join(', ')} ms`);
+    assert.ok(isAlive(balancer.pid), 'the primary keeps going');
+    const c = await connect(balancer.url('/after-loop'));
+    t.after(() => c.terminate());
+    assert.equal((await c.request('still here')).text, 'still here');
+  });
+
   void it('SIGTERM: every tunnel gets 1001, then the primary exits 0 within drainTimeout', async (t) => {
     const backend = await startEchoBackend({ name: 'd' });
     const clients: TestClient[] = [];
