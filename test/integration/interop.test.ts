@@ -72,7 +72,7 @@ void describe('interop', { timeout: 60_000 }, () => {
     for (const c of clients) c.terminate();
     await stopAll(balancer);
     await closeAll(backend);
-    if (uwsListen) uws.closeSocket(uwsListen as never);
+    if (uwsListen) uws.closeSocket(uwsListen);
   });
 
   void it('reassembles a fragmented backend message, with a ping between fragments, into one client message', async () => {
