@@ -8,7 +8,7 @@ import type { Logger } from '../log';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
-import { forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './forwarded-headers';
+import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './forwarded-headers';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 // Response headers uWS writes itself, or that are hop-by-hop.
@@ -47,7 +47,8 @@ export class HttpProxy {
       finished = true;
       abort.abort();
     });
-    const hasBody = header(request, 'content-length') !== '' && header(request, 'content-length') !== '0' || header(request, 'transfer-encoding') !== '';
+    const length = header(request, 'content-length');
+    const hasBody = (length !== '' && length !== '0') || header(request, 'transfer-encoding') !== '';
     const body = hasBody ? requestBody(res) : undefined;
     const headers = forwardedHeaders(request, this.trusted).filter(([k]) => k !== 'content-length' || hasBody);
     if (header(request, 'transfer-encoding') !== '') {
@@ -71,7 +72,7 @@ export class HttpProxy {
     markFinished: () => void,
   ): Promise<void> {
     const tried = new Set<Backend>();
-    const ip = request.peerIp;
+    const ip = clientIp(request, this.trusted); // the same key as its WebSocket, for ip-hash
     for (let attempt = 0; attempt <= (canRetry ? pool.retries : 0); attempt++) {
       const backend = pool.pick(ip, tried);
       if (backend === undefined) break;

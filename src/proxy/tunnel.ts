@@ -119,7 +119,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.ws = null;
     this.clientClosed = true;
     if (!this.clientEndedByUs) {
-      if (code === 1006 || !isSendableCloseCode(code) && code !== 1005) {
+      if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) {
         this.closeBackend(CloseCodes.goingAway, 'client connection lost');
       } else {
         this.closeBackend(code, Buffer.from(message).toString('utf8'));
@@ -179,6 +179,7 @@ export class Tunnel implements FrameSink, ReadTarget {
       // Backend-initiated close: answer it, then pass code and reason on to the client.
       this.state = State.Closing;
       this.socket.end(encodeClose(code, reason));
+      this.armCloseTimer();
       this.endClient(code, reason);
     } else {
       this.socket.end(); // the backend answered our close
@@ -222,7 +223,12 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (this.state === State.Closing || this.backendClosed) return;
     this.state = State.Closing;
     writeBatched(this.socket, encodeClose(code, reason));
-    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+    this.armCloseTimer();
+  }
+
+  /** A backend that never finishes the close handshake (or never closes TCP) is cut off. */
+  private armCloseTimer(): void {
+    this.closeTimer ??= setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
   }
 
   private endClient(code: number, reason: string): void {

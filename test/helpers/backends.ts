@@ -275,9 +275,11 @@ export interface RawWsBackend extends RawServerBase {
 /**
  * Answers the WebSocket upgrade correctly, then misbehaves:
  * - 'ignore': keeps reading but never answers anything (no pong, no close, no data);
- * - 'stop-reading': stops reading the socket altogether.
+ * - 'stop-reading': stops reading the socket altogether;
+ * - 'masked-frame': sends a masked frame, which a server must never send (a protocol error);
+ * - 'bad-accept': answers 101 with a wrong Sec-WebSocket-Accept.
  */
-export async function startRawWsBackend(mode: 'ignore' | 'stop-reading'): Promise<RawWsBackend> {
+export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept'): Promise<RawWsBackend> {
   let handshakes = 0;
   const upgraded: Socket[] = [];
   const base = await listenRaw((socket) => {
@@ -290,12 +292,15 @@ export async function startRawWsBackend(mode: 'ignore' | 'stop-reading'): Promis
       const text = head.subarray(0, end).toString('latin1');
       const key = /^sec-websocket-key:\s*(\S+)\s*$/im.exec(text)?.[1] ?? '';
       socket.write(
-        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${mode === 'bad-accept' ? acceptKey('x') : acceptKey(key)}\r\n\r\n`,
       );
       handshakes++;
       upgraded.push(socket);
-      if (mode === 'ignore') socket.on('data', () => {});
-      else socket.pause();
+      if (mode === 'masked-frame') {
+        socket.on('data', () => {});
+        setTimeout(() => socket.write(Buffer.from([0x81, 0x82, 1, 2, 3, 4, 0x69 ^ 1, 0x69 ^ 2])), 50);
+      } else if (mode === 'stop-reading') socket.pause();
+      else socket.on('data', () => {});
     };
     socket.on('data', onData);
   });

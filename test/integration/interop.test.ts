@@ -6,10 +6,10 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket as UndiciWebSocket } from 'undici';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
-import { closeAll, startEchoBackend, toBuffer, type BackendConnection, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startRawWsBackend, toBuffer, type BackendConnection, type EchoBackend, type RawWsBackend } from '../helpers/backends';
 import { clientFrame, rawWebSocket, ServerFrameParser } from '../helpers/raw-client';
 import { freePort } from '../helpers/ports';
-import { connect, type TestClient } from '../helpers/ws-client';
+import { connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 import { uws } from '../../src/uws';
 
@@ -19,6 +19,8 @@ void describe('interop', { timeout: 60_000 }, () => {
   let backend: EchoBackend;
   let uwsPort: number;
   let uwsListen: unknown;
+  let broken: RawWsBackend;
+  let liar: RawWsBackend;
   let balancer: Balancer;
   const clients: TestClient[] = [];
   const pongs: { conn: string; data: string }[] = [];
@@ -57,11 +59,20 @@ void describe('interop', { timeout: 60_000 }, () => {
           else reject(new Error('uWS backend could not listen'));
         });
     });
+    broken = await startRawWsBackend('masked-frame');
+    liar = await startRawWsBackend('bad-accept');
     balancer = await startBalancer({
       config: {
-        pools: { ws: { backends: [{ url: backend.url }] }, uws: { backends: [{ url: `ws://127.0.0.1:${uwsPort}` }] } },
+        pools: {
+          ws: { backends: [{ url: backend.url }] },
+          uws: { backends: [{ url: `ws://127.0.0.1:${uwsPort}` }] },
+          broken: { backends: [{ url: broken.url }] },
+          liar: { retries: 0, backends: [{ url: liar.url }] },
+        },
         routes: [
           { path: '/uws', pool: 'uws' },
+          { path: '/broken', pool: 'broken' },
+          { path: '/liar', pool: 'liar' },
           { path: '/', pool: 'ws' },
         ],
       },
@@ -71,7 +82,7 @@ void describe('interop', { timeout: 60_000 }, () => {
   after(async () => {
     for (const c of clients) c.terminate();
     await stopAll(balancer);
-    await closeAll(backend);
+    await closeAll(backend, broken, liar);
     if (uwsListen) uws.closeSocket(uwsListen);
   });
 
@@ -156,5 +167,21 @@ void describe('interop', { timeout: 60_000 }, () => {
     const m = await c.request(big, 5000, true);
     assert.equal(m.isBinary, true);
     assert.ok(m.data.equals(big));
+  });
+
+  void it('a backend that breaks the protocol ends only its own tunnel, with 1011; one with a wrong accept key gets 502', async () => {
+    const bystander = await connect(balancer.url('/bystander'));
+    clients.push(bystander);
+    const victim = await connect(balancer.url('/broken'));
+    clients.push(victim);
+    const info = await victim.waitClose(5000);
+    assert.equal(info.code, 1011, `closed with ${info.code} ${info.reason}`);
+    await waitFor(() => broken.sockets.size === 0, 5000, 'the broken backend connection to be closed');
+
+    const status = await upgradeStatus(balancer.url('/liar'));
+    assert.equal(status, 502);
+    assert.equal((await bystander.request('still fine')).text, 'still fine', 'the other tunnel is undisturbed');
+    assert.equal(balancer.exitInfo(), undefined, 'the balancer is still running');
+    assert.ok(!balancer.logs.some((l) => l.msg === 'worker exited'), 'no worker died');
   });
 });
