@@ -30,8 +30,8 @@ function frame(opcode: number, payload: Buffer, fin: boolean): Buffer {
 function stream(): Buffer {
   const parts: Buffer[] = [];
   for (let i = 0, n = 1 + rand(8); i < n; i++) {
-    const op = [1, 2, 0, 8, 9, 10, 3][rand(7)]!;
-    const size = [0, 1, 2, 125, 126, 200, 65536, 70_000][rand(8)]!;
+    const op = [1, 2, 0, 8, 9, 10, 3][rand(7)];
+    const size = [0, 1, 2, 125, 126, 200, 65536, 70_000][rand(8)];
     const payload = Buffer.alloc(size, op === 1 ? 0x61 : rand(256));
     parts.push(frame(op, payload, rand(4) !== 0));
   }
