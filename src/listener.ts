@@ -4,6 +4,7 @@ import type { LoadedConfig } from './config/load';
 import type { RouteConfig } from './config/schema';
 import { HTTP_REASONS, Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
+import { counters } from './stats/counters';
 import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
@@ -113,12 +114,12 @@ export class Listener implements TunnelOwner {
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
-    if (!isValidClientKey(key) || request.method !== 'GET') return respondOutcome(res, Outcomes.badRequest);
-    if (header(request, 'sec-websocket-version') !== '13') return respondOutcome(res, Outcomes.badRequest, [['sec-websocket-version', '13']]);
+    if (!isValidClientKey(key) || request.method !== 'GET') return this.reject(res, request, Outcomes.badRequest);
+    if (header(request, 'sec-websocket-version') !== '13') return this.reject(res, request, Outcomes.badRequest, [['sec-websocket-version', '13']]);
     const route = this.deps.routes.match(header(request, 'host'), request.url);
-    if (route === undefined) return respondOutcome(res, Outcomes.noRoute);
-    if (route.config.mode === 'http') return respondOutcome(res, Outcomes.notWebSocket);
-    if (this.draining) return respondOutcome(res, Outcomes.draining);
+    if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
+    if (route.config.mode === 'http') return this.reject(res, request, Outcomes.notWebSocket);
+    if (this.draining) return this.reject(res, request, Outcomes.draining);
 
     let aborted = false;
     res.onAborted(() => {
@@ -129,10 +130,11 @@ export class Listener implements TunnelOwner {
     openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
         if (result.kind === 'failed') {
-          if (!aborted) respondOutcome(res, result.outcome);
+          if (!aborted) this.reject(res, request, result.outcome);
           return;
         }
         if (result.kind === 'refused') {
+          counters.upgrades[Outcomes.backendRefused.label]++;
           if (aborted) return;
           const { head, body } = result.refused;
           const passOn: [string, string][] = [];
@@ -152,16 +154,17 @@ export class Listener implements TunnelOwner {
         if (aborted || this.draining) {
           backend.active--;
           upgraded.socket.destroy();
-          if (!aborted) respondOutcome(res, Outcomes.draining);
+          if (!aborted) this.reject(res, request, Outcomes.draining);
           return;
         }
+        counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         this.tunnels.add(tunnel);
         res.cork(() => res.upgrade<ClientData>({ tunnel }, key, upgraded.protocol, extensions, context));
       },
       (err: unknown) => {
         log.error({ err }, 'upgrade failed unexpectedly');
-        if (!aborted) respondOutcome(res, Outcomes.backendUnreachable);
+        if (!aborted) this.reject(res, request, Outcomes.backendUnreachable);
       },
     );
   }
@@ -170,13 +173,20 @@ export class Listener implements TunnelOwner {
     const request = captureRequest(req, res);
     if (header(request, 'upgrade') !== '') {
       // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
-      return respondOutcome(res, Outcomes.badRequest);
+      return this.reject(res, request, Outcomes.badRequest);
     }
     const route = this.deps.routes.match(header(request, 'host'), request.url);
-    if (route === undefined) return respondOutcome(res, Outcomes.noRoute);
-    if (route.config.mode === 'websocket') return respondOutcome(res, Outcomes.upgradeRequired, [['upgrade', 'websocket'], ['connection', 'Upgrade']]);
-    if (this.draining) return respondOutcome(res, Outcomes.draining);
+    if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
+    if (route.config.mode === 'websocket') return this.reject(res, request, Outcomes.upgradeRequired, [['upgrade', 'websocket'], ['connection', 'Upgrade']]);
+    if (this.draining) return this.reject(res, request, Outcomes.draining);
     this.deps.httpProxy.handle(res, request, route.pool);
+  }
+
+  /** Every refused upgrade or request: its status, a debug line, and for upgrades a count by label. */
+  private reject(res: HttpResponse, request: ClientRequest, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
+    if (header(request, 'upgrade') !== '') counters.upgrades[outcome.label]++;
+    this.deps.log.debug({ code: outcome.code, status: outcome.status, method: request.method, url: request.url, peer: request.peerIp }, outcome.message);
+    respondOutcome(res, outcome, headers);
   }
 
   onTunnelClosed(tunnel: Tunnel): void {
