@@ -19,10 +19,13 @@ export interface FrameSink {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Shared, never written: the fragment list of every reader that is not inside a fragmented message. */
+const NO_FRAGMENTS: Buffer[] = [];
 
 export class FrameReader {
-  // Header being assembled when a read ends inside it (at most 14 bytes).
-  private readonly head = Buffer.alloc(14);
+  // Header being assembled when a read ends inside it (at most 14 bytes); allocated on first need,
+  // since most tunnels never see a header split across reads and idle tunnels should cost little.
+  private head: Buffer | null = null;
   private headLen = 0;
   // Payload being assembled when a read ends inside it.
   private payload: Buffer | null = null;
@@ -30,10 +33,13 @@ export class FrameReader {
   private opcode = 0;
   private fin = false;
   // Fragments of a message sent in several frames.
-  private fragments: Buffer[] = [];
+  private fragments: Buffer[] = NO_FRAGMENTS;
   private fragmentsLength = 0;
   private fragmentedOpcode = 0;
   private failed = false;
+  // The header being handled: payload length and masking key.
+  private length = 0;
+  private mask = 0;
 
   constructor(
     private readonly sink: FrameSink,
@@ -68,9 +74,10 @@ export class FrameReader {
         }
       }
       // Slow path: collect header bytes across reads.
+      const head = (this.head ??= Buffer.allocUnsafe(14));
       while (pos < end && this.headLen < 14) {
-        this.head[this.headLen++] = buf[pos++]!;
-        const used = this.parseHeader(this.head, 0, this.headLen);
+        head[this.headLen++] = buf[pos++]!;
+        const used = this.parseHeader(head, 0, this.headLen);
         if (used === -1) return;
         if (used > 0) {
           this.headLen = 0;
@@ -80,9 +87,6 @@ export class FrameReader {
       }
     }
   }
-
-  private length = 0;
-  private mask = 0;
 
   /** Parses a header at buf[pos..end); returns its size, 0 when incomplete, -1 on protocol error. */
   private parseHeader(buf: Uint8Array, pos: number, end: number): number {
@@ -157,7 +161,7 @@ export class FrameReader {
       if (!fin) return;
       const whole = this.fragments.length === 1 ? this.fragments[0] : Buffer.concat(this.fragments, this.fragmentsLength);
       const op = this.fragmentedOpcode;
-      this.fragments = [];
+      this.fragments = NO_FRAGMENTS;
       this.fragmentsLength = 0;
       this.fragmentedOpcode = 0;
       return this.message(whole, op);
@@ -176,6 +180,7 @@ export class FrameReader {
   }
 
   private keepFragment(data: Uint8Array, owned: boolean): void {
+    if (this.fragments === NO_FRAGMENTS) this.fragments = [];
     this.fragments.push(owned ? (data as Buffer) : Buffer.from(data)); // copy: the caller's buffer is reused
     this.fragmentsLength += data.length;
   }
@@ -188,7 +193,7 @@ export class FrameReader {
   private fail(closeCode: number, reason: string): -1 {
     this.failed = true;
     this.payload = null;
-    this.fragments = [];
+    this.fragments = NO_FRAGMENTS;
     this.sink.onProtocolError(closeCode, reason);
     return -1;
   }

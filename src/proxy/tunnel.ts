@@ -32,6 +32,28 @@ export interface TunnelOwner {
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
 
+// Per-tunnel state lives on the Tunnel; these handlers are shared by every socket (no closures per
+// tunnel), and find their tunnel through the socket.
+const kTunnel = Symbol('switchyard.tunnel');
+type TunnelSocket = Socket & { [kTunnel]: Tunnel };
+
+function onSocketClose(this: Socket): void {
+  (this as TunnelSocket)[kTunnel].onBackendSocketClosed();
+}
+function onSocketTimeout(this: Socket): void {
+  (this as TunnelSocket)[kTunnel].onBackendIdle();
+}
+function ignore(): void {}
+
+// The backend read being relayed inside a uWS cork; the cork callback is one function for all.
+const EMPTY = Buffer.alloc(0);
+let relayTunnel: Tunnel | null = null;
+let relayBuffer: Buffer = EMPTY;
+let relayLength = 0;
+function relayCorked(): void {
+  relayTunnel!.reader.push(relayBuffer, 0, relayLength);
+}
+
 const enum State {
   /** Backend upgraded, client 101 being sent. */
   Opening,
@@ -50,11 +72,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   private paused = false;
   private awaitingPong = false;
   private closeTimer: NodeJS.Timeout | undefined;
-  private readonly reader: FrameReader;
-  // The read being relayed; the cork callback reads it (bound once, not per read).
-  private chunk: Buffer = Buffer.alloc(0);
-  private chunkLength = 0;
-  private readonly relayChunk: () => void;
+  readonly reader: FrameReader;
 
   constructor(
     readonly socket: Socket,
@@ -64,13 +82,13 @@ export class Tunnel implements FrameSink, ReadTarget {
     private leftover: Buffer | null,
   ) {
     this.reader = new FrameReader(this, settings.maxPayload);
-    this.relayChunk = () => this.reader.push(this.chunk, 0, this.chunkLength);
     setReadTarget(socket, this);
-    socket.on('close', () => this.onBackendSocketClosed());
-    socket.on('error', () => {}); // 'close' follows; the cause is not the client's business
+    (socket as TunnelSocket)[kTunnel] = this;
+    socket.on('close', onSocketClose);
+    socket.on('error', ignore); // 'close' follows; the cause is not the client's business
     if (settings.backendIdleTimeout > 0) {
       socket.setTimeout(Math.max(1, Math.floor(settings.backendIdleTimeout / 2)));
-      socket.on('timeout', () => this.onBackendIdle());
+      socket.on('timeout', onSocketTimeout);
     }
   }
 
@@ -138,10 +156,14 @@ export class Tunnel implements FrameSink, ReadTarget {
       this.leftover = this.leftover ? Buffer.concat([this.leftover, copy]) : copy;
       return;
     }
-    this.chunk = buf;
-    this.chunkLength = length;
-    if (this.ws !== null) this.ws.cork(this.relayChunk);
-    else this.relayChunk(); // client gone: still read the backend's close frame
+    if (this.ws === null) return this.reader.push(buf, 0, length); // client gone: still read the backend's close frame
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- handed to the shared cork callback, cleared below
+    relayTunnel = this;
+    relayBuffer = buf;
+    relayLength = length;
+    this.ws.cork(relayCorked);
+    relayTunnel = null;
+    relayBuffer = EMPTY;
   }
 
   onMessage(data: Uint8Array, isBinary: boolean): void {
@@ -191,7 +213,8 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.closeBackend(closeCode, reason);
   }
 
-  private onBackendIdle(): void {
+  /** Backend socket idle for half of backendIdleTimeout. */
+  onBackendIdle(): void {
     if (this.state !== State.Open) return;
     if (this.awaitingPong) {
       this.endClient(CloseCodes.backendError, 'backend not responding');
@@ -202,7 +225,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     writeBatched(this.socket, encodeFrame(Opcode.ping, new Uint8Array(0)));
   }
 
-  private onBackendSocketClosed(): void {
+  onBackendSocketClosed(): void {
     this.backendClosed = true;
     clearTimeout(this.closeTimer);
     if (this.state !== State.Closing) this.endClient(CloseCodes.backendLost, 'backend connection lost');
