@@ -19,7 +19,6 @@ export const Outcomes = {
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
   backendRefused: outcome('ERR_BACKEND_REFUSED', 0 /* the backend's own status */, 'backend_refused', 'the backend refused the upgrade'),
   backendUnreachable: outcome('ERR_BACKEND_UNREACHABLE', 502, 'backend_unreachable', 'no backend could be reached'),
-  badHandshake: outcome('ERR_BACKEND_HANDSHAKE', 502, 'backend_unreachable', 'the backend answered the upgrade incorrectly'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
 } as const;

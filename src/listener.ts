@@ -46,7 +46,7 @@ function normalizeIp(ip: string): string {
 }
 
 /** Answers with `outcome`'s status (or `status` for a refused upgrade); safe from async code. */
-export function respond(res: HttpResponse, status: number, body: string, headers: readonly (readonly [string, string])[] = []): void {
+function respond(res: HttpResponse, status: number, body: string, headers: readonly (readonly [string, string])[] = []): void {
   res.cork(() => {
     res.writeStatus(`${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd());
     for (const [k, v] of headers) res.writeHeader(k, v);
@@ -55,7 +55,7 @@ export function respond(res: HttpResponse, status: number, body: string, headers
   });
 }
 
-export function respondOutcome(res: HttpResponse, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
+function respondOutcome(res: HttpResponse, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
   respond(res, outcome.status, `${outcome.message}\n`, headers);
 }
 

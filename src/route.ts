@@ -36,10 +36,6 @@ export class RouteTable {
     }
     return undefined;
   }
-
-  get all(): readonly Route[] {
-    return this.routes;
-  }
 }
 
 export function pathMatches(prefix: string, url: string): boolean {

@@ -123,4 +123,3 @@ export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][string];
 export type BackendConfig = PoolConfig['backends'][number];
 export type RouteConfig = Config['routes'][number];
-export type RouteMode = RouteConfig['mode'];

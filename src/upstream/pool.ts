@@ -26,8 +26,4 @@ export class Pool {
     if (candidates.length === 0) return undefined;
     return candidates.length === 1 ? candidates[0] : this.balancer.pick(candidates, clientIp);
   }
-
-  get hasEligible(): boolean {
-    return this.backends.some((b) => b.eligible);
-  }
 }
