@@ -7,10 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket as UndiciWebSocket } from 'undici';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, startRawWsBackend, toBuffer, type BackendConnection, type EchoBackend, type RawWsBackend } from '../helpers/backends';
-import { clientFrame, rawWebSocket, ServerFrameParser } from '../helpers/raw-client';
+import { clientFrame, openSocket, rawWebSocket, ServerFrameParser, upgradeRequest } from '../helpers/raw-client';
 import { freePort } from '../helpers/ports';
 import { connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
-import { waitFor } from '../helpers/wait';
+import { delay, waitFor } from '../helpers/wait';
+import { WebSocket, WebSocketServer } from 'ws';
 import { uws } from '../../src/uws';
 
 const OP = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 };
@@ -183,5 +184,32 @@ void describe('interop', { timeout: 60_000 }, () => {
     assert.equal((await bystander.request('still fine')).text, 'still fine', 'the other tunnel is undisturbed');
     assert.equal(balancer.exitInfo(), undefined, 'the balancer is still running');
     assert.ok(!balancer.logs.some((l) => l.msg === 'worker exited'), 'no worker died');
+  });
+
+  void it('a client that gives up during the upgrade leaves no backend connection behind', async () => {
+    // A backend that takes 500 ms to accept; the client disconnects after 100 ms.
+    const port = await freePort();
+    const opened: WebSocket[] = [];
+    const slow = new WebSocketServer({ port, host: '127.0.0.1', verifyClient: (_info, cb) => void setTimeout(() => cb(true), 500) });
+    slow.on('connection', (ws) => {
+      opened.push(ws);
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    });
+    const quick = await startBalancer({ args: ['--backend', `ws://127.0.0.1:${port}`], workers: 1 });
+    try {
+      const socket = await openSocket(quick.port);
+      socket.write(upgradeRequest({ path: '/impatient' }).text);
+      await delay(100);
+      socket.destroy();
+      await waitFor(() => opened.length === 1, 3000, 'the backend to accept the late upgrade');
+      await waitFor(() => opened[0].readyState === WebSocket.CLOSED, 3000, 'the balancer to close the orphaned backend side');
+      const c = await connect(quick.url('/patient'));
+      clients.push(c);
+      assert.equal((await c.request('after')).text, 'after');
+    } finally {
+      await stopAll(quick);
+      for (const ws of slow.clients) ws.terminate();
+      slow.close();
+    }
   });
 });
