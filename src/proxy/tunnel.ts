@@ -114,14 +114,16 @@ export class Tunnel implements FrameSink, ReadTarget {
       this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
       return;
     }
-    const frame = encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message));
-    writeBatched(this.socket, frame);
-    counters.messagesToBackend++;
-    counters.bytesToBackend += message.byteLength;
+    // Checked before writing, so one message of any allowed size always goes out: what waits for
+    // the backend stays below backendBufferLimit + maxPayload.
     if (this.socket.writableLength > this.settings.backendBufferLimit) {
       this.endClient(CloseCodes.backendSlow, 'backend too slow');
       this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
+      return;
     }
+    writeBatched(this.socket, encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
+    counters.messagesToBackend++;
+    counters.bytesToBackend += message.byteLength;
   }
 
   /** uWS drained the client's send buffer. */

@@ -75,6 +75,15 @@ void describe('limits', { timeout: 120_000 }, () => {
     assert.equal(conn.received, 1, 'the oversized message never reached the backend');
   });
 
+  void it('carries a 12 MiB message both ways with the default limits (maxPayload 16 MiB, buffers 1-4 MiB)', async () => {
+    const c = await connect(balancer.url('/default-limits'), { maxPayload: 32 * MiB });
+    clients.push(c);
+    const big = Buffer.alloc(12 * MiB);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i / 4096;
+    const echoed = await c.request(big, 15_000, true);
+    assert.ok(echoed.data.equals(big), 'the 12 MiB message came back intact');
+  });
+
   void it('closes with 1009 when the backend sends more than maxPayload', async () => {
     const c = await connect(balancer.url('/small?case=down'));
     clients.push(c);
