@@ -6,6 +6,7 @@ import { HTTP_REASONS, Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { counters } from './stats/counters';
 import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import type { Refused } from './proxy/backend-socket';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
@@ -57,6 +58,21 @@ function respond(res: HttpResponse, status: number, body: string, headers: reado
 
 function respondOutcome(res: HttpResponse, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
   respond(res, outcome.status, `${outcome.message}\n`, headers);
+}
+
+/** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */
+function passRefusal(res: HttpResponse, { head, body }: Refused): void {
+  const passOn: [string, string][] = [];
+  for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
+    const v = head.headers.get(name);
+    if (v !== undefined) passOn.push([name, v]);
+  }
+  for (const c of head.setCookie) passOn.push(['set-cookie', c]);
+  res.cork(() => {
+    res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
+    for (const [k, v] of passOn) res.writeHeader(k, v);
+    res.end(body);
+  });
 }
 
 /** Seconds for uWS: 0 disables; otherwise at least 8, uWS's timer granularity being 4 s. */
@@ -135,19 +151,7 @@ export class Listener implements TunnelOwner {
         }
         if (result.kind === 'refused') {
           counters.upgrades[Outcomes.backendRefused.label]++;
-          if (aborted) return;
-          const { head, body } = result.refused;
-          const passOn: [string, string][] = [];
-          for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
-            const v = head.headers.get(name);
-            if (v !== undefined) passOn.push([name, v]);
-          }
-          for (const c of head.setCookie) passOn.push(['set-cookie', c]);
-          res.cork(() => {
-            res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
-            for (const [k, v] of passOn) res.writeHeader(k, v);
-            res.end(body);
-          });
+          if (!aborted) passRefusal(res, result.refused);
           return;
         }
         const { backend, upgraded } = result;
