@@ -19,6 +19,11 @@ function isConnectError(err: unknown): boolean {
   return err instanceof undiciErrors.ConnectTimeoutError || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'UND_ERR_SOCKET';
 }
 
+/** One request's life: finished once the response has ended or the client has gone; uWS's response may not be touched after. */
+interface Exchange {
+  finished: boolean;
+}
+
 export class HttpProxy {
   private readonly clients = new Map<Backend, UndiciPool>();
 
@@ -42,9 +47,9 @@ export class HttpProxy {
 
   handle(res: HttpResponse, request: ClientRequest, pool: Pool): void {
     const abort = new AbortController();
-    let finished = false;
+    const exchange: Exchange = { finished: false };
     res.onAborted(() => {
-      finished = true;
+      exchange.finished = true;
       abort.abort();
     });
     const length = header(request, 'content-length');
@@ -57,7 +62,7 @@ export class HttpProxy {
       if (i !== -1) headers.splice(i, 1);
     }
     const canRetry = IDEMPOTENT.has(request.method) && !hasBody;
-    void this.forward(res, request, pool, headers, body, canRetry, abort.signal, () => finished, () => (finished = true));
+    void this.forward(res, request, pool, headers, body, canRetry, abort.signal, exchange);
   }
 
   private async forward(
@@ -68,8 +73,7 @@ export class HttpProxy {
     body: Readable | undefined,
     canRetry: boolean,
     signal: AbortSignal,
-    isFinished: () => boolean,
-    markFinished: () => void,
+    exchange: Exchange,
   ): Promise<void> {
     const tried = new Set<Backend>();
     const ip = clientIp(request, this.trusted); // the same key as its WebSocket, for ip-hash
@@ -85,19 +89,19 @@ export class HttpProxy {
           body,
           signal,
         });
-        if (isFinished()) {
+        if (exchange.finished) {
           response.body.destroy();
           return;
         }
-        return streamResponse(res, request, response, markFinished, isFinished);
+        return streamResponse(res, request, response, exchange);
       } catch (err) {
-        if (isFinished()) return;
+        if (exchange.finished) return;
         this.log.warn({ pool: pool.name, backend: backend.name, err: (err as Error).message }, 'http backend request failed');
         if (!isConnectError(err)) break;
       }
     }
-    if (isFinished()) return;
-    markFinished();
+    if (exchange.finished) return;
+    exchange.finished = true;
     const outcome = tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable;
     res.cork(() => res.writeStatus(`${outcome.status} ${HTTP_REASONS[outcome.status]}`).writeHeader('content-type', 'text/plain; charset=utf-8').end(`${outcome.message}\n`));
   }
@@ -120,7 +124,7 @@ interface UndiciResponse {
   body: Readable;
 }
 
-function streamResponse(res: HttpResponse, request: ClientRequest, response: UndiciResponse, markFinished: () => void, isFinished: () => boolean): Promise<void> {
+function streamResponse(res: HttpResponse, request: ClientRequest, response: UndiciResponse, exchange: Exchange): Promise<void> {
   const { statusCode, headers, body } = response;
   const lengthHeader = headers['content-length'];
   const total = typeof lengthHeader === 'string' ? Number(lengthHeader) : NaN;
@@ -134,7 +138,7 @@ function streamResponse(res: HttpResponse, request: ClientRequest, response: Und
       else res.writeHeader(name, value);
     }
     if (noBody) {
-      markFinished();
+      exchange.finished = true;
       if (Number.isFinite(total)) res.endWithoutBody(total);
       else res.endWithoutBody();
     }
@@ -146,18 +150,18 @@ function streamResponse(res: HttpResponse, request: ClientRequest, response: Und
 
   return new Promise<void>((resolve) => {
     const done = (): void => {
-      markFinished();
+      exchange.finished = true;
       resolve();
     };
     body.on('error', () => {
       // Backend died mid-body: the status is already sent, so cut the connection to signal it.
-      if (!isFinished()) res.cork(() => res.close());
+      if (!exchange.finished) res.cork(() => res.close());
       done();
     });
     if (Number.isFinite(total)) {
       // Known length: tryEnd keeps Content-Length and lets uWS tell us how much it took.
       body.on('data', (chunk: Buffer) => {
-        if (isFinished()) return void body.destroy();
+        if (exchange.finished) return void body.destroy();
         const startOffset = res.getWriteOffset();
         let ok = false;
         let sent = false;
@@ -174,14 +178,14 @@ function streamResponse(res: HttpResponse, request: ClientRequest, response: Und
         }
       });
       body.on('end', () => {
-        if (!isFinished()) {
+        if (!exchange.finished) {
           res.cork(() => res.end());
           done();
         }
       });
     } else {
       body.on('data', (chunk: Buffer) => {
-        if (isFinished()) return void body.destroy();
+        if (exchange.finished) return void body.destroy();
         let ok = true;
         res.cork(() => (ok = res.write(chunk)));
         if (!ok) {
@@ -193,7 +197,7 @@ function streamResponse(res: HttpResponse, request: ClientRequest, response: Und
         }
       });
       body.on('end', () => {
-        if (!isFinished()) res.cork(() => res.end());
+        if (!exchange.finished) res.cork(() => res.end());
         done();
       });
     }
