@@ -2,8 +2,9 @@
 // request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig } from './config/schema';
-import { HTTP_REASONS, Outcomes, type Outcome } from './errors';
+import { Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
+import { respondOutcome } from './respond';
 import { counters } from './stats/counters';
 import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
@@ -23,7 +24,7 @@ export interface ListenerDeps {
 }
 
 /** Reads what outlives the handler from uWS's stack-allocated request (valid only until return). */
-export function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
+function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
   const headers: [string, string][] = [];
   req.forEachHeader((k, v) => headers.push([k, v]));
   const query = req.getQuery();
@@ -44,20 +45,6 @@ function normalizeIp(ip: string): string {
     return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
   }
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-}
-
-/** Answers with `outcome`'s status (or `status` for a refused upgrade); safe from async code. */
-function respond(res: HttpResponse, status: number, body: string, headers: readonly (readonly [string, string])[] = []): void {
-  res.cork(() => {
-    res.writeStatus(`${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd());
-    for (const [k, v] of headers) res.writeHeader(k, v);
-    res.writeHeader('content-type', 'text/plain; charset=utf-8');
-    res.end(body);
-  });
-}
-
-function respondOutcome(res: HttpResponse, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
-  respond(res, outcome.status, `${outcome.message}\n`, headers);
 }
 
 /** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { Pool as UndiciPool, errors as undiciErrors } from 'undici';
 import { HTTP_REASONS, Outcomes } from '../errors';
 import type { Logger } from '../log';
+import { respondOutcome } from '../respond';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
@@ -103,7 +104,7 @@ export class HttpProxy {
     if (exchange.finished) return;
     exchange.finished = true;
     const outcome = tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable;
-    res.cork(() => res.writeStatus(`${outcome.status} ${HTTP_REASONS[outcome.status]}`).writeHeader('content-type', 'text/plain; charset=utf-8').end(`${outcome.message}\n`));
+    respondOutcome(res, outcome);
   }
 }
 
