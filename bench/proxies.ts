@@ -1,0 +1,154 @@
+// The proxies under test, each started the same way: in the foreground, on a given port, in front of
+// the same echo backends, with the same worker count, and with the soft file-descriptor limit raised
+// to the hard one. Each start resolves once an upgrade through the proxy succeeds.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+
+export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
+export type ProxyName = (typeof PROXIES)[number];
+
+export interface ProxySetup {
+  workers: number;
+  backendPorts: number[];
+  /** The process-wide descriptor limit the proxy may use. */
+  nofile: number;
+  dir: string;
+  /** Extra Switchyard config merged over the bench's own (for example a redis section). */
+  switchyardExtra?: Record<string, unknown>;
+}
+
+export interface RunningProxy {
+  name: ProxyName;
+  /** Where clients connect: host:port, comma-separated when several. */
+  target: string;
+  /** Root of the process tree to measure; undefined for direct. */
+  pid?: number;
+  stop(): Promise<void>;
+}
+
+const ROOT = join(__dirname, '..');
+
+/** Runs a command with the soft descriptor limit raised to the hard one; exec keeps the pid. */
+export function spawnWithLimit(command: string, args: string[], logFile: string): ChildProcess {
+  const child = spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$@"', 'sh', command, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+  });
+  const log: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => log.push(d));
+  child.stderr?.on('data', (d: Buffer) => log.push(d));
+  child.on('exit', () => writeFileSync(logFile, Buffer.concat(log)));
+  return child;
+}
+
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resolves when a WebSocket upgrade to port succeeds; rejects after the deadline. */
+export async function waitForUpgrade(port: number, child: ChildProcess | undefined, deadlineMs = 15_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  let last = 'no answer';
+  while (Date.now() < until) {
+    if (child && child.exitCode !== null) throw new Error(`exited with code ${child.exitCode} before it accepted an upgrade`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+        timeout: 1000,
+      });
+      req.on('upgrade', (_res, socket) => {
+        socket.destroy();
+        resolve(true);
+      });
+      req.on('response', (res) => {
+        last = `HTTP ${res.statusCode}`;
+        res.resume();
+        resolve(false);
+      });
+      req.on('error', (err) => {
+        last = err.message;
+        resolve(false);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no upgrade through port ${port} within ${deadlineMs} ms (${last})`);
+}
+
+function fill(template: string, values: Record<string, string | number>): string {
+  return template.replace(/\{\{(\w+)\}\}/g, (_m, key: string) => {
+    if (!(key in values)) throw new Error(`template placeholder {{${key}}} has no value`);
+    return String(values[key]);
+  });
+}
+
+async function startChild(name: ProxyName, port: number, command: string, args: string[], setup: ProxySetup): Promise<RunningProxy> {
+  const child = spawnWithLimit(command, args, join(setup.dir, `${name}.log`));
+  try {
+    await waitForUpgrade(port, child);
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${name} did not start: ${(err as Error).message}; see ${join(setup.dir, `${name}.log`)}`);
+  }
+  return { name, target: `127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
+}
+
+export async function startProxy(name: ProxyName, port: number, setup: ProxySetup): Promise<RunningProxy> {
+  const backends = setup.backendPorts.map((p) => `127.0.0.1:${p}`);
+  switch (name) {
+    case 'direct':
+      return { name, target: backends.join(','), stop: () => Promise.resolve() };
+    case 'nginx': {
+      const dir = join(setup.dir, 'nginx');
+      mkdirSync(dir, { recursive: true });
+      const conf = fill(readFileSync(join(__dirname, 'anchors/nginx.conf'), 'utf8'), {
+        workers: setup.workers,
+        nofile: setup.nofile,
+        dir,
+        port,
+        servers: backends.map((b) => `        server ${b};`).join('\n'),
+      });
+      writeFileSync(join(dir, 'nginx.conf'), conf);
+      return startChild(name, port, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], setup);
+    }
+    case 'haproxy': {
+      const dir = join(setup.dir, 'haproxy');
+      mkdirSync(dir, { recursive: true });
+      const conf = fill(readFileSync(join(__dirname, 'anchors/haproxy.cfg'), 'utf8'), {
+        workers: setup.workers,
+        maxconn: Math.floor(setup.nofile / 2) - 100,
+        dir,
+        port,
+        servers: backends.map((b, i) => `    server echo${i + 1} ${b}`).join('\n'),
+      });
+      writeFileSync(join(dir, 'haproxy.cfg'), conf);
+      return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
+    }
+    case 'switchyard': {
+      const config = {
+        listen: { host: '127.0.0.1', port },
+        workers: setup.workers,
+        logLevel: 'warn',
+        pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },
+        routes: [{ path: '/', pool: 'chat' }],
+        ...setup.switchyardExtra,
+      };
+      const file = join(setup.dir, 'switchyard.json');
+      writeFileSync(file, JSON.stringify(config, null, 2));
+      return startChild(name, port, process.execPath, [join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
+    }
+  }
+}

@@ -1,0 +1,195 @@
+// Turns a benchmark run into medians, ratios to NGINX, the issue's targets, a Markdown table and an
+// SVG chart; and keeps the README's copy of the latest table current.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+export interface Sample {
+  messagesPerSecond?: number;
+  latencyP50Ms?: number;
+  latencyP99Ms?: number;
+  latencyP999Ms?: number;
+  proxyCpuMicrosPerMessage?: number;
+  rssBytesPerConnection?: number;
+  connected?: number;
+  upgradesPerSecond?: number;
+  upgradeLatencyP99Ms?: number;
+  proxyCpuMicrosPerUpgrade?: number;
+  requestsPerSecond?: number;
+  proxyCpuMicrosPerRequest?: number;
+  errors: number;
+  errorSamples?: string[];
+}
+
+export interface ScenarioResult {
+  title: string;
+  workers: number;
+  samples: Record<string, Sample[]>;
+  medians?: Record<string, Record<string, number>>;
+}
+
+export interface Figure {
+  scenario: string;
+  key: keyof Sample;
+  label: string;
+  better: 'lower' | 'higher';
+  values: Record<string, number | undefined>;
+  /** Switchyard and HAProxy over NGINX. */
+  ratios: Record<string, number | undefined>;
+}
+
+export interface Target {
+  text: string;
+  met: boolean | undefined;
+  detail: string;
+}
+
+export interface RunResult {
+  label?: string;
+  date: string;
+  quick: boolean;
+  rounds: number;
+  machine: Record<string, unknown>;
+  versions: Record<string, string>;
+  command: string;
+  scenarios: Record<string, ScenarioResult>;
+  figures?: Figure[];
+  targets?: Target[];
+}
+
+const FIGURES: Array<Omit<Figure, 'values' | 'ratios'>> = [
+  { scenario: 'chat', key: 'proxyCpuMicrosPerMessage', label: 'chat: proxy CPU per message (µs)', better: 'lower' },
+  { scenario: 'chat', key: 'messagesPerSecond', label: 'chat: messages/s', better: 'higher' },
+  { scenario: 'chat', key: 'latencyP99Ms', label: 'chat: p99 latency (ms)', better: 'lower' },
+  { scenario: 'throughput', key: 'proxyCpuMicrosPerMessage', label: 'throughput: proxy CPU per message (µs)', better: 'lower' },
+  { scenario: 'throughput', key: 'messagesPerSecond', label: 'throughput: messages/s', better: 'higher' },
+  { scenario: 'throughput', key: 'latencyP99Ms', label: 'throughput: p99 latency (ms)', better: 'lower' },
+  { scenario: 'idle', key: 'rssBytesPerConnection', label: 'idle: proxy RSS per tunnel (bytes)', better: 'lower' },
+  { scenario: 'churn', key: 'upgradesPerSecond', label: 'churn: upgrades/s', better: 'higher' },
+  { scenario: 'churn', key: 'upgradeLatencyP99Ms', label: 'churn: upgrade p99 (ms)', better: 'lower' },
+  { scenario: 'http', key: 'requestsPerSecond', label: 'HTTP: requests/s', better: 'higher' },
+  { scenario: 'http', key: 'proxyCpuMicrosPerRequest', label: 'HTTP: proxy CPU per request (µs)', better: 'lower' },
+];
+
+const COLUMNS = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
+const NAMES: Record<string, string> = { direct: 'direct', nginx: 'NGINX', haproxy: 'HAProxy', switchyard: 'Switchyard' };
+
+export function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b !== 0 ? Math.round((a / b) * 100) / 100 : undefined);
+
+/** Fills in medians, figures and targets. */
+export function summarise(run: RunResult): void {
+  for (const scenario of Object.values(run.scenarios)) {
+    scenario.medians = {};
+    for (const [proxy, samples] of Object.entries(scenario.samples)) {
+      const m: Record<string, number> = {};
+      const keys = new Set(samples.flatMap((s) => Object.keys(s)).filter((k) => k !== 'errorSamples'));
+      for (const key of keys) {
+        const v = median(samples.map((s) => s[key as keyof Sample]).filter((x): x is number => typeof x === 'number'));
+        if (v !== undefined) m[key] = v;
+      }
+      scenario.medians[proxy] = m;
+    }
+  }
+  run.figures = FIGURES.filter((f) => run.scenarios[f.scenario]).map((f) => {
+    const medians = run.scenarios[f.scenario].medians!;
+    const values = Object.fromEntries(COLUMNS.map((p) => [p, medians[p]?.[f.key]]));
+    return { ...f, values, ratios: { switchyard: ratio(values.switchyard, values.nginx), haproxy: ratio(values.haproxy, values.nginx) } };
+  });
+  const fig = (scenario: string, key: keyof Sample) => run.figures!.find((f) => f.scenario === scenario && f.key === key);
+  const target = (text: string, f: Figure | undefined, versus: 'nginx' | 'haproxy', better: 'lower' | 'higher'): Target => {
+    const mine = f?.values.switchyard;
+    const theirs = f?.values[versus];
+    const met = mine === undefined || theirs === undefined ? undefined : better === 'lower' ? mine <= theirs : mine >= theirs;
+    return { text, met, detail: mine === undefined || theirs === undefined ? 'not measured' : `${fmt(mine)} vs ${fmt(theirs)} (${ratio(mine, theirs)}x)` };
+  };
+  run.targets = [
+    target('chat: Switchyard CPU per message ≤ NGINX', fig('chat', 'proxyCpuMicrosPerMessage'), 'nginx', 'lower'),
+    target('idle: Switchyard RSS per tunnel ≤ HAProxy', fig('idle', 'rssBytesPerConnection'), 'haproxy', 'lower'),
+    target('churn: Switchyard upgrades/s ≥ NGINX', fig('churn', 'upgradesPerSecond'), 'nginx', 'higher'),
+    target('HTTP: Switchyard requests/s ≥ NGINX', fig('http', 'requestsPerSecond'), 'nginx', 'higher'),
+  ];
+}
+
+function fmt(v: number | undefined): string {
+  if (v === undefined) return '–';
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en');
+  return String(Math.round(v * 100) / 100);
+}
+
+export function renderMarkdown(run: RunResult): string {
+  const lines: string[] = [];
+  lines.push(`Run ${run.date.slice(0, 16).replace('T', ' ')} UTC${run.quick ? ' (quick: harness check, not for reporting)' : ''}, ${run.rounds} round(s), medians; ` +
+    `${String(run.machine.cpus)} cores, Node ${String(run.machine.node)}; ${Object.entries(run.versions).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
+  lines.push(`Command: \`${run.command}\``);
+  lines.push('');
+  lines.push(`| figure | ${COLUMNS.map((c) => NAMES[c]).join(' | ')} | Switchyard ÷ NGINX | HAProxy ÷ NGINX |`);
+  lines.push(`|---|${COLUMNS.map(() => '---:').join('|')}|---:|---:|`);
+  for (const f of run.figures ?? []) {
+    lines.push(`| ${f.label} (${f.better} is better) | ${COLUMNS.map((c) => fmt(f.values[c])).join(' | ')} | ${fmt(f.ratios.switchyard)} | ${fmt(f.ratios.haproxy)} |`);
+  }
+  lines.push('');
+  lines.push('Workers per proxy: ' + Object.entries(run.scenarios).map(([name, s]) => `${name} ${s.workers}`).join(', ') + ' (HAProxy: threads).');
+  const errors = Object.entries(run.scenarios).flatMap(([name, s]) =>
+    Object.entries(s.samples).filter(([, samples]) => samples.some((x) => x.errors > 0)).map(([p, samples]) => `${name}/${NAMES[p]}: ${samples.map((x) => x.errors).join('+')}`),
+  );
+  lines.push(errors.length ? `Errors (connect failures, unexpected closes): ${errors.join(', ')}.` : 'No connection errors in any run.');
+  lines.push('');
+  lines.push('Targets:');
+  for (const t of run.targets ?? []) lines.push(`- ${t.met === undefined ? '?' : t.met ? 'met' : 'missed'}: ${t.text}: ${t.detail}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Bar chart of Switchyard's and HAProxy's figures as ratios to NGINX (1.0 = NGINX). */
+export function renderSvg(run: RunResult): string {
+  const figures = (run.figures ?? []).filter((f) => f.ratios.switchyard !== undefined || f.ratios.haproxy !== undefined);
+  const rowHeight = 34;
+  const left = 300;
+  const width = 820;
+  const top = 50;
+  const height = top + figures.length * rowHeight + 40;
+  const max = Math.max(2, ...figures.flatMap((f) => [f.ratios.switchyard ?? 0, f.ratios.haproxy ?? 0]));
+  const x = (r: number) => left + (r / max) * (width - left - 60);
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="100%" height="100%" fill="white"/>`);
+  parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">${esc(`Ratio to NGINX (1.0 = NGINX), medians of ${run.rounds} round(s), ${run.date.slice(0, 10)}`)}</text>`);
+  parts.push(`<rect x="${left}" y="28" width="10" height="10" fill="#2b6cb0"/><text x="${left + 14}" y="37">Switchyard</text>`);
+  parts.push(`<rect x="${left + 100}" y="28" width="10" height="10" fill="#b7791f"/><text x="${left + 114}" y="37">HAProxy</text>`);
+  figures.forEach((f, i) => {
+    const y = top + i * rowHeight;
+    parts.push(`<text x="10" y="${y + 16}">${esc(f.label)}</text><text x="10" y="${y + 28}" fill="#666">${f.better} is better</text>`);
+    (['switchyard', 'haproxy'] as const).forEach((p, j) => {
+      const r = f.ratios[p];
+      if (r === undefined) return;
+      const good = f.better === 'lower' ? r <= 1 : r >= 1;
+      parts.push(`<rect x="${left}" y="${y + 4 + j * 13}" width="${Math.max(1, x(r) - left)}" height="11" fill="${p === 'switchyard' ? '#2b6cb0' : '#b7791f'}"/>`);
+      parts.push(`<text x="${x(r) + 4}" y="${y + 13 + j * 13}" fill="${p === 'switchyard' ? (good ? '#276749' : '#c53030') : '#444'}">${r.toFixed(2)}</text>`);
+    });
+  });
+  parts.push(`<line x1="${x(1)}" y1="${top - 4}" x2="${x(1)}" y2="${height - 30}" stroke="black" stroke-dasharray="4 3"/>`);
+  parts.push(`<text x="${x(1) - 14}" y="${height - 14}">1.0</text>`);
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
+}
+
+const START = '<!-- bench:latest:start -->';
+const END = '<!-- bench:latest:end -->';
+
+/** Replaces the latest-results block in README.md and bench/README.md. */
+export function updateReadme(root: string, markdown: string, svgPath: string): void {
+  for (const file of [join(root, 'README.md'), join(root, 'bench/README.md')]) {
+    const text = readFileSync(file, 'utf8');
+    const a = text.indexOf(START);
+    const b = text.indexOf(END);
+    if (a < 0 || b < a) continue;
+    const chart = relative(join(file, '..'), svgPath);
+    writeFileSync(file, text.slice(0, a + START.length) + `\n${markdown}\n![ratios to NGINX](${chart})\n` + text.slice(b));
+  }
+}

@@ -1,0 +1,218 @@
+// The benchmark runner: starts two echo backends, then for every scenario and round starts each proxy
+// in turn (the order rotates every round, so no proxy always runs first or last on a warming machine),
+// drives the load, stops the proxy, and finally writes bench/results/<date>.{json,md,svg} with medians
+// and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { sampleTree } from './proc-tree';
+import { PROXIES, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
+import { scenarios, type Scenario } from './scenarios';
+
+const program = new Command()
+  .option('--quick', 'every scenario briefly, one round (the harness check; numbers are not for reporting)')
+  .option('--rounds <n>', 'rounds of every scenario (default 3; 1 with --quick)', Number)
+  .option('--only <names>', 'comma-separated scenarios: chat,throughput,idle,churn,http')
+  .option('--proxies <names>', `comma-separated proxies: ${PROXIES.join(',')}`, PROXIES.join(','))
+  .option('--out <dir>', 'where results go', join(__dirname, 'results'))
+  .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
+  .option('--label <text>', 'a name for this run in the results file')
+  .option('--no-readme', 'do not update the tables in README.md and bench/README.md')
+  .parse();
+
+const opts = program.opts<{
+  quick?: boolean;
+  rounds?: number;
+  only?: string;
+  proxies: string;
+  out: string;
+  switchyardExtra?: string;
+  label?: string;
+  readme: boolean;
+}>();
+
+const ROOT = join(__dirname, '..');
+const TSX = ['--import', 'tsx'];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function requireBinary(name: string, pkg: string): void {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`${name} is not installed: apt-get install -y ${pkg}`);
+  }
+}
+
+function hardNofile(): number {
+  return Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
+}
+
+/** Runs a child to completion and parses the last line of its stdout as JSON. */
+function runJson(command: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$@"', 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const last = out.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(last) as Record<string, unknown>);
+      } catch {
+        reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err.trim().split('\n').slice(-3).join(' / ') || last}`));
+      }
+    });
+  });
+}
+
+async function measure(scenario: Scenario, target: string, pid: number | undefined, seconds: number): Promise<Sample> {
+  const timeoutMs = (seconds + 120) * 1000;
+  if (scenario.name === 'http') {
+    // autocannon reports the run; the proxy's CPU is sampled around it.
+    const [host] = target.split(',');
+    const before = pid ? sampleTree(pid) : undefined;
+    const result = await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `http://${host}/`], timeoutMs);
+    const after = pid ? sampleTree(pid) : undefined;
+    const requests = result.requests as { total: number; average: number };
+    const latency = result.latency as { p50: number; p99: number; p99_9?: number };
+    const non2xx = Number(result.non2xx ?? 0) + Number(result.errors ?? 0) + Number(result.timeouts ?? 0);
+    const cpu = before && after ? after.cpuSeconds - before.cpuSeconds : undefined;
+    return {
+      requestsPerSecond: requests.average,
+      latencyP99Ms: latency.p99,
+      proxyCpuMicrosPerRequest: cpu !== undefined && requests.total > 0 ? Math.round((cpu / requests.total) * 1e7) / 10 : undefined,
+      errors: non2xx,
+    };
+  }
+  const args = [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, ...scenario.args];
+  if (pid) args.push('--watch-pid', String(pid));
+  const r = await runJson(process.execPath, args, timeoutMs);
+  const errors = Number(r.errors ?? 0) + Number(r.connectErrors ?? 0) + Number(r.unexpectedCloses ?? 0);
+  const sample: Sample = { errors };
+  if (r.errorSamples && (r.errorSamples as string[]).length > 0) sample.errorSamples = r.errorSamples as string[];
+  if (scenario.name === 'idle') {
+    sample.rssBytesPerConnection = r.proxyRssBytesPerConnection as number | undefined;
+    sample.connected = r.stillOpen as number;
+  } else if (scenario.name === 'churn') {
+    sample.upgradesPerSecond = r.upgradesPerSecond as number;
+    sample.upgradeLatencyP99Ms = (r.upgradeLatencyMs as { p99: number }).p99;
+    sample.proxyCpuMicrosPerUpgrade = r.proxyCpuMicrosPerUpgrade as number | undefined;
+  } else {
+    const latency = r.latencyMs as { p50: number; p99: number; p999: number };
+    sample.messagesPerSecond = r.messagesPerSecond as number;
+    sample.latencyP50Ms = latency.p50;
+    sample.latencyP99Ms = latency.p99;
+    sample.latencyP999Ms = latency.p999;
+    sample.proxyCpuMicrosPerMessage = r.proxyCpuMicrosPerMessage as number | undefined;
+  }
+  return sample;
+}
+
+async function startBackends(dir: string): Promise<{ ports: number[]; stop: () => Promise<void> }> {
+  const ports = [await freePort(), await freePort()];
+  const children = ports.map((port, i) => spawnWithLimit(process.execPath, [...TSX, join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
+  await Promise.all(ports.map((port, i) => waitForUpgrade(port, children[i])));
+  return { ports, stop: async () => void (await Promise.all(children.map(stopChild))) };
+}
+
+async function main(): Promise<void> {
+  const quick = opts.quick === true;
+  const rounds = opts.rounds ?? (quick ? 1 : 3);
+  const proxies = opts.proxies.split(',').map((p) => p.trim()) as ProxyName[];
+  for (const p of proxies) if (!PROXIES.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${PROXIES.join(', ')})`);
+  if (proxies.includes('nginx')) requireBinary('nginx', 'nginx-light');
+  if (proxies.includes('haproxy')) requireBinary('haproxy', 'haproxy');
+
+  const nofile = hardNofile();
+  // The proxy holds two descriptors per tunnel; keep headroom for listeners, logs and backends' pools.
+  const idleConnections = quick ? 1000 : Math.max(1000, Math.min(50_000, Math.floor((nofile - 500) / 2)));
+  let chosen = scenarios({ quick, idleConnections });
+  if (opts.only) {
+    const names = opts.only.split(',');
+    chosen = chosen.filter((s) => names.includes(s.name));
+    if (chosen.length === 0) throw new Error(`--only matched no scenario: ${opts.only}`);
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  const backends = await startBackends(dir);
+  const extra = opts.switchyardExtra ? (JSON.parse(opts.switchyardExtra) as Record<string, unknown>) : undefined;
+  const startedAt = new Date();
+  const result: RunResult = {
+    label: opts.label,
+    date: startedAt.toISOString(),
+    quick,
+    rounds,
+    machine: { cpus: cpus().length, node: process.version, nofile, kernel: release() },
+    versions: versions(proxies),
+    command: `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`,
+    scenarios: {},
+  };
+  try {
+    for (const scenario of chosen) {
+      const order = proxies.filter((p) => p !== 'direct' || scenario.withDirect);
+      const samples: Record<string, Sample[]> = {};
+      for (let round = 0; round < rounds; round++) {
+        const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
+        for (const name of rotated) {
+          const port = await freePort();
+          const proxy = await startProxy(name, port, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra });
+          try {
+            const at = scenario.args.findIndex((a) => a === '--duration' || a === '-d');
+            const seconds = at >= 0 ? Number(scenario.args[at + 1]) : 10;
+            const sample = await measure(scenario, proxy.target, proxy.pid, seconds);
+            (samples[name] ??= []).push(sample);
+            process.stderr.write(`${scenario.name} round ${round + 1} ${name}: ${JSON.stringify(sample)}\n`);
+          } finally {
+            await proxy.stop();
+          }
+        }
+      }
+      result.scenarios[scenario.name] = { title: scenario.title, workers: scenario.workers, samples };
+    }
+  } finally {
+    await backends.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  summarise(result);
+  mkdirSync(opts.out, { recursive: true });
+  const stem = join(opts.out, startedAt.toISOString().slice(0, 10) + (quick ? '-quick' : '') + (opts.label ? `-${opts.label}` : ''));
+  writeFileSync(`${stem}.json`, JSON.stringify(result, null, 2) + '\n');
+  const markdown = renderMarkdown(result);
+  writeFileSync(`${stem}.md`, markdown);
+  writeFileSync(`${stem}.svg`, renderSvg(result));
+  process.stdout.write(markdown + `\nwritten: ${stem}.{json,md,svg}\n`);
+  if (!quick && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateReadme(ROOT, markdown, `${stem}.svg`);
+}
+
+function versions(proxies: ProxyName[]): Record<string, string> {
+  const v: Record<string, string> = { switchyard: (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version };
+  // nginx -v prints on stderr.
+  const read = (cmd: string, args: string[]) =>
+    execFileSync('sh', ['-c', `${cmd} ${args.join(' ')} 2>&1`], { encoding: 'utf8' }).trim().split('\n')[0]?.replace(/ - https?:\S+$/, '') ?? '';
+  if (proxies.includes('nginx')) v.nginx = read('nginx', ['-v']);
+  if (proxies.includes('haproxy')) v.haproxy = read('haproxy', ['-v']);
+  return v;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).message}\n`);
+  process.exit(1);
+});

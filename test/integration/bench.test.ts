@@ -1,0 +1,56 @@
+// The benchmark harness must not rot: `npm run bench -- --quick` runs every scenario against every
+// proxy (direct, NGINX, HAProxy, Switchyard) briefly, and this test checks that each produced numbers
+// and wrote its JSON, Markdown and SVG. No speed is asserted here; targets live in bench/README.md.
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { RunResult } from '../../bench/report';
+
+const ROOT = join(__dirname, '../..');
+
+test('npm run bench -- --quick measures every scenario on every proxy', { timeout: 240_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'switchyard-bench-test-'));
+  try {
+    const { stdout } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+      execFile('npm', ['run', 'bench', '--', '--quick', '--out', out, '--no-readme'], { cwd: ROOT, timeout: 200_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve({ stdout, stderr }),
+      );
+    });
+    const files = readdirSync(out);
+    const json = files.find((f) => f.endsWith('-quick.json'));
+    assert.ok(json, `no results JSON in ${files.join(', ')}`);
+    const stem = join(out, json.slice(0, -'.json'.length));
+    assert.ok(existsSync(`${stem}.md`) && existsSync(`${stem}.svg`), 'Markdown and SVG written next to the JSON');
+    assert.match(readFileSync(`${stem}.svg`, 'utf8'), /^<svg[\s\S]*Switchyard[\s\S]*<\/svg>\n$/);
+    assert.match(stdout, /\| chat: proxy CPU per message/);
+
+    const run = JSON.parse(readFileSync(`${stem}.json`, 'utf8')) as RunResult;
+    assert.deepEqual(Object.keys(run.scenarios).sort(), ['chat', 'churn', 'http', 'idle', 'throughput']);
+    const key: Record<string, string> = {
+      chat: 'messagesPerSecond',
+      throughput: 'messagesPerSecond',
+      idle: 'rssBytesPerConnection',
+      churn: 'upgradesPerSecond',
+      http: 'requestsPerSecond',
+    };
+    for (const [name, scenario] of Object.entries(run.scenarios)) {
+      for (const proxy of ['nginx', 'haproxy', 'switchyard']) {
+        const samples = scenario.samples[proxy];
+        assert.ok(samples && samples.length === 1, `${name}: one sample for ${proxy}`);
+        const value = samples[0][key[name] as 'messagesPerSecond'];
+        assert.ok(typeof value === 'number' && Number.isFinite(value), `${name}/${proxy}: ${key[name]} measured (${JSON.stringify(samples[0])})`);
+        assert.equal(samples[0].errors, 0, `${name}/${proxy}: no connection errors (${JSON.stringify(samples[0])})`);
+      }
+      if (name === 'chat' || name === 'throughput') {
+        const cpu = scenario.samples.switchyard[0].proxyCpuMicrosPerMessage;
+        assert.ok(typeof cpu === 'number' && cpu > 0, `${name}: Switchyard CPU per message sampled from /proc`);
+      }
+    }
+    assert.equal(run.targets?.length, 4);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
