@@ -10,7 +10,7 @@ import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedPro
 import type { Refused } from './proxy/backend-socket';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
-import { Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
+import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import { closeListenSocket, listenSocketPort, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
@@ -195,9 +195,16 @@ export class Listener implements TunnelOwner {
       this.app.listen(host, port, (socket) => {
         if (!socket) return reject(new Error(`cannot listen on ${host}:${port}`));
         this.listenSocket = socket;
+        this.startIdleSweep();
         resolve(listenSocketPort(socket));
       });
     });
+  }
+
+  private startIdleSweep(): void {
+    const timeouts = this.deps.config.routes.map((r) => r.backendIdleTimeout).filter((t) => t > 0);
+    if (timeouts.length === 0) return;
+    setInterval(sweepIdleBackends, idleSweepInterval(Math.min(...timeouts)), this.tunnels).unref();
   }
 
   /** Stop accepting, send 1001 on every tunnel; resolves when all are closed or after `timeoutMs`. */

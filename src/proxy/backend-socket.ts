@@ -32,34 +32,64 @@ export function setReadTarget(socket: Socket, target: ReadTarget): void {
   (socket as BackendSocket)[kTarget] = target;
 }
 
-// Writes are batched per event-loop turn: the first write of a turn corks the socket and the
-// check phase (after uWS has delivered everything it polled) uncorks them all.
-const corked: Socket[] = [];
+// Writes are batched per event-loop turn: frames for a socket queue here, and the check phase
+// (after uWS has delivered everything it polled) hands each socket its frames as one write. Why not
+// socket.cork()/uncork(): with one frame per socket per turn (the chat case) cork, uncork and the
+// stream's writev bookkeeping cost more than the syscall they save; a plain array and one write() of
+// one Buffer is the cheapest path through net.Socket (bench/README.md has the numbers).
+const kPending = Symbol('switchyard.pending');
+type QueuedSocket = Socket & { [kPending]?: Buffer | Buffer[] };
+const queued: QueuedSocket[] = [];
 let flushScheduled = false;
-const kCorked = Symbol('switchyard.corked');
+/** Below this many queued bytes, frames are copied into one Buffer; above, written as a corked burst. */
+const COALESCE_LIMIT = 64 * 1024;
 
-function flushCorked(): void {
-  flushScheduled = false;
-  for (let i = 0; i < corked.length; i++) {
-    const s = corked[i] as Socket & { [kCorked]?: boolean };
-    s[kCorked] = false;
-    s.uncork();
+function flushSocket(s: QueuedSocket): void {
+  const pending = s[kPending];
+  if (pending === undefined) return;
+  s[kPending] = undefined;
+  if (s.destroyed) return;
+  if (!Array.isArray(pending)) {
+    s.write(pending);
+    return;
   }
-  corked.length = 0;
+  let total = 0;
+  for (let i = 0; i < pending.length; i++) total += pending[i].length;
+  if (total <= COALESCE_LIMIT) {
+    s.write(Buffer.concat(pending, total));
+    return;
+  }
+  s.cork();
+  for (let i = 0; i < pending.length; i++) s.write(pending[i]);
+  s.uncork();
 }
 
-export function writeBatched(socket: Socket, data: Uint8Array): void {
-  const s = socket as Socket & { [kCorked]?: boolean };
-  if (!s[kCorked]) {
-    s[kCorked] = true;
-    s.cork();
-    corked.push(s);
+function flushQueued(): void {
+  flushScheduled = false;
+  for (let i = 0; i < queued.length; i++) flushSocket(queued[i]);
+  queued.length = 0;
+}
+
+/** Queues `data` (which must not change afterwards) for the socket's write at the end of this turn. */
+export function writeBatched(socket: Socket, data: Buffer): void {
+  const s = socket as QueuedSocket;
+  const pending = s[kPending];
+  if (pending === undefined) {
+    s[kPending] = data;
+    queued.push(s);
     if (!flushScheduled) {
       flushScheduled = true;
-      setImmediate(flushCorked);
+      setImmediate(flushQueued);
     }
-  }
-  s.write(data);
+  } else if (Array.isArray(pending)) pending.push(data);
+  else s[kPending] = [pending, data];
+}
+
+/** Ends the socket after whatever this turn queued for it, with `data` as the last bytes. */
+export function endAfterQueued(socket: Socket, data?: Buffer): void {
+  flushSocket(socket);
+  if (data) socket.end(data);
+  else socket.end();
 }
 
 /** The backend accepted the upgrade. The socket is paused until the tunnel takes it over. */

@@ -48,6 +48,11 @@ export class FrameReader {
     private readonly expectMasked = false,
   ) {}
 
+  /** Between frames: nothing of a header or payload is waiting for more bytes. */
+  get idle(): boolean {
+    return this.payload === null && this.headLen === 0;
+  }
+
   /** Feed bytes [start, end) of `buf`. */
   push(buf: Uint8Array, start = 0, end = buf.length): void {
     let pos = start;

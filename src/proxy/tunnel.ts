@@ -8,7 +8,7 @@ import { CloseCodes, isSendableCloseCode } from '../errors';
 import { counters } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
-import { setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
+import { endAfterQueued, setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
 import { FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
 
@@ -29,6 +29,24 @@ export interface TunnelOwner {
   onTunnelClosed(tunnel: Tunnel): void;
 }
 
+/**
+ * Backend idle timeouts are checked by one sweep over a worker's tunnels instead of a timer per
+ * socket: net.Socket#setTimeout re-arms a timer on every read and write and keeps a Timeout object
+ * per tunnel, where a sweep costs one store per read (bench/README.md, profiling notes).
+ */
+let coarseNow = Date.now();
+
+/** Runs checkBackendIdle on every tunnel; the listener calls it every IDLE_SWEEP_MS or so. */
+export function sweepIdleBackends(tunnels: Iterable<Tunnel>): void {
+  coarseNow = Date.now();
+  for (const t of tunnels) t.checkBackendIdle(coarseNow);
+}
+
+/** How often the sweep runs for a given smallest backendIdleTimeout: a quarter of its half, 100 ms to 1 s. */
+export function idleSweepInterval(smallestTimeoutMs: number): number {
+  return Math.min(1000, Math.max(100, Math.floor(smallestTimeoutMs / 8)));
+}
+
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
 
@@ -40,9 +58,6 @@ type TunnelSocket = Socket & { [kTunnel]: Tunnel };
 function onSocketClose(this: Socket): void {
   (this as TunnelSocket)[kTunnel].onBackendSocketClosed();
 }
-function onSocketTimeout(this: Socket): void {
-  (this as TunnelSocket)[kTunnel].onBackendIdle();
-}
 function ignore(): void {}
 
 // The backend read being relayed inside a uWS cork; the cork callback is one function for all.
@@ -52,6 +67,14 @@ let relayBuffer: Buffer = EMPTY;
 let relayLength = 0;
 function relayCorked(): void {
   relayTunnel!.reader.push(relayBuffer, 0, relayLength);
+}
+
+/** The read is exactly one unmasked frame with a 7- or 16-bit length, starting at a frame boundary. */
+function isOneFrame(buf: Buffer, length: number, reader: FrameReader): boolean {
+  if (length < 2 || !reader.idle) return false;
+  const len7 = buf[1];
+  if (len7 < 126) return length === 2 + len7;
+  return len7 === 126 && length >= 4 && length === 4 + ((buf[2] << 8) | buf[3]);
 }
 
 const enum State {
@@ -72,6 +95,8 @@ export class Tunnel implements FrameSink, ReadTarget {
   private paused = false;
   private awaitingPong = false;
   private closeTimer: NodeJS.Timeout | undefined;
+  /** When the backend last sent anything, on the coarse clock of sweepIdleBackends(). */
+  private lastHeard = coarseNow;
   readonly reader: FrameReader;
 
   constructor(
@@ -86,10 +111,6 @@ export class Tunnel implements FrameSink, ReadTarget {
     (socket as TunnelSocket)[kTunnel] = this;
     socket.on('close', onSocketClose);
     socket.on('error', ignore); // 'close' follows; the cause is not the client's business
-    if (settings.backendIdleTimeout > 0) {
-      socket.setTimeout(Math.max(1, Math.floor(settings.backendIdleTimeout / 2)));
-      socket.on('timeout', onSocketTimeout);
-    }
   }
 
   /** uWS opened the client side (called from its `open` handler). */
@@ -152,13 +173,19 @@ export class Tunnel implements FrameSink, ReadTarget {
 
   onBackendData(buf: Buffer, length: number): void {
     this.awaitingPong = false;
+    this.lastHeard = coarseNow;
     if (this.state === State.Opening) {
       // Bytes before the client side is open: keep a copy (rare; the 101 is usually alone).
       const copy = Buffer.from(buf.subarray(0, length));
       this.leftover = this.leftover ? Buffer.concat([this.leftover, copy]) : copy;
       return;
     }
-    if (this.ws === null) return this.reader.push(buf, 0, length); // client gone: still read the backend's close frame
+    if (this.ws === null || isOneFrame(buf, length, this.reader)) {
+      // One frame means at most one send to the client: no cork needed, and no C++ -> JS hop for it.
+      // (Client gone: still read the backend's close frame.)
+      this.reader.push(buf, 0, length);
+      return;
+    }
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- handed to the shared cork callback, cleared below
     relayTunnel = this;
     relayBuffer = buf;
@@ -202,11 +229,11 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (this.state === State.Open) {
       // Backend-initiated close: answer it, then pass code and reason on to the client.
       this.state = State.Closing;
-      this.socket.end(encodeClose(code, reason));
+      endAfterQueued(this.socket, encodeClose(code, reason));
       this.armCloseTimer();
       this.endClient(code, reason);
     } else {
-      this.socket.end(); // the backend answered our close
+      endAfterQueued(this.socket); // the backend answered our close
     }
   }
 
@@ -215,9 +242,11 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.closeBackend(closeCode, reason);
   }
 
-  /** Backend socket idle for half of backendIdleTimeout. */
-  onBackendIdle(): void {
-    if (this.state !== State.Open) return;
+  /** Pings a backend silent for half of backendIdleTimeout; cuts it off when the ping got no answer. */
+  checkBackendIdle(now: number): void {
+    const half = this.settings.backendIdleTimeout / 2;
+    if (half === 0 || this.state !== State.Open || now - this.lastHeard < half) return;
+    this.lastHeard = now;
     if (this.awaitingPong) {
       this.endClient(CloseCodes.backendError, 'backend not responding');
       this.socket.destroy();
