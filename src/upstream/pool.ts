@@ -14,7 +14,7 @@ export class Pool {
     readonly name: string,
     config: PoolConfig,
   ) {
-    this.backends = config.backends.map((b) => new Backend(b));
+    this.backends = config.backends.map((b) => new Backend(b, name));
     this.connectTimeout = config.connectTimeout;
     this.retries = config.retries;
     this.balancer = createLoadBalancer(config.algorithm);
