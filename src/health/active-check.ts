@@ -26,10 +26,10 @@ function statusBounds(range: string): [number, number] {
 
 const MAX_BODY = 64 * 1024;
 
-async function probeHttp(backend: Backend, cfg: HealthCheckConfig): Promise<string | undefined> {
+async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
   const res = await request(`http://${backend.name}${cfg.path}`, {
     method: 'GET',
-    headers: { 'user-agent': 'switchyard-health-check' },
+    headers: { 'user-agent': userAgent },
     headersTimeout: cfg.timeout,
     bodyTimeout: cfg.timeout,
     signal: AbortSignal.timeout(cfg.timeout),
@@ -63,8 +63,8 @@ function probeTcp(backend: Backend, timeoutMs: number): Promise<string | undefin
   });
 }
 
-async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig): Promise<string | undefined> {
-  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', 'switchyard-health-check']], '', cfg.timeout);
+async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
+  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout);
   if (result.kind === 'refused') return `upgrade refused with ${result.head.status}`;
   result.socket.end(encodeClose(1000, 'health check'));
   result.socket.resume();
@@ -73,14 +73,14 @@ async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig): Promise
   return undefined;
 }
 
-/** One probe of one backend; never throws. */
-export async function probe(backend: Backend, cfg: HealthCheckConfig): Promise<ProbeResult> {
+/** One probe of one backend; never throws. The User-Agent tells the backend's operator which balancer checks it. */
+export async function probe(backend: Backend, cfg: HealthCheckConfig, userAgent = 'switchyard-health-check'): Promise<ProbeResult> {
   const started = performance.now();
   let detail: string | undefined;
   try {
     if (cfg.type === 'tcp') detail = await probeTcp(backend, cfg.timeout);
-    else if (cfg.type === 'http') detail = await probeHttp(backend, cfg);
-    else detail = await probeWebSocket(backend, cfg);
+    else if (cfg.type === 'http') detail = await probeHttp(backend, cfg, userAgent);
+    else detail = await probeWebSocket(backend, cfg, userAgent);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.message);
@@ -113,6 +113,8 @@ export interface ActiveCheckerOptions {
   /** False when another machine holds this backend's lease. */
   shouldCheck?: (key: string) => boolean;
   random?: () => number;
+  /** Sent with http and websocket probes. */
+  userAgent?: string;
 }
 
 export class ActiveChecker extends EventEmitter<ActiveCheckerEvents> {
@@ -120,6 +122,7 @@ export class ActiveChecker extends EventEmitter<ActiveCheckerEvents> {
   private running = false;
   private readonly shouldCheck: (key: string) => boolean;
   private readonly random: () => number;
+  private readonly userAgent: string | undefined;
 
   constructor(
     private readonly cfg: HealthCheckConfig,
@@ -129,6 +132,7 @@ export class ActiveChecker extends EventEmitter<ActiveCheckerEvents> {
     super();
     this.shouldCheck = options.shouldCheck ?? (() => true);
     this.random = options.random ?? Math.random;
+    this.userAgent = options.userAgent;
     // Backends start up (as in HAProxy): a balancer restart must not refuse traffic until checks pass.
     for (const target of targets) this.states.set(target.key, { target, health: 'up', passes: 0, failures: 0 });
   }
@@ -165,7 +169,7 @@ export class ActiveChecker extends EventEmitter<ActiveCheckerEvents> {
 
   private async run(s: TargetState): Promise<void> {
     if (this.shouldCheck(s.target.key)) {
-      const result = await probe(s.target.backend, this.cfg);
+      const result = await probe(s.target.backend, this.cfg, this.userAgent);
       if (!this.running) return;
       this.emit('checked', s.target.key, result);
       this.record(s, result);

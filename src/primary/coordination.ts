@@ -73,6 +73,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       if (pc.healthCheck) {
         const checker = new ActiveChecker(pc.healthCheck, backends.map((backend) => ({ key: backend.key, backend })), {
           shouldCheck: (key) => this.state.holdsLease(key),
+          userAgent: `switchyard-health-check (${this.state.machineId})`,
         });
         checker.on('change', (key, health, detail) => {
           const e = this.entries.get(key)!;

@@ -3,7 +3,6 @@
 // load of plain least-connections and of the p2c herding guard, and holds p2c to being better.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Candidate } from '../../src/load-balancer/load-balancer';
 import { LeastConnections } from '../../src/load-balancer/least-connections';
 
 /** mulberry32: a small seeded PRNG, so every run sees the same arrivals and draws. */
@@ -43,7 +42,7 @@ function simulate(s: Scenario, twoChoices: boolean, seed = 42): Outcome {
     snapshot: [...truth],
     pending: new Array<number>(n).fill(0),
   }));
-  const candidates: (Candidate & { connections: number })[] = Array.from({ length: n }, (_, i) => ({ name: `b${i}`, weight: 1, active: 0, connections: 0 }));
+  const candidates: { name: string; weight: number; active: number; connections: number }[] = Array.from({ length: n }, (_, i) => ({ name: `b${i}`, weight: 1, active: 0, connections: 0 }));
   for (let t = 0; t < s.burstMs; t++) {
     if (t % s.syncMs === 0) {
       for (const b of balancers) {
