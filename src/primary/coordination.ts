@@ -196,6 +196,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   private onReport(worker: Worker, counts: Record<string, number>, outcomes: [string, boolean][]): void {
     const w = this.workers.get(worker);
     if (w !== undefined) w.counts = new Map(Object.entries(counts));
+    // The other workers hear of it now rather than at the next tick: less time deciding on stale counts.
+    this.pushElsewhere();
     const now = this.now();
     let changed = false;
     for (const [key, ok] of outcomes) {
@@ -233,8 +235,13 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       }
     }
     if (changed) this.broadcastState();
+    this.state.setLocalCounts(this.machineCounts());
+    this.pushElsewhere();
+  }
+
+  /** Tells each worker the tunnels held elsewhere (other workers + other machines), when that changed. */
+  private pushElsewhere(): void {
     const machine = this.machineCounts();
-    this.state.setLocalCounts(machine);
     const remote = this.state.remoteCounts();
     for (const [worker, w] of this.workers) {
       const elsewhere: Record<string, number> = {};

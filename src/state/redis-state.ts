@@ -191,10 +191,13 @@ export class RedisState extends CachedState {
       await p.exec();
       this.setStatus('ok');
       await this.renewLeases();
+      // Our checkers' verdicts, published again: while degraded every machine judged for itself.
       const q = this.client.pipeline();
       for (const k of this.held) {
         const h = this.health.get(k);
-        if (h !== undefined) q.hset(this.key('health'), k, h);
+        if (h === undefined) continue;
+        const message: EventMessage = { t: 'health', key: k, health: h, by: this.machineId };
+        q.hset(this.key('health'), k, h).publish(this.key('events'), JSON.stringify(message));
       }
       await q.exec();
       await this.sync();

@@ -150,8 +150,13 @@ void describe('operator surface', { timeout: 60_000 }, () => {
     });
     balancers.push(balancer);
     const first = await connect(balancer.url('/'));
+    clients.push(first);
+    await first.whoami();
+    // The primary tells the other worker as soon as it counts the tunnel: the second goes to the other backend.
+    const fleetTotal = async (): Promise<number> => (await adminStatus(adminPort)).pools.chat.reduce((n, x) => n + x.connections.fleet, 0);
+    await waitFor(async () => (await fleetTotal()) === 1, 3000, 'the first tunnel counted');
     const second = await connect(balancer.url('/'));
-    clients.push(first, second);
+    clients.push(second);
     assert.deepEqual(new Set([await first.whoami(), await second.whoami()]), new Set(['a', 'b']));
     const onA = (await first.whoami()) === 'a' ? first : second;
 
