@@ -1,6 +1,8 @@
 // switchyard: flags -> config -> primary.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { fetchStatus, formatStatus, setAdminState } from './admin-client';
 import { ConfigError, loadConfig, type ConfigFlags } from './config/load';
+import { ADMIN_STATES } from './config/schema';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -72,6 +74,54 @@ program
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
+    }
+  });
+
+/** host:port of the admin endpoint, from --admin or the config's admin section. */
+function adminAddress(flags: { admin?: string; config?: string }): string {
+  if (flags.admin) return flags.admin;
+  if (!flags.config) fail('switchyard: give --admin host:port or --config FILE (with admin.port set)');
+  let config;
+  try {
+    config = loadConfig({ config: flags.config });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  if (!config.admin) fail(`config error: admin.port: not set in ${flags.config}; the status command needs the admin endpoint`);
+  const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host;
+  return `${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
+}
+
+program
+  .command('status')
+  .description("print each pool's backends: health, active check, ejection, admin state, tunnels on this machine and fleet-wide")
+  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
+  .option('--admin <host:port>', 'admin endpoint address')
+  .option('--json', 'print the raw report')
+  .action(async (flags: { config?: string; admin?: string; json?: boolean }) => {
+    try {
+      const report = await fetchStatus(adminAddress(flags));
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+    } catch (err) {
+      fail(`switchyard: ${(err as Error).message}`);
+    }
+  });
+
+program
+  .command('admin')
+  .description('set a backend\'s admin state fleet-wide: drain (keeps its tunnels, gets no new ones), maintenance, ready')
+  .argument('<pool>', 'pool name')
+  .argument('<backend>', 'backend host:port')
+  .addArgument(new Argument('<state>', 'admin state').choices(ADMIN_STATES))
+  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
+  .option('--admin <host:port>', 'admin endpoint address')
+  .action(async (pool: string, backend: string, state: string, flags: { config?: string; admin?: string }) => {
+    try {
+      await setAdminState(adminAddress(flags), pool, backend, state);
+      process.stdout.write(`${pool}/${backend}: ${state}\n`);
+    } catch (err) {
+      fail(`switchyard: ${(err as Error).message}`);
     }
   });
 

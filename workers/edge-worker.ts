@@ -8,6 +8,8 @@ import { CONFIG_ENV, type PrimaryMessage, type WorkerMessage } from '../src/prim
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpProxy } from '../src/proxy/http-proxy';
 import { RouteTable } from '../src/route';
+import { DEFAULT_TIMINGS } from '../src/state/shared-state';
+import { BackendSync } from '../src/upstream/backend-sync';
 import { Pool } from '../src/upstream/pool';
 import { uwsBindingName } from '../src/uws';
 
@@ -22,6 +24,11 @@ async function main(): Promise<void> {
   const trusted = new TrustedProxies(config.trustedProxies);
   const httpProxy = new HttpProxy(trusted, log);
   const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log });
+  // Backend health, admin state and fleet counts come from the primary; known before the first upgrade.
+  const backendSync = new BackendSync(pools.values(), config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval, send);
+  process.on('message', (m: PrimaryMessage) => backendSync.onMessage(m));
+  await backendSync.ready(2000);
+  backendSync.start();
 
   let port: number;
   try {

@@ -116,5 +116,14 @@ export function loadConfig(flags: ConfigFlags): LoadedConfig {
   if (!merged.pools && !merged.routes) {
     throw new ConfigError('config error: pools: no backends; give --backend ws://host:port (repeatable) or --config FILE');
   }
-  return validateConfig(merged);
+  return validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
+}
+
+/** REDIS_URL turns on shared state when the file names no Redis URL (the file wins when it does). */
+function withRedisEnv(raw: Raw, redisUrl: string | undefined): Raw {
+  if (!redisUrl) return raw;
+  const redis = raw.redis;
+  if (redis === undefined || redis === null) return { ...raw, redis: { url: redisUrl } };
+  if (typeof redis === 'object' && !('url' in redis)) return { ...raw, redis: { ...redis, url: redisUrl } };
+  return raw;
 }

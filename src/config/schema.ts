@@ -35,6 +35,47 @@ const backendSchema = z.strictObject({
   admin: z.enum(ADMIN_STATES).default('ready'),
 });
 
+/** "200-399" or 200: the statuses an http health check accepts. */
+const statusRange = z.preprocess(
+  (v) => (typeof v === 'number' ? `${v}` : v),
+  z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'),
+);
+
+export const HEALTH_CHECK_TYPES = ['http', 'tcp', 'websocket'] as const;
+
+/** Active health checks (HAProxy's check / Envoy's health_checks): off unless configured. */
+const healthCheckSchema = z.strictObject({
+  type: z.enum(HEALTH_CHECK_TYPES).default('tcp'),
+  /** http and websocket: the path requested. */
+  path: z.string().startsWith('/', 'must start with /').default('/'),
+  /** http: accepted statuses. */
+  expectStatus: statusRange.default('200-399'),
+  /** http: the response body must contain this text. */
+  bodyContains: z.string().min(1).optional(),
+  interval: duration('interval').pipe(z.number().min(50, 'must be at least 50ms')).default(5000),
+  timeout: duration('timeout').pipe(z.number().min(1, 'must be more than 0')).default(2000),
+  /** Consecutive passes that bring a down backend up. */
+  rise: z.number().int().min(1).max(100).default(2),
+  /** Consecutive failures that bring an up backend down. */
+  fall: z.number().int().min(1).max(100).default(3),
+  /** Up to this much random delay before each check, so checks from many machines do not align; default interval/10. */
+  jitter: duration('jitter').optional(),
+});
+
+/** Passive health (Envoy's outlier detection): on by default. */
+const outlierDetectionSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Failed connects, failed upgrades (5xx) and abnormal backend closes in a row that eject a backend. */
+  consecutiveFailures: z.number().int().min(1).max(1000).default(5),
+  /** The failures must fall within this window. */
+  window: duration('window').default(30_000),
+  /** First ejection lasts this long; each further ejection adds as much again. */
+  baseEjectionTime: duration('baseEjectionTime').pipe(z.number().min(1, 'must be more than 0')).default(30_000),
+  maxEjectionTime: duration('maxEjectionTime').default(300_000),
+  /** Never eject more than this percentage of a pool's backends. */
+  maxEjectionPercent: z.number().int().min(0).max(100).default(50),
+});
+
 const poolSchema = z.strictObject({
   algorithm: z.enum(ALGORITHMS).default('least-connections'),
   backends: z.array(backendSchema).min(1, 'needs at least one backend'),
@@ -42,6 +83,10 @@ const poolSchema = z.strictObject({
   connectTimeout: duration('connectTimeout').default(5000),
   /** Further backends tried after a failed connect; NGINX's proxy_next_upstream_tries - 1. */
   retries: z.number().int().min(0).max(16).default(2),
+  /** least-connections: compare two random backends (p2c) instead of all, so balancers with stale fleet counts do not herd. */
+  herdingGuard: z.enum(['p2c', 'off']).default('p2c'),
+  healthCheck: healthCheckSchema.optional(),
+  outlierDetection: outlierDetectionSchema.prefault({}),
 });
 
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
@@ -98,6 +143,30 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
     routes: z.array(routeSchema).min(1, 'needs at least one route'),
+    /** Shared state across balancer machines; without it, workers of one machine share through the primary. */
+    redis: z
+      .strictObject({
+        /** redis://[user:pass@]host:port[/db]; REDIS_URL is used when this is absent. */
+        url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+        /** Namespace of every key, so two fleets can share one Redis. */
+        clusterName: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -').default('default'),
+        /** Health-check lease: its holder renews it every third of this; another machine takes over after it lapses. */
+        leaseTtl: duration('leaseTtl').pipe(z.number().min(300, 'must be at least 300ms')).default(5000),
+        /** How often this machine's connection counts are written and the fleet's are read. */
+        syncInterval: duration('syncInterval').pipe(z.number().min(10, 'must be at least 10ms')).default(100),
+        /** A machine's counts expire this long after its last write (a dead balancer leaves no phantom counts). */
+        countTtl: duration('countTtl').pipe(z.number().min(100, 'must be at least 100ms')).default(3000),
+        /** Passed to ioredis as they are (e.g. sentinels + name for Sentinel, tls). */
+        options: z.record(z.string(), z.unknown()).default({}),
+      })
+      .optional(),
+    /** Admin endpoint of the primary (GET /status, POST /admin): off unless a port is given. Keep it on loopback. */
+    admin: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535),
+      })
+      .optional(),
   })
   .superRefine((cfg, ctx) => {
     cfg.routes.forEach((route, i) => {
@@ -123,3 +192,6 @@ export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][string];
 export type BackendConfig = PoolConfig['backends'][number];
 export type RouteConfig = Config['routes'][number];
+export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
+export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
+export type RedisConfig = NonNullable<Config['redis']>;

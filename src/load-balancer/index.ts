@@ -5,10 +5,10 @@ import { LeastConnections } from './least-connections';
 import type { LoadBalancer } from './load-balancer';
 import { RoundRobin } from './round-robin';
 
-export function createLoadBalancer(algorithm: Algorithm): LoadBalancer {
+export function createLoadBalancer(algorithm: Algorithm, herdingGuard: 'p2c' | 'off' = 'off'): LoadBalancer {
   switch (algorithm) {
     case 'least-connections':
-      return new LeastConnections();
+      return new LeastConnections({ twoChoices: herdingGuard === 'p2c' });
     case 'ip-hash':
       return new IpHash();
     case 'round-robin':

@@ -5,8 +5,10 @@
 export interface Candidate {
   readonly name: string;
   readonly weight: number;
-  /** Live tunnels (least-connections). */
+  /** Live tunnels through this worker. */
   readonly active: number;
+  /** Fleet-wide live tunnels (own + other workers and machines); least-connections uses it when present. */
+  readonly connections?: number;
 }
 
 export interface LoadBalancer {

@@ -1,11 +1,30 @@
 // Messages between the primary and its workers (node:cluster IPC).
 
+import type { AdminState } from '../config/schema';
+import type { HealthState } from '../upstream/backend';
+
 export type WorkerMessage =
   | { type: 'listening'; port: number; binding: string }
   | { type: 'listen-failed'; error: string }
-  | { type: 'drained'; tunnelsLeft: number };
+  | { type: 'drained'; tunnelsLeft: number }
+  /** Sent before listening: the worker wants the backends' current state. */
+  | { type: 'state-request' }
+  /** Every sync interval when something changed: live tunnels per backend key, and passive health outcomes in order. */
+  | { type: 'backend-report'; counts: Record<string, number>; outcomes: [key: string, ok: boolean][] };
 
-export type PrimaryMessage = { type: 'drain'; timeoutMs: number };
+/** What a worker needs to know of a backend it did not decide itself. */
+export interface BackendView {
+  key: string;
+  health: HealthState;
+  admin: AdminState;
+  ejections: number;
+}
+
+export type PrimaryMessage =
+  | { type: 'drain'; timeoutMs: number }
+  | { type: 'backend-state'; backends: BackendView[] }
+  /** Tunnels per backend key held by the machine's other workers and by other machines. */
+  | { type: 'elsewhere'; counts: Record<string, number> };
 
 /** The environment variable carrying the validated config (JSON) to each worker. */
 export const CONFIG_ENV = 'SWITCHYARD_CONFIG';

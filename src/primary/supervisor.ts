@@ -5,6 +5,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
+import { createSharedState, stateTimings } from '../state';
+import { startAdminServer } from './admin-server';
+import { Coordination } from './coordination';
 import { CONFIG_ENV, isWorkerMessage, type PrimaryMessage } from './ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
@@ -41,6 +44,16 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   const port = await checkPortFree(config.listen.host, config.listen.port);
   const workerConfig = JSON.stringify({ ...config, listen: { ...config.listen, port }, workerCount: undefined });
   cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js') });
+  const coordination = new Coordination(config, createSharedState(config), log, stateTimings(config).syncInterval);
+  await coordination.start();
+  let adminPort: number | undefined;
+  if (config.admin) {
+    const { host, port: wanted } = config.admin;
+    const server = await startAdminServer(coordination, host, wanted, log).catch((err: NodeJS.ErrnoException) => {
+      throw new StartupError(`cannot listen for admin on ${host}:${wanted}: ${err.code ?? err.message}`);
+    });
+    adminPort = (server.address() as { port: number }).port;
+  }
 
   const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0 }));
   let ready = false;
@@ -57,6 +70,7 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     const worker = cluster.fork({ [CONFIG_ENV]: workerConfig });
     slot.worker = worker;
     slot.startedAt = Date.now();
+    coordination.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
       if (m.type === 'listen-failed') {
@@ -66,11 +80,12 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
         if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
         else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
           ready = true;
-          log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding }, 'switchyard ready');
+          log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding, state: coordination.status().state, adminPort }, 'switchyard ready');
         }
       }
     });
     worker.on('exit', (code, signal) => {
+      coordination.removeWorker(worker);
       if (slot.worker === worker) slot.worker = null;
       if (shuttingDown) {
         if (slots.every((s) => s.worker === null)) resolveDone();
@@ -114,7 +129,9 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   } catch (err) {
     shuttingDown = true;
     for (const s of slots) s.worker?.process.kill('SIGKILL');
+    await coordination.close(true);
     throw err;
   }
+  await coordination.close(true);
   log.info('stopped');
 }

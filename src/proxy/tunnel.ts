@@ -5,6 +5,7 @@
 // outgoing frame, create no closures or promises, and log nothing.
 import type { Socket } from 'node:net';
 import { CloseCodes, isSendableCloseCode } from '../errors';
+import { backendFailed } from '../health/passive-signals';
 import { counters } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
@@ -238,6 +239,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   }
 
   onProtocolError(closeCode: number, reason: string): void {
+    if (closeCode !== CloseCodes.messageTooBig) backendFailed(this.backend);
     this.endClient(closeCode === CloseCodes.messageTooBig ? CloseCodes.messageTooBig : CloseCodes.backendError, reason);
     this.closeBackend(closeCode, reason);
   }
@@ -248,6 +250,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (half === 0 || this.state !== State.Open || now - this.lastHeard < half) return;
     this.lastHeard = now;
     if (this.awaitingPong) {
+      backendFailed(this.backend);
       this.endClient(CloseCodes.backendError, 'backend not responding');
       this.socket.destroy();
       return;
@@ -259,7 +262,11 @@ export class Tunnel implements FrameSink, ReadTarget {
   onBackendSocketClosed(): void {
     this.backendClosed = true;
     clearTimeout(this.closeTimer);
-    if (this.state !== State.Closing) this.endClient(CloseCodes.backendLost, 'backend connection lost');
+    if (this.state !== State.Closing) {
+      // Lost without a close frame: an abnormal close, which counts against the backend (outlier detection).
+      if (this.state === State.Open) backendFailed(this.backend);
+      this.endClient(CloseCodes.backendLost, 'backend connection lost');
+    }
     this.state = State.Closing;
     this.maybeFinished();
   }

@@ -3,6 +3,7 @@
 // for "error timeout". A backend that answers with an HTTP status has spoken: no retry.
 import type { Logger } from '../log';
 import { Outcomes, type Outcome } from '../errors';
+import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { BackendConnectError, openBackendSocket, type Refused, type Upgraded } from './backend-socket';
@@ -33,12 +34,18 @@ export async function openBackend(
     backend.active++;
     try {
       const result = await openBackendSocket(backend, pathAndQuery, headers, offeredProtocols, pool.connectTimeout);
-      if (result.kind === 'upgraded') return { kind: 'upgraded', backend, upgraded: result };
+      if (result.kind === 'upgraded') {
+        backendSucceeded(backend);
+        return { kind: 'upgraded', backend, upgraded: result };
+      }
       backend.active--;
+      // A 5xx answer to the upgrade is the backend failing; a 4xx is its verdict on the client.
+      if (result.head.status >= 500) backendFailed(backend);
       return { kind: 'refused', backend, refused: result };
     } catch (err) {
       backend.active--;
       if (!(err instanceof BackendConnectError)) throw err;
+      backendFailed(backend);
       log.warn({ pool: pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
     }
   }

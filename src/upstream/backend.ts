@@ -1,5 +1,5 @@
 // A backend server of a pool. Whether it may get new tunnels is decided here and only here:
-// admin state (set by the operator) x health state (set by health checks, in a later issue).
+// admin state (set by the operator) x health state (set by the primary from health checks and outlier detection).
 import type { AdminState, BackendConfig } from '../config/schema';
 
 export type HealthState = 'up' | 'down';
@@ -11,12 +11,19 @@ export class Backend {
   readonly weight: number;
   /** Stable name for logs and (later) metric labels: host:port. */
   readonly name: string;
+  /** pool/host:port: the backend's name in shared state (the same server in two pools is two entries). */
+  readonly key: string;
   admin: AdminState;
+  /** Down when an active check failed it or outlier detection ejected it (decided in the primary). */
   health: HealthState = 'up';
   /** Tunnels open or being opened through this worker. */
   active = 0;
+  /** Tunnels on this backend held by the other workers and machines, as last synced. */
+  elsewhere = 0;
+  /** Times outlier detection ejected this backend (on this machine). */
+  ejections = 0;
 
-  constructor(config: BackendConfig) {
+  constructor(config: BackendConfig, pool = '') {
     const u = new URL(config.url);
     this.url = config.url;
     this.host = u.hostname.replace(/^\[|\]$/g, '');
@@ -24,6 +31,12 @@ export class Backend {
     this.weight = config.weight;
     this.admin = config.admin;
     this.name = `${u.hostname}:${this.port}`;
+    this.key = `${pool}/${this.name}`;
+  }
+
+  /** Fleet-wide tunnels: this worker's live count (exact) plus everyone else's (last synced). */
+  get connections(): number {
+    return this.active + this.elsewhere;
   }
 
   /** May this backend get a new tunnel or request? Drain and maintenance both say no; drain keeps what it has. */

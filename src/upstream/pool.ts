@@ -14,10 +14,10 @@ export class Pool {
     readonly name: string,
     config: PoolConfig,
   ) {
-    this.backends = config.backends.map((b) => new Backend(b));
+    this.backends = config.backends.map((b) => new Backend(b, name));
     this.connectTimeout = config.connectTimeout;
     this.retries = config.retries;
-    this.balancer = createLoadBalancer(config.algorithm);
+    this.balancer = createLoadBalancer(config.algorithm, config.herdingGuard);
   }
 
   /** An eligible backend not in `tried`, or undefined when none is left. */

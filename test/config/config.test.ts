@@ -105,6 +105,61 @@ routes:
   });
 });
 
+describe('health and shared-state config', () => {
+  it('has active checks off, outlier detection on, no Redis and no admin endpoint by default', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.equal(c.pools.chat.healthCheck, undefined);
+    assert.deepEqual(c.pools.chat.outlierDetection, {
+      enabled: true,
+      consecutiveFailures: 5,
+      window: 30_000,
+      baseEjectionTime: 30_000,
+      maxEjectionTime: 300_000,
+      maxEjectionPercent: 50,
+    });
+    assert.equal(c.pools.chat.herdingGuard, 'p2c');
+    assert.equal(c.redis, undefined);
+    assert.equal(c.admin, undefined);
+  });
+
+  it('fills health-check and Redis defaults', () => {
+    const text = GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    healthCheck: { type: http, expectStatus: 204 }') + 'redis: { url: "redis://10.0.0.5:6379" }\n';
+    const c = loadConfig({ config: file(text) });
+    assert.deepEqual(c.pools.chat.healthCheck, { type: 'http', path: '/', expectStatus: '204', interval: 5000, timeout: 2000, rise: 2, fall: 3 });
+    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', clusterName: 'default', leaseTtl: 5000, syncInterval: 100, countTtl: 3000, options: {} });
+  });
+
+  it('takes REDIS_URL when the file names no Redis URL, and the file when it does', () => {
+    const saved = process.env.REDIS_URL;
+    process.env.REDIS_URL = 'redis://env:6379';
+    try {
+      assert.equal(loadConfig({ config: file(GOOD) }).redis?.url, 'redis://env:6379');
+      const named = loadConfig({ config: file(GOOD + 'redis: { clusterName: eu }\n') }).redis;
+      assert.deepEqual([named?.url, named?.clusterName], ['redis://env:6379', 'eu']);
+      assert.equal(loadConfig({ config: file(GOOD + 'redis: { url: "redis://file:6379" }\n') }).redis?.url, 'redis://file:6379');
+    } finally {
+      if (saved === undefined) delete process.env.REDIS_URL;
+      else process.env.REDIS_URL = saved;
+    }
+  });
+
+  it('names the key of a bad health, outlier, Redis or admin setting', () => {
+    const hc = (v: string): string => GOOD.replace('algorithm: ip-hash', `algorithm: ip-hash\n    ${v}`);
+    const cases: [string, RegExp][] = [
+      [hc('healthCheck: { type: udp }'), /^config error: pools\.chat\.healthCheck\.type: /],
+      [hc('healthCheck: { expectStatus: 2xx }'), /^config error: pools\.chat\.healthCheck\.expectStatus: must be a status such as 200/],
+      [hc('healthCheck: { interval: 10ms }'), /^config error: pools\.chat\.healthCheck\.interval: must be at least 50ms/],
+      [hc('healthCheck: { rise: 0 }'), /^config error: pools\.chat\.healthCheck\.rise: /],
+      [hc('outlierDetection: { maxEjectionPercent: 150 }'), /^config error: pools\.chat\.outlierDetection\.maxEjectionPercent: /],
+      [hc('outlierDetection: { consecutive: 3 }'), /^config error: pools\.chat\.outlierDetection\.consecutive: unknown key/],
+      [GOOD + 'redis: { url: "http://x" }\n', /^config error: redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
+      [GOOD + 'redis: { url: "redis://x", clusterName: "a b" }\n', /^config error: redis\.clusterName: /],
+      [GOOD + 'admin: { host: 127.0.0.1 }\n', /^config error: admin\.port: is required/],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+});
+
 describe('units', () => {
   it('parses durations', () => {
     assert.equal(parseDuration('500ms'), 500);

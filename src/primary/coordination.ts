@@ -1,0 +1,258 @@
+// Health and connection-count coordination, in the primary (the control path). It owns the active
+// checkers, the outlier detectors and the shared state; workers report their tunnel counts and
+// passive outcomes over IPC every sync interval, and get back each backend's state (health x admin)
+// and the tunnels held elsewhere (other workers, other machines). Workers never wait on any of it:
+// they act on the last state they were sent.
+import { EventEmitter } from 'node:events';
+import type { Worker } from 'node:cluster';
+import type { LoadedConfig } from '../config/load';
+import type { AdminState } from '../config/schema';
+import { ActiveChecker, type ProbeResult } from '../health/active-check';
+import { OutlierDetector } from '../health/outlier-detection';
+import type { Logger } from '../log';
+import type { SharedState, StateStatus } from '../state/shared-state';
+import { Backend, type HealthState } from '../upstream/backend';
+import { isWorkerMessage, type BackendView, type PrimaryMessage } from './ipc';
+
+interface Entry {
+  pool: string;
+  backend: Backend;
+  configAdmin: AdminState;
+  checked: boolean;
+  detector: OutlierDetector;
+  ejected: boolean;
+}
+
+export interface BackendStatus {
+  backend: string;
+  url: string;
+  health: HealthState;
+  /** The active checks' verdict ('off' when the pool has none). */
+  activeCheck: HealthState | 'off';
+  /** True when this machine runs the active checks of this backend (holds its lease). */
+  checkedHere: boolean;
+  ejected: boolean;
+  ejections: number;
+  admin: AdminState;
+  connections: { machine: number; fleet: number };
+}
+
+export interface StatusReport {
+  machine: string;
+  state: { kind: string; status: StateStatus };
+  pools: Record<string, BackendStatus[]>;
+}
+
+export interface CoordinationEvents {
+  /** Every active-check probe this machine ran (latency hook for metrics). */
+  checked: [key: string, result: ProbeResult];
+  /** Shared-state connectivity changed (metrics hook). */
+  status: [status: StateStatus, detail: string | undefined];
+}
+
+export class Coordination extends EventEmitter<CoordinationEvents> {
+  private readonly entries = new Map<string, Entry>();
+  private readonly checkers: ActiveChecker[] = [];
+  private readonly workers = new Map<Worker, { counts: Map<string, number>; sent: string }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    config: LoadedConfig,
+    private readonly state: SharedState,
+    private readonly log: Logger,
+    private readonly syncInterval: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    super();
+    for (const [pool, pc] of Object.entries(config.pools)) {
+      const backends = pc.backends.map((b) => new Backend(b, pool));
+      const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
+      for (const [i, backend] of backends.entries()) {
+        this.entries.set(backend.key, { pool, backend, configAdmin: pc.backends[i].admin, checked: pc.healthCheck !== undefined, detector, ejected: false });
+      }
+      if (pc.healthCheck) {
+        const checker = new ActiveChecker(pc.healthCheck, backends.map((backend) => ({ key: backend.key, backend })), {
+          shouldCheck: (key) => this.state.holdsLease(key),
+          userAgent: `switchyard-health-check (${this.state.machineId})`,
+        });
+        checker.on('change', (key, health, detail) => {
+          const e = this.entries.get(key)!;
+          this.log.warn({ pool: e.pool, backend: e.backend.name, health, reason: detail }, health === 'down' ? 'health check: backend down' : 'health check: backend up');
+          this.state.publishHealth(key, health);
+        });
+        checker.on('checked', (key, result) => this.emit('checked', key, result));
+        this.checkers.push(checker);
+      }
+    }
+  }
+
+  async start(): Promise<void> {
+    this.state.on('health', (key, health, by) => {
+      const e = this.entries.get(key);
+      if (e === undefined || !e.checked) return;
+      for (const c of this.checkers) c.adopt(key, health);
+      if (by !== this.state.machineId) this.log.info({ pool: e.pool, backend: e.backend.name, health, by }, 'health verdict from the fleet');
+      this.broadcastState();
+    });
+    this.state.on('admin', (key, admin) => {
+      const e = this.entries.get(key);
+      if (e === undefined) return;
+      this.log.info({ pool: e.pool, backend: e.backend.name, admin }, 'admin state set');
+      this.broadcastState();
+    });
+    this.state.on('lease', (key, held) => {
+      const e = this.entries.get(key);
+      if (e?.checked) this.log.info({ pool: e.pool, backend: e.backend.name, machine: this.state.machineId }, held ? 'health-check lease acquired' : 'health-check lease lost');
+    });
+    this.state.on('status', (status, detail) => {
+      if (status === 'degraded') this.log.warn({ state: this.state.kind, reason: detail }, 'shared state unreachable: running degraded on last known state');
+      else this.log.info({ state: this.state.kind }, 'shared state connected');
+      this.emit('status', status, detail);
+    });
+    await this.state.start([...this.entries.keys()]);
+    for (const c of this.checkers) {
+      for (const key of this.entries.keys()) {
+        const h = this.state.healthOf(key);
+        if (h !== undefined) c.adopt(key, h);
+      }
+      c.start();
+    }
+    this.timer = setInterval(() => this.sync(), this.syncInterval);
+    this.timer.unref();
+  }
+
+  async close(graceful = true): Promise<void> {
+    clearInterval(this.timer);
+    for (const c of this.checkers) c.stop();
+    await this.state.close(graceful);
+  }
+
+  addWorker(worker: Worker): void {
+    this.workers.set(worker, { counts: new Map(), sent: '' });
+    worker.on('message', (m: unknown) => {
+      if (!isWorkerMessage(m)) return;
+      if (m.type === 'state-request') this.send(worker, { type: 'backend-state', backends: this.views() });
+      else if (m.type === 'backend-report') this.onReport(worker, m.counts, m.outcomes);
+    });
+  }
+
+  /** A dead worker's tunnels are gone with it. */
+  removeWorker(worker: Worker): void {
+    this.workers.delete(worker);
+  }
+
+  /** Sets an admin override for the whole fleet (rejects when the shared store cannot be reached). */
+  async setAdmin(pool: string, backendName: string, admin: AdminState): Promise<void> {
+    const key = `${pool}/${backendName}`;
+    if (!this.entries.has(key)) throw new Error(`no backend ${backendName} in pool ${pool}`);
+    await this.state.setAdmin(key, admin);
+  }
+
+  status(): StatusReport {
+    const machine = this.machineCounts();
+    const remote = this.state.remoteCounts();
+    const pools: Record<string, BackendStatus[]> = {};
+    for (const [key, e] of this.entries) {
+      const view = this.view(key, e);
+      const here = machine.get(key) ?? 0;
+      (pools[e.pool] ??= []).push({
+        backend: e.backend.name,
+        url: e.backend.url,
+        health: view.health,
+        activeCheck: e.checked ? (this.state.healthOf(key) ?? 'up') : 'off',
+        checkedHere: e.checked && this.state.holdsLease(key),
+        ejected: e.ejected,
+        ejections: view.ejections,
+        admin: view.admin,
+        connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
+      });
+    }
+    return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };
+  }
+
+  private view(key: string, e: Entry): BackendView {
+    const activeDown = e.checked && this.state.healthOf(key) === 'down';
+    return {
+      key,
+      health: activeDown || e.ejected ? 'down' : 'up',
+      admin: this.state.adminOf(key) ?? e.configAdmin,
+      ejections: e.detector.ejections(key),
+    };
+  }
+
+  private views(): BackendView[] {
+    return [...this.entries].map(([key, e]) => this.view(key, e));
+  }
+
+  private broadcastState(): void {
+    const message: PrimaryMessage = { type: 'backend-state', backends: this.views() };
+    for (const worker of this.workers.keys()) this.send(worker, message);
+  }
+
+  private send(worker: Worker, message: PrimaryMessage): void {
+    if (worker.isConnected()) worker.send(message);
+  }
+
+  private onReport(worker: Worker, counts: Record<string, number>, outcomes: [string, boolean][]): void {
+    const w = this.workers.get(worker);
+    if (w !== undefined) w.counts = new Map(Object.entries(counts));
+    // The other workers hear of it now rather than at the next tick: less time deciding on stale counts.
+    this.pushElsewhere();
+    const now = this.now();
+    let changed = false;
+    for (const [key, ok] of outcomes) {
+      const e = this.entries.get(key);
+      if (e === undefined) continue;
+      if (ok) {
+        e.detector.recordSuccess(key);
+        continue;
+      }
+      const ejection = e.detector.recordFailure(key, now);
+      if (ejection === undefined) continue;
+      e.ejected = true;
+      changed = true;
+      this.log.warn({ pool: e.pool, backend: e.backend.name, durationMs: ejection.durationMs, ejections: ejection.ejections }, 'outlier detection: backend ejected');
+    }
+    if (changed) this.broadcastState();
+  }
+
+  private machineCounts(): Map<string, number> {
+    const total = new Map<string, number>();
+    for (const w of this.workers.values()) for (const [k, n] of w.counts) total.set(k, (total.get(k) ?? 0) + n);
+    return total;
+  }
+
+  /** Every sync interval: end due ejections, publish this machine's counts, tell each worker what is held elsewhere. */
+  private sync(): void {
+    const now = this.now();
+    let changed = false;
+    for (const e of this.entries.values()) {
+      if (e.ejected && !e.detector.isEjected(e.backend.key, now)) {
+        e.detector.expire(now);
+        e.ejected = false;
+        changed = true;
+        this.log.info({ pool: e.pool, backend: e.backend.name }, 'outlier detection: backend returned');
+      }
+    }
+    if (changed) this.broadcastState();
+    this.state.setLocalCounts(this.machineCounts());
+    this.pushElsewhere();
+  }
+
+  /** Tells each worker the tunnels held elsewhere (other workers + other machines), when that changed. */
+  private pushElsewhere(): void {
+    const machine = this.machineCounts();
+    const remote = this.state.remoteCounts();
+    for (const [worker, w] of this.workers) {
+      const elsewhere: Record<string, number> = {};
+      for (const key of this.entries.keys()) {
+        const n = (machine.get(key) ?? 0) - (w.counts.get(key) ?? 0) + (remote.get(key) ?? 0);
+        if (n !== 0) elsewhere[key] = n;
+      }
+      const text = JSON.stringify(elsewhere);
+      if (text === w.sent) continue;
+      w.sent = text;
+      this.send(worker, { type: 'elsewhere', counts: elsewhere });
+    }
+  }
+}

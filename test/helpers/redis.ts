@@ -1,0 +1,70 @@
+// A real redis-server for the tests, on a free loopback port, without persistence. Missing binary is
+// a failure, not a skip: the shared-state tests must run wherever the suite runs.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { freePort } from './ports';
+import { waitFor } from './wait';
+
+export interface RedisServer {
+  port: number;
+  url: string;
+  /** Stops the server (SIGKILL, like a crash); the port stays reserved for restart(). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
+function redisBinary(): string {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const path = found.stdout.trim();
+  if (found.status !== 0 || path === '') {
+    throw new Error('redis-server is not installed; the shared-state tests need it: apt-get install -y redis-server');
+  }
+  return path;
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startRedis(): Promise<RedisServer> {
+  const binary = redisBinary();
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  let output = '';
+
+  const launch = async (): Promise<void> => {
+    const p = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    proc = p;
+    running.add(p);
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (output = (output + d).slice(-4000)));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (output = (output + d).slice(-4000)));
+    p.once('exit', () => running.delete(p));
+    await waitFor(async () => p.exitCode === null && (await accepts(port)), 10_000, `redis-server on port ${port} (${output})`);
+  };
+
+  const stop = async (): Promise<void> => {
+    const p = proc;
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill('SIGKILL');
+    await exited;
+  };
+
+  await launch();
+  return { port, url: `redis://127.0.0.1:${port}`, stop, restart: launch };
+}

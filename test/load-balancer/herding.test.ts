@@ -1,0 +1,97 @@
+// Deterministic simulation of many balancers deciding on fleet-wide counts that are one sync
+// interval old (plus each balancer's own exact pending tunnels), hit by a burst. Reports max/mean
+// load of plain least-connections and of the p2c herding guard, and holds p2c to being better.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LeastConnections } from '../../src/load-balancer/least-connections';
+
+/** mulberry32: a small seeded PRNG, so every run sees the same arrivals and draws. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Scenario {
+  balancers: number;
+  /** Tunnels already on each backend (a 0 among loaded ones is a backend that just joined or returned). */
+  initial: number[];
+  /** Sync interval, ms. */
+  syncMs: number;
+  /** New tunnels per ms, for burstMs. */
+  perMs: number;
+  burstMs: number;
+}
+
+interface Outcome {
+  maxOverMean: number;
+  counts: number[];
+}
+
+function simulate(s: Scenario, twoChoices: boolean, seed = 42): Outcome {
+  const random = seeded(seed);
+  const n = s.initial.length;
+  const truth = [...s.initial];
+  const balancers = Array.from({ length: s.balancers }, (_, b) => ({
+    policy: new LeastConnections({ twoChoices, random: seeded(seed * 1000 + b) }),
+    snapshot: [...truth],
+    pending: new Array<number>(n).fill(0),
+  }));
+  const candidates: { name: string; weight: number; active: number; connections: number }[] = Array.from({ length: n }, (_, i) => ({ name: `b${i}`, weight: 1, active: 0, connections: 0 }));
+  for (let t = 0; t < s.burstMs; t++) {
+    if (t % s.syncMs === 0) {
+      for (const b of balancers) {
+        b.snapshot = [...truth];
+        b.pending.fill(0);
+      }
+    }
+    for (let k = 0; k < s.perMs; k++) {
+      const b = balancers[Math.floor(random() * balancers.length)];
+      for (let i = 0; i < n; i++) {
+        candidates[i].active = b.pending[i];
+        candidates[i].connections = b.snapshot[i] + b.pending[i];
+      }
+      const chosen = Number(b.policy.pick(candidates, '').name.slice(1));
+      b.pending[chosen]++;
+      truth[chosen]++;
+    }
+  }
+  const mean = truth.reduce((x, y) => x + y, 0) / n;
+  return { maxOverMean: Math.max(...truth) / mean, counts: truth };
+}
+
+const report = (name: string, plain: Outcome, p2c: Outcome): string =>
+  `${name}: max/mean plain ${plain.maxOverMean.toFixed(2)}, p2c ${p2c.maxOverMean.toFixed(2)}`;
+
+void describe('herding under stale fleet counts (simulation)', () => {
+  void it('a backend that joins a loaded pool: plain least-connections herds onto it, p2c does not', (t) => {
+    const s: Scenario = { balancers: 20, initial: [...new Array<number>(19).fill(100), 0], syncMs: 100, perMs: 10, burstMs: 300 };
+    const plain = simulate(s, false);
+    const p2c = simulate(s, true);
+    t.diagnostic(report('join', plain, p2c));
+    t.diagnostic(`join: newcomer got plain ${plain.counts[19]}, p2c ${p2c.counts[19]} of ${s.perMs * s.burstMs}`);
+    assert.ok(p2c.maxOverMean < plain.maxOverMean, report('join', plain, p2c));
+    assert.ok(plain.maxOverMean > 2, 'the simulation must show the herd it guards against');
+    assert.ok(p2c.maxOverMean < 1.5, report('join', plain, p2c));
+  });
+
+  void it('a cold burst on an empty pool: p2c spreads it at least as well', (t) => {
+    const s: Scenario = { balancers: 50, initial: new Array<number>(10).fill(0), syncMs: 100, perMs: 20, burstMs: 100 };
+    const plain = simulate(s, false);
+    const p2c = simulate(s, true);
+    t.diagnostic(report('cold burst', plain, p2c));
+    assert.ok(p2c.maxOverMean <= plain.maxOverMean, report('cold burst', plain, p2c));
+  });
+
+  void it('with fresh counts (1 ms sync) plain least-connections is already even: staleness is the cause', (t) => {
+    const s: Scenario = { balancers: 20, initial: [...new Array<number>(19).fill(100), 0], syncMs: 1, perMs: 10, burstMs: 300 };
+    const plain = simulate(s, false);
+    t.diagnostic(`fresh counts: max/mean plain ${plain.maxOverMean.toFixed(2)}`);
+    assert.ok(plain.maxOverMean < 1.1);
+  });
+});
