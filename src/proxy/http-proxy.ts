@@ -2,7 +2,8 @@
 // with undici, a keep-alive pool per backend, bodies streamed both ways with backpressure.
 // Failed connects are retried on another backend only for idempotent methods without a body.
 import { Readable } from 'node:stream';
-import { Pool as UndiciPool, errors as undiciErrors } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool as UndiciPool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { HTTP_REASONS, Outcomes } from '../errors';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
@@ -20,16 +21,11 @@ function isConnectError(err: unknown): boolean {
   return err instanceof undiciErrors.ConnectTimeoutError || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'UND_ERR_SOCKET';
 }
 
-/** One request's life: finished once the response has ended or the client has gone; uWS's response may not be touched after. */
-interface Exchange {
-  finished: boolean;
-}
-
 export class HttpProxy {
   private readonly clients = new Map<Backend, UndiciPool>();
 
   constructor(
-    private readonly trusted: TrustedProxies,
+    readonly trusted: TrustedProxies,
     private readonly log: Logger,
   ) {}
 
@@ -47,64 +43,153 @@ export class HttpProxy {
   }
 
   handle(res: HttpResponse, request: ClientRequest, pool: Pool): void {
-    const abort = new AbortController();
-    const exchange: Exchange = { finished: false };
-    res.onAborted(() => {
-      exchange.finished = true;
-      abort.abort();
-    });
     const length = header(request, 'content-length');
-    const hasBody = (length !== '' && length !== '0') || header(request, 'transfer-encoding') !== '';
-    const body = hasBody ? requestBody(res) : undefined;
-    const headers = forwardedHeaders(request, this.trusted).filter(([k]) => k !== 'content-length' || hasBody);
-    if (header(request, 'transfer-encoding') !== '') {
-      // uWS has de-chunked the body; undici re-frames it.
-      const i = headers.findIndex(([k]) => k === 'content-length');
-      if (i !== -1) headers.splice(i, 1);
-    }
-    const canRetry = IDEMPOTENT.has(request.method) && !hasBody;
-    void this.forward(res, request, pool, headers, body, canRetry, abort.signal, exchange);
+    const chunked = header(request, 'transfer-encoding') !== '';
+    const hasBody = (length !== '' && length !== '0') || chunked;
+    // uWS has de-chunked a chunked body; undici re-frames it.
+    const headers = forwardedHeaders(request, this.trusted).filter(([k]) => k !== 'content-length' || (hasBody && !chunked));
+    const exchange = new Exchange(this, res, request, pool, headers.flat(), hasBody ? requestBody(res) : undefined);
+    res.onAborted(() => exchange.clientGone());
+    exchange.next();
   }
 
-  private async forward(
-    res: HttpResponse,
-    request: ClientRequest,
-    pool: Pool,
-    headers: [string, string][],
-    body: Readable | undefined,
-    canRetry: boolean,
-    signal: AbortSignal,
-    exchange: Exchange,
-  ): Promise<void> {
-    const tried = new Set<Backend>();
-    const ip = clientIp(request, this.trusted); // the same key as its WebSocket, for ip-hash
-    for (let attempt = 0; attempt <= (canRetry ? pool.retries : 0); attempt++) {
-      const backend = pool.pick(ip, tried);
-      if (backend === undefined) break;
-      tried.add(backend);
-      try {
-        const response = await this.client(backend, pool.connectTimeout).request({
-          path: request.url,
-          method: request.method,
-          headers: headers.flat(),
-          body,
-          signal,
-        });
-        if (exchange.finished) {
-          response.body.destroy();
-          return;
-        }
-        return streamResponse(res, request, response, exchange);
-      } catch (err) {
-        if (exchange.finished) return;
-        this.log.warn({ pool: pool.name, backend: backend.name, err: (err as Error).message }, 'http backend request failed');
-        if (!isConnectError(err)) break;
-      }
+  /** Sends the exchange's request to `backend`; the exchange hears the outcome. */
+  dispatch(exchange: Exchange, backend: Backend, connectTimeout: number): void {
+    this.client(backend, connectTimeout).dispatch(
+      { origin: `http://${backend.name}`, path: exchange.request.url, method: exchange.request.method as Dispatcher.HttpMethod, headers: exchange.headers, body: exchange.body },
+      exchange,
+    );
+  }
+
+  logFailure(pool: Pool, backend: Backend, err: Error): void {
+    this.log.warn({ pool: pool.name, backend: backend.name, err: err.message }, 'http backend request failed');
+  }
+}
+
+/**
+ * One request's life, as undici's dispatch handler: no promise, stream or AbortController per
+ * request (undici's request() API costs about twice as much CPU here; bench/README.md). Once
+ * `finished`, uWS's response may not be touched again.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private finished = false;
+  private controller: Dispatcher.DispatchController | null = null;
+  private responded = false;
+  private total = NaN;
+  private readonly tried = new Set<Backend>();
+  private readonly canRetry: boolean;
+  private backend: Backend | undefined;
+
+  constructor(
+    private readonly proxy: HttpProxy,
+    private readonly res: HttpResponse,
+    readonly request: ClientRequest,
+    private readonly pool: Pool,
+    readonly headers: string[],
+    readonly body: Readable | undefined,
+  ) {
+    this.canRetry = IDEMPOTENT.has(request.method) && body === undefined;
+  }
+
+  /** Tries the next backend, or answers 502/503 when none is left. */
+  next(): void {
+    const attempts = this.tried.size;
+    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(clientIp(this.request, this.proxy.trusted), this.tried) : undefined;
+    if (backend === undefined) {
+      this.finished = true;
+      respondOutcome(this.res, attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
+      return;
     }
-    if (exchange.finished) return;
-    exchange.finished = true;
-    const outcome = tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable;
-    respondOutcome(res, outcome);
+    this.tried.add(backend);
+    this.backend = backend;
+    this.proxy.dispatch(this, backend, this.pool.connectTimeout);
+  }
+
+  clientGone(): void {
+    this.finished = true;
+    this.controller?.abort(new Error('client went away'));
+    this.body?.destroy();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.finished) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (this.finished) return controller.abort(new Error('client went away'));
+    if (statusCode < 200) return; // 1xx interim answers are the backend's business
+    this.responded = true;
+    const lengthHeader = headers['content-length'];
+    this.total = typeof lengthHeader === 'string' ? Number(lengthHeader) : NaN;
+    const noBody = this.request.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    const res = this.res;
+    res.cork(() => {
+      res.writeStatus(`${statusCode} ${HTTP_REASONS[statusCode] ?? ''}`.trimEnd());
+      for (const name in headers) {
+        const value = headers[name];
+        if (value === undefined || SKIP_RESPONSE.has(name)) continue;
+        if (Array.isArray(value)) for (const v of value) res.writeHeader(name, v);
+        else res.writeHeader(name, value);
+      }
+      if (noBody) {
+        this.finished = true;
+        if (Number.isFinite(this.total)) res.endWithoutBody(this.total);
+        else res.endWithoutBody();
+      }
+    });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.finished) return;
+    const res = this.res;
+    if (Number.isFinite(this.total)) {
+      // Known length: tryEnd keeps Content-Length and tells how much uWS took.
+      const startOffset = res.getWriteOffset();
+      let ok = false;
+      let sent = false;
+      res.cork(() => ([ok, sent] = res.tryEnd(chunk, this.total)));
+      if (sent) this.finished = true;
+      else if (!ok) {
+        controller.pause();
+        res.onWritable((offset: number) => {
+          const [ok2, sent2] = res.tryEnd(chunk.subarray(offset - startOffset), this.total);
+          if (sent2) this.finished = true;
+          if (ok2) controller.resume();
+          return ok2;
+        });
+      }
+      return;
+    }
+    let ok = true;
+    res.cork(() => (ok = res.write(chunk)));
+    if (!ok) {
+      controller.pause();
+      res.onWritable(() => {
+        controller.resume();
+        return true;
+      });
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.res.cork(() => this.res.end());
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.finished) return;
+    if (this.responded) {
+      // Backend died mid-body: the status is already sent, so cutting the connection is the signal.
+      this.finished = true;
+      this.res.cork(() => this.res.close());
+      return;
+    }
+    this.proxy.logFailure(this.pool, this.backend!, err);
+    if (isConnectError(err)) return this.next();
+    this.finished = true;
+    respondOutcome(this.res, Outcomes.backendUnreachable);
   }
 }
 
@@ -117,90 +202,4 @@ function requestBody(res: HttpResponse): Readable {
     if (isLast) stream.push(null);
   });
   return stream;
-}
-
-interface UndiciResponse {
-  statusCode: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Readable;
-}
-
-function streamResponse(res: HttpResponse, request: ClientRequest, response: UndiciResponse, exchange: Exchange): Promise<void> {
-  const { statusCode, headers, body } = response;
-  const lengthHeader = headers['content-length'];
-  const total = typeof lengthHeader === 'string' ? Number(lengthHeader) : NaN;
-  const noBody = request.method === 'HEAD' || statusCode === 204 || statusCode === 304 || (statusCode >= 100 && statusCode < 200);
-
-  res.cork(() => {
-    res.writeStatus(`${statusCode} ${HTTP_REASONS[statusCode] ?? ''}`.trimEnd());
-    for (const [name, value] of Object.entries(headers)) {
-      if (value === undefined || SKIP_RESPONSE.has(name)) continue;
-      if (Array.isArray(value)) for (const v of value) res.writeHeader(name, v);
-      else res.writeHeader(name, value);
-    }
-    if (noBody) {
-      exchange.finished = true;
-      if (Number.isFinite(total)) res.endWithoutBody(total);
-      else res.endWithoutBody();
-    }
-  });
-  if (noBody) {
-    body.resume();
-    return Promise.resolve();
-  }
-
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      exchange.finished = true;
-      resolve();
-    };
-    body.on('error', () => {
-      // Backend died mid-body: the status is already sent, so cut the connection to signal it.
-      if (!exchange.finished) res.cork(() => res.close());
-      done();
-    });
-    if (Number.isFinite(total)) {
-      // Known length: tryEnd keeps Content-Length and lets uWS tell us how much it took.
-      body.on('data', (chunk: Buffer) => {
-        if (exchange.finished) return void body.destroy();
-        const startOffset = res.getWriteOffset();
-        let ok = false;
-        let sent = false;
-        res.cork(() => ([ok, sent] = res.tryEnd(chunk, total)));
-        if (sent) return done();
-        if (!ok) {
-          body.pause();
-          res.onWritable((offset: number) => {
-            const [ok2, sent2] = res.tryEnd(chunk.subarray(offset - startOffset), total);
-            if (sent2) done();
-            else if (ok2) body.resume();
-            return ok2;
-          });
-        }
-      });
-      body.on('end', () => {
-        if (!exchange.finished) {
-          res.cork(() => res.end());
-          done();
-        }
-      });
-    } else {
-      body.on('data', (chunk: Buffer) => {
-        if (exchange.finished) return void body.destroy();
-        let ok = true;
-        res.cork(() => (ok = res.write(chunk)));
-        if (!ok) {
-          body.pause();
-          res.onWritable(() => {
-            body.resume();
-            return true;
-          });
-        }
-      });
-      body.on('end', () => {
-        if (!exchange.finished) res.cork(() => res.end());
-        done();
-      });
-    }
-  });
 }
