@@ -6,8 +6,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 
+/** The anchors and Switchyard, compared in every scenario. */
 export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
-export type ProxyName = (typeof PROXIES)[number];
+/**
+ * Switchyard variants that price a feature against plain `switchyard` in the same run (chat and
+ * churn only): shared state in Redis, and Redis stopped after the balancer connected to it.
+ */
+export const VARIANTS = ['switchyard-redis', 'switchyard-redis-down'] as const;
+export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number];
 
 export interface ProxySetup {
   workers: number;
@@ -17,6 +23,8 @@ export interface ProxySetup {
   dir: string;
   /** Extra Switchyard config merged over the bench's own (for example a redis section). */
   switchyardExtra?: Record<string, unknown>;
+  /** redis:// URL of the runner's redis-server, for the Redis variants. */
+  redisUrl?: string;
 }
 
 export interface RunningProxy {
@@ -137,7 +145,11 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       writeFileSync(join(dir, 'haproxy.cfg'), conf);
       return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
     }
-    case 'switchyard': {
+    case 'switchyard':
+    case 'switchyard-redis':
+    case 'switchyard-redis-down': {
+      const withRedis = name !== 'switchyard';
+      if (withRedis && !setup.redisUrl) throw new Error(`${name} needs the runner's redis-server`);
       const config = {
         listen: { host: '127.0.0.1', port },
         workers: setup.workers,
@@ -145,8 +157,9 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },
         routes: [{ path: '/', pool: 'chat' }],
         ...setup.switchyardExtra,
+        ...(withRedis ? { redis: { url: setup.redisUrl, clusterName: `bench-${port}` } } : {}),
       };
-      const file = join(setup.dir, 'switchyard.json');
+      const file = join(setup.dir, `${name}.json`);
       writeFileSync(file, JSON.stringify(config, null, 2));
       return startChild(name, port, process.execPath, [join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
     }

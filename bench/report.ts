@@ -54,7 +54,27 @@ export interface RunResult {
   scenarios: Record<string, ScenarioResult>;
   figures?: Figure[];
   targets?: Target[];
+  /** What a feature costs: a Switchyard variant against plain Switchyard in the same run. */
+  costs?: Target[];
 }
+
+interface CostCheck {
+  text: string;
+  variant: string;
+  base: string;
+  scenario: string;
+  key: keyof Sample;
+  /** ratio: variant / base must stay within [.., limit] (or [limit, ..] when higher is better); diff: variant - base <= limit. */
+  kind: 'ratio' | 'diff';
+  limit: number;
+  better: 'lower' | 'higher';
+}
+
+const COSTS: CostCheck[] = [
+  { text: 'Redis on: chat CPU per message within 5% of in-memory', variant: 'switchyard-redis', base: 'switchyard', scenario: 'chat', key: 'proxyCpuMicrosPerMessage', kind: 'ratio', limit: 1.05, better: 'lower' },
+  { text: 'Redis on: churn upgrades/s within 10% of in-memory', variant: 'switchyard-redis', base: 'switchyard', scenario: 'churn', key: 'upgradesPerSecond', kind: 'ratio', limit: 0.9, better: 'higher' },
+  { text: 'Redis stopped: churn upgrade p99 at most 5 ms above Redis up', variant: 'switchyard-redis-down', base: 'switchyard-redis', scenario: 'churn', key: 'upgradeLatencyP99Ms', kind: 'diff', limit: 5, better: 'lower' },
+];
 
 const FIGURES: Array<Omit<Figure, 'values' | 'ratios'>> = [
   { scenario: 'chat', key: 'proxyCpuMicrosPerMessage', label: 'chat: proxy CPU per message (µs)', better: 'lower' },
@@ -108,6 +128,18 @@ export function summarise(run: RunResult): void {
     const met = mine === undefined || theirs === undefined ? undefined : better === 'lower' ? mine <= theirs : mine >= theirs;
     return { text, met, detail: mine === undefined || theirs === undefined ? 'not measured' : `${fmt(mine)} vs ${fmt(theirs)} (${ratio(mine, theirs)}x)` };
   };
+  run.costs = COSTS.filter((c) => run.scenarios[c.scenario]?.medians?.[c.variant]).map((c) => {
+    const medians = run.scenarios[c.scenario].medians!;
+    const v = medians[c.variant]?.[c.key];
+    const b = medians[c.base]?.[c.key];
+    if (v === undefined || b === undefined) return { text: c.text, met: undefined, detail: 'not measured' };
+    if (c.kind === 'diff') {
+      const d = Math.round((v - b) * 100) / 100;
+      return { text: c.text, met: d <= c.limit, detail: `${fmt(v)} vs ${fmt(b)} (${d >= 0 ? '+' : ''}${d})` };
+    }
+    const r = ratio(v, b)!;
+    return { text: c.text, met: c.better === 'lower' ? r <= c.limit : r >= c.limit, detail: `${fmt(v)} vs ${fmt(b)} (${r}x)` };
+  });
   run.targets = [
     target('chat: Switchyard CPU per message ≤ NGINX', fig('chat', 'proxyCpuMicrosPerMessage'), 'nginx', 'lower'),
     target('idle: Switchyard RSS per tunnel ≤ HAProxy', fig('idle', 'rssBytesPerConnection'), 'haproxy', 'lower'),
@@ -141,7 +173,13 @@ export function renderMarkdown(run: RunResult): string {
   lines.push(errors.length ? `Errors (connect failures, unexpected closes): ${errors.join(', ')}.` : 'No connection errors in any run.');
   lines.push('');
   lines.push('Targets:');
-  for (const t of run.targets ?? []) lines.push(`- ${t.met === undefined ? '?' : t.met ? 'met' : 'missed'}: ${t.text}: ${t.detail}`);
+  const verdict = (t: Target) => `- ${t.met === undefined ? '?' : t.met ? 'met' : 'missed'}: ${t.text}: ${t.detail}`;
+  for (const t of run.targets ?? []) lines.push(verdict(t));
+  if (run.costs && run.costs.length > 0) {
+    lines.push('');
+    lines.push('Feature cost (Switchyard variants in the same run):');
+    for (const t of run.costs) lines.push(verdict(t));
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -4,12 +4,12 @@
 // and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { PROXIES, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { PROXIES, VARIANTS, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -17,7 +17,8 @@ const program = new Command()
   .option('--quick', 'every scenario briefly, one round (the harness check; numbers are not for reporting)')
   .option('--rounds <n>', 'rounds of every scenario (default 3; 1 with --quick)', Number)
   .option('--only <names>', 'comma-separated scenarios: chat,throughput,idle,churn,http')
-  .option('--proxies <names>', `comma-separated proxies: ${PROXIES.join(',')}`, PROXIES.join(','))
+  .option('--proxies <names>', `comma-separated proxies: ${[...PROXIES, ...VARIANTS].join(',')}`, PROXIES.join(','))
+  .option('--redis', `add the Redis variants (${VARIANTS.join(', ')}) to chat and churn; needs redis-server`)
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
   .option('--label <text>', 'a name for this run in the results file')
@@ -33,6 +34,7 @@ const opts = program.opts<{
   switchyardExtra?: string;
   label?: string;
   readme: boolean;
+  redis?: boolean;
 }>();
 
 const ROOT = join(__dirname, '..');
@@ -132,11 +134,37 @@ async function startBackends(dir: string): Promise<{ ports: number[]; stop: () =
   return { ports, stop: async () => void (await Promise.all(children.map(stopChild))) };
 }
 
+/** A private redis-server on a free port, without persistence, that can be stopped and restarted. */
+async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void>; start: () => Promise<void> }> {
+  const port = await freePort();
+  let child: ReturnType<typeof spawnWithLimit> | undefined;
+  const start = async () => {
+    child = spawnWithLimit('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], join(dir, 'redis.log'));
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const up = await new Promise<boolean>((resolve) => {
+        const s = createConnection(port, '127.0.0.1');
+        s.on('connect', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+      if (up) return;
+      if (Date.now() > until) throw new Error(`redis-server did not start on port ${port}; see ${join(dir, 'redis.log')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  await start();
+  return { url: `redis://127.0.0.1:${port}`, start, stop: async () => void (child && (await stopChild(child))) };
+}
+
 async function main(): Promise<void> {
   const quick = opts.quick === true;
   const rounds = opts.rounds ?? (quick ? 1 : 3);
   const proxies = opts.proxies.split(',').map((p) => p.trim()) as ProxyName[];
-  for (const p of proxies) if (!PROXIES.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${PROXIES.join(', ')})`);
+  if (opts.redis) proxies.push(...VARIANTS.filter((v) => !proxies.includes(v)));
+  const known: readonly string[] = [...PROXIES, ...VARIANTS];
+  for (const p of proxies) if (!known.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${known.join(', ')})`);
+  const withRedis = proxies.some((p) => (VARIANTS as readonly string[]).includes(p));
+  if (withRedis) requireBinary('redis-server', 'redis-server');
   if (proxies.includes('nginx')) requireBinary('nginx', 'nginx-light');
   if (proxies.includes('haproxy')) requireBinary('haproxy', 'haproxy');
 
@@ -152,6 +180,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
   const backends = await startBackends(dir);
+  const redis = withRedis ? await startRedis(dir) : undefined;
   const extra = opts.switchyardExtra ? (JSON.parse(opts.switchyardExtra) as Record<string, unknown>) : undefined;
   const startedAt = new Date();
   const result: RunResult = {
@@ -166,13 +195,15 @@ async function main(): Promise<void> {
   };
   try {
     for (const scenario of chosen) {
-      const order = proxies.filter((p) => p !== 'direct' || scenario.withDirect);
+      const order = proxies.filter((p) => (p !== 'direct' || scenario.withDirect) && (!(VARIANTS as readonly string[]).includes(p) || scenario.variants));
       const samples: Record<string, Sample[]> = {};
       for (let round = 0; round < rounds; round++) {
         const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
         for (const name of rotated) {
           const port = await freePort();
-          const proxy = await startProxy(name, port, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra });
+          const proxy = await startProxy(name, port, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url });
+          // Redis goes away after the balancer has connected to it: the outage is what is measured.
+          if (name === 'switchyard-redis-down') await redis!.stop();
           try {
             const at = scenario.args.findIndex((a) => a === '--duration' || a === '-d');
             const seconds = at >= 0 ? Number(scenario.args[at + 1]) : 10;
@@ -181,12 +212,14 @@ async function main(): Promise<void> {
             process.stderr.write(`${scenario.name} round ${round + 1} ${name}: ${JSON.stringify(sample)}\n`);
           } finally {
             await proxy.stop();
+            if (name === 'switchyard-redis-down') await redis!.start();
           }
         }
       }
       result.scenarios[scenario.name] = { title: scenario.title, workers: scenario.workers, samples };
     }
   } finally {
+    await redis?.stop();
     await backends.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,6 +8,8 @@ export interface Scenario {
   args: string[];
   /** Proxies compared; direct is the backends' own ceiling where it means something. */
   withDirect: boolean;
+  /** Whether the Switchyard variants (feature cost) run here too. */
+  variants: boolean;
 }
 
 export interface ScenarioOptions {
@@ -27,6 +29,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       workers: 1,
       args: ['--mode', 'echo', '--connections', '1000', '--window', '1', '--size', '64', ...timing],
       withDirect: true,
+      variants: true,
     },
     {
       name: 'throughput',
@@ -34,6 +37,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       workers: 2,
       args: ['--mode', 'echo', '--connections', '100', '--window', '16', '--size', '1024', ...timing],
       withDirect: true,
+      variants: false,
     },
     {
       name: 'idle',
@@ -41,6 +45,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       workers: 1,
       args: ['--mode', 'idle', '--connections', String(idleConnections), '--warmup', quick ? '1' : '3'],
       withDirect: false,
+      variants: false,
     },
     {
       name: 'churn',
@@ -48,6 +53,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       workers: 1,
       args: ['--mode', 'churn', '--concurrency', '50', ...timing],
       withDirect: true,
+      variants: true,
     },
     {
       name: 'http',
@@ -55,6 +61,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       workers: 1,
       args: ['-c', '100', '-d', quick ? '2' : '10'],
       withDirect: true,
+      variants: false,
     },
   ];
 }

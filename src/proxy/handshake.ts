@@ -1,12 +1,22 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
 export const MAX_RESPONSE_HEAD = 16 * 1024;
 
+// Keys come from a pooled random buffer, refilled 256 keys at a time: one randomFillSync per
+// upgrade showed up in the connection-churn profile (bench/README.md).
+const KEY_POOL = Buffer.allocUnsafe(16 * 256);
+let keyOffset = KEY_POOL.length;
+
 export function newKey(): string {
-  return randomBytes(16).toString('base64');
+  if (keyOffset === KEY_POOL.length) {
+    randomFillSync(KEY_POOL);
+    keyOffset = 0;
+  }
+  keyOffset += 16;
+  return KEY_POOL.toString('base64', keyOffset - 16, keyOffset);
 }
 
 export function acceptFor(key: string): string {
