@@ -56,7 +56,7 @@ export class HttpProxy {
   /** Sends the exchange's request to `backend`; the exchange hears the outcome. */
   dispatch(exchange: Exchange, backend: Backend, connectTimeout: number): void {
     this.client(backend, connectTimeout).dispatch(
-      { origin: `http://${backend.name}`, path: exchange.request.url, method: exchange.request.method as Dispatcher.HttpMethod, headers: exchange.headers, body: exchange.body },
+      { origin: `http://${backend.name}`, path: exchange.request.url, method: exchange.request.method, headers: exchange.headers, body: exchange.body },
       exchange,
     );
   }
