@@ -74,7 +74,11 @@ export class HttpProxy {
 class Exchange implements Dispatcher.DispatchHandler {
   private finished = false;
   private controller: Dispatcher.DispatchController | null = null;
+  /** The status line and headers have gone to the client. */
   private responded = false;
+  private status = 0;
+  /** The backend's response headers, until written to the client. */
+  private head: IncomingHttpHeaders | null = null;
   private total = NaN;
   private readonly tried = new Set<Backend>();
   private readonly canRetry: boolean;
@@ -119,25 +123,36 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (this.finished) return controller.abort(new Error('client went away'));
     if (statusCode < 200) return; // 1xx interim answers are the backend's business
-    this.responded = true;
     const lengthHeader = headers['content-length'];
     this.total = typeof lengthHeader === 'string' ? Number(lengthHeader) : NaN;
-    const noBody = this.request.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    this.status = statusCode;
+    this.head = headers;
+    if (this.request.method === 'HEAD' || statusCode === 204 || statusCode === 304) {
+      this.finished = true;
+      this.res.cork(() => {
+        this.writeHead();
+        if (Number.isFinite(this.total)) this.res.endWithoutBody(this.total);
+        else this.res.endWithoutBody();
+      });
+    }
+    // Otherwise the head waits for the first body bytes (or the end), so that a small response
+    // leaves in one write: with the head sent here, every response cost a second syscall.
+  }
+
+  /** Status line and headers, once, inside a cork. */
+  private writeHead(): void {
+    const headers = this.head;
+    if (headers === null) return;
+    this.head = null;
+    this.responded = true;
     const res = this.res;
-    res.cork(() => {
-      res.writeStatus(`${statusCode} ${HTTP_REASONS[statusCode] ?? ''}`.trimEnd());
-      for (const name in headers) {
-        const value = headers[name];
-        if (value === undefined || SKIP_RESPONSE.has(name)) continue;
-        if (Array.isArray(value)) for (const v of value) res.writeHeader(name, v);
-        else res.writeHeader(name, value);
-      }
-      if (noBody) {
-        this.finished = true;
-        if (Number.isFinite(this.total)) res.endWithoutBody(this.total);
-        else res.endWithoutBody();
-      }
-    });
+    res.writeStatus(`${this.status} ${HTTP_REASONS[this.status] ?? ''}`.trimEnd());
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined || SKIP_RESPONSE.has(name)) continue;
+      if (Array.isArray(value)) for (const v of value) res.writeHeader(name, v);
+      else res.writeHeader(name, value);
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -148,7 +163,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       const startOffset = res.getWriteOffset();
       let ok = false;
       let sent = false;
-      res.cork(() => ([ok, sent] = res.tryEnd(chunk, this.total)));
+      res.cork(() => {
+        this.writeHead();
+        [ok, sent] = res.tryEnd(chunk, this.total);
+      });
       if (sent) this.finished = true;
       else if (!ok) {
         controller.pause();
@@ -162,7 +180,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     let ok = true;
-    res.cork(() => (ok = res.write(chunk)));
+    res.cork(() => {
+      this.writeHead();
+      ok = res.write(chunk);
+    });
     if (!ok) {
       controller.pause();
       res.onWritable(() => {
@@ -175,7 +196,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.finished) return;
     this.finished = true;
-    this.res.cork(() => this.res.end());
+    this.res.cork(() => {
+      this.writeHead();
+      this.res.end();
+    });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
