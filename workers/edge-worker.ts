@@ -4,10 +4,12 @@
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { CONFIG_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpProxy } from '../src/proxy/http-proxy';
 import { RouteTable } from '../src/route';
+import { answerMetricsRequest } from '../src/stats/cluster-metrics';
+import { bindWorker } from '../src/stats/metrics';
 import { Pool } from '../src/upstream/pool';
 import { uwsBindingName } from '../src/uws';
 
@@ -21,6 +23,7 @@ async function main(): Promise<void> {
   const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc)]));
   const trusted = new TrustedProxies(config.trustedProxies);
   const httpProxy = new HttpProxy(trusted, log);
+  bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0');
   const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log });
 
   let port: number;
@@ -45,6 +48,7 @@ async function main(): Promise<void> {
   };
   process.on('message', (m: PrimaryMessage) => {
     if (m.type === 'drain') void drain(m.timeoutMs);
+    else if (m.type === 'metrics-request') void answerMetricsRequest(m.id);
   });
   // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.
   process.on('SIGINT', () => undefined);

@@ -3,9 +3,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { startAdminListener, type AdminListener } from '../admin/admin-server';
 import type { LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
-import { CONFIG_ENV, isWorkerMessage, type PrimaryMessage } from './ipc';
+import { bindPrimary, countWorkerRestart, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -34,6 +36,8 @@ interface Slot {
   startedAt: number;
   failures: number;
   restartTimer?: NodeJS.Timeout;
+  listening: boolean;
+  restarts: number;
 }
 
 export async function runPrimary(config: LoadedConfig, log: Logger): Promise<void> {
@@ -42,7 +46,7 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   const workerConfig = JSON.stringify({ ...config, listen: { ...config.listen, port }, workerCount: undefined });
   cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js') });
 
-  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0 }));
+  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0, listening: false, restarts: 0 }));
   let ready = false;
   let listening = 0;
   let shuttingDown = false;
@@ -53,8 +57,21 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     rejectStart = reject;
   });
 
+  const workerViews = (): WorkerView[] =>
+    slots.map((s, slot) => ({ slot, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt }));
+  bindPrimary(workerViews);
+  // Shared state without Redis is in memory (#5 reports the Redis connection when config.redis is set).
+  if ((config as { redis?: unknown }).redis == null) setRedisNotConfigured();
+  let admin: AdminListener | undefined;
+  if (config.admin.enabled) {
+    admin = await startAdminListener(config, port, { started: () => ready, workers: workerViews }, log).catch((err: NodeJS.ErrnoException) => {
+      const what = err.code === 'EADDRINUSE' ? 'port in use' : (err.code ?? err.message);
+      throw new StartupError(`admin listener cannot listen on ${config.admin.host}:${config.admin.port}: ${what} (set admin.port, --admin-port, or --no-admin)`);
+    });
+  }
+
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig });
+    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig, [WORKER_SLOT_ENV]: String(slots.indexOf(slot)) });
     slot.worker = worker;
     slot.startedAt = Date.now();
     worker.on('message', (m: unknown) => {
@@ -63,15 +80,22 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
         else log.error({ workerPid: worker.process.pid, error: m.error }, 'worker could not listen');
       } else if (m.type === 'listening') {
+        slot.listening = true;
         if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
         else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
           ready = true;
-          log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding }, 'switchyard ready');
+          log.info(
+            { port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding, admin: admin ? `${config.admin.host}:${admin.port}` : 'disabled', adminPort: admin?.port },
+            'switchyard ready',
+          );
         }
       }
     });
     worker.on('exit', (code, signal) => {
-      if (slot.worker === worker) slot.worker = null;
+      if (slot.worker === worker) {
+        slot.worker = null;
+        slot.listening = false;
+      }
       if (shuttingDown) {
         if (slots.every((s) => s.worker === null)) resolveDone();
         return;
@@ -81,7 +105,11 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
       const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
       slot.failures++;
       log.warn({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
-      slot.restartTimer = setTimeout(() => fork(slot), delay);
+      slot.restartTimer = setTimeout(() => {
+        slot.restarts++;
+        countWorkerRestart(slots.indexOf(slot));
+        fork(slot);
+      }, delay);
     });
   };
 
@@ -115,6 +143,8 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     shuttingDown = true;
     for (const s of slots) s.worker?.process.kill('SIGKILL');
     throw err;
+  } finally {
+    await admin?.close();
   }
   log.info('stopped');
 }

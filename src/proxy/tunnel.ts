@@ -5,7 +5,7 @@
 // outgoing frame, create no closures or promises, and log nothing.
 import type { Socket } from 'node:net';
 import { CloseCodes, isSendableCloseCode } from '../errors';
-import { counters } from '../stats/counters';
+import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
 import { setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
@@ -31,6 +31,9 @@ export interface TunnelOwner {
 
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+
+/** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
+const UWS_IDLE_REASON = 'WebSocket timed out from inactivity';
 
 // Per-tunnel state lives on the Tunnel; these handlers are shared by every socket (no closures per
 // tunnel), and find their tunnel through the socket.
@@ -72,6 +75,9 @@ export class Tunnel implements FrameSink, ReadTarget {
   private paused = false;
   private awaitingPong = false;
   private closeTimer: NodeJS.Timeout | undefined;
+  /** Who started the close, and with which code: counted once when the tunnel finishes. */
+  private closedBy: CloseSide | undefined;
+  private closeCode = 0;
   readonly reader: FrameReader;
 
   constructor(
@@ -96,7 +102,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   attach(ws: WebSocket<ClientData>): void {
     this.ws = ws;
     this.state = State.Open;
-    counters.tunnelsOpened++;
+    this.backend.tunnelsOpened++;
     if (this.leftover) {
       const first = this.leftover;
       this.leftover = null;
@@ -117,6 +123,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     // Checked before writing, so one message of any allowed size always goes out: what waits for
     // the backend stays below backendBufferLimit + maxPayload.
     if (this.socket.writableLength > this.settings.backendBufferLimit) {
+      counters.slowBackendCloses++;
       this.endClient(CloseCodes.backendSlow, 'backend too slow');
       this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
       return;
@@ -139,10 +146,15 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.ws = null;
     this.clientClosed = true;
     if (!this.clientEndedByUs) {
+      const reason = Buffer.from(message).toString('utf8');
+      if (code === 1006 && reason === UWS_IDLE_REASON) {
+        counters.idleClientCloses++;
+        this.noteClose('balancer', code);
+      } else this.noteClose('client', code);
       if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) {
         this.closeBackend(CloseCodes.goingAway, 'client connection lost');
       } else {
-        this.closeBackend(code, Buffer.from(message).toString('utf8'));
+        this.closeBackend(code, reason);
       }
     }
     this.maybeFinished();
@@ -181,6 +193,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (status === 1) return;
     if (status === 2) {
       // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.
+      counters.slowClientCloses++;
       this.endClient(CloseCodes.backendSlow, 'client too slow');
       this.closeBackend(CloseCodes.goingAway, 'client too slow');
     } else if (!this.paused && ws.getBufferedAmount() > this.settings.clientBufferLimit) {
@@ -201,6 +214,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   onClose(code: number, reason: string): void {
     if (this.state === State.Open) {
       // Backend-initiated close: answer it, then pass code and reason on to the client.
+      this.noteClose('backend', code);
       this.state = State.Closing;
       this.socket.end(encodeClose(code, reason));
       this.armCloseTimer();
@@ -219,6 +233,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   onBackendIdle(): void {
     if (this.state !== State.Open) return;
     if (this.awaitingPong) {
+      counters.idleBackendCloses++;
       this.endClient(CloseCodes.backendError, 'backend not responding');
       this.socket.destroy();
       return;
@@ -230,7 +245,10 @@ export class Tunnel implements FrameSink, ReadTarget {
   onBackendSocketClosed(): void {
     this.backendClosed = true;
     clearTimeout(this.closeTimer);
-    if (this.state !== State.Closing) this.endClient(CloseCodes.backendLost, 'backend connection lost');
+    if (this.state !== State.Closing) {
+      this.noteClose('backend', 1006);
+      this.endClient(CloseCodes.backendLost, 'backend connection lost');
+    }
     this.state = State.Closing;
     this.maybeFinished();
   }
@@ -246,6 +264,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   /** Sends a close frame to the backend and gives it CLOSE_TIMEOUT_MS to finish the handshake. */
   private closeBackend(code: number, reason: string): void {
     if (this.state === State.Closing || this.backendClosed) return;
+    this.noteClose('balancer', code);
     this.state = State.Closing;
     writeBatched(this.socket, encodeClose(code, reason));
     this.armCloseTimer();
@@ -258,6 +277,7 @@ export class Tunnel implements FrameSink, ReadTarget {
 
   private endClient(code: number, reason: string): void {
     if (this.clientClosed || this.clientEndedByUs) return;
+    this.noteClose('balancer', code);
     this.clientEndedByUs = true;
     const ws = this.ws;
     if (ws === null) return;
@@ -267,10 +287,17 @@ export class Tunnel implements FrameSink, ReadTarget {
     else ws.end(code, short); // calls onClientClose synchronously
   }
 
+  /** The first close decides the side and code counted for this tunnel. */
+  private noteClose(side: CloseSide, code: number): void {
+    if (this.closedBy !== undefined) return;
+    this.closedBy = side;
+    this.closeCode = code;
+  }
+
   private maybeFinished(): void {
     if (this.clientClosed && this.backendClosed && !this.finished) {
       this.finished = true;
-      counters.tunnelsClosed++;
+      countClose(this.closedBy ?? 'balancer', this.closeCode);
       this.owner.onTunnelClosed(this);
     }
   }

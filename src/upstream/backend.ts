@@ -15,6 +15,10 @@ export class Backend {
   health: HealthState = 'up';
   /** Tunnels open or being opened through this worker. */
   active = 0;
+  /** Tunnels this worker opened to this backend (a plain count; published as a metric at scrape time). */
+  tunnelsOpened = 0;
+  /** Times outlier detection ejected this backend (published as switchyard_backend_ejections_total). */
+  ejections = 0;
 
   constructor(config: BackendConfig) {
     const u = new URL(config.url);

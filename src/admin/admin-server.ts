@@ -1,0 +1,85 @@
+// The admin listener, in the primary: Prometheus metrics aggregated over the workers, liveness and
+// readiness probes, a JSON status and a status page. Plain node:http: it is not the hot path, and it
+// never shares the public port (binds 127.0.0.1 by default).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { LoadedConfig } from '../config/load';
+import type { Logger } from '../log';
+import { gatherClusterMetrics } from '../stats/cluster-metrics';
+import type { WorkerView } from '../stats/metrics';
+import { STATUS_PAGE } from './status-page';
+import { StatusReporter, type Status } from './status';
+
+export interface AdminView {
+  /** Every worker has listened once. */
+  started(): boolean;
+  workers(): readonly WorkerView[];
+}
+
+export interface AdminListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+const json = (res: ServerResponse, status: number, value: unknown): void => send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
+
+export async function startAdminListener(config: LoadedConfig, publicPort: number, view: AdminView, log: Logger): Promise<AdminListener> {
+  const reporter = new StatusReporter(config, publicPort);
+
+  const status = async (): Promise<Status> => {
+    const gathered = await gatherClusterMetrics();
+    return reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered });
+  };
+
+  const routes: Record<string, (res: ServerResponse) => Promise<void> | void> = {
+    '/metrics': async (res) => {
+      const { registry } = await gatherClusterMetrics();
+      send(res, 200, registry.contentType, await registry.metrics());
+    },
+    // Liveness: the primary answers, so the process is up.
+    '/healthz': (res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n'),
+    // Readiness: listening, and at least one backend that may take new tunnels.
+    '/readyz': async (res) => {
+      const s = await status();
+      if (s.ready) send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
+      else send(res, 503, 'text/plain; charset=utf-8', `not ready: ${s.notReady.join(', ')}\n`);
+    },
+    '/status': async (res) => json(res, 200, await status()),
+    '/': (res) => send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE),
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = routes[path];
+    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /healthz, /readyz\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
+    Promise.resolve(route(res)).catch((err: unknown) => {
+      log.error({ err, path }, 'admin request failed');
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+      else res.destroy();
+    });
+  };
+
+  const server: Server = createServer(handle);
+  server.keepAliveTimeout = 5000;
+  const { host, port } = config.admin;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
