@@ -31,6 +31,8 @@ let pools: readonly Pool[] = [];
 let workerSlot: string | undefined;
 let loopDelay: IntervalHistogram | undefined;
 let loopWindowStart = 0;
+/** monitorEventLoopDelay samples with a timer of this period and reports it as part of each delay. */
+const LOOP_RESOLUTION_MS = 10;
 
 /** A worker slot as the primary sees it. */
 export interface WorkerView {
@@ -205,7 +207,8 @@ const WORKER = ['worker'] as const;
 
 readAtScrape('switchyard_worker_event_loop_lag_seconds', 'Event-loop delay of each worker: p99 over the last 10 s or so.', WORKER, 'sum', (emit) => {
   if (workerSlot === undefined || !loopDelay) return;
-  emit(loopDelay.count > 0 ? loopDelay.percentile(99) / 1e9 : 0, { worker: workerSlot });
+  const p99Ms = loopDelay.count > 0 ? loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS : 0;
+  emit(Math.max(0, p99Ms) / 1000, { worker: workerSlot });
   // A rolling window, so a stall shows for a while and then ages out.
   if (Date.now() - loopWindowStart > 10_000) {
     loopDelay.reset();
@@ -244,7 +247,7 @@ export function bindWorker(workerPools: Iterable<Pool>, slot: string): void {
   pools = [...workerPools];
   workerSlot = slot;
   for (const pool of pools) upgradeDuration.zero({ pool: pool.name });
-  loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loopDelay.enable();
   loopWindowStart = Date.now();
 }
