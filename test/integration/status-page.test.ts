@@ -60,7 +60,7 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     const page = await browser!.newPage();
     await page.goto(b.adminUrl('/'));
     // The page refreshes by itself; wait until it shows a message rate (needs two refreshes).
-    await page.waitForFunction(() => Number(document.getElementById('rate-to-backend')?.textContent) > 0, undefined, { timeout: 15_000 });
+    await page.waitForFunction("Number(document.getElementById('rate-to-backend').textContent) > 0", undefined, { timeout: 15_000 });
 
     assert.equal(await page.textContent('#tunnels'), String(N));
     assert.equal(await page.textContent('#readiness'), 'ready');
@@ -83,7 +83,7 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
 
     // It keeps refreshing: one more tunnel appears without a reload.
     clients.push(...(await connectMany(1, () => b.url('/late'))));
-    await page.waitForFunction((n) => document.getElementById('tunnels')?.textContent === String(n), N + 1, { timeout: 10_000 });
+    await page.waitForFunction(`document.getElementById('tunnels').textContent === '${N + 1}'`, undefined, { timeout: 10_000 });
     if (process.env.STATUS_SCREENSHOT) await page.screenshot({ path: process.env.STATUS_SCREENSHOT, fullPage: true });
   });
 });
