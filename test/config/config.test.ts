@@ -96,6 +96,18 @@ describe('config', () => {
     assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);
   });
 
+  it('admin listener: on by default at 127.0.0.1:9090; flags and file set it; bad keys named', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.deepEqual(c.admin, { enabled: true, host: '127.0.0.1', port: 9090 });
+    const f = loadConfig({ config: file(`${GOOD}\nadmin: { port: 9191, enabled: true }`), adminHost: '10.0.0.5', adminPort: 0 });
+    assert.deepEqual(f.admin, { enabled: true, host: '10.0.0.5', port: 0 });
+    assert.equal(loadConfig({ config: file(GOOD), admin: false }).admin.enabled, false);
+    assert.equal(loadConfig({ config: file(`${GOOD}\nadmin: { enabled: false }`), admin: true }).admin.enabled, false, 'commander\'s default true does not override the file');
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: 9000 }`) })), /^config error: admin\.port: must differ from listen\.port/);
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { path: /x }`) })), /^config error: admin\.path: unknown key/);
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: -1 }`) })), /^config error: admin\.port: /);
+  });
+
   it('rejects routes on one path with different client-side settings', () => {
     const text = `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }
 routes:
