@@ -3,13 +3,18 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackends, type EchoBackend } from '../helpers/backends';
 import { connectMany, type TestClient } from '../helpers/ws-client';
 import { delay } from '../helpers/wait';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** The cells of a table body, as the page shows them. */
+function tableCells(page: Page, id: string): Promise<string[][]> {
+  return page.evaluate<string[][]>(`[...document.querySelectorAll('#${id} tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))`);
+}
 
 void describe('browser: the status page', { timeout: 90_000 }, () => {
   let browser: Browser | undefined;
@@ -69,14 +74,14 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     assert.ok(Number(await page.textContent('#rate-to-client')) > 0, 'messages/s to clients shown above zero');
     assert.equal(Number(await page.textContent('#upgrades-ok')), N);
 
-    const rows = await page.$$eval('#backends tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    const rows = await tableCells(page, 'backends');
     assert.equal(rows.length, 2);
     // Each backend's tunnel count is what that backend really holds.
     for (const [i, row] of rows.entries()) {
       assert.deepEqual(row.slice(0, 5), ['chat', `127.0.0.1:${backends[i].port}`, 'ready', 'up', String(backends[i].openCount())], `backend row ${i}`);
     }
     assert.equal(rows.reduce((n, row) => n + Number(row[4]), 0), N);
-    const workers = await page.$$eval('#workers tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    const workers = await tableCells(page, 'workers');
     assert.deepEqual(workers.map((w) => Number(w[1])).sort(), [...b.initialPids].sort());
     for (const w of workers) assert.equal(w[2], 'yes');
     assert.equal(await page.textContent('#worker-count'), '2 / 2');
