@@ -44,13 +44,12 @@ export async function gatherClusterMetrics(timeoutMs = 2000): Promise<ClusterMet
   let asked = 0;
   for (const worker of Object.values(cluster.workers ?? {})) {
     if (!worker?.isConnected()) continue;
-    try {
-      worker.send(message);
-      asked++;
-      request.waiting++;
-    } catch {
-      // disconnected between the check and the send
-    }
+    // With a callback, a send to a worker that just died reports here instead of as an 'error' event.
+    worker.send(message, undefined, undefined, (err: Error | null) => {
+      if (err && pending.get(id) === request && --request.waiting === 0) request.finish();
+    });
+    asked++;
+    request.waiting++;
   }
   let timer: NodeJS.Timeout | undefined;
   if (request.waiting > 0) {

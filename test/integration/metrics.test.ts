@@ -111,9 +111,22 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
     const before = await scrape(metricsUrl);
     assert.equal(before.sum('switchyard_worker_restarts_total'), 0);
 
+    // Scrapes keep coming while the worker dies: none may fail, and the primary must not care.
+    let scraping = true;
+    let scrapes = 0;
+    const scraper = (async () => {
+      while (scraping) {
+        await scrape(metricsUrl);
+        scrapes++;
+      }
+    })();
     const victim = balancer.initialPids[0];
     process.kill(victim, 'SIGKILL');
     await balancer.waitForLog((l) => l.msg === 'worker started' && workerPidOf(l, balancer.pid) !== victim, 10_000, 'the replacement worker');
+    scraping = false;
+    await scraper;
+    assert.ok(scrapes > 0);
+    assert.equal(balancer.exitInfo(), undefined, 'the primary is still running');
     const after = await scrapeUntil(metricsUrl, (x) => x.sum('switchyard_workers') === 2 && x.select('switchyard_worker_event_loop_lag_seconds').length === 2, 'two workers again');
     assert.equal(after.sum('switchyard_worker_restarts_total'), 1);
     // The first worker forked is slot 0.
