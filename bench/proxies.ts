@@ -4,15 +4,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 /** The anchors and Switchyard, compared in every scenario. */
 export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
 /**
  * Switchyard variants that price a feature against plain `switchyard` in the same run (chat and
- * churn only): shared state in Redis, and Redis stopped after the balancer connected to it.
+ * churn only): no admin listener (metrics off; plain `switchyard` is scraped every second), shared
+ * state in Redis, and Redis stopped after the balancer connected to it.
  */
-export const VARIANTS = ['switchyard-redis', 'switchyard-redis-down'] as const;
+export const VARIANTS = ['switchyard-metrics-off', 'switchyard-redis', 'switchyard-redis-down'] as const;
 export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number];
 
 export interface ProxySetup {
@@ -33,6 +35,8 @@ export interface RunningProxy {
   target: string;
   /** Root of the process tree to measure; undefined for direct. */
   pid?: number;
+  /** Switchyard's admin listener, scraped like Prometheus would while the load runs. */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -96,6 +100,17 @@ export async function waitForUpgrade(port: number, child: ChildProcess | undefin
   throw new Error(`no upgrade through port ${port} within ${deadlineMs} ms (${last})`);
 }
 
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 function fill(template: string, values: Record<string, string | number>): string {
   return template.replace(/\{\{(\w+)\}\}/g, (_m, key: string) => {
     if (!(key in values)) throw new Error(`template placeholder {{${key}}} has no value`);
@@ -146,9 +161,12 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
     }
     case 'switchyard':
+    case 'switchyard-metrics-off':
     case 'switchyard-redis':
     case 'switchyard-redis-down': {
-      const withRedis = name !== 'switchyard';
+      const withRedis = name === 'switchyard-redis' || name === 'switchyard-redis-down';
+      const withMetrics = name !== 'switchyard-metrics-off';
+      const adminPort = withMetrics ? await freePort() : 0;
       if (withRedis && !setup.redisUrl) throw new Error(`${name} needs the runner's redis-server`);
       const config = {
         listen: { host: '127.0.0.1', port },
@@ -156,12 +174,14 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         logLevel: 'warn',
         pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },
         routes: [{ path: '/', pool: 'chat' }],
+        admin: withMetrics ? { host: '127.0.0.1', port: adminPort } : { enabled: false },
         ...setup.switchyardExtra,
         ...(withRedis ? { redis: { url: setup.redisUrl, clusterName: `bench-${port}` } } : {}),
       };
       const file = join(setup.dir, `${name}.json`);
       writeFileSync(file, JSON.stringify(config, null, 2));
-      return startChild(name, port, process.execPath, [join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
+      const running = await startChild(name, port, process.execPath, [join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
+      return withMetrics ? { ...running, metricsUrl: `http://127.0.0.1:${adminPort}/metrics` } : running;
     }
   }
 }

@@ -4,12 +4,13 @@
 // and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { get } from 'node:http';
+import { createConnection } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { PROXIES, VARIANTS, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { freePort, PROXIES, VARIANTS, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -18,7 +19,7 @@ const program = new Command()
   .option('--rounds <n>', 'rounds of every scenario (default 3; 1 with --quick)', Number)
   .option('--only <names>', 'comma-separated scenarios: chat,throughput,idle,churn,http')
   .option('--proxies <names>', `comma-separated proxies: ${[...PROXIES, ...VARIANTS].join(',')}`, PROXIES.join(','))
-  .option('--redis', `add the Redis variants (${VARIANTS.join(', ')}) to chat and churn; needs redis-server`)
+  .option('--no-variants', `leave out the Switchyard variants (${VARIANTS.join(', ')}) in chat and churn; they need redis-server`)
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
   .option('--label <text>', 'a name for this run in the results file')
@@ -34,22 +35,11 @@ const opts = program.opts<{
   switchyardExtra?: string;
   label?: string;
   readme: boolean;
-  redis?: boolean;
+  variants: boolean;
 }>();
 
 const ROOT = join(__dirname, '..');
 const TSX = ['--import', 'tsx'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function requireBinary(name: string, pkg: string): void {
   try {
@@ -134,6 +124,10 @@ async function startBackends(dir: string): Promise<{ ports: number[]; stop: () =
   return { ports, stop: async () => void (await Promise.all(children.map(stopChild))) };
 }
 
+function scrape(url: string): void {
+  get(url, (res) => res.resume()).on('error', () => undefined);
+}
+
 /** A private redis-server on a free port, without persistence, that can be stopped and restarted. */
 async function startRedis(dir: string): Promise<{ url: string; stop: () => Promise<void>; start: () => Promise<void> }> {
   const port = await freePort();
@@ -160,7 +154,7 @@ async function main(): Promise<void> {
   const quick = opts.quick === true;
   const rounds = opts.rounds ?? (quick ? 1 : 3);
   const proxies = opts.proxies.split(',').map((p) => p.trim()) as ProxyName[];
-  if (opts.redis) proxies.push(...VARIANTS.filter((v) => !proxies.includes(v)));
+  if (opts.variants && opts.proxies.split(',').includes('switchyard')) proxies.push(...VARIANTS.filter((v) => !proxies.includes(v)));
   const known: readonly string[] = [...PROXIES, ...VARIANTS];
   for (const p of proxies) if (!known.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${known.join(', ')})`);
   const withRedis = proxies.some((p) => (VARIANTS as readonly string[]).includes(p));
@@ -207,7 +201,9 @@ async function main(): Promise<void> {
           try {
             const at = scenario.args.findIndex((a) => a === '--duration' || a === '-d');
             const seconds = at >= 0 ? Number(scenario.args[at + 1]) : 10;
-            const sample = await measure(scenario, proxy.target, proxy.pid, seconds);
+            // Switchyard with metrics on is scraped every second, as a (busy) Prometheus would.
+            const scraper = proxy.metricsUrl ? setInterval(scrape, 1000, proxy.metricsUrl) : undefined;
+            const sample = await measure(scenario, proxy.target, proxy.pid, seconds).finally(() => clearInterval(scraper));
             (samples[name] ??= []).push(sample);
             process.stderr.write(`${scenario.name} round ${round + 1} ${name}: ${JSON.stringify(sample)}\n`);
           } finally {

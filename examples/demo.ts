@@ -125,7 +125,9 @@ async function main(): Promise<void> {
   start('switchyard', cliScript, ['start', '--port', String(balancerPort), ...backendArgs, '--workers', '2'], (line) => {
     if (!announced && line.includes('"msg":"switchyard ready"')) {
       announced = true;
-      console.log(`\nSwitchyard demo: open http://${HOST}:${balancerPort}/ in two browser tabs and chat.\n`);
+      const admin = /"admin":"([^"]+)"/.exec(line)?.[1];
+      const status = admin && admin !== 'disabled' ? ` Status page and metrics: http://${admin}/ and /metrics.` : '';
+      console.log(`\nSwitchyard demo: open http://${HOST}:${balancerPort}/ in two browser tabs and chat.${status}\n`);
     }
   });
 }

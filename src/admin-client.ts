@@ -1,5 +1,5 @@
-// `switchyard status` and `switchyard admin`: clients of the primary's admin endpoint
-// (src/primary/admin-server.ts). The status table is what an operator reads; --json gives the report.
+// `switchyard status` and `switchyard admin`: clients of the primary's admin listener
+// (src/admin/admin-server.ts). The status table is what an operator reads; --json gives the report.
 import { request } from 'undici';
 import type { StatusReport } from './primary/coordination';
 
@@ -16,7 +16,7 @@ async function call(address: string, method: 'GET' | 'POST', path: string): Prom
 }
 
 export async function fetchStatus(address: string): Promise<StatusReport> {
-  return (await call(address, 'GET', '/status')) as StatusReport;
+  return ((await call(address, 'GET', '/status')) as { fleet: StatusReport }).fleet;
 }
 
 export async function setAdminState(address: string, pool: string, backend: string, state: string): Promise<void> {

@@ -35,6 +35,9 @@ program
   .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
   .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .option('--admin-host <address>', 'admin listener address: /metrics, /status, /healthz, /readyz (default 127.0.0.1)')
+  .option('--admin-port <port>', 'admin listener port (default 9090; 0 picks a free one)', portNumber)
+  .option('--no-admin', 'no admin listener')
   .action(async (flags: ConfigFlags) => {
     let config;
     try {
@@ -77,10 +80,10 @@ program
     }
   });
 
-/** host:port of the admin endpoint, from --admin or the config's admin section. */
+/** host:port of the admin listener: --admin, else the config's admin section, else the default 127.0.0.1:9090. */
 function adminAddress(flags: { admin?: string; config?: string }): string {
   if (flags.admin) return flags.admin;
-  if (!flags.config) fail('switchyard: give --admin host:port or --config FILE (with admin.port set)');
+  if (!flags.config) return '127.0.0.1:9090';
   let config;
   try {
     config = loadConfig({ config: flags.config });
@@ -88,7 +91,7 @@ function adminAddress(flags: { admin?: string; config?: string }): string {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  if (!config.admin) fail(`config error: admin.port: not set in ${flags.config}; the status command needs the admin endpoint`);
+  if (!config.admin.enabled) fail(`config error: admin.enabled: false in ${flags.config}; this command needs the admin listener`);
   const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host;
   return `${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
 }

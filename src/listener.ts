@@ -6,6 +6,7 @@ import { Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { counters } from './stats/counters';
+import { observeUpgrade } from './stats/metrics';
 import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
 import { isValidClientKey } from './proxy/handshake';
@@ -124,6 +125,7 @@ export class Listener implements TunnelOwner {
     if (route.config.mode === 'http') return this.reject(res, request, Outcomes.notWebSocket);
     if (this.draining) return this.reject(res, request, Outcomes.draining);
 
+    const startedAt = performance.now();
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -152,6 +154,7 @@ export class Listener implements TunnelOwner {
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         this.tunnels.add(tunnel);
         res.cork(() => res.upgrade<ClientData>({ tunnel }, key, upgraded.protocol, extensions, context));
+        observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {
         log.error({ err }, 'upgrade failed unexpectedly');

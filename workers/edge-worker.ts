@@ -4,12 +4,14 @@
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { CONFIG_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpProxy } from '../src/proxy/http-proxy';
 import { RouteTable } from '../src/route';
 import { DEFAULT_TIMINGS } from '../src/state/shared-state';
 import { BackendSync } from '../src/upstream/backend-sync';
+import { answerMetricsRequest } from '../src/stats/cluster-metrics';
+import { bindWorker } from '../src/stats/metrics';
 import { Pool } from '../src/upstream/pool';
 import { uwsBindingName } from '../src/uws';
 
@@ -23,6 +25,7 @@ async function main(): Promise<void> {
   const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc)]));
   const trusted = new TrustedProxies(config.trustedProxies);
   const httpProxy = new HttpProxy(trusted, log);
+  bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0');
   const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log });
   // Backend health, admin state and fleet counts come from the primary; known before the first upgrade.
   const backendSync = new BackendSync(pools.values(), config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval, send);
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   };
   process.on('message', (m: PrimaryMessage) => {
     if (m.type === 'drain') void drain(m.timeoutMs);
+    else if (m.type === 'metrics-request') void answerMetricsRequest(m.id);
   });
   // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.
   process.on('SIGINT', () => undefined);

@@ -17,6 +17,10 @@ export interface ConfigFlags {
   drainTimeout?: string;
   idleTimeout?: string;
   logLevel?: string;
+  adminHost?: string;
+  adminPort?: number;
+  /** false from --no-admin. */
+  admin?: boolean;
 }
 
 /** A config that cannot be used; `message` is the one line printed to the operator. */
@@ -68,6 +72,13 @@ function applyFlags(raw: Raw, flags: ConfigFlags): Raw {
   }
   if (flags.idleTimeout !== undefined && Array.isArray(out.routes)) {
     out.routes = (out.routes as Raw[]).map((r) => ({ ...r, idleTimeout: flags.idleTimeout }));
+  }
+  if (flags.adminHost !== undefined || flags.adminPort !== undefined || flags.admin === false) {
+    const admin = { ...((raw.admin as Raw | undefined) ?? {}) };
+    if (flags.adminHost !== undefined) admin.host = flags.adminHost;
+    if (flags.adminPort !== undefined) admin.port = flags.adminPort;
+    if (flags.admin === false) admin.enabled = false;
+    out.admin = admin;
   }
   if (flags.workers !== undefined) out.workers = /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers;
   if (flags.drainTimeout !== undefined) out.drainTimeout = flags.drainTimeout;

@@ -126,6 +126,14 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
       })
       .prefault({}),
+    /** The admin listener (in the primary): /metrics, /healthz, /readyz, /status, the status page and POST /admin. Never on the public port; keep it on loopback. */
+    admin: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(9090),
+      })
+      .prefault({}),
     /** Worker processes; "auto" is one per core. */
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
     /** On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway. */
@@ -160,15 +168,11 @@ export const configSchema = z
         options: z.record(z.string(), z.unknown()).default({}),
       })
       .optional(),
-    /** Admin endpoint of the primary (GET /status, POST /admin): off unless a port is given. Keep it on loopback. */
-    admin: z
-      .strictObject({
-        host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535),
-      })
-      .optional(),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.admin.enabled && cfg.admin.port !== 0 && cfg.admin.port === cfg.listen.port) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port: the admin listener is never on the public port' });
+    }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });

@@ -148,6 +148,12 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     await this.state.setAdmin(key, admin);
   }
 
+  /** Pool and backend name of a backend key, for metric labels. */
+  labelsOf(key: string): { pool: string; backend: string } | undefined {
+    const e = this.entries.get(key);
+    return e && { pool: e.pool, backend: e.backend.name };
+  }
+
   status(): StatusReport {
     const machine = this.machineCounts();
     const remote = this.state.remoteCounts();

@@ -1,6 +1,6 @@
 // Messages between the primary and its workers (node:cluster IPC).
-
 import type { AdminState } from '../config/schema';
+import type { MetricsJson } from '../stats/metrics';
 import type { HealthState } from '../upstream/backend';
 
 export type WorkerMessage =
@@ -10,7 +10,8 @@ export type WorkerMessage =
   /** Sent before listening: the worker wants the backends' current state. */
   | { type: 'state-request' }
   /** Every sync interval when something changed: live tunnels per backend key, and passive health outcomes in order. */
-  | { type: 'backend-report'; counts: Record<string, number>; outcomes: [key: string, ok: boolean][] };
+  | { type: 'backend-report'; counts: Record<string, number>; outcomes: [key: string, ok: boolean][] }
+  | { type: 'metrics'; id: number; metrics: MetricsJson };
 
 /** What a worker needs to know of a backend it did not decide itself. */
 export interface BackendView {
@@ -24,10 +25,13 @@ export type PrimaryMessage =
   | { type: 'drain'; timeoutMs: number }
   | { type: 'backend-state'; backends: BackendView[] }
   /** Tunnels per backend key held by the machine's other workers and by other machines. */
-  | { type: 'elsewhere'; counts: Record<string, number> };
+  | { type: 'elsewhere'; counts: Record<string, number> }
+  | { type: 'metrics-request'; id: number };
 
 /** The environment variable carrying the validated config (JSON) to each worker. */
 export const CONFIG_ENV = 'SWITCHYARD_CONFIG';
+/** The environment variable carrying a worker's slot number (0..workers-1), its metrics label. */
+export const WORKER_SLOT_ENV = 'SWITCHYARD_WORKER_SLOT';
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -3,12 +3,13 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { startAdminListener, type AdminListener } from '../admin/admin-server';
 import type { LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
-import { startAdminServer } from './admin-server';
+import { bindPrimary, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
-import { CONFIG_ENV, isWorkerMessage, type PrimaryMessage } from './ipc';
+import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -37,6 +38,8 @@ interface Slot {
   startedAt: number;
   failures: number;
   restartTimer?: NodeJS.Timeout;
+  listening: boolean;
+  restarts: number;
 }
 
 export async function runPrimary(config: LoadedConfig, log: Logger): Promise<void> {
@@ -49,16 +52,14 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js'), execArgv: ['--max-semi-space-size=4', ...process.execArgv] });
   const coordination = new Coordination(config, createSharedState(config), log, stateTimings(config).syncInterval);
   await coordination.start();
-  let adminPort: number | undefined;
-  if (config.admin) {
-    const { host, port: wanted } = config.admin;
-    const server = await startAdminServer(coordination, host, wanted, log).catch((err: NodeJS.ErrnoException) => {
-      throw new StartupError(`cannot listen for admin on ${host}:${wanted}: ${err.code ?? err.message}`);
-    });
-    adminPort = (server.address() as { port: number }).port;
-  }
+  // Health-check latency and the Redis connection, for /metrics (the primary's own registry).
+  coordination.on('checked', (key, result) => {
+    const labels = coordination.labelsOf(key);
+    if (labels) observeHealthCheck(labels.pool, labels.backend, result.latencyMs / 1000);
+  });
+  if (config.redis) coordination.on('status', (status) => setRedisConnected(status === 'ok'));
 
-  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0 }));
+  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0, listening: false, restarts: 0 }));
   let ready = false;
   let listening = 0;
   let shuttingDown = false;
@@ -69,8 +70,22 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     rejectStart = reject;
   });
 
+  const workerViews = (): WorkerView[] =>
+    slots.map((s, slot) => ({ slot, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt }));
+  bindPrimary(workerViews);
+  if (config.redis) setRedisConnected(coordination.status().state.status === 'ok');
+  else setRedisNotConfigured();
+  let admin: AdminListener | undefined;
+  if (config.admin.enabled) {
+    const view = { started: () => ready, workers: workerViews, fleet: () => coordination.status(), setAdmin: coordination.setAdmin.bind(coordination) };
+    admin = await startAdminListener(config, port, view, log).catch((err: NodeJS.ErrnoException) => {
+      const what = err.code === 'EADDRINUSE' ? 'port in use' : (err.code ?? err.message);
+      throw new StartupError(`admin listener cannot listen on ${config.admin.host}:${config.admin.port}: ${what} (set admin.port, --admin-port, or --no-admin)`);
+    });
+  }
+
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig });
+    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig, [WORKER_SLOT_ENV]: String(slots.indexOf(slot)) });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);
@@ -80,16 +95,32 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
         else log.error({ workerPid: worker.process.pid, error: m.error }, 'worker could not listen');
       } else if (m.type === 'listening') {
+        slot.listening = true;
         if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
         else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
           ready = true;
-          log.info({ port, host: config.listen.host, workers: slots.length, pids: slots.map((s) => s.worker!.process.pid), binding: m.binding, state: coordination.status().state, adminPort }, 'switchyard ready');
+          log.info(
+            {
+              port,
+              host: config.listen.host,
+              workers: slots.length,
+              pids: slots.map((s) => s.worker!.process.pid),
+              binding: m.binding,
+              state: coordination.status().state,
+              admin: admin ? `${config.admin.host}:${admin.port}` : 'disabled',
+              adminPort: admin?.port,
+            },
+            'switchyard ready',
+          );
         }
       }
     });
     worker.on('exit', (code, signal) => {
       coordination.removeWorker(worker);
-      if (slot.worker === worker) slot.worker = null;
+      if (slot.worker === worker) {
+        slot.worker = null;
+        slot.listening = false;
+      }
       if (shuttingDown) {
         if (slots.every((s) => s.worker === null)) resolveDone();
         return;
@@ -99,7 +130,11 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
       const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
       slot.failures++;
       log.warn({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
-      slot.restartTimer = setTimeout(() => fork(slot), delay);
+      slot.restartTimer = setTimeout(() => {
+        slot.restarts++;
+        countWorkerRestart(slots.indexOf(slot));
+        fork(slot);
+      }, delay);
     });
   };
 
@@ -134,6 +169,8 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     for (const s of slots) s.worker?.process.kill('SIGKILL');
     await coordination.close(true);
     throw err;
+  } finally {
+    await admin?.close();
   }
   await coordination.close(true);
   log.info('stopped');

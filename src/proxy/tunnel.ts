@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { CloseCodes, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
-import { counters } from '../stats/counters';
+import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
 import { endAfterQueued, setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
@@ -50,6 +50,9 @@ export function idleSweepInterval(smallestTimeoutMs: number): number {
 
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+
+/** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
+const UWS_IDLE_REASON = 'WebSocket timed out from inactivity';
 
 // Per-tunnel state lives on the Tunnel; these handlers are shared by every socket (no closures per
 // tunnel), and find their tunnel through the socket.
@@ -98,6 +101,9 @@ export class Tunnel implements FrameSink, ReadTarget {
   private closeTimer: NodeJS.Timeout | undefined;
   /** When the backend last sent anything, on the coarse clock of sweepIdleBackends(). */
   private lastHeard = coarseNow;
+  /** Who started the close, and with which code: counted once when the tunnel finishes. */
+  private closedBy: CloseSide | undefined;
+  private closeCode = 0;
   readonly reader: FrameReader;
 
   constructor(
@@ -118,7 +124,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   attach(ws: WebSocket<ClientData>): void {
     this.ws = ws;
     this.state = State.Open;
-    counters.tunnelsOpened++;
+    this.backend.tunnelsOpened++;
     if (this.leftover) {
       const first = this.leftover;
       this.leftover = null;
@@ -138,6 +144,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     // Checked before writing, so one message of any allowed size always goes out: what waits for
     // the backend stays below backendBufferLimit + maxPayload.
     if (this.socket.writableLength > this.settings.backendBufferLimit) {
+      counters.slowBackendCloses++;
       this.endClient(CloseCodes.backendSlow, 'backend too slow');
       this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
       return;
@@ -160,10 +167,15 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.ws = null;
     this.clientClosed = true;
     if (!this.clientEndedByUs) {
+      const reason = Buffer.from(message).toString('utf8');
+      if (code === 1006 && reason === UWS_IDLE_REASON) {
+        counters.idleClientCloses++;
+        this.noteClose('balancer', code);
+      } else this.noteClose('client', code);
       if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) {
         this.closeBackend(CloseCodes.goingAway, 'client connection lost');
       } else {
-        this.closeBackend(code, Buffer.from(message).toString('utf8'));
+        this.closeBackend(code, reason);
       }
     }
     this.maybeFinished();
@@ -208,6 +220,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (status === 1) return;
     if (status === 2) {
       // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.
+      counters.slowClientCloses++;
       this.endClient(CloseCodes.backendSlow, 'client too slow');
       this.closeBackend(CloseCodes.goingAway, 'client too slow');
     } else if (!this.paused && ws.getBufferedAmount() > this.settings.clientBufferLimit) {
@@ -228,6 +241,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   onClose(code: number, reason: string): void {
     if (this.state === State.Open) {
       // Backend-initiated close: answer it, then pass code and reason on to the client.
+      this.noteClose('backend', code);
       this.state = State.Closing;
       endAfterQueued(this.socket, encodeClose(code, reason));
       this.armCloseTimer();
@@ -250,6 +264,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     this.lastHeard = now;
     if (this.awaitingPong) {
       backendFailed(this.backend);
+      counters.idleBackendCloses++;
       this.endClient(CloseCodes.backendError, 'backend not responding');
       this.socket.destroy();
       return;
@@ -264,6 +279,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (this.state !== State.Closing) {
       // Lost without a close frame: an abnormal close, which counts against the backend (outlier detection).
       if (this.state === State.Open) backendFailed(this.backend);
+      this.noteClose('backend', 1006);
       this.endClient(CloseCodes.backendLost, 'backend connection lost');
     }
     this.state = State.Closing;
@@ -281,6 +297,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   /** Sends a close frame to the backend and gives it CLOSE_TIMEOUT_MS to finish the handshake. */
   private closeBackend(code: number, reason: string): void {
     if (this.state === State.Closing || this.backendClosed) return;
+    this.noteClose('balancer', code);
     this.state = State.Closing;
     writeBatched(this.socket, encodeClose(code, reason));
     this.armCloseTimer();
@@ -293,6 +310,7 @@ export class Tunnel implements FrameSink, ReadTarget {
 
   private endClient(code: number, reason: string): void {
     if (this.clientClosed || this.clientEndedByUs) return;
+    this.noteClose('balancer', code);
     this.clientEndedByUs = true;
     const ws = this.ws;
     if (ws === null) return;
@@ -302,10 +320,17 @@ export class Tunnel implements FrameSink, ReadTarget {
     else ws.end(code, short); // calls onClientClose synchronously
   }
 
+  /** The first close decides the side and code counted for this tunnel. */
+  private noteClose(side: CloseSide, code: number): void {
+    if (this.closedBy !== undefined) return;
+    this.closedBy = side;
+    this.closeCode = code;
+  }
+
   private maybeFinished(): void {
     if (this.clientClosed && this.backendClosed && !this.finished) {
       this.finished = true;
-      counters.tunnelsClosed++;
+      countClose(this.closedBy ?? 'balancer', this.closeCode);
       this.owner.onTunnelClosed(this);
     }
   }

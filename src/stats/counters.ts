@@ -1,7 +1,25 @@
 // Per-worker counters, bumped on the hot path as plain integer increments (no labels, no calls).
-// The metrics layer (prom-client, aggregated over workers) reads and publishes them in batches;
-// nothing on the per-message path talks to it directly.
+// The metrics layer (src/stats/metrics.ts: prom-client, aggregated over workers) reads and
+// publishes them at scrape time; nothing on the per-message path talks to it directly.
 import { Outcomes } from '../errors';
+
+/** Who started a tunnel's close: the client, the backend, or the balancer itself (limits, drain, dead peer). */
+export const CLOSE_SIDES = ['client', 'backend', 'balancer'] as const;
+export type CloseSide = (typeof CLOSE_SIDES)[number];
+
+/**
+ * Close-code label values, bounded: each code of the 1000-1015 range as itself, application codes
+ * by class. 1005 = closed without a code, 1006 = connection lost without a close frame.
+ */
+export const CLOSE_CODE_LABELS = [...Array.from({ length: 16 }, (_, i) => String(1000 + i)), '3xxx', '4xxx', 'other'] as const;
+
+/** Index into CLOSE_CODE_LABELS for a close code. */
+export function closeCodeIndex(code: number): number {
+  if (code >= 1000 && code <= 1015) return code - 1000;
+  if (code >= 3000 && code <= 3999) return 16;
+  if (code >= 4000 && code <= 4999) return 17;
+  return 18;
+}
 
 export const counters = {
   /** Upgrade attempts by outcome label (errors.ts), plus "ok" for tunnels opened. */
@@ -12,6 +30,17 @@ export const counters = {
   bytesToClient: 0,
   /** Times a slow client made the balancer stop reading a backend. */
   backendReadsPaused: 0,
-  tunnelsOpened: 0,
-  tunnelsClosed: 0,
+  /** Tunnels closed because the backend could not keep up (1013) / the client could not (send dropped). */
+  slowBackendCloses: 0,
+  slowClientCloses: 0,
+  /** Tunnels closed because the backend stopped answering pings / uWS timed out an unresponsive client. */
+  idleBackendCloses: 0,
+  idleClientCloses: 0,
+  /** Closed tunnels by [side * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]. */
+  closes: new Array<number>(CLOSE_SIDES.length * CLOSE_CODE_LABELS.length).fill(0),
 };
+
+/** Counts a finished tunnel by who closed first and with which code (once per tunnel, not per message). */
+export function countClose(side: CloseSide, code: number): void {
+  counters.closes[CLOSE_SIDES.indexOf(side) * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]++;
+}

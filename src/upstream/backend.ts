@@ -20,7 +20,9 @@ export class Backend {
   active = 0;
   /** Tunnels on this backend held by the other workers and machines, as last synced. */
   elsewhere = 0;
-  /** Times outlier detection ejected this backend (on this machine). */
+  /** Tunnels this worker opened to this backend (a plain count; published as a metric at scrape time). */
+  tunnelsOpened = 0;
+  /** Times outlier detection ejected this backend (published as switchyard_backend_ejections_total). */
   ejections = 0;
 
   constructor(config: BackendConfig, pool = '') {

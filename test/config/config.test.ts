@@ -96,6 +96,18 @@ describe('config', () => {
     assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);
   });
 
+  it('admin listener: on by default at 127.0.0.1:9090; flags and file set it; bad keys named', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.deepEqual(c.admin, { enabled: true, host: '127.0.0.1', port: 9090 });
+    const f = loadConfig({ config: file(`${GOOD}\nadmin: { port: 9191, enabled: true }`), adminHost: '10.0.0.5', adminPort: 0 });
+    assert.deepEqual(f.admin, { enabled: true, host: '10.0.0.5', port: 0 });
+    assert.equal(loadConfig({ config: file(GOOD), admin: false }).admin.enabled, false);
+    assert.equal(loadConfig({ config: file(`${GOOD}\nadmin: { enabled: false }`), admin: true }).admin.enabled, false, 'commander\'s default true does not override the file');
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: 9000 }`) })), /^config error: admin\.port: must differ from listen\.port/);
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { path: /x }`) })), /^config error: admin\.path: unknown key/);
+    assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: -1 }`) })), /^config error: admin\.port: /);
+  });
+
   it('rejects routes on one path with different client-side settings', () => {
     const text = `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }
 routes:
@@ -106,7 +118,7 @@ routes:
 });
 
 describe('health and shared-state config', () => {
-  it('has active checks off, outlier detection on, no Redis and no admin endpoint by default', () => {
+  it('has active checks off, outlier detection on and no Redis by default', () => {
     const c = loadConfig({ config: file(GOOD) });
     assert.equal(c.pools.chat.healthCheck, undefined);
     assert.deepEqual(c.pools.chat.outlierDetection, {
@@ -119,7 +131,6 @@ describe('health and shared-state config', () => {
     });
     assert.equal(c.pools.chat.herdingGuard, 'p2c');
     assert.equal(c.redis, undefined);
-    assert.equal(c.admin, undefined);
   });
 
   it('fills health-check and Redis defaults', () => {
@@ -154,7 +165,7 @@ describe('health and shared-state config', () => {
       [hc('outlierDetection: { consecutive: 3 }'), /^config error: pools\.chat\.outlierDetection\.consecutive: unknown key/],
       [GOOD + 'redis: { url: "http://x" }\n', /^config error: redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
       [GOOD + 'redis: { url: "redis://x", clusterName: "a b" }\n', /^config error: redis\.clusterName: /],
-      [GOOD + 'admin: { host: 127.0.0.1 }\n', /^config error: admin\.port: is required/],
+      [GOOD + 'admin: { host: 127.0.0.1, port: 99999 }\n', /^config error: admin\.port: /],
     ];
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });

@@ -1,11 +1,9 @@
-// Reads a running balancer's admin endpoint (GET /status), as `switchyard status --json` does.
-import { request } from 'undici';
+// Reads a running balancer's fleet view from its admin listener (GET /status), as `switchyard status --json` does.
+import { fetchStatus } from '../../src/admin-client';
 import type { BackendStatus, StatusReport } from '../../src/primary/coordination';
 
-export async function adminStatus(port: number): Promise<StatusReport> {
-  const res = await request(`http://127.0.0.1:${port}/status`);
-  if (res.statusCode !== 200) throw new Error(`GET /status answered ${res.statusCode}`);
-  return (await res.body.json()) as StatusReport;
+export function adminStatus(port: number): Promise<StatusReport> {
+  return fetchStatus(`127.0.0.1:${port}`);
 }
 
 /** The status of one backend (host:port) of `pool`. */

@@ -33,6 +33,10 @@ export interface StartOptions {
 
 export interface Balancer {
   port: number;
+  /** The admin listener's port (from the ready line); undefined when disabled. */
+  adminPort: number | undefined;
+  /** http://127.0.0.1:adminPort + path. */
+  adminUrl(path?: string): string;
   proc: ChildProcess;
   /** The primary's pid. */
   pid: number;
@@ -135,6 +139,8 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     args.push('--config', written.file);
   }
   args.push(...(options.args ?? []));
+  // Many balancers may run at once: unless the test chooses, the admin listener takes a free port.
+  if (options.config?.admin === undefined && !args.some((a) => a.startsWith('--admin') || a === '--no-admin')) args.push('--admin-port', '0');
 
   const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error('could not spawn the balancer');
@@ -218,6 +224,11 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   let stopping: Promise<ExitInfo> | undefined;
   const balancer: Balancer = {
     port,
+    adminPort: undefined,
+    adminUrl: (path = '/') => {
+      if (balancer.adminPort === undefined) throw new Error('this balancer has no admin listener');
+      return `http://127.0.0.1:${balancer.adminPort}${path}`;
+    },
     proc,
     pid: primaryPid,
     pids,
@@ -270,6 +281,7 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
       initialPids.push(p);
       if (!pids.includes(p)) pids.push(p);
     }
+    if (typeof ready.adminPort === 'number') balancer.adminPort = ready.adminPort;
     if (typeof ready.port === 'number' && ready.port !== port) throw new Error(`ready line names port ${ready.port}, expected ${port}`);
   } catch (err) {
     await balancer.stop('SIGKILL', 2000);

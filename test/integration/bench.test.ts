@@ -1,5 +1,5 @@
 // The benchmark harness must not rot: `npm run bench -- --quick` runs every scenario against every
-// proxy (direct, NGINX, HAProxy, Switchyard) briefly, and this test checks that each produced numbers
+// proxy (direct, NGINX, HAProxy, Switchyard and its metrics/Redis variants) briefly, and this test checks that each produced numbers
 // and wrote its JSON, Markdown and SVG. No speed is asserted here; targets live in bench/README.md.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
@@ -50,6 +50,12 @@ test('npm run bench -- --quick measures every scenario on every proxy', { timeou
       }
     }
     assert.equal(run.targets?.length, 4);
+    // The Switchyard variants ran in chat and churn, so every feature-cost check has numbers.
+    assert.deepEqual(
+      run.costs?.map((c) => c.detail === 'not measured'),
+      [false, false, false, false],
+      JSON.stringify(run.costs),
+    );
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, startRawWsBackend, type EchoBackend, type RawWsBackend } from '../helpers/backends';
+import { scrape } from '../helpers/metrics';
 import { rawWebSocket } from '../helpers/raw-client';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
@@ -46,6 +47,8 @@ void describe('idle timeouts', { timeout: 60_000, concurrency: true }, () => {
       const took = Date.now() - started;
       assert.ok(took >= 3000, `closed after ${took} ms: too early for an 8 s idle timeout`);
       assert.ok(took <= 14_500, `closed after ${took} ms, expected within idleTimeout 8 s + ~6 s`);
+      const metrics = await scrape(balancer.adminUrl('/metrics'));
+      assert.equal(metrics.sum('switchyard_idle_closes_total', { side: 'client' }), 1, 'counted as a client idle timeout');
     } finally {
       socket.destroy();
     }
@@ -72,5 +75,8 @@ void describe('idle timeouts', { timeout: 60_000, concurrency: true }, () => {
     assert.ok(took >= 400, `closed after ${took} ms: before the backend was even pinged`);
     assert.ok(took <= 4000, `closed after ${took} ms, expected within ~4 s`);
     assert.ok(deaf.handshakes() >= 1);
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_idle_closes_total', { side: 'backend' }), 1, 'counted as a backend idle timeout');
+    assert.equal(metrics.sum('switchyard_tunnels_closed_total', { side: 'balancer', code: '1011' }), 1);
   });
 });

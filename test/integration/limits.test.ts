@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, toBuffer, startRawWsBackend, type EchoBackend, type RawWsBackend } from '../helpers/backends';
+import { scrape } from '../helpers/metrics';
 import { rawWebSocket, ServerFrameParser } from '../helpers/raw-client';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { waitFor, waitStable, withTimeout } from '../helpers/wait';
@@ -138,6 +139,8 @@ void describe('limits', { timeout: 120_000 }, () => {
       assert.equal(damaged, 0, 'payload bytes were altered');
       assert.ok(parser.frames.filter((f) => f.opcode === 2).every((f) => f.fin && f.length === MiB), 'every message arrived whole');
       await waitFor(() => conn.ws.bufferedAmount === 0, 5000, "the backend's queue to drain");
+      const metrics = await scrape(balancer.adminUrl('/metrics'));
+      assert.ok(metrics.sum('switchyard_backpressure_events_total') >= 1, 'the pause is counted as a backpressure event');
     } finally {
       socket.destroy();
     }
@@ -151,5 +154,7 @@ void describe('limits', { timeout: 120_000 }, () => {
     const info = await withTimeout(c.closed, 15_000, 'the 1013 close');
     assert.equal(info.code, 1013, `closed with ${info.code} ${info.reason}`);
     assert.ok(sink.handshakes() >= 1);
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_slow_peer_closes_total', { peer: 'backend' }), 1, 'counted as a slow backend');
   });
 });

@@ -1,0 +1,154 @@
+// The /status document: what an operator wants at a glance, read from the same aggregated metrics
+// that /metrics serves (one source of truth), plus the primary's own view of its workers.
+import type { LoadedConfig } from '../config/load';
+import type { MetricsJson, WorkerView } from '../stats/metrics';
+
+export interface BackendStatus {
+  name: string;
+  url: string;
+  weight: number;
+  admin: string;
+  /** up / down as the workers see it; unknown when no worker answered. */
+  health: 'up' | 'down' | 'unknown';
+  tunnels: number;
+  tunnelsOpened: number;
+  ejections: number;
+}
+
+export interface Status {
+  ready: boolean;
+  /** Why not ready (empty when ready). */
+  notReady: string[];
+  uptimeSeconds: number;
+  listen: { host: string; port: number };
+  tunnels: number;
+  messagesPerSecond: { toBackend: number; toClient: number };
+  bytesPerSecond: { toBackend: number; toClient: number };
+  totals: { messagesToBackend: number; messagesToClient: number; bytesToBackend: number; bytesToClient: number; upgrades: Record<string, number> };
+  pools: { name: string; algorithm: string; backends: BackendStatus[] }[];
+  workers: (WorkerView & { uptimeSeconds: number; eventLoopLagSeconds: number | null; residentMemoryBytes: number | null })[];
+  redis: 'not configured' | 'connected' | 'disconnected' | 'unknown';
+  /** Workers asked for metrics, and those that answered in time. */
+  metricsFrom: { asked: number; answered: number };
+}
+
+type Values = { labels: Record<string, string | number | undefined>; value: number }[];
+
+/** Reads aggregated metrics by name and labels. */
+class MetricReader {
+  private readonly byName = new Map<string, Values>();
+
+  constructor(json: MetricsJson) {
+    for (const m of json) this.byName.set(m.name, m.values);
+  }
+
+  find(name: string, labels: Record<string, string> = {}): number | undefined {
+    const hit = this.byName.get(name)?.find((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want));
+    return hit?.value;
+  }
+
+  sum(name: string, labels: Record<string, string> = {}): number {
+    let total = 0;
+    for (const v of this.byName.get(name) ?? []) if (Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want)) total += v.value;
+    return total;
+  }
+
+  all(name: string): Values {
+    return this.byName.get(name) ?? [];
+  }
+}
+
+interface Sample {
+  at: number;
+  counts: [number, number, number, number];
+}
+
+/** How far back messages/s looks: long enough to smooth, short enough to follow a change. */
+const RATE_WINDOW_MS = 10_000;
+
+export interface ReadinessInputs {
+  /** Every worker has listened once (the "switchyard ready" line). */
+  started: boolean;
+  workers: readonly WorkerView[];
+}
+
+export class StatusReporter {
+  private readonly samples: Sample[] = [];
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly config: LoadedConfig, private readonly publicPort: number) {}
+
+  build(json: MetricsJson, inputs: ReadinessInputs, metricsFrom: { asked: number; answered: number }): Status {
+    const m = new MetricReader(json);
+    const now = Date.now();
+    const pools = Object.entries(this.config.pools).map(([name, pool]) => ({
+      name,
+      algorithm: pool.algorithm,
+      backends: pool.backends.map((b): BackendStatus => {
+        const backend = new URL(b.url).host;
+        const labels = { pool: name, backend };
+        const up = m.find('switchyard_backend_up', labels);
+        const admin = m.all('switchyard_backend_admin_state').find((v) => v.labels.pool === name && v.labels.backend === backend && v.value === 1);
+        return {
+          name: backend,
+          url: b.url,
+          weight: b.weight,
+          admin: typeof admin?.labels.state === 'string' ? admin.labels.state : b.admin,
+          health: up === undefined ? 'unknown' : up === 1 ? 'up' : 'down',
+          tunnels: m.sum('switchyard_tunnels_active', labels),
+          tunnelsOpened: m.sum('switchyard_tunnels_opened_total', labels),
+          ejections: m.sum('switchyard_backend_ejections_total', labels),
+        };
+      }),
+    }));
+
+    const counts: Sample['counts'] = [
+      m.sum('switchyard_messages_total', { direction: 'to_backend' }),
+      m.sum('switchyard_messages_total', { direction: 'to_client' }),
+      m.sum('switchyard_bytes_total', { direction: 'to_backend' }),
+      m.sum('switchyard_bytes_total', { direction: 'to_client' }),
+    ];
+    const rates = this.rates(now, counts);
+
+    const upgrades: Record<string, number> = {};
+    for (const v of m.all('switchyard_upgrades_total')) upgrades[String(v.labels.outcome)] = v.value;
+
+    const notReady: string[] = [];
+    if (!inputs.started) notReady.push('workers are starting');
+    else if (!inputs.workers.some((w) => w.listening)) notReady.push('no worker is listening');
+    if (!pools.some((p) => p.backends.some((b) => b.health === 'up' && b.admin === 'ready'))) notReady.push('no healthy backend');
+
+    const configured = m.find('switchyard_redis_configured');
+    const connected = m.find('switchyard_redis_connected');
+    return {
+      ready: notReady.length === 0,
+      notReady,
+      uptimeSeconds: Math.round((now - this.startedAt) / 1000),
+      listen: { host: this.config.listen.host, port: this.publicPort },
+      tunnels: m.sum('switchyard_tunnels_active'),
+      messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },
+      bytesPerSecond: { toBackend: rates[2], toClient: rates[3] },
+      totals: { messagesToBackend: counts[0], messagesToClient: counts[1], bytesToBackend: counts[2], bytesToClient: counts[3], upgrades },
+      pools,
+      workers: inputs.workers.map((w) => ({
+        ...w,
+        uptimeSeconds: w.pid === undefined ? 0 : Math.round((now - w.startedAt) / 1000),
+        eventLoopLagSeconds: m.find('switchyard_worker_event_loop_lag_seconds', { worker: String(w.slot) }) ?? null,
+        residentMemoryBytes: m.find('switchyard_worker_resident_memory_bytes', { worker: String(w.slot) }) ?? null,
+      })),
+      redis: configured === undefined ? 'unknown' : configured === 0 ? 'not configured' : connected === 1 ? 'connected' : 'disconnected',
+      metricsFrom,
+    };
+  }
+
+  /** Per-second rates over the last RATE_WINDOW_MS of /status calls (0 until there are two). */
+  private rates(now: number, counts: Sample['counts']): Sample['counts'] {
+    while (this.samples.length > 1 && now - this.samples[1].at >= RATE_WINDOW_MS) this.samples.shift();
+    const base = this.samples[0];
+    this.samples.push({ at: now, counts });
+    if (!base || now - base.at < 200) return [0, 0, 0, 0];
+    const seconds = (now - base.at) / 1000;
+    // A restarted worker's counters start over: never show a negative rate.
+    return counts.map((c, i) => Math.max(0, (c - base.counts[i]) / seconds)) as Sample['counts'];
+  }
+}

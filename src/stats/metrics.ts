@@ -1,0 +1,265 @@
+// Every Switchyard metric, declared once (Envoy's habit: a component's stats in one list).
+//
+// Each process (primary and every worker) has this registry. Workers publish their plain hot-path
+// counters (counters.ts) and their backends' state at scrape time through collect() callbacks, so
+// nothing per message touches prom-client. The primary asks every worker for its registry as JSON
+// over IPC and sums them with its own (cluster-metrics.ts, prom-client's AggregatorRegistry);
+// `aggregator` below says how a metric combines across processes when plain summing is wrong.
+// Label values are bounded: pools, backends, routes, outcomes, close-code classes, worker slots;
+// never anything per client.
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
+import { ADMIN_STATES } from '../config/schema';
+import type { Backend } from '../upstream/backend';
+import type { Pool } from '../upstream/pool';
+import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters } from './counters';
+
+/** This process's metrics. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+type Labels<L extends string> = Partial<Record<L, string>>;
+type Emit<L extends string> = (value: number, labels?: Labels<L>) => void;
+
+// ---- what the collect() callbacks read ----
+
+/** A worker's pools (set by bindWorker); empty in the primary. */
+let pools: readonly Pool[] = [];
+/** A worker's slot number as a label value ("0", "1", ...): stable across restarts, so bounded. */
+let workerSlot: string | undefined;
+let loopDelay: IntervalHistogram | undefined;
+let loopWindowStart = 0;
+/** monitorEventLoopDelay samples with a timer of this period and reports it as part of each delay. */
+const LOOP_RESOLUTION_MS = 10;
+
+/** A worker slot as the primary sees it. */
+export interface WorkerView {
+  slot: number;
+  pid: number | undefined;
+  /** Forked and listening on the public port. */
+  listening: boolean;
+  restarts: number;
+  startedAt: number;
+}
+let primaryWorkers: (() => readonly WorkerView[]) | undefined;
+
+/** Redis state as reported by this process; undefined = this process says nothing about Redis. */
+let redis: { configured: boolean; connected: boolean } | undefined;
+
+function eachBackend(fn: (pool: Pool, backend: Backend) => void): void {
+  for (const pool of pools) for (const backend of pool.backends) fn(pool, backend);
+}
+
+/** A counter whose value is read from plain counts at scrape time. */
+function countedAtScrape<L extends string>(name: string, help: string, labelNames: readonly L[], read: (emit: Emit<L>) => void, aggregator: Aggregator = 'sum'): Counter<L> {
+  return new Counter<L>({
+    name,
+    help,
+    labelNames,
+    aggregator,
+    registers: [registry],
+    collect(this: Counter<L>) {
+      this.reset();
+      read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
+    },
+  });
+}
+
+/** A gauge read at scrape time; a process that emits nothing contributes nothing to the aggregate. */
+function readAtScrape<L extends string>(name: string, help: string, labelNames: readonly L[], aggregator: Aggregator, read: (emit: Emit<L>) => void): Gauge<L> {
+  return new Gauge<L>({
+    name,
+    help,
+    labelNames,
+    aggregator,
+    registers: [registry],
+    collect(this: Gauge<L>) {
+      this.reset();
+      read((value, labels) => (labels ? this.set(labels, value) : this.set(value)));
+    },
+  });
+}
+
+const POOL_BACKEND = ['pool', 'backend'] as const;
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+// ---- tunnels ----
+
+readAtScrape('switchyard_tunnels_active', 'Tunnels open or being opened, per backend, summed over workers.', POOL_BACKEND, 'sum', (emit) =>
+  eachBackend((pool, b) => emit(b.active, { pool: pool.name, backend: b.name })),
+);
+
+countedAtScrape('switchyard_tunnels_opened_total', 'Tunnels opened (client got its 101), per backend.', POOL_BACKEND, (emit) =>
+  eachBackend((pool, b) => emit(b.tunnelsOpened, { pool: pool.name, backend: b.name })),
+);
+
+countedAtScrape(
+  'switchyard_tunnels_closed_total',
+  'Tunnels closed, by the side that closed first (client, backend, balancer) and its close code (1000-1015 as themselves, 3xxx, 4xxx; 1006 = connection lost).',
+  ['side', 'code'],
+  (emit) => {
+    CLOSE_SIDES.forEach((side, s) =>
+      CLOSE_CODE_LABELS.forEach((code, c) => {
+        const value = counters.closes[s * CLOSE_CODE_LABELS.length + c];
+        if (value > 0) emit(value, { side, code });
+      }),
+    );
+  },
+);
+
+countedAtScrape('switchyard_upgrades_total', 'WebSocket upgrade attempts by outcome: ok, or the errors.ts label of why it was refused.', ['outcome'], (emit) => {
+  for (const [outcome, value] of Object.entries(counters.upgrades)) emit(value, { outcome });
+});
+
+const upgradeDuration = new Histogram({
+  name: 'switchyard_upgrade_duration_seconds',
+  help: 'From the client upgrade request to the client 101 (backend connect and handshake included), per pool.',
+  labelNames: ['pool'],
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+/** One successful upgrade (once per tunnel, not per message). */
+export function observeUpgrade(pool: string, seconds: number): void {
+  upgradeDuration.observe({ pool }, seconds);
+}
+
+// ---- messages ----
+
+countedAtScrape('switchyard_messages_total', 'WebSocket messages relayed, by direction (to_backend, to_client).', ['direction'], (emit) => {
+  emit(counters.messagesToBackend, { direction: 'to_backend' });
+  emit(counters.messagesToClient, { direction: 'to_client' });
+});
+
+countedAtScrape('switchyard_bytes_total', 'WebSocket payload bytes relayed, by direction (to_backend, to_client).', ['direction'], (emit) => {
+  emit(counters.bytesToBackend, { direction: 'to_backend' });
+  emit(counters.bytesToClient, { direction: 'to_client' });
+});
+
+countedAtScrape('switchyard_backpressure_events_total', 'Times a client fell clientBufferLimit behind and the balancer paused reading its backend.', [], (emit) =>
+  emit(counters.backendReadsPaused),
+);
+
+countedAtScrape('switchyard_slow_peer_closes_total', 'Tunnels closed because a peer could not keep up: backend (1013, backendBufferLimit) or client.', ['peer'], (emit) => {
+  emit(counters.slowBackendCloses, { peer: 'backend' });
+  emit(counters.slowClientCloses, { peer: 'client' });
+});
+
+countedAtScrape('switchyard_idle_closes_total', 'Tunnels closed by an idle timeout: a client that stopped answering pings, or a backend (1011).', ['side'], (emit) => {
+  emit(counters.idleClientCloses, { side: 'client' });
+  emit(counters.idleBackendCloses, { side: 'backend' });
+});
+
+// ---- backends ----
+
+// A backend counts as up only when every worker sees it up.
+readAtScrape('switchyard_backend_up', 'Backend health state: 1 up, 0 down (the minimum over workers).', POOL_BACKEND, 'min', (emit) =>
+  eachBackend((pool, b) => emit(b.health === 'up' ? 1 : 0, { pool: pool.name, backend: b.name })),
+);
+
+readAtScrape('switchyard_backend_admin_state', 'Backend admin state: 1 for the current state (ready, drain, maintenance), 0 for the others.', ['pool', 'backend', 'state'], 'max', (emit) =>
+  eachBackend((pool, b) => {
+    for (const state of ADMIN_STATES) emit(b.admin === state ? 1 : 0, { pool: pool.name, backend: b.name, state });
+  }),
+);
+
+// Ejections are decided by the primary and mirrored into every worker: the same count everywhere, so max.
+countedAtScrape(
+  'switchyard_backend_ejections_total',
+  'Times outlier detection ejected a backend (on this machine).',
+  POOL_BACKEND,
+  (emit) => eachBackend((pool, b) => emit(b.ejections, { pool: pool.name, backend: b.name })),
+  'max',
+);
+
+const healthCheckDuration = new Histogram({
+  name: 'switchyard_health_check_duration_seconds',
+  help: 'Duration of active health checks, per backend.',
+  labelNames: POOL_BACKEND,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+/** One active health check finished (called by the health checker). */
+export function observeHealthCheck(pool: string, backend: string, seconds: number): void {
+  healthCheckDuration.observe({ pool, backend }, seconds);
+}
+
+// ---- shared state ----
+
+// Connected is the minimum over the processes that use Redis: one disconnected process shows.
+readAtScrape('switchyard_redis_connected', 'Redis connection of the shared state: 1 connected, 0 not (or not configured).', [], 'min', (emit) => {
+  if (redis) emit(redis.connected ? 1 : 0);
+});
+readAtScrape('switchyard_redis_configured', 'Whether shared state uses Redis: 1 yes, 0 no (in-memory state).', [], 'max', (emit) => {
+  if (redis) emit(redis.configured ? 1 : 0);
+});
+
+/** Called by the Redis client of the shared state on connect/disconnect. */
+export function setRedisConnected(connected: boolean): void {
+  redis = { configured: true, connected };
+}
+
+/** No Redis in the config: the shared state is in memory. */
+export function setRedisNotConfigured(): void {
+  redis = { configured: false, connected: false };
+}
+
+// ---- processes ----
+
+const WORKER = ['worker'] as const;
+
+readAtScrape('switchyard_worker_event_loop_lag_seconds', 'Event-loop delay of each worker: p99 over the last 10 s or so.', WORKER, 'sum', (emit) => {
+  if (workerSlot === undefined || !loopDelay) return;
+  const p99Ms = loopDelay.count > 0 ? loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS : 0;
+  emit(Math.max(0, p99Ms) / 1000, { worker: workerSlot });
+  // A rolling window, so a stall shows for a while and then ages out.
+  if (Date.now() - loopWindowStart > 10_000) {
+    loopDelay.reset();
+    loopWindowStart = Date.now();
+  }
+});
+
+readAtScrape('switchyard_worker_resident_memory_bytes', 'Resident memory of each worker.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined) emit(process.memoryUsage.rss(), { worker: workerSlot });
+});
+
+readAtScrape('switchyard_worker_heap_used_bytes', 'V8 heap in use in each worker.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined) emit(process.memoryUsage().heapUsed, { worker: workerSlot });
+});
+
+readAtScrape('switchyard_workers', 'Worker processes listening on the public port.', [], 'sum', (emit) => {
+  if (primaryWorkers) emit(primaryWorkers().filter((w) => w.listening).length);
+});
+
+const workerRestarts = new Counter({
+  name: 'switchyard_worker_restarts_total',
+  help: 'Workers the primary restarted after they died, per worker slot.',
+  labelNames: WORKER,
+  registers: [registry],
+});
+
+/** The primary forked a replacement for the worker of `slot`. */
+export function countWorkerRestart(slot: number): void {
+  workerRestarts.inc({ worker: String(slot) });
+}
+
+// ---- binding to a process ----
+
+/** In a worker: publish these pools' backends and this slot's process metrics. */
+export function bindWorker(workerPools: Iterable<Pool>, slot: string): void {
+  pools = [...workerPools];
+  workerSlot = slot;
+  for (const pool of pools) upgradeDuration.zero({ pool: pool.name });
+  loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  loopWindowStart = Date.now();
+}
+
+/** In the primary: publish the worker slots (and start every slot's restart count at zero). */
+export function bindPrimary(workers: () => readonly WorkerView[]): void {
+  primaryWorkers = workers;
+  for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
+}

@@ -1,0 +1,193 @@
+// The admin listener: Prometheus metrics aggregated over the workers (tunnels, messages, upgrades,
+// closes, restarts), the probes, /status, and that none of it is served on the public port.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:net';
+import { describe, it } from 'node:test';
+import { runCli, startBalancer, workerPidOf, writeConfig } from '../helpers/balancer';
+import { closeAll, startEchoBackend } from '../helpers/backends';
+import { scrape, type Scrape } from '../helpers/metrics';
+import { freePort } from '../helpers/ports';
+import { connectMany, upgradeStatus, type TestClient } from '../helpers/ws-client';
+import { waitFor } from '../helpers/wait';
+
+/** Scrapes until `check` passes (metrics follow events by a little), then returns that scrape. */
+async function scrapeUntil(url: string, check: (s: Scrape) => boolean, what: string, timeoutMs = 5000): Promise<Scrape> {
+  let last: Scrape | undefined;
+  try {
+    return await waitFor(async () => {
+      last = await scrape(url);
+      return check(last) ? last : undefined;
+    }, timeoutMs, what, 100);
+  } catch (err) {
+    (err as Error).message += `\nlast scrape:\n${last?.text.split('\n').filter((l) => l.startsWith('switchyard_')).join('\n')}`;
+    throw err;
+  }
+}
+
+void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
+  void it('counts N tunnels and M messages over both workers; upgrades, closes, latency, probes and /status agree', async (t) => {
+    const backend = await startEchoBackend({ name: 'm' });
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const c of clients) c.terminate();
+      await closeAll(backend);
+    });
+    const balancer = await startBalancer({
+      config: { admin: { port: 0 }, pools: { chat: { backends: [{ url: backend.url }] } }, routes: [{ path: '/chat', pool: 'chat' }] },
+    });
+    t.after(() => balancer.stop());
+    const metricsUrl = balancer.adminUrl('/metrics');
+    const labels = { pool: 'chat', backend: `127.0.0.1:${backend.port}` };
+
+    const N = 12;
+    const M = 5;
+    clients.push(...(await connectMany(N, (i) => balancer.url(`/chat?i=${i}`))));
+    let bytes = 0;
+    for (const c of clients) {
+      for (let j = 0; j < M; j++) {
+        const text = `message ${j} of ${c.ws.url}`;
+        bytes += Buffer.byteLength(text);
+        assert.equal((await c.request(text)).text, text);
+      }
+    }
+    assert.equal(await upgradeStatus(balancer.url('/nowhere')), 404);
+
+    const s = await scrapeUntil(metricsUrl, (x) => x.sum('switchyard_messages_total', { direction: 'to_client' }) === N * M, `${N * M} messages to clients`);
+    // Both workers answered (each reports its own slot), and the sums cover both.
+    assert.deepEqual(s.select('switchyard_worker_event_loop_lag_seconds').map((x) => x.labels.worker).sort(), ['0', '1']);
+    assert.equal(s.sum('switchyard_tunnels_active', labels), N);
+    assert.equal(s.sum('switchyard_tunnels_opened_total', labels), N);
+    assert.equal(s.sum('switchyard_messages_total', { direction: 'to_backend' }), N * M);
+    assert.equal(s.sum('switchyard_bytes_total', { direction: 'to_backend' }), bytes);
+    assert.equal(s.sum('switchyard_bytes_total', { direction: 'to_client' }), bytes);
+    assert.equal(s.sum('switchyard_upgrades_total', { outcome: 'ok' }), N);
+    assert.equal(s.sum('switchyard_upgrades_total', { outcome: 'no_route' }), 1);
+    assert.equal(s.sum('switchyard_upgrades_total', { outcome: 'backend_unreachable' }), 0);
+    assert.equal(s.sum('switchyard_upgrade_duration_seconds_count', { pool: 'chat' }), N);
+    assert.equal(s.sum('switchyard_backend_up', labels), 1);
+    assert.equal(s.sum('switchyard_backend_admin_state', { ...labels, state: 'ready' }), 1);
+    assert.equal(s.sum('switchyard_backend_admin_state', { ...labels, state: 'drain' }), 0);
+    assert.equal(s.sum('switchyard_backend_ejections_total', labels), 0);
+    assert.equal(s.sum('switchyard_redis_configured'), 0);
+    assert.equal(s.sum('switchyard_workers'), 2);
+    assert.equal(s.sum('switchyard_worker_restarts_total'), 0);
+    assert.ok(s.sum('process_cpu_user_seconds_total') > 0, 'default process metrics are there');
+    for (const x of s.select('switchyard_worker_resident_memory_bytes')) assert.ok(x.value > 10e6, `worker ${x.labels.worker} rss ${x.value}`);
+
+    // /status says the same.
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as {
+      ready: boolean; tunnels: number; redis: string; workers: { pid: number; listening: boolean }[]; totals: { messagesToBackend: number };
+      pools: { name: string; backends: { name: string; health: string; admin: string; tunnels: number }[] }[];
+    };
+    assert.equal(status.ready, true);
+    assert.equal(status.tunnels, N);
+    assert.equal(status.totals.messagesToBackend, N * M);
+    assert.equal(status.redis, 'not configured');
+    assert.deepEqual(status.workers.map((w) => w.pid).sort(), [...balancer.initialPids].sort());
+    assert.deepEqual(status.pools[0].backends[0], { ...status.pools[0].backends[0], name: labels.backend, health: 'up', admin: 'ready', tunnels: N });
+    assert.equal((await fetch(balancer.adminUrl('/healthz'))).status, 200);
+    assert.equal((await fetch(balancer.adminUrl('/readyz'))).status, 200);
+
+    // Closes: 4 by the client with 4001, 3 by the backend with 1000, then the rest by the client with 1000.
+    for (const c of clients.slice(0, 4)) await c.close(4001, 'bye');
+    await waitFor(() => backend.openCount() === N - 4, 5000, 'the backend to see 4 tunnels closed');
+    const fromBackend = backend.openConnections().slice(0, 3);
+    for (const conn of fromBackend) conn.ws.close(1000, 'backend done');
+    await waitFor(() => clients.filter((c) => c.closeInfo?.code === 1000).length === 3, 5000, 'three clients closed by the backend');
+    for (const c of clients) await c.close(1000);
+    const closed = await scrapeUntil(metricsUrl, (x) => x.select('switchyard_tunnels_closed_total').reduce((n, y) => n + y.value, 0) === N, `${N} closed tunnels`);
+    assert.equal(closed.sum('switchyard_tunnels_closed_total', { side: 'client', code: '4xxx' }), 4);
+    assert.equal(closed.sum('switchyard_tunnels_closed_total', { side: 'backend', code: '1000' }), 3);
+    assert.equal(closed.sum('switchyard_tunnels_closed_total', { side: 'client', code: '1000' }), N - 7);
+    assert.equal(closed.sum('switchyard_tunnels_active', labels), 0);
+  });
+
+  void it("a killed worker's restart shows in switchyard_worker_restarts_total", async (t) => {
+    const backend = await startEchoBackend({ name: 'r' });
+    t.after(() => closeAll(backend));
+    const balancer = await startBalancer({ args: ['--backend', backend.url] });
+    t.after(() => balancer.stop());
+    const metricsUrl = balancer.adminUrl('/metrics');
+    const before = await scrape(metricsUrl);
+    assert.equal(before.sum('switchyard_worker_restarts_total'), 0);
+
+    // Scrapes keep coming while the worker dies: none may fail, and the primary must not care.
+    let scraping = true;
+    let scrapes = 0;
+    const scraper = (async () => {
+      while (scraping) {
+        await scrape(metricsUrl);
+        scrapes++;
+      }
+    })();
+    const victim = balancer.initialPids[0];
+    process.kill(victim, 'SIGKILL');
+    await balancer.waitForLog((l) => l.msg === 'worker started' && workerPidOf(l, balancer.pid) !== victim, 10_000, 'the replacement worker');
+    scraping = false;
+    await scraper;
+    assert.ok(scrapes > 0);
+    assert.equal(balancer.exitInfo(), undefined, 'the primary is still running');
+    const after = await scrapeUntil(metricsUrl, (x) => x.sum('switchyard_workers') === 2 && x.select('switchyard_worker_event_loop_lag_seconds').length === 2, 'two workers again');
+    assert.equal(after.sum('switchyard_worker_restarts_total'), 1);
+    // The first worker forked is slot 0.
+    assert.equal(after.sum('switchyard_worker_restarts_total', { worker: '0' }), 1);
+    assert.equal(after.sum('switchyard_worker_restarts_total', { worker: '1' }), 0);
+  });
+
+  void it('is not served on the public port; binds 127.0.0.1 by default', async (t) => {
+    const backend = await startEchoBackend({ name: 'p' });
+    t.after(() => closeAll(backend));
+    const adminPort = await freePort();
+    const balancer = await startBalancer({ config: { admin: { port: adminPort }, pools: { p: { backends: [{ url: backend.url }] } }, routes: [{ path: '/', pool: 'p' }] } });
+    t.after(() => balancer.stop());
+    const ready = await balancer.waitForLog((l) => l.msg === 'switchyard ready', 1000);
+    assert.equal(ready.admin, `127.0.0.1:${adminPort}`);
+    assert.equal(balancer.adminPort, adminPort);
+
+    const admin = await fetch(balancer.adminUrl('/metrics'));
+    assert.match(await admin.text(), /^# HELP switchyard_/m);
+    for (const path of ['/metrics', '/status', '/healthz', '/readyz']) {
+      const res = await fetch(balancer.httpUrl(path));
+      const body = await res.text();
+      // The public port proxies these to the backend like any other path.
+      assert.equal(res.headers.get('x-backend'), 'p', `${path} on the public port reached the backend`);
+      assert.doesNotMatch(body, /switchyard_|"tunnels"/, `${path} on the public port must not expose admin data`);
+    }
+    assert.ok(backend.httpRequests.some((r) => r.url === '/metrics'), 'the backend got /metrics');
+  });
+
+  void it('/readyz is 503 without a backend that may take tunnels; unknown paths 404', async (t) => {
+    const balancer = await startBalancer({ config: { admin: { port: 0 }, pools: { p: { backends: [{ url: 'ws://127.0.0.1:9', admin: 'maintenance' }] } }, routes: [{ pool: 'p' }] } });
+    t.after(() => balancer.stop());
+    const res = await fetch(balancer.adminUrl('/readyz'));
+    assert.equal(res.status, 503);
+    assert.match(await res.text(), /no healthy backend/);
+    assert.equal((await fetch(balancer.adminUrl('/healthz'))).status, 200);
+    assert.equal((await fetch(balancer.adminUrl('/nope'))).status, 404);
+    assert.equal((await fetch(balancer.adminUrl('/metrics'), { method: 'POST' })).status, 405);
+    const s = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(s.sum('switchyard_backend_admin_state', { pool: 'p', state: 'maintenance' }), 1);
+  });
+
+  void it('admin config: a busy admin port is one line and exit 1; same port as public is a config error; --no-admin', async (t) => {
+    const busy: Server = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise<void>((r) => busy.close(() => r())));
+    const busyPort = (busy.address() as { port: number }).port;
+    const port = await freePort();
+    const started = await runCli(['start', '--port', String(port), '--backend', 'ws://127.0.0.1:9', '--admin-port', String(busyPort), '--workers', '1']);
+    assert.equal(started.code, 1);
+    assert.equal(started.stderr.trim(), `switchyard: admin listener cannot listen on 127.0.0.1:${busyPort}: port in use (set admin.port, --admin-port, or --no-admin)`);
+
+    const { file, cleanup } = writeConfig({ listen: { port: 8123 }, admin: { port: 8123 }, pools: { p: { backends: [{ url: 'ws://127.0.0.1:9' }] } }, routes: [{ pool: 'p' }] });
+    t.after(cleanup);
+    const checked = await runCli(['check', '--config', file]);
+    assert.equal(checked.code, 1);
+    assert.equal(checked.stderr.trim(), 'config error: admin.port: must differ from listen.port: the admin listener is never on the public port');
+
+    const balancer = await startBalancer({ args: ['--backend', 'ws://127.0.0.1:9', '--no-admin'], workers: 1 });
+    t.after(() => balancer.stop());
+    assert.equal(balancer.adminPort, undefined);
+    assert.equal((await balancer.waitForLog((l) => l.msg === 'switchyard ready', 1000)).admin, 'disabled');
+  });
+});
