@@ -2,7 +2,7 @@
 // the same echo backends, with the same worker count, and with the soft file-descriptor limit raised
 // to the hard one. Each start resolves once an upgrade through the proxy succeeds.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -124,7 +124,9 @@ async function startChild(name: ProxyName, port: number, command: string, args: 
     await waitForUpgrade(port, child);
   } catch (err) {
     await stopChild(child);
-    throw new Error(`${name} did not start: ${(err as Error).message}; see ${join(setup.dir, `${name}.log`)}`);
+    const log = join(setup.dir, `${name}.log`);
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' / ') : '';
+    throw new Error(`${name} did not start: ${(err as Error).message}${tail ? `: ${tail}` : ''}`);
   }
   return { name, target: `127.0.0.1:${port}`, pid: child.pid, stop: () => stopChild(child) };
 }
@@ -166,7 +168,8 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
     case 'switchyard-redis-down': {
       const withRedis = name === 'switchyard-redis' || name === 'switchyard-redis-down';
       const withMetrics = name !== 'switchyard-metrics-off';
-      const adminPort = withMetrics ? await freePort() : 0;
+      let adminPort = 0;
+      while (withMetrics && (adminPort === 0 || adminPort === port)) adminPort = await freePort();
       if (withRedis && !setup.redisUrl) throw new Error(`${name} needs the runner's redis-server`);
       const config = {
         listen: { host: '127.0.0.1', port },

@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, PROXIES, VARIANTS, type ProxyName, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { freePort, PROXIES, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -124,6 +124,18 @@ async function startBackends(dir: string): Promise<{ ports: number[]; stop: () =
   return { ports, stop: async () => void (await Promise.all(children.map(stopChild))) };
 }
 
+/** Starts a proxy on a free port; a start that fails (a port taken meanwhile) is retried twice on new ports. */
+async function startWithRetry(name: ProxyName, setup: ProxySetup): Promise<RunningProxy> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startProxy(name, await freePort(), setup);
+    } catch (err) {
+      if (attempt === 3) throw err;
+      process.stderr.write(`${(err as Error).message}; retrying\n`);
+    }
+  }
+}
+
 function scrape(url: string): void {
   get(url, (res) => res.resume()).on('error', () => undefined);
 }
@@ -194,8 +206,7 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
         for (const name of rotated) {
-          const port = await freePort();
-          const proxy = await startProxy(name, port, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url });
+          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url });
           // Redis goes away after the balancer has connected to it: the outage is what is measured.
           if (name === 'switchyard-redis-down') await redis!.stop();
           try {

@@ -20,7 +20,7 @@ export interface ScenarioOptions {
 
 export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario[] {
   const warmup = quick ? '0.5' : '2';
-  const duration = quick ? '1.5' : '10';
+  const duration = quick ? '1.5' : '6';
   const timing = ['--warmup', warmup, '--duration', duration];
   return [
     {
@@ -59,7 +59,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       name: 'http',
       title: 'HTTP: autocannon, 100 connections, small GET',
       workers: 1,
-      args: ['-c', '100', '-d', quick ? '2' : '10'],
+      args: ['-c', '100', '-d', quick ? '2' : '6'],
       withDirect: true,
       variants: false,
     },

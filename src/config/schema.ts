@@ -158,6 +158,8 @@ export const configSchema = z
         url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
         /** Namespace of every key, so two fleets can share one Redis. */
         clusterName: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -').default('default'),
+        /** `url` names one node of a Redis Cluster; ioredis finds the others (all keys share one slot). */
+        cluster: z.boolean().default(false),
         /** Health-check lease: its holder renews it every third of this; another machine takes over after it lapses. */
         leaseTtl: duration('leaseTtl').pipe(z.number().min(300, 'must be at least 300ms')).default(5000),
         /** How often this machine's connection counts are written and the fleet's are read. */

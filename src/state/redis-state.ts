@@ -13,7 +13,7 @@
 // unreachable the status turns `degraded`, this machine checks every backend itself, and ioredis
 // reconnects; on reconnect the state is read back and this machine's counts, verdicts and admin
 // overrides are written again, so a restarted (empty) Redis converges without a balancer restart.
-import Redis, { type ChainableCommander, type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { AdminState, RedisConfig } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
 import { CachedState } from './shared-state';
@@ -64,13 +64,28 @@ type ScriptedPipeline = ChainableCommander & {
 
 type EventMessage = { t: 'health'; key: string; health: HealthState; by: string } | { t: 'admin'; key: string; admin: AdminState; by: string };
 
+/**
+ * A connection to a single Redis (Sentinel through `options`) or, with `cluster`, to a Redis Cluster
+ * seeded from `url`: every key of a fleet carries the `{clusterName}` hash tag, so pipelines and the
+ * scripts touch one slot, and pub/sub reaches every node.
+ */
+function connect(config: RedisConfig, options: RedisOptions): Redis | Cluster {
+  if (!config.cluster) return new Redis(config.url, options);
+  const u = new URL(config.url);
+  const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+  if (u.username) redisOptions.username = decodeURIComponent(u.username);
+  if (u.password) redisOptions.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') redisOptions.tls ??= {};
+  return new Cluster([{ host: u.hostname, port: Number(u.port) || 6379 }], { redisOptions, enableOfflineQueue, clusterRetryStrategy: retryStrategy });
+}
+
 /** How long start() waits for a first connection before running degraded. */
 const START_WAIT_MS = 2000;
 
 export class RedisState extends CachedState {
   readonly kind = 'redis';
   private readonly client: ScriptedRedis;
-  private readonly sub: Redis;
+  private readonly sub: Redis | Cluster;
   private readonly prefix: string;
   private closed = false;
 
@@ -86,12 +101,12 @@ export class RedisState extends CachedState {
       retryStrategy: (times) => Math.min(100 * times, 1000),
       ...(config.options as RedisOptions),
     };
-    this.client = new Redis(config.url, options) as ScriptedRedis;
+    this.client = connect(config, options) as ScriptedRedis;
     this.client.defineCommand('lease', { numberOfKeys: 1, lua: LEASE_LUA });
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.client.defineCommand('syncCounts', { numberOfKeys: 2, lua: SYNC_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
-    this.sub = new Redis(config.url, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
     this.client.on('close', () => this.onDown('connection closed'));
     this.client.on('error', (err: Error) => this.onDown(err.message));

@@ -68,3 +68,43 @@ export async function startRedis(): Promise<RedisServer> {
   await launch();
   return { port, url: `redis://127.0.0.1:${port}`, stop, restart: launch };
 }
+
+export interface RedisClusterServer {
+  /** redis://host:port of one node; ioredis discovers the rest. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A three-master Redis Cluster (no replicas) on free loopback ports, created with redis-cli. */
+export async function startRedisCluster(dir: string): Promise<RedisClusterServer> {
+  const binary = redisBinary();
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const procs = ports.map((port) => {
+    const p = spawn(
+      binary,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir],
+      { stdio: 'ignore' },
+    );
+    running.add(p);
+    p.once('exit', () => running.delete(p));
+    return p;
+  });
+  await Promise.all(ports.map((port) => waitFor(() => accepts(port), 10_000, `redis-server (cluster node) on port ${port}`)));
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
+  const stateOk = (port: number): boolean => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8' }).stdout);
+  await waitFor(() => Promise.resolve(ports.every(stateOk)), 10_000, 'Redis Cluster state ok on every node');
+  return {
+    url: `redis://127.0.0.1:${ports[0]}`,
+    stop: async () => {
+      await Promise.all(
+        procs.map((p) => {
+          if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+          const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+          p.kill('SIGKILL');
+          return exited;
+        }),
+      );
+    },
+  };
+}

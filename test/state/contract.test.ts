@@ -1,11 +1,15 @@
 // One contract, two implementations: memory-state (several instances sharing one MemoryStore, as a
-// fleet of one process) and redis-state (a real redis-server). Two instances play two machines.
+// fleet of one process) and redis-state, against a real redis-server and against a real three-node
+// Redis Cluster. Two instances play two machines.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MemoryState, MemoryStore } from '../../src/state/memory-state';
 import { RedisState } from '../../src/state/redis-state';
 import type { SharedState, StateTimings } from '../../src/state/shared-state';
-import { startRedis, type RedisServer } from '../helpers/redis';
+import { startRedis, startRedisCluster, type RedisClusterServer, type RedisServer } from '../helpers/redis';
 import { waitFor } from '../helpers/wait';
 
 const timings: StateTimings = { leaseTtl: 600, syncInterval: 50, countTtl: 500 };
@@ -41,10 +45,26 @@ const redisImpl: Impl = {
   teardown: async () => {
     await redis?.stop();
   },
-  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, options: {}, ...timings }),
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, cluster: false, options: {}, ...timings }),
 };
 
-for (const impl of [memory, redisImpl]) {
+// The same implementation against a three-node Redis Cluster (`redis.cluster: true`).
+let redisCluster: RedisClusterServer | undefined;
+let clusterDir = '';
+const redisClusterImpl: Impl = {
+  name: 'redis-state on a Redis Cluster',
+  setup: async () => {
+    clusterDir = mkdtempSync(join(tmpdir(), 'switchyard-redis-cluster-'));
+    redisCluster = await startRedisCluster(clusterDir);
+  },
+  teardown: async () => {
+    await redisCluster?.stop();
+    rmSync(clusterDir, { recursive: true, force: true });
+  },
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, ...timings }),
+};
+
+for (const impl of [memory, redisImpl, redisClusterImpl]) {
   void describe(`shared state contract: ${impl.name}`, { timeout: 60_000 }, () => {
     const open: SharedState[] = [];
     const machine = async (id: string, cluster?: string): Promise<SharedState> => {
