@@ -51,7 +51,7 @@ export class TestClient {
   async nextMessage(timeoutMs = 5000): Promise<Message> {
     await waitFor(() => this.messages.length > this.cursor || this.closeInfo !== undefined, timeoutMs, 'a message', 5);
     if (this.messages.length <= this.cursor) {
-      throw new Error(`connection closed (${this.closeInfo?.code} ${this.closeInfo?.reason}) while waiting for a message`);
+      throw new Error(`connection closed (${this.closeInfo?.code} ${this.closeInfo?.reason}${this.error ? `; ${this.error.message}` : ""}) while waiting for a message`);
     }
     return this.messages[this.cursor++];
   }
