@@ -92,7 +92,7 @@ export function endAfterQueued(socket: Socket, data?: Buffer): void {
   else socket.end();
 }
 
-/** The backend accepted the upgrade. Frames that arrive before the tunnel takes the socket over are kept in `leftover`. */
+/** The backend accepted the upgrade. The socket is paused until the tunnel takes it over. */
 export interface Upgraded {
   kind: 'upgraded';
   socket: Socket;
@@ -170,15 +170,8 @@ export function openBackendSocket(
       connected = true;
       socket.write(buildUpgradeRequest(pathAndQuery, key, headers));
     });
-    let upgraded: Upgraded | null = null;
     setReadTarget(socket, {
       onBackendData(buf, length) {
-        if (upgraded) {
-          // Frames after the 101, before the tunnel has taken the socket over: keep them for it.
-          const copy = Buffer.from(buf.subarray(0, length));
-          upgraded.leftover = upgraded.leftover ? Buffer.concat([upgraded.leftover, copy]) : copy;
-          return;
-        }
         if (done) return;
         received = Buffer.concat([received, buf.subarray(0, length)]);
         try {
@@ -194,10 +187,9 @@ export function openBackendSocket(
           } catch (err) {
             return finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
           }
-          // The socket keeps reading (pausing and resuming it cost two epoll_ctl calls per upgrade).
+          socket.pause();
           const leftover = received.length > head.size ? received.subarray(head.size) : null;
-          upgraded = { kind: 'upgraded', socket, protocol, leftover };
-          return finish(null, upgraded);
+          return finish(null, { kind: 'upgraded', socket, protocol, leftover });
         }
         // A refusal: take a small body if the backend says how long it is, then hand it on.
         const bodyLength = Number(head.headers.get('content-length') ?? '0');

@@ -130,6 +130,7 @@ export class Tunnel implements FrameSink, ReadTarget {
       this.leftover = null;
       this.onBackendData(first, first.length);
     }
+    if (this.state === State.Open && !this.paused) this.socket.resume();
   }
 
   // ---- client -> backend ----
