@@ -1,7 +1,9 @@
-// Soak check for an open defect (not part of npm test): a freshly upgraded tunnel is sometimes
-// closed with 1006 by uWS inside res.upgrade() (the close handler runs synchronously from the
-// upgrade's .then in listener.ts). Seen about once in 700 open-request-close cycles while /metrics
-// is scraped every second, in the Prometheus test about one run in four with active checks on.
+// Soak check (not part of npm test) for a defect found and fixed this session: a freshly upgraded
+// tunnel was sometimes closed with 1006 by uWS inside res.upgrade() (the close handler ran
+// synchronously from the upgrade's .then in listener.ts), around the 25th-35th open-request-close
+// cycle, when the backend socket kept reading between its 101 and the tunnel taking it over. With the
+// socket paused in that window (backend-socket.ts) it stays at 0 failures; run it after touching
+// the upgrade path.
 // Usage: node --import tsx test/soak/upgrade-churn.ts [hc|no] [scrape interval ms] [seconds]
 import { closeAll, startEchoBackend } from '../helpers/backends';
 import { startBalancer } from '../helpers/balancer';
