@@ -14,6 +14,8 @@
 import { connect, type Socket } from 'node:net';
 import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
+import { Opcode } from '../src/proxy/frame-reader';
+import { encodeClose, encodeFrame } from '../src/proxy/frame-writer';
 import { sampleTree, type TreeSample } from './proc-tree';
 
 const program = new Command()
@@ -51,27 +53,9 @@ const targets = opts.target.split(',').map((t) => {
   return { host: t.slice(0, i), port: Number(t.slice(i + 1)) };
 });
 
-function maskedFrame(opcode: number, payload: Buffer): Buffer {
-  const len = payload.length;
-  const headerLen = len < 126 ? 2 : len < 65536 ? 4 : 10;
-  const frame = Buffer.allocUnsafe(headerLen + 4 + len);
-  frame[0] = 0x80 | opcode;
-  if (len < 126) frame[1] = 0x80 | len;
-  else if (len < 65536) {
-    frame[1] = 0x80 | 126;
-    frame.writeUInt16BE(len, 2);
-  } else {
-    frame[1] = 0x80 | 127;
-    frame.writeBigUInt64BE(BigInt(len), 2);
-  }
-  const mask = [0x37, 0xfa, 0x21, 0x3d];
-  frame.set(mask, headerLen);
-  for (let i = 0; i < len; i++) frame[headerLen + 4 + i] = payload[i] ^ mask[i & 3];
-  return frame;
-}
-
-const MESSAGE = maskedFrame(0x2, Buffer.alloc(opts.size, 0x61));
-const CLOSE = maskedFrame(0x8, Buffer.from([0x03, 0xe8]));
+// Built once with the balancer's own frame writer (client role: masked) and re-sent as they are.
+const MESSAGE = encodeFrame(Opcode.binary, Buffer.alloc(opts.size, 0x61));
+const CLOSE = encodeClose(1000);
 let requestCount = 0;
 function upgradeRequest(host: string): string {
   requestCount++;
