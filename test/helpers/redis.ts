@@ -1,7 +1,9 @@
 // A real redis-server for the tests, on a free loopback port, without persistence. Missing binary is
 // a failure, not a skip: the shared-state tests must run wherever the suite runs.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { freePort } from './ports';
 import { waitFor } from './wait';
 
@@ -105,6 +107,38 @@ export async function startRedisCluster(dir: string): Promise<RedisClusterServer
           return exited;
         }),
       );
+    },
+  };
+}
+
+export interface RedisSentinelServer {
+  /** Sentinel's address, for ioredis's `sentinels` option; the master is named `mymaster`. */
+  sentinel: { host: string; port: number };
+  stop(): Promise<void>;
+}
+
+/** A redis-server master watched by one real Sentinel (`redis-server <conf> --sentinel`). */
+export async function startRedisSentinel(dir: string): Promise<RedisSentinelServer> {
+  const binary = redisBinary();
+  const master = await startRedis();
+  const port = await freePort();
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\n`);
+  const p = spawn(binary, [conf, '--sentinel'], { stdio: 'ignore' });
+  running.add(p);
+  p.once('exit', () => running.delete(p));
+  const knowsMaster = (): boolean =>
+    spawnSync('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', 'mymaster'], { encoding: 'utf8' }).stdout.includes(String(master.port));
+  await waitFor(async () => (await accepts(port)) && knowsMaster(), 10_000, `redis sentinel on port ${port}`);
+  return {
+    sentinel: { host: '127.0.0.1', port },
+    stop: async () => {
+      if (p.exitCode === null && p.signalCode === null) {
+        const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+        p.kill('SIGKILL');
+        await exited;
+      }
+      await master.stop();
     },
   };
 }

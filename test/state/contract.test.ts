@@ -1,6 +1,6 @@
 // One contract, two implementations: memory-state (several instances sharing one MemoryStore, as a
-// fleet of one process) and redis-state, against a real redis-server and against a real three-node
-// Redis Cluster. Two instances play two machines.
+// fleet of one process) and redis-state, against a real redis-server, a real three-node Redis Cluster
+// and a real Sentinel. Two instances play two machines.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { MemoryState, MemoryStore } from '../../src/state/memory-state';
 import { RedisState } from '../../src/state/redis-state';
 import type { SharedState, StateTimings } from '../../src/state/shared-state';
-import { startRedis, startRedisCluster, type RedisClusterServer, type RedisServer } from '../helpers/redis';
+import { startRedis, startRedisCluster, startRedisSentinel, type RedisClusterServer, type RedisSentinelServer, type RedisServer } from '../helpers/redis';
 import { waitFor } from '../helpers/wait';
 
 const timings: StateTimings = { leaseTtl: 600, syncInterval: 50, countTtl: 500 };
@@ -64,7 +64,30 @@ const redisClusterImpl: Impl = {
   make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, ...timings }),
 };
 
-for (const impl of [memory, redisImpl, redisClusterImpl]) {
+// And through a real Sentinel (ioredis's `sentinels` + `name` in `redis.options`; `url` is then unused).
+let redisSentinel: RedisSentinelServer | undefined;
+let sentinelDir = '';
+const redisSentinelImpl: Impl = {
+  name: 'redis-state through Redis Sentinel',
+  setup: async () => {
+    sentinelDir = mkdtempSync(join(tmpdir(), 'switchyard-redis-sentinel-'));
+    redisSentinel = await startRedisSentinel(sentinelDir);
+  },
+  teardown: async () => {
+    await redisSentinel?.stop();
+    rmSync(sentinelDir, { recursive: true, force: true });
+  },
+  make: (id, cluster = 'c1') =>
+    new RedisState(id, {
+      url: 'redis://127.0.0.1:1',
+      clusterName: `${cluster}-${run}`,
+      cluster: false,
+      options: { sentinels: [redisSentinel!.sentinel], name: 'mymaster' },
+      ...timings,
+    }),
+};
+
+for (const impl of [memory, redisImpl, redisClusterImpl, redisSentinelImpl]) {
   void describe(`shared state contract: ${impl.name}`, { timeout: 60_000 }, () => {
     const open: SharedState[] = [];
     const machine = async (id: string, cluster?: string): Promise<SharedState> => {
