@@ -104,6 +104,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const e = this.entries.get(key);
       if (e?.checked) this.log.info({ pool: e.pool, backend: e.backend.name, machine: this.state.machineId }, held ? 'health-check lease acquired' : 'health-check lease lost');
     });
+    // Workers decide on fleet counts: they hear them as soon as the primary does.
+    this.state.on('counts', () => this.pushElsewhere());
     this.state.on('status', (status, detail) => {
       if (status === 'degraded') this.log.warn({ state: this.state.kind, reason: detail }, 'shared state unreachable: running degraded on last known state');
       else this.log.info({ state: this.state.kind }, 'shared state connected');

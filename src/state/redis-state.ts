@@ -249,6 +249,7 @@ export class RedisState extends CachedState {
       const remote = new Map<string, number>();
       for (let i = 0; i + 1 < flat.length; i += 2) remote.set(String(flat[i]), Number(flat[i + 1]));
       this.remote = remote;
+      this.emit('counts');
     } catch {
       // Redis went away mid-call: keep the last counts; the status already says degraded.
     }

@@ -14,6 +14,8 @@ export interface SharedStateEvents {
   admin: [key: string, admin: AdminState];
   /** This machine started or stopped holding a backend's health-check lease. */
   lease: [key: string, held: boolean];
+  /** Fresh tunnel counts of the other machines arrived (see remoteCounts()). */
+  counts: [];
   /** Connectivity of the shared store: `degraded` while it cannot be reached (metrics hook). */
   status: [status: StateStatus, detail: string | undefined];
 }
