@@ -14,7 +14,7 @@ import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
-import { closeListenSocket, listenSocketPort, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
+import { closeListenSocket, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
   config: LoadedConfig;
@@ -36,6 +36,14 @@ function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
     headers,
     secure: false,
   };
+}
+
+/**
+ * RFC 6455 4.2.1: `Upgrade: websocket` and a `Connection` header with the `upgrade` token. A bare
+ * `Connection: close` is also what makes uWS v20 close the socket right after its 101 (src/uws.ts).
+ */
+function isUpgradeHandshake(request: ClientRequest): boolean {
+  return header(request, 'upgrade').toLowerCase() === 'websocket' && header(request, 'connection').toLowerCase().split(',').some((t) => t.trim() === 'upgrade');
 }
 
 /** uWS prints IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d or its long form. */
@@ -106,7 +114,7 @@ export class Listener implements TunnelOwner {
       maxBackpressure: route.clientBufferLimit + route.maxPayload + 128 * 1024,
       closeOnBackpressureLimit: 0,
       upgrade: (res, req, context) => this.onUpgrade(res, req, context),
-      open: (ws) => ws.getUserData().tunnel.attach(ws),
+      open: recordOpened, // the tunnel attaches after upgradeLater() returns (see src/uws.ts)
       message: (ws, message, isBinary) => ws.getUserData().tunnel.fromClient(message, isBinary),
       drain: (ws) => ws.getUserData().tunnel.onClientDrain(),
       close: (ws, code, message) => ws.getUserData().tunnel.onClientClose(code, message),
@@ -118,7 +126,7 @@ export class Listener implements TunnelOwner {
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
-    if (!isValidClientKey(key) || request.method !== 'GET') return this.reject(res, request, Outcomes.badRequest);
+    if (!isValidClientKey(key) || request.method !== 'GET' || !isUpgradeHandshake(request)) return this.reject(res, request, Outcomes.badRequest);
     if (header(request, 'sec-websocket-version') !== '13') return this.reject(res, request, Outcomes.badRequest, [['sec-websocket-version', '13']]);
     const route = this.deps.routes.match(header(request, 'host'), request.url);
     if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
@@ -153,7 +161,7 @@ export class Listener implements TunnelOwner {
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         this.tunnels.add(tunnel);
-        res.cork(() => res.upgrade<ClientData>({ tunnel }, key, upgraded.protocol, extensions, context));
+        tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context));
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {

@@ -59,3 +59,38 @@ export function closeListenSocket(socket: RjwebUws.us_listen_socket): void {
 export function listenSocketPort(socket: RjwebUws.us_listen_socket): number {
   return uws.us_socket_local_port ? uws.us_socket_local_port(socket) : uws.getSocketPort(socket);
 }
+
+// ---- Completing an upgrade after the handler returned ----
+//
+// uWS v20's HttpResponse.cork() tells an upgraded socket from an HTTP response by its address. The
+// upgrade reallocs the socket smaller, glibc keeps the address, and cork() then reads the HTTP
+// "state" from memory the realloc gave back; if those bytes look like `Connection: close` it closes
+// the new WebSocket right after its 101 (the client sees 1006). uNetworking/uWebSockets#1928, fixed
+// upstream by #1929, not in @rjweb/uws 1.5.0. The bytes stay stale (harmless) unless something
+// allocates between the upgrade and the end of the cork, and JavaScript does: V8 compiles functions
+// that turn hot there (caught under gdb). So nothing written in JavaScript runs in that window: the
+// cork callback is res.upgrade bound to its arguments, and the `open` handler is Reflect.set bound
+// to a slot, both native. The caller attaches the socket after cork() has returned.
+// Upgrading without cork() is safe too, but each header line then goes out in its own send(): twice
+// the CPU per upgrade in bench/ churn.
+
+const openedSlot: { ws: unknown } = { ws: null };
+
+/** The `open` handler of every ws() behaviour whose upgrades finish with upgradeLater(). */
+export const recordOpened = Reflect.set.bind(null, openedSlot, 'ws') as (ws: unknown) => void;
+
+/** res.upgrade() after the upgrade handler returned; the open client socket, or null if uWS did not open one. */
+export function upgradeLater<T>(
+  res: RjwebUws.HttpResponse,
+  userData: T,
+  key: string,
+  protocol: string,
+  extensions: string,
+  context: RjwebUws.us_socket_context_t,
+): RjwebUws.WebSocket<T> | null {
+  openedSlot.ws = null;
+  res.cork(res.upgrade.bind(res, userData, key, protocol, extensions, context));
+  const ws = openedSlot.ws as RjwebUws.WebSocket<T> | null;
+  openedSlot.ws = null;
+  return ws;
+}

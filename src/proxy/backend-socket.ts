@@ -92,7 +92,7 @@ export function endAfterQueued(socket: Socket, data?: Buffer): void {
   else socket.end();
 }
 
-/** The backend accepted the upgrade. The socket is paused until the tunnel takes it over. */
+/** The backend accepted the upgrade. Frames that arrive before the tunnel takes the socket over are kept in `leftover`. */
 export interface Upgraded {
   kind: 'upgraded';
   socket: Socket;
@@ -170,8 +170,15 @@ export function openBackendSocket(
       connected = true;
       socket.write(buildUpgradeRequest(pathAndQuery, key, headers));
     });
+    let upgraded: Upgraded | null = null;
     setReadTarget(socket, {
       onBackendData(buf, length) {
+        if (upgraded) {
+          // Frames after the 101, before the tunnel has taken the socket over: keep them for it.
+          const copy = Buffer.from(buf.subarray(0, length));
+          upgraded.leftover = upgraded.leftover ? Buffer.concat([upgraded.leftover, copy]) : copy;
+          return;
+        }
         if (done) return;
         received = Buffer.concat([received, buf.subarray(0, length)]);
         try {
@@ -187,9 +194,10 @@ export function openBackendSocket(
           } catch (err) {
             return finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
           }
-          socket.pause();
+          // The socket keeps reading (pausing and resuming it cost two epoll_ctl calls per upgrade).
           const leftover = received.length > head.size ? received.subarray(head.size) : null;
-          return finish(null, { kind: 'upgraded', socket, protocol, leftover });
+          upgraded = { kind: 'upgraded', socket, protocol, leftover };
+          return finish(null, upgraded);
         }
         // A refusal: take a small body if the backend says how long it is, then hand it on.
         const bodyLength = Number(head.headers.get('content-length') ?? '0');

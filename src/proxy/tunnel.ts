@@ -120,8 +120,12 @@ export class Tunnel implements FrameSink, ReadTarget {
     socket.on('error', ignore); // 'close' follows; the cause is not the client's business
   }
 
-  /** uWS opened the client side (called from its `open` handler). */
-  attach(ws: WebSocket<ClientData>): void {
+  /** uWS upgraded the client side (null: it did not open, or closed it already). */
+  attach(ws: WebSocket<ClientData> | null): void {
+    if (ws === null || this.clientClosed) {
+      if (!this.clientClosed) this.onClientClose(1006, new ArrayBuffer(0));
+      return;
+    }
     this.ws = ws;
     this.state = State.Open;
     this.backend.tunnelsOpened++;
@@ -130,7 +134,6 @@ export class Tunnel implements FrameSink, ReadTarget {
       this.leftover = null;
       this.onBackendData(first, first.length);
     }
-    if (this.state === State.Open && !this.paused) this.socket.resume();
   }
 
   // ---- client -> backend ----

@@ -54,6 +54,18 @@ void describe('protocol errors and routing', { timeout: 60_000 }, () => {
     assert.equal(await status(upgradeRequest({ path: '/chat', version: null }).text), 400);
   });
 
+  void it('answers 400 to an upgrade whose Connection header lacks the upgrade token, or whose Upgrade is not websocket', async () => {
+    for (const connection of ['close', 'keep-alive', 'upgraded']) {
+      assert.equal(await status(upgradeRequest({ path: '/chat', headers: { Connection: connection } }).text), 400, `Connection: ${connection}`);
+    }
+    assert.equal(await status(upgradeRequest({ path: '/chat', headers: { Upgrade: 'h2c' } }).text), 400);
+    for (const connection of ['keep-alive, Upgrade', 'UPGRADE']) {
+      const res = await rawRequest(balancer.port, upgradeRequest({ path: '/chat', headers: { Connection: connection } }).text);
+      res.socket.destroy();
+      assert.equal(res.status, 101, `Connection: ${connection}`);
+    }
+  });
+
   void it('answers 426 to a plain GET on a websocket-only route', async () => {
     assert.equal(await status(`GET /chat HTTP/1.1\r\nHost: 127.0.0.1:${balancer.port}\r\n\r\n`), 426);
   });
