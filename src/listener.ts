@@ -161,7 +161,9 @@ export class Listener implements TunnelOwner {
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         this.tunnels.add(tunnel);
-        tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context));
+        if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
+          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
+        }
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {

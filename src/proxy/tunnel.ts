@@ -120,11 +120,11 @@ export class Tunnel implements FrameSink, ReadTarget {
     socket.on('error', ignore); // 'close' follows; the cause is not the client's business
   }
 
-  /** uWS upgraded the client side (null: it did not open, or closed it already). */
-  attach(ws: WebSocket<ClientData> | null): void {
+  /** uWS upgraded the client side. False when it did not open it, or closed it already (see upgradeLater). */
+  attach(ws: WebSocket<ClientData> | null): boolean {
     if (ws === null || this.clientClosed) {
       if (!this.clientClosed) this.onClientClose(1006, new ArrayBuffer(0));
-      return;
+      return false;
     }
     this.ws = ws;
     this.state = State.Open;
@@ -134,6 +134,7 @@ export class Tunnel implements FrameSink, ReadTarget {
       this.leftover = null;
       this.onBackendData(first, first.length);
     }
+    return true;
   }
 
   // ---- client -> backend ----
