@@ -67,8 +67,6 @@ async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig, userAgen
   const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout);
   if (result.kind === 'refused') return `upgrade refused with ${result.head.status}`;
   result.socket.end(encodeClose(1000, 'health check'));
-  result.socket.resume();
-  result.socket.on('error', () => undefined);
   setTimeout(() => result.socket.destroy(), 1000).unref();
   return undefined;
 }

@@ -3,15 +3,14 @@
 //
 // Hot path (per message): fromClient() and onBackendData()/onMessage(). They allocate only the
 // outgoing frame, create no closures or promises, and log nothing.
-import type { Socket } from 'node:net';
 import { CloseCodes, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
-import { endAfterQueued, setReadTarget, writeBatched, type ReadTarget } from './backend-socket';
 import { FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
+import type { ConnectionTarget, TcpConnection } from './tcp-connection';
 
 export interface TunnelSettings {
   readonly maxPayload: number;
@@ -54,16 +53,6 @@ const CLOSE_TIMEOUT_MS = 2000;
 /** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
 const UWS_IDLE_REASON = 'WebSocket timed out from inactivity';
 
-// Per-tunnel state lives on the Tunnel; these handlers are shared by every socket (no closures per
-// tunnel), and find their tunnel through the socket.
-const kTunnel = Symbol('switchyard.tunnel');
-type TunnelSocket = Socket & { [kTunnel]: Tunnel };
-
-function onSocketClose(this: Socket): void {
-  (this as TunnelSocket)[kTunnel].onBackendSocketClosed();
-}
-function ignore(): void {}
-
 // The backend read being relayed inside a uWS cork; the cork callback is one function for all.
 const EMPTY = Buffer.alloc(0);
 let relayTunnel: Tunnel | null = null;
@@ -89,7 +78,7 @@ const enum State {
   Closing,
 }
 
-export class Tunnel implements FrameSink, ReadTarget {
+export class Tunnel implements FrameSink, ConnectionTarget {
   private ws: WebSocket<ClientData> | null = null;
   private state = State.Opening;
   private clientClosed = false;
@@ -107,34 +96,34 @@ export class Tunnel implements FrameSink, ReadTarget {
   readonly reader: FrameReader;
 
   constructor(
-    readonly socket: Socket,
+    readonly socket: TcpConnection,
     readonly backend: Backend,
     private readonly settings: TunnelSettings,
     private readonly owner: TunnelOwner,
     private leftover: Buffer | null,
   ) {
     this.reader = new FrameReader(this, settings.maxPayload);
-    setReadTarget(socket, this);
-    (socket as TunnelSocket)[kTunnel] = this;
-    socket.on('close', onSocketClose);
-    socket.on('error', ignore); // 'close' follows; the cause is not the client's business
+    socket.target = this; // a connection error ends in onBackendClosed; its cause is not the client's business
   }
 
   /** uWS upgraded the client side. False when it did not open it, or closed it already (see upgradeLater). */
   attach(ws: WebSocket<ClientData> | null): boolean {
-    if (ws === null || this.clientClosed) {
+    const opened = ws !== null && !this.clientClosed;
+    if (!opened) {
       if (!this.clientClosed) this.onClientClose(1006, new ArrayBuffer(0));
-      return false;
+    } else {
+      this.ws = ws;
+      this.state = State.Open;
+      this.backend.tunnelsOpened++;
+      if (this.leftover) {
+        const first = this.leftover;
+        this.leftover = null;
+        this.onBackendData(first, first.length);
+      }
     }
-    this.ws = ws;
-    this.state = State.Open;
-    this.backend.tunnelsOpened++;
-    if (this.leftover) {
-      const first = this.leftover;
-      this.leftover = null;
-      this.onBackendData(first, first.length);
-    }
-    return true;
+    // The backend closed between its 101 and the tunnel taking over: nobody was told then.
+    if (this.socket.closed && !this.backendClosed) this.onBackendClosed();
+    return opened;
   }
 
   // ---- client -> backend ----
@@ -148,13 +137,13 @@ export class Tunnel implements FrameSink, ReadTarget {
     }
     // Checked before writing, so one message of any allowed size always goes out: what waits for
     // the backend stays below backendBufferLimit + maxPayload.
-    if (this.socket.writableLength > this.settings.backendBufferLimit) {
+    if (this.socket.writeQueueSize > this.settings.backendBufferLimit) {
       counters.slowBackendCloses++;
       this.endClient(CloseCodes.backendSlow, 'backend too slow');
       this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
       return;
     }
-    writeBatched(this.socket, encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
+    this.socket.write(encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
     counters.messagesToBackend++;
     counters.bytesToBackend += message.byteLength;
   }
@@ -236,7 +225,7 @@ export class Tunnel implements FrameSink, ReadTarget {
   }
 
   onPing(data: Uint8Array): void {
-    if (this.state === State.Open) writeBatched(this.socket, encodeFrame(Opcode.pong, data));
+    if (this.state === State.Open) this.socket.write(encodeFrame(Opcode.pong, data));
   }
 
   onPong(_data: Uint8Array): void {
@@ -248,11 +237,11 @@ export class Tunnel implements FrameSink, ReadTarget {
       // Backend-initiated close: answer it, then pass code and reason on to the client.
       this.noteClose('backend', code);
       this.state = State.Closing;
-      endAfterQueued(this.socket, encodeClose(code, reason));
+      this.socket.end(encodeClose(code, reason));
       this.armCloseTimer();
       this.endClient(code, reason);
     } else {
-      endAfterQueued(this.socket); // the backend answered our close
+      this.socket.end(); // the backend answered our close
     }
   }
 
@@ -275,10 +264,10 @@ export class Tunnel implements FrameSink, ReadTarget {
       return;
     }
     this.awaitingPong = true;
-    writeBatched(this.socket, encodeFrame(Opcode.ping, new Uint8Array(0)));
+    this.socket.write(encodeFrame(Opcode.ping, new Uint8Array(0)));
   }
 
-  onBackendSocketClosed(): void {
+  onBackendClosed(): void {
     this.backendClosed = true;
     clearTimeout(this.closeTimer);
     if (this.state !== State.Closing) {
@@ -304,7 +293,7 @@ export class Tunnel implements FrameSink, ReadTarget {
     if (this.state === State.Closing || this.backendClosed) return;
     this.noteClose('balancer', code);
     this.state = State.Closing;
-    writeBatched(this.socket, encodeClose(code, reason));
+    this.socket.write(encodeClose(code, reason));
     this.armCloseTimer();
   }
 

@@ -24,6 +24,8 @@ export interface BackendConnection {
   headers: IncomingHttpHeaders;
   rawHeaders: string[];
   remoteAddress: string | undefined;
+  /** The TCP connection under `ws` (to reset it). */
+  socket: Socket;
   /** Set once the backend saw the close (code 1005 when none was given, 1006 when the TCP dropped). */
   closeInfo: CloseInfo | undefined;
   closed: Promise<CloseInfo>;
@@ -144,6 +146,7 @@ export async function startEchoBackend(options: EchoBackendOptions = {}): Promis
         headers: req.headers,
         rawHeaders: req.rawHeaders,
         remoteAddress: req.socket.remoteAddress,
+        socket,
         closeInfo: undefined,
         closed: new Promise<CloseInfo>((r) => (resolveClosed = r)),
         received: 0,

@@ -273,6 +273,21 @@ void describe('tunnel', { timeout: 60_000 }, () => {
     assert.equal(info.code, 1012);
   });
 
+  void it('closes the client with 1012 when the backend resets mid-tunnel, while the client keeps sending', async () => {
+    const id = tunnelId();
+    const c = await open(`/reset?id=${id}`);
+    const conn = await echo.waitForConnection((x) => x.url.includes(id), 2000);
+    assert.equal((await c.request('before')).text, 'before');
+    const piece = Buffer.alloc(64 * 1024, 0x72);
+    for (let i = 0; i < 8; i++) c.send(piece, true);
+    conn.socket.resetAndDestroy(); // RST: the balancer's next read or write fails with ECONNRESET/EPIPE
+    for (let i = 0; i < 8 && c.isOpen; i++) c.send(piece, true);
+    const info = await c.waitClose(5000);
+    assert.equal(info.code, 1012);
+    const after = await open(`/after-reset?id=${id}`);
+    assert.equal((await after.request('still here')).text, 'still here', 'the worker survived the reset');
+  });
+
   void it('closes the backend side promptly when the client vanishes', async () => {
     const id = tunnelId();
     const { socket } = await rawWebSocket(balancer.port, { path: `/vanish?id=${id}` });

@@ -1,0 +1,272 @@
+// A backend TCP connection driven on Node's own TCP stream handle (the TCPWrap inside every
+// net.Socket), without net.Socket around it.
+//
+// Why an internal API: a net.Socket is a Duplex with two stream states, and every read and write
+// goes through that machinery (onStreamRead, kUpdateTimer, Writable's buffering and callbacks).
+// A tunnel needs none of it: reads land in one shared buffer, writes are batched per turn, and the
+// only flow-control figure needed is how much libuv still holds, which the handle reports itself
+// (`writeQueueSize`). bench/README.md (profiling notes) has the cost before and after.
+// The bindings are used exactly as lib/net.js and lib/internal/stream_base_commons.js use them in
+// Node 20; process.binding() allows both ('tcp_wrap', 'stream_wrap') and warns (DEP0111) only
+// under --pending-deprecation. A Node upgrade that changes them breaks test/integration/tunnel.
+import { lookup, type LookupAddress } from 'node:dns';
+import { isIP } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+
+/** Whoever currently consumes the connection: the handshake, then the tunnel. */
+export interface ConnectionTarget {
+  /** `buf[0..length)` is valid only during the call. */
+  onBackendData(buf: Buffer, length: number): void;
+  /** The handle is closed (called once). `error`: the errno name that closed it, if one did. */
+  onBackendClosed(error: string | undefined): void;
+  onBackendConnected?(): void;
+}
+
+interface Req {
+  oncomplete: (this: Req, status: number) => void;
+  handle: TcpHandle;
+  buffer?: Buffer | Buffer[];
+}
+interface TcpHandle {
+  owner: TcpConnection;
+  onread: (this: TcpHandle) => void;
+  readonly writeQueueSize: number;
+  connect(req: Req, address: string, port: number): number;
+  connect6(req: Req, address: string, port: number): number;
+  useUserBuffer(buf: Uint8Array): void;
+  readStart(): number;
+  readStop(): number;
+  writeBuffer(req: Req, data: Buffer): number;
+  writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
+  shutdown(req: Req): number;
+  setNoDelay(on: boolean): number;
+  close(cb: (this: TcpHandle) => void): void;
+}
+type ReqClass = new () => Req;
+const binding = (name: string): unknown => (process as unknown as { binding(name: string): unknown }).binding(name);
+const tcpWrap = binding('tcp_wrap') as { TCP: new (type: number) => TcpHandle; TCPConnectWrap: ReqClass; constants: { SOCKET: number } };
+const streamWrap = binding('stream_wrap') as { WriteWrap: ReqClass; ShutdownWrap: ReqClass; streamBaseState: Int32Array; kReadBytesOrError: number; kLastWriteWasAsync: number };
+const { TCP, TCPConnectWrap, constants } = tcpWrap;
+const { WriteWrap, ShutdownWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = streamWrap;
+
+const UV_EOF = -4095; // libuv's value on every platform
+const UV_ENOTCONN = -107;
+
+// One read buffer for the whole worker: reads are delivered one at a time, and every consumer
+// either finishes with the bytes inside the callback or copies them.
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+function newHandle(owner: TcpConnection): TcpHandle {
+  const handle = new TCP(constants.SOCKET);
+  handle.owner = owner;
+  handle.onread = onRead;
+  handle.useUserBuffer(READ_BUFFER);
+  return handle;
+}
+function noop(): void {}
+
+function onRead(this: TcpHandle): void {
+  const conn = this.owner;
+  const nread = streamBaseState[kReadBytesOrError];
+  if (nread > 0) {
+    if (!conn.destroyed) conn.target.onBackendData(READ_BUFFER, nread);
+  } else if (nread === UV_EOF) conn.onEof();
+  else if (nread < 0) conn.fail(nread);
+}
+
+function afterConnect(this: Req, status: number): void {
+  this.handle.owner.onConnect(status);
+}
+
+function afterWrite(this: Req, status: number): void {
+  this.buffer = undefined;
+  if (status < 0) this.handle.owner.fail(status);
+}
+
+function afterShutdown(this: Req, _status: number): void {
+  this.handle.owner.onShutdown();
+}
+
+function afterClose(this: TcpHandle): void {
+  this.owner.onClosed();
+}
+
+// A write that completes at once leaves its request object untouched (StreamBase::Write only binds
+// it when libuv queues the rest), so one spare serves every synchronous write.
+let spareWrite: Req | null = null;
+function writeReq(handle: TcpHandle): Req {
+  const req = spareWrite ?? new WriteWrap();
+  spareWrite = req;
+  req.oncomplete = afterWrite;
+  req.handle = handle;
+  return req;
+}
+
+// Writes are batched per event-loop turn: data for a connection queues on it, and the check phase
+// (after uWS has delivered everything it polled) writes each connection's queue with one syscall.
+const queued: TcpConnection[] = [];
+let flushScheduled = false;
+function flushQueued(): void {
+  flushScheduled = false;
+  for (let i = 0; i < queued.length; i++) queued[i].flush();
+  queued.length = 0;
+}
+
+export class TcpConnection {
+  /** No more reads or writes: destroy() was called or an error struck. */
+  destroyed = false;
+  /** The handle is closed and the target told. */
+  closed = false;
+  private connected = false;
+  private ending = false;
+  private shutDown = false;
+  private eof = false;
+  private error: string | undefined;
+  private pending: Buffer | Buffer[] | undefined;
+  private fallback: { addresses: LookupAddress[]; next: number; port: number } | undefined;
+  private handle: TcpHandle;
+
+  constructor(public target: ConnectionTarget) {
+    this.handle = newHandle(this);
+  }
+
+  /**
+   * Connects; failures arrive as onBackendClosed(error). A host name's addresses are tried in turn,
+   * as net.connect's autoSelectFamily would (`localhost` may give ::1 first to an IPv4-only backend).
+   */
+  connect(host: string, port: number): void {
+    const family = isIP(host);
+    if (family !== 0) return this.connectTo({ address: host, family }, port);
+    lookup(host, { all: true }, (err, addresses) => {
+      if (this.destroyed) return;
+      if (err || addresses.length === 0) {
+        this.error = err?.code ?? 'ENOTFOUND';
+        return this.destroy();
+      }
+      this.fallback = addresses.length > 1 ? { addresses, next: 1, port } : undefined;
+      this.connectTo(addresses[0], port);
+    });
+  }
+
+  private connectTo(to: LookupAddress, port: number): void {
+    if (this.destroyed) return;
+    const req = new TCPConnectWrap();
+    req.oncomplete = afterConnect;
+    req.handle = this.handle;
+    const err = to.family === 6 ? this.handle.connect6(req, to.address, port) : this.handle.connect(req, to.address, port);
+    if (err !== 0) this.fail(err);
+  }
+
+  /** @internal */
+  onConnect(status: number): void {
+    if (this.destroyed) return;
+    const fallback = this.fallback;
+    this.fallback = undefined;
+    if (status < 0 && fallback !== undefined) {
+      // A failed connect leaves the handle unusable: the next address gets a fresh one.
+      const next = fallback.addresses[fallback.next++];
+      if (fallback.next < fallback.addresses.length) this.fallback = fallback;
+      this.handle.close(noop);
+      this.handle = newHandle(this);
+      return this.connectTo(next, fallback.port);
+    }
+    if (status < 0) return this.fail(status);
+    this.connected = true;
+    this.handle.setNoDelay(true);
+    const err = this.handle.readStart();
+    if (err !== 0) return this.fail(err);
+    this.target.onBackendConnected?.();
+    if (this.pending !== undefined) this.flush();
+  }
+
+  /** Bytes libuv still holds for the kernel (what net.Socket#writableLength counted, minus this turn's batch). */
+  get writeQueueSize(): number {
+    return this.handle.writeQueueSize;
+  }
+
+  /** Queues `data` (which must not change afterwards) for one write at the end of this turn. */
+  write(data: Buffer): void {
+    if (this.destroyed || this.ending) return;
+    const pending = this.pending;
+    if (pending === undefined) {
+      this.pending = data;
+      queued.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushQueued);
+      }
+    } else if (Array.isArray(pending)) pending.push(data);
+    else this.pending = [pending, data];
+  }
+
+  /** @internal Writes what this turn queued. */
+  flush(): void {
+    const pending = this.pending;
+    if (pending === undefined || this.destroyed || !this.connected) return;
+    this.pending = undefined;
+    const req = writeReq(this.handle);
+    const err = Array.isArray(pending) ? this.handle.writev(req, pending, true) : this.handle.writeBuffer(req, pending);
+    if (err !== 0) return this.fail(err);
+    if (streamBaseState[kLastWriteWasAsync] !== 0) {
+      req.buffer = pending; // libuv holds pointers into it until afterWrite
+      spareWrite = null;
+    }
+  }
+
+  /** Ends the connection after what is queued, `data` last: shutdown, then close once the peer's EOF came. */
+  end(data?: Buffer): void {
+    if (this.destroyed || this.ending) return;
+    if (data) this.write(data);
+    this.ending = true;
+    if (!this.connected) return this.destroy();
+    this.flush();
+    if (this.destroyed) return;
+    const req = new ShutdownWrap();
+    req.oncomplete = afterShutdown;
+    req.handle = this.handle;
+    const err = this.handle.shutdown(req);
+    if (err === 1 || err === UV_ENOTCONN) this.onShutdown();
+    else if (err !== 0) this.fail(err);
+  }
+
+  /** @internal */
+  onShutdown(): void {
+    this.shutDown = true;
+    if (this.eof) this.destroy();
+  }
+
+  /** @internal The peer sent FIN: like net.Socket without allowHalfOpen, end our side too. */
+  onEof(): void {
+    this.eof = true;
+    if (this.shutDown) this.destroy();
+    else if (!this.ending) this.end();
+  }
+
+  pause(): void {
+    if (this.connected && !this.destroyed) this.handle.readStop();
+  }
+
+  resume(): void {
+    if (this.connected && !this.destroyed) this.handle.readStart();
+  }
+
+  /** @internal An errno from libuv: the connection is over (the target hears it as the close's error). */
+  fail(errno: number): void {
+    this.error ??= getSystemErrorName(errno);
+    this.destroy();
+  }
+
+  /** Closes at once, dropping anything unsent; the target hears onBackendClosed() after the handle closed. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pending = undefined;
+    this.handle.close(afterClose);
+  }
+
+  /** @internal */
+  onClosed(): void {
+    this.closed = true;
+    this.target.onBackendClosed(this.error);
+  }
+}
