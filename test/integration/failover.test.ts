@@ -29,6 +29,9 @@ void describe('failover', { timeout: 60_000 }, () => {
           mixed: { algorithm: 'round-robin', backends: [{ url: dead1, admin: 'maintenance' }, { url: live.url, admin: 'ready' }] },
           slow: { algorithm: 'round-robin', retries: 1, connectTimeout: '500ms', backends: [{ url: silent.url }, { url: live.url }] },
           hung: { retries: 0, connectTimeout: '500ms', backends: [{ url: silent.url }] },
+          // Backends named by host: every address the name resolves to is tried (localhost may give ::1 first).
+          byname: { backends: [{ url: `ws://localhost:${live.port}` }] },
+          unresolvable: { retries: 0, connectTimeout: '2s', backends: [{ url: 'ws://no-such-backend.invalid:9001' }] },
         },
         routes: [
           { path: '/failover', pool: 'failover' },
@@ -38,6 +41,8 @@ void describe('failover', { timeout: 60_000 }, () => {
           { path: '/mixed', pool: 'mixed' },
           { path: '/slow', pool: 'slow' },
           { path: '/hung', pool: 'hung' },
+          { path: '/byname', pool: 'byname' },
+          { path: '/unresolvable', pool: 'unresolvable' },
         ],
       },
     });
@@ -60,6 +65,14 @@ void describe('failover', { timeout: 60_000 }, () => {
 
   void it('answers 502 when every backend fails to connect', async () => {
     for (let i = 0; i < 3; i++) assert.equal(await upgradeStatus(balancer.url(`/alldead?i=${i}`)), 502);
+  });
+
+  void it('connects to a backend given by host name, and answers 502 for one whose name does not resolve', async () => {
+    const c = await connect(balancer.url('/byname'));
+    clients.push(c);
+    assert.equal(await c.whoami(), 'live');
+    await closeClients(clients.splice(0));
+    assert.equal(await upgradeStatus(balancer.url('/unresolvable')), 502);
   });
 
   void it('answers 503 when no backend is eligible (all admin drain / maintenance)', async () => {
