@@ -19,6 +19,7 @@ export const Outcomes = {
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
   backendRefused: outcome('ERR_BACKEND_REFUSED', 0 /* the backend's own status */, 'backend_refused', 'the backend refused the upgrade'),
   backendUnreachable: outcome('ERR_BACKEND_UNREACHABLE', 502, 'backend_unreachable', 'no backend could be reached'),
+  backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
 } as const;

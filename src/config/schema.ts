@@ -79,8 +79,10 @@ const outlierDetectionSchema = z.strictObject({
 const poolSchema = z.strictObject({
   algorithm: z.enum(ALGORITHMS).default('least-connections'),
   backends: z.array(backendSchema).min(1, 'needs at least one backend'),
-  /** TCP connect plus the backend's answer to the upgrade (or HTTP request headers). */
+  /** TCP connect plus the backend's answer to the upgrade. */
   connectTimeout: duration('connectTimeout').default(5000),
+  /** Plain HTTP: the wait for a backend's response head once the request went out (NGINX's proxy_read_timeout). */
+  responseTimeout: duration('responseTimeout').pipe(z.number().min(1, 'must be more than 0')).default(60_000),
   /** Further backends tried after a failed connect; NGINX's proxy_next_upstream_tries - 1. */
   retries: z.number().int().min(0).max(16).default(2),
   /** least-connections: compare two random backends (p2c) instead of all, so balancers with stale fleet counts do not herd. */

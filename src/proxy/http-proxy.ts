@@ -1,229 +1,287 @@
-// Plain HTTP on the same port (the chat page, its assets, REST calls): proxied to the route's pool
-// with undici, a keep-alive pool per backend, bodies streamed both ways with backpressure.
-// Failed connects are retried on another backend only for idempotent methods without a body.
-import { Readable } from 'node:stream';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Pool as UndiciPool, errors as undiciErrors, type Dispatcher } from 'undici';
-import { HTTP_REASONS, Outcomes } from '../errors';
+// Plain HTTP on the same port (the chat page, its assets, REST calls): proxied to the route's pool over
+// kept-alive backend connections (http-upstream.ts), bodies streamed both ways with backpressure.
+// Failed connects are retried on another backend only for idempotent methods without a body; a
+// reused connection the backend had just closed is retried once on a fresh one, same rule.
+import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
 import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './forwarded-headers';
+import { KeepAlivePool, sweepPools, type UpstreamConnection, type UpstreamExchange, type UpstreamFailure } from './http-upstream';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 // Response headers uWS writes itself, or that are hop-by-hop.
 const SKIP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer', 'date']);
+/** The body is framed here for the backend; `expect` is answered by uWS on the client side. */
+const SKIP_REQUEST = new Set(['content-length', 'expect']);
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
-function isConnectError(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return err instanceof undiciErrors.ConnectTimeoutError || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'UND_ERR_SOCKET';
+const enum Body {
+  None,
+  Length,
+  Chunked,
 }
 
 export class HttpProxy {
-  private readonly clients = new Map<Backend, UndiciPool>();
+  private readonly pools = new Map<Backend, KeepAlivePool>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     readonly trusted: TrustedProxies,
     private readonly log: Logger,
   ) {}
 
-  private client(backend: Backend, connectTimeout: number): UndiciPool {
-    let c = this.clients.get(backend);
-    if (!c) {
-      c = new UndiciPool(`http://${backend.name}`, { connections: 256, connectTimeout, keepAliveTimeout: 30_000, pipelining: 1 });
-      this.clients.set(backend, c);
+  /** The backend's keep-alive connections in this worker. */
+  upstream(backend: Backend): KeepAlivePool {
+    let pool = this.pools.get(backend);
+    if (pool === undefined) {
+      pool = new KeepAlivePool(backend);
+      this.pools.set(backend, pool);
+      this.sweeper ??= setInterval(sweepPools, 1000, this.pools).unref();
     }
-    return c;
+    return pool;
   }
 
   close(): Promise<void> {
-    return Promise.all([...this.clients.values()].map((c) => c.close())).then(() => undefined);
+    clearInterval(this.sweeper);
+    for (const pool of this.pools.values()) pool.close();
+    return Promise.resolve();
   }
 
   handle(res: HttpResponse, request: ClientRequest, pool: Pool): void {
     const length = header(request, 'content-length');
     const chunked = header(request, 'transfer-encoding') !== '';
-    const hasBody = (length !== '' && length !== '0') || chunked;
-    // uWS has de-chunked a chunked body; undici re-frames it.
-    const headers = forwardedHeaders(request, this.trusted).filter(([k]) => k !== 'content-length' || (hasBody && !chunked));
-    const exchange = new Exchange(this, res, request, pool, headers.flat(), hasBody ? requestBody(res) : undefined);
+    // uWS has de-chunked a chunked body: it is re-framed for the backend.
+    const body = chunked ? Body.Chunked : length !== '' && length !== '0' ? Body.Length : Body.None;
+    let head = `${request.method} ${request.url} HTTP/1.1\r\n`;
+    for (const [name, value] of forwardedHeaders(request, this.trusted)) {
+      if (!SKIP_REQUEST.has(name)) head += `${name}: ${value}\r\n`;
+    }
+    if (chunked) head += 'transfer-encoding: chunked\r\n';
+    else if (length !== '') head += `content-length: ${length}\r\n`;
+    head += '\r\n';
+    const exchange = new Exchange(this, res, request, pool, Buffer.from(head), body);
     res.onAborted(() => exchange.clientGone());
+    if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
     exchange.next();
   }
 
-  /** Sends the exchange's request to `backend`; the exchange hears the outcome. */
-  dispatch(exchange: Exchange, backend: Backend, connectTimeout: number): void {
-    this.client(backend, connectTimeout).dispatch(
-      { origin: `http://${backend.name}`, path: exchange.request.url, method: exchange.request.method, headers: exchange.headers, body: exchange.body },
-      exchange,
-    );
-  }
-
-  logFailure(pool: Pool, backend: Backend, err: Error): void {
-    this.log.warn({ pool: pool.name, backend: backend.name, err: err.message }, 'http backend request failed');
+  logFailure(pool: Pool, backend: Backend, failure: UpstreamFailure, error: string): void {
+    this.log.warn({ pool: pool.name, backend: backend.name, failure, err: error }, 'http backend request failed');
   }
 }
 
-/**
- * One request's life, as undici's dispatch handler: no promise, stream or AbortController per
- * request (undici's request() API costs about twice as much CPU here; bench/README.md). Once
- * `finished`, uWS's response may not be touched again.
- */
-class Exchange implements Dispatcher.DispatchHandler {
+// res.cork() takes a callback: these module-level slots let one shared function do the corked
+// write, so a response costs no closure (cork runs it synchronously, nothing can interleave).
+let corkExchange: Exchange | null = null;
+let corkBody: Buffer | null = null;
+function writeCorked(): void {
+  corkExchange!.writeCorked(corkBody);
+}
+function corkWrite(exchange: Exchange, res: HttpResponse, body: Buffer | null): void {
+  corkExchange = exchange;
+  corkBody = body;
+  res.cork(writeCorked);
+  corkExchange = corkBody = null;
+}
+
+/** One request's life. Once `finished`, uWS's response may not be touched again. */
+class Exchange implements UpstreamExchange {
   private finished = false;
-  private controller: Dispatcher.DispatchController | null = null;
-  /** The status line and headers have gone to the client. */
-  private responded = false;
-  private status = 0;
-  /** The backend's response headers, until written to the client. */
-  private head: IncomingHttpHeaders | null = null;
-  private total = NaN;
+  private upstream: UpstreamConnection | null = null;
+  private backend: Backend | undefined;
   private readonly tried = new Set<Backend>();
   private readonly canRetry: boolean;
-  private backend: Backend | undefined;
+  private staleRetried = false;
+  /** The backend's status line and headers, until written to the client with the first body bytes. */
+  private status = '';
+  private headers: string[] | null = null;
+  /** The status line went to the client. */
+  private responded = false;
+  /** The response's Content-Length, or -1 (then the body is streamed chunked by uWS). */
+  private total = -1;
+  /** Body bytes uWS did not take (Content-Length responses), from write offset `backlogAt`. */
+  private backlog: Buffer | null = null;
+  private backlogAt = 0;
+  private clientPaused = false;
 
   constructor(
     private readonly proxy: HttpProxy,
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
-    readonly headers: string[],
-    readonly body: Readable | undefined,
+    private readonly head: Buffer,
+    private readonly body: Body,
   ) {
-    this.canRetry = IDEMPOTENT.has(request.method) && body === undefined;
+    this.canRetry = IDEMPOTENT.has(request.method) && body === Body.None;
   }
 
   /** Tries the next backend, or answers 502/503 when none is left. */
   next(): void {
     const attempts = this.tried.size;
     const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(clientIp(this.request, this.proxy.trusted), this.tried) : undefined;
-    if (backend === undefined) {
-      this.finished = true;
-      respondOutcome(this.res, attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
-      return;
-    }
+    if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
     this.tried.add(backend);
     this.backend = backend;
-    this.proxy.dispatch(this, backend, this.pool.connectTimeout);
+    this.send(this.proxy.upstream(backend).acquire(this.pool.connectTimeout));
+  }
+
+  private send(upstream: UpstreamConnection): void {
+    this.upstream = upstream;
+    upstream.send(this, this.head, this.request.method === 'HEAD', this.body !== Body.None, this.pool.responseTimeout);
+  }
+
+  private fail(outcome: Outcome): void {
+    this.finished = true;
+    respondOutcome(this.res, outcome);
   }
 
   clientGone(): void {
     this.finished = true;
-    this.controller?.abort(new Error('client went away'));
-    this.body?.destroy();
+    const upstream = this.upstream;
+    this.upstream = null;
+    upstream?.abort();
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.finished) controller.abort(new Error('client went away'));
+  /** A piece of the client's request body (uWS reuses `chunk` after this call). */
+  fromClient(chunk: ArrayBuffer, isLast: boolean): void {
+    const upstream = this.upstream;
+    if (this.finished || upstream === null) return;
+    let data: Buffer;
+    if (this.body === Body.Chunked) {
+      const n = chunk.byteLength;
+      const size = n === 0 ? '' : `${n.toString(16)}\r\n`;
+      data = Buffer.allocUnsafe(size.length + n + (n === 0 ? 0 : 2) + (isLast ? LAST_CHUNK.length : 0));
+      let at = data.write(size, 'latin1');
+      if (n !== 0) {
+        data.set(new Uint8Array(chunk), at);
+        at = CRLF.copy(data, at + n);
+      }
+      if (isLast) LAST_CHUNK.copy(data, at);
+    } else data = Buffer.from(new Uint8Array(chunk)); // a copy
+    if (!upstream.writeBody(data, isLast) && !isLast) {
+      this.clientPaused = true;
+      this.res.pause();
+    }
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (this.finished) return controller.abort(new Error('client went away'));
-    if (statusCode < 200) return; // 1xx interim answers are the backend's business
-    const lengthHeader = headers['content-length'];
-    this.total = typeof lengthHeader === 'string' ? Number(lengthHeader) : NaN;
-    this.status = statusCode;
-    this.head = headers;
-    if (this.request.method === 'HEAD' || statusCode === 204 || statusCode === 304) {
+  onUpstreamDrain(): void {
+    if (!this.clientPaused || this.finished) return;
+    this.clientPaused = false;
+    this.res.resume();
+  }
+
+  onResponseHead(status: number, reason: string, headers: string[]): void {
+    if (this.finished) return;
+    this.status = `${status} ${reason || HTTP_REASONS[status] || ''}`.trimEnd();
+    this.headers = headers;
+    const upstream = this.upstream!;
+    this.total = upstream.declaredLength;
+    if (upstream.bodyless) {
+      // HEAD, 204, 304: headers only; a HEAD answer keeps the Content-Length the backend declared.
       this.finished = true;
-      this.res.cork(() => {
-        this.writeHead();
-        if (Number.isFinite(this.total)) this.res.endWithoutBody(this.total);
-        else this.res.endWithoutBody();
-      });
+      this.cork(null);
     }
     // Otherwise the head waits for the first body bytes (or the end), so that a small response
-    // leaves in one write: with the head sent here, every response cost a second syscall.
+    // leaves in one write.
   }
 
-  /** Status line and headers, once, inside a cork. */
-  private writeHead(): void {
-    const headers = this.head;
-    if (headers === null) return;
-    this.head = null;
-    this.responded = true;
-    const res = this.res;
-    res.writeStatus(`${this.status} ${HTTP_REASONS[this.status] ?? ''}`.trimEnd());
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined || SKIP_RESPONSE.has(name)) continue;
-      if (Array.isArray(value)) for (const v of value) res.writeHeader(name, v);
-      else res.writeHeader(name, value);
-    }
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseBody(buf: Buffer, start: number, end: number): void {
     if (this.finished) return;
-    const res = this.res;
-    if (Number.isFinite(this.total)) {
-      // Known length: tryEnd keeps Content-Length and tells how much uWS took.
-      const startOffset = res.getWriteOffset();
-      let ok = false;
-      let sent = false;
-      res.cork(() => {
-        this.writeHead();
-        [ok, sent] = res.tryEnd(chunk, this.total);
-      });
-      if (sent) this.finished = true;
-      else if (!ok) {
-        controller.pause();
-        res.onWritable((offset: number) => {
-          const [ok2, sent2] = res.tryEnd(chunk.subarray(offset - startOffset), this.total);
-          if (sent2) this.finished = true;
-          if (ok2) controller.resume();
-          return ok2;
-        });
-      }
+    if (this.backlog !== null) {
+      // uWS is still behind on earlier bytes (reads are paused; this is the rest of the same read).
+      this.backlog = Buffer.concat([this.backlog, buf.subarray(start, end)]);
       return;
     }
-    let ok = true;
-    res.cork(() => {
-      this.writeHead();
-      ok = res.write(chunk);
-    });
-    if (!ok) {
-      controller.pause();
-      res.onWritable(() => {
-        controller.resume();
-        return true;
-      });
-    }
+    this.cork(buf.subarray(start, end));
   }
 
   onResponseEnd(): void {
+    this.upstream = null;
     if (this.finished) return;
+    // A Content-Length body ends when uWS has sent `total` bytes (tryEnd); the rest end here.
+    if (this.total > 0) return;
     this.finished = true;
-    this.res.cork(() => {
-      this.writeHead();
-      this.res.end();
+    this.cork(null);
+  }
+
+  private cork(body: Buffer | null): void {
+    corkWrite(this, this.res, body);
+  }
+
+  /** Inside res.cork(): the head if not yet written, then `body` (or, for null, the end). */
+  writeCorked(body: Buffer | null): void {
+    const res = this.res;
+    const headers = this.headers;
+    if (headers !== null) {
+      this.headers = null;
+      this.responded = true;
+      res.writeStatus(this.status);
+      for (let i = 0; i < headers.length; i += 2) if (!SKIP_RESPONSE.has(headers[i])) res.writeHeader(headers[i], headers[i + 1]);
+    }
+    if (body === null) {
+      if (this.upstream?.bodyless) {
+        if (this.total >= 0) res.endWithoutBody(this.total);
+        else res.endWithoutBody();
+      } else res.end();
+      return;
+    }
+    if (this.total >= 0) {
+      // Known length: tryEnd keeps the Content-Length and tells how much uWS took.
+      const at = res.getWriteOffset();
+      const [ok, done] = res.tryEnd(body, this.total);
+      if (done) this.finished = true;
+      else if (!ok) this.holdBack(Buffer.from(body), at);
+      return;
+    }
+    if (!res.write(body)) this.pauseUpstream(); // uWS keeps what it could not send
+  }
+
+  /** uWS took only part of a Content-Length body: keep a copy, stop reading until it is writable. */
+  private holdBack(copy: Buffer, at: number): void {
+    this.backlog = copy;
+    this.backlogAt = at;
+    this.upstream?.pause();
+    this.res.onWritable((offset) => {
+      const backlog = this.backlog;
+      if (backlog === null || this.finished) return true;
+      const [ok, done] = this.res.tryEnd(backlog.subarray(offset - this.backlogAt), this.total);
+      if (done) this.finished = true;
+      if (ok || done) {
+        this.backlog = null;
+        this.upstream?.resume();
+      }
+      return ok;
     });
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  private pauseUpstream(): void {
+    this.upstream?.pause();
+    this.res.onWritable(() => {
+      this.upstream?.resume();
+      return true;
+    });
+  }
+
+  onUpstreamFailed(failure: UpstreamFailure, error: string): void {
+    this.upstream = null;
     if (this.finished) return;
     if (this.responded) {
-      // Backend died mid-body: the status is already sent, so cutting the connection is the signal.
+      // The backend died mid-body: the status is already sent, so cutting the connection is the signal.
       this.finished = true;
       this.res.cork(() => this.res.close());
       return;
     }
-    this.proxy.logFailure(this.pool, this.backend!, err);
-    if (isConnectError(err)) return this.next();
-    this.finished = true;
-    respondOutcome(this.res, Outcomes.backendUnreachable);
+    const backend = this.backend!;
+    this.proxy.logFailure(this.pool, backend, failure, error);
+    if (failure === 'connect' && this.canRetry) return this.next();
+    if (failure === 'stale' && this.canRetry && !this.staleRetried) {
+      this.staleRetried = true;
+      return this.send(this.proxy.upstream(backend).fresh(this.pool.connectTimeout));
+    }
+    this.fail(failure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable);
   }
-}
-
-/** The client's request body as a Readable; uWS reading pauses while undici is not consuming. */
-function requestBody(res: HttpResponse): Readable {
-  const stream = new Readable({ read: () => res.resume() });
-  res.onData((chunk: ArrayBuffer, isLast: boolean) => {
-    // uWS reuses `chunk` after this call: copy.
-    if (!stream.push(Buffer.from(chunk.slice(0)))) res.pause();
-    if (isLast) stream.push(null);
-  });
-  return stream;
 }

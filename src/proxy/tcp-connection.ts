@@ -20,6 +20,8 @@ export interface ConnectionTarget {
   /** The handle is closed (called once). `error`: the errno name that closed it, if one did. */
   onBackendClosed(error: string | undefined): void;
   onBackendConnected?(): void;
+  /** A write libuv had to queue has completed and nothing is left queued. */
+  onBackendDrain?(): void;
 }
 
 interface Req {
@@ -80,7 +82,9 @@ function afterConnect(this: Req, status: number): void {
 
 function afterWrite(this: Req, status: number): void {
   this.buffer = undefined;
-  if (status < 0) this.handle.owner.fail(status);
+  const conn = this.handle.owner;
+  if (status < 0) conn.fail(status);
+  else if (this.handle.writeQueueSize === 0 && !conn.destroyed) conn.target.onBackendDrain?.();
 }
 
 function afterShutdown(this: Req, _status: number): void {

@@ -7,6 +7,7 @@ import { Backend } from './backend';
 export class Pool {
   readonly backends: readonly Backend[];
   readonly connectTimeout: number;
+  readonly responseTimeout: number;
   readonly retries: number;
   private readonly balancer: LoadBalancer;
 
@@ -16,6 +17,7 @@ export class Pool {
   ) {
     this.backends = config.backends.map((b) => new Backend(b, name));
     this.connectTimeout = config.connectTimeout;
+    this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
     this.balancer = createLoadBalancer(config.algorithm, config.herdingGuard);
   }

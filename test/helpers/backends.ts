@@ -309,3 +309,35 @@ export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'maske
   });
   return { ...base, handshakes: () => handshakes, upgraded };
 }
+
+export interface RawHttpBackend extends RawServerBase {
+  /** Request heads received, in order ("GET /path HTTP/1.1\r\n..."). */
+  heads: string[];
+}
+
+/**
+ * An HTTP/1.1 backend driven by hand: `answer` gets each request (one at a time per connection,
+ * `nth` counting from 1 on that connection) and writes whatever bytes it likes, or nothing.
+ * Request bodies are read by their Content-Length (chunked uploads are not supported here).
+ */
+export async function startRawHttpBackend(answer: (socket: Socket, head: string, nth: number) => void): Promise<RawHttpBackend> {
+  const heads: string[] = [];
+  const base = await listenRaw((socket) => {
+    let buffered = Buffer.alloc(0);
+    let nth = 0;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buffered.subarray(0, end).toString('latin1');
+        const length = Number(/^content-length:\s*(\d+)\s*$/im.exec(head)?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        buffered = buffered.subarray(end + 4 + length);
+        heads.push(head);
+        answer(socket, head, ++nth);
+      }
+    });
+  });
+  return { ...base, heads };
+}

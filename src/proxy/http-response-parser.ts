@@ -1,0 +1,313 @@
+// Incremental parser of a backend's HTTP/1.1 responses (RFC 9112), for the plain-HTTP hop.
+//
+// Why hand-written: the hop used undici, and a profile of the HTTP scenario showed its per-request
+// machinery (request object and header validation, queue, timers, llhttp's callbacks into
+// JavaScript, net.Socket's streams) costing more than the syscalls themselves: proxy CPU per request
+// was 1.8x NGINX's (bench/README.md, "HTTP"). This parser only frames: status line and headers as
+// strings, then the body as byte ranges of the read buffer, never copied. It is strict where
+// leniency lets a backend smuggle a second response (whitespace before a colon, obs-fold, bare CR
+// or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
+// Pure (no I/O), like the frame reader; tests feed it byte vectors split at every point.
+
+export interface ResponseHandler {
+  /** A final (>= 200) response's head. `headers`: [name, value, ...], names lower-cased, in order. */
+  onResponseHead(status: number, reason: string, headers: string[]): void;
+  /** `buf[start..end)` of the body, de-chunked, valid only during the call. */
+  onResponseBody(buf: Buffer, start: number, end: number): void;
+  onResponseEnd(): void;
+}
+
+/** How the body of the response being parsed is delimited (RFC 9112 6.3). */
+export const enum Framing {
+  None,
+  Length,
+  Chunked,
+  UntilClose,
+}
+
+const enum State {
+  /** No request outstanding: any byte is an error. */
+  Idle,
+  /** The response was abandoned (abort()): the rest of this read is ignored. */
+  Discarded,
+  Head,
+  Length,
+  ChunkSize,
+  ChunkData,
+  ChunkDataEnd,
+  Trailers,
+  UntilClose,
+}
+
+/** Bounds on what a backend may send before its body (NGINX's proxy_buffer_size is 4-8 KiB; undici allows 16 KiB). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_LINE = 4096;
+const CR = 13;
+const LF = 10;
+/** CR or LF other than in a CRLF pair, or NUL. */
+const BARE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const DIGITS = /^\d{1,15}$/;
+const HEX = /^[0-9a-fA-F]{1,13}$/;
+
+export class ResponseParser {
+  /** The first protocol error, once one happened; the parser then refuses everything. */
+  error: string | null = null;
+  /** May the connection carry another request after this response (known once the head is parsed)? */
+  keepAlive = false;
+  framing: Framing = Framing.None;
+  /** The declared Content-Length, or -1. */
+  contentLength = -1;
+  private state = State.Idle;
+  private noBody = false;
+  private remaining = 0;
+  /** A head or a chunk-size/trailer line that began in an earlier read. */
+  private partial: Buffer | null = null;
+  private partialLine = '';
+
+  constructor(private readonly handler: ResponseHandler) {}
+
+  /** A request went out: parse its response. `noBody`: it was a HEAD request. */
+  expect(noBody: boolean): void {
+    this.state = State.Head;
+    this.noBody = noBody;
+    this.keepAlive = false;
+    this.framing = Framing.None;
+    this.contentLength = -1;
+  }
+
+  /** True once the response asked for by expect() has ended. */
+  get complete(): boolean {
+    return this.state === State.Idle;
+  }
+
+  /** True once the head of the current response has been parsed. */
+  get headDone(): boolean {
+    return this.state !== State.Head;
+  }
+
+  /**
+   * Parses `buf[start..end)`. Returns false on a protocol error (see `error`) or when bytes come that
+   * no request asked for; the connection must then be closed.
+   */
+  execute(buf: Buffer, start: number, end: number): boolean {
+    let pos = start;
+    while (pos < end) {
+      switch (this.state) {
+        case State.Idle:
+          return this.fail('bytes from the backend with no request outstanding');
+        case State.Discarded:
+          return true;
+        case State.Head:
+          pos = this.readHead(buf, pos, end);
+          break;
+        case State.Length: {
+          const n = Math.min(this.remaining, end - pos);
+          this.remaining -= n;
+          this.handler.onResponseBody(buf, pos, pos + n);
+          pos += n;
+          if (this.remaining === 0) this.done();
+          break;
+        }
+        case State.UntilClose:
+          this.handler.onResponseBody(buf, pos, end);
+          pos = end;
+          break;
+        case State.ChunkSize:
+        case State.Trailers:
+          pos = this.readLine(buf, pos, end);
+          break;
+        case State.ChunkData: {
+          const n = Math.min(this.remaining, end - pos);
+          this.remaining -= n;
+          this.handler.onResponseBody(buf, pos, pos + n);
+          pos += n;
+          if (this.remaining === 0) {
+            this.state = State.ChunkDataEnd;
+            this.remaining = 2;
+          }
+          break;
+        }
+        case State.ChunkDataEnd:
+          // The CRLF after a chunk's data.
+          if (buf[pos] !== (this.remaining === 2 ? CR : LF)) return this.fail('chunk data not followed by CRLF');
+          pos++;
+          if (--this.remaining === 0) this.state = State.ChunkSize;
+          break;
+      }
+      if (pos < 0) return false;
+    }
+    return true;
+  }
+
+  /** Stops parsing the current response (the connection is being closed). */
+  abort(): void {
+    this.state = State.Discarded;
+    this.partial = null;
+  }
+
+  /** The backend closed its side. Returns true when that ended the response cleanly (a body read until close). */
+  finish(): boolean {
+    if (this.state !== State.UntilClose) return false;
+    this.done();
+    return true;
+  }
+
+  private done(): void {
+    this.state = State.Idle;
+    this.handler.onResponseEnd();
+  }
+
+  private fail(message: string): false {
+    this.error ??= message;
+    this.state = State.Idle;
+    this.partial = null;
+    return false;
+  }
+
+  /** Returns the position after the head, or `end` when it continues in the next read, or -1. */
+  private readHead(buf: Buffer, pos: number, end: number): number {
+    let bytes = buf;
+    let from = pos;
+    let to = end;
+    if (this.partial !== null) {
+      // Rare: the head came in pieces. Join them (bounded) and search again from the start.
+      bytes = Buffer.concat([this.partial, buf.subarray(pos, end)]);
+      from = 0;
+      to = bytes.length;
+    }
+    const at = bytes.subarray(from, to).indexOf('\r\n\r\n', 0, 'latin1');
+    if (at < 0) {
+      if (to - from > MAX_HEAD_BYTES) return this.fail('response head larger than 64 KiB') || -1;
+      this.partial = Buffer.from(bytes.subarray(from, to)); // copy: the read buffer is reused
+      return end;
+    }
+    const headEnd = from + at + 4;
+    if (headEnd - from > MAX_HEAD_BYTES) return this.fail('response head larger than 64 KiB') || -1;
+    const fromPartial = this.partial === null ? 0 : this.partial.length;
+    this.partial = null;
+    if (!this.parseHead(bytes.toString('latin1', from, headEnd - 4))) return -1;
+    // The position in `buf` just after the head.
+    return bytes === buf ? headEnd : pos + headEnd - fromPartial;
+  }
+
+  private parseHead(text: string): boolean {
+    const lines = text.split('\r\n');
+    const statusLine = lines[0];
+    // HTTP-version SP status-code [SP reason-phrase]
+    if (!statusLine.startsWith('HTTP/1.') || statusLine.charCodeAt(8) !== 32) return this.fail('malformed status line');
+    const minor = statusLine.charCodeAt(7) - 48;
+    const status = Number(statusLine.slice(9, 12));
+    if ((minor !== 0 && minor !== 1) || !/^\d{3}$/.test(statusLine.slice(9, 12)) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
+      return this.fail('malformed status line');
+    }
+    if (BARE_CR_LF_NUL.test(text)) return this.fail('bare CR, LF or NUL in the response head');
+    const headers: string[] = [];
+    let length = -1;
+    let chunked = false;
+    let transferEncoding = false;
+    let close = minor === 0;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i];
+      const colon = line.indexOf(':');
+      if (colon <= 0) return this.fail('malformed header line');
+      const c0 = line.charCodeAt(0);
+      if (c0 === 32 || c0 === 9) return this.fail('obsolete line folding in a header');
+      const rawName = line.slice(0, colon);
+      if (!TOKEN.test(rawName)) return this.fail('invalid header name (whitespace before the colon?)');
+      const name = rawName.toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      headers.push(name, value);
+      if (name === 'content-length') {
+        // A list of equal values is one value (RFC 9110 8.6); anything else is an attack or a bug.
+        for (const v of value.split(',')) {
+          const t = v.trim();
+          if (!DIGITS.test(t) || (length !== -1 && Number(t) !== length)) return this.fail('invalid or conflicting Content-Length');
+          length = Number(t);
+        }
+      } else if (name === 'transfer-encoding') {
+        transferEncoding = true;
+        const codings = value.toLowerCase().split(',');
+        chunked = codings[codings.length - 1].trim() === 'chunked';
+      } else if (name === 'connection') {
+        for (const token of value.toLowerCase().split(',')) {
+          const t = token.trim();
+          if (t === 'close') close = true;
+          else if (t === 'keep-alive' && minor === 0) close = false;
+        }
+      }
+    }
+    if (status < 200) {
+      // 100 Continue, 103 Early Hints ...: interim, the final answer follows. 101 cannot happen to a
+      // request that did not ask to switch protocols.
+      if (status === 101) return this.fail('101 Switching Protocols to a plain HTTP request');
+      return true;
+    }
+    this.keepAlive = !close;
+    this.contentLength = length;
+    if (this.noBody || status === 204 || status === 304) this.framing = Framing.None;
+    else if (transferEncoding) {
+      this.framing = chunked ? Framing.Chunked : Framing.UntilClose;
+      // Transfer-Encoding with Content-Length may be smuggling: RFC 9112 6.1 says close after it.
+      if (!chunked || length !== -1) this.keepAlive = false;
+      this.contentLength = -1;
+    } else if (length !== -1) this.framing = Framing.Length;
+    else {
+      this.framing = Framing.UntilClose;
+      this.keepAlive = false;
+    }
+    this.handler.onResponseHead(status, statusLine.slice(13), headers);
+    if (this.state === State.Discarded) return true;
+    switch (this.framing) {
+      case Framing.None:
+        this.done();
+        break;
+      case Framing.Length:
+        if (length === 0) this.done();
+        else {
+          this.state = State.Length;
+          this.remaining = length;
+        }
+        break;
+      case Framing.Chunked:
+        this.state = State.ChunkSize;
+        this.partialLine = '';
+        break;
+      case Framing.UntilClose:
+        this.state = State.UntilClose;
+        break;
+    }
+    return true;
+  }
+
+  /** A chunk-size line or a trailer line; returns the position after it, `end` if it continues, or -1. */
+  private readLine(buf: Buffer, pos: number, end: number): number {
+    const lf = buf.subarray(pos, end).indexOf(LF);
+    if (lf < 0) {
+      this.partialLine += buf.toString('latin1', pos, end);
+      if (this.partialLine.length > MAX_LINE) return this.fail('chunk-size or trailer line too long') || -1;
+      return end;
+    }
+    let line = this.partialLine + buf.toString('latin1', pos, pos + lf);
+    this.partialLine = '';
+    if (line.length > MAX_LINE || line.charCodeAt(line.length - 1) !== CR) return this.fail('malformed chunk-size or trailer line') || -1;
+    line = line.slice(0, -1);
+    const next = pos + lf + 1;
+    if (this.state === State.Trailers) {
+      // Trailer fields are not passed on (uWS cannot send them); the empty line ends the message.
+      if (line === '') this.done();
+      else if (BARE_CR_LF_NUL.test(line)) return this.fail('bare CR or NUL in a trailer') || -1;
+      return next;
+    }
+    const semi = line.indexOf(';'); // chunk extensions are ignored
+    const hex = (semi < 0 ? line : line.slice(0, semi)).trimEnd();
+    if (!HEX.test(hex)) return this.fail('invalid chunk size') || -1;
+    const size = parseInt(hex, 16);
+    if (size === 0) this.state = State.Trailers;
+    else {
+      this.state = State.ChunkData;
+      this.remaining = size;
+    }
+    return next;
+  }
+}

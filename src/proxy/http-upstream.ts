@@ -1,0 +1,265 @@
+// Connections to a backend for plain HTTP, kept alive between requests like NGINX's upstream
+// `keepalive`: one request at a time per connection (no pipelining), idle connections reused
+// last-in first-out, closed after the backend's advertised keep-alive timeout (less a second, so we
+// never reuse one the backend is closing) or 4 s when it advertises none, as undici does.
+import type { Backend } from '../upstream/backend';
+import { Framing, ResponseParser, type ResponseHandler } from './http-response-parser';
+import { TcpConnection, type ConnectionTarget } from './tcp-connection';
+
+/**
+ * Why a request failed before its response ended. `connect`: never connected (refused, timed out,
+ * unresolvable), nothing was sent; `stale`: a reused connection closed before any response byte,
+ * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout;
+ * `broken`: anything else (reset mid-response, a malformed response).
+ */
+export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'broken';
+
+/** The request in flight on a connection: hears its response, or its failure, once. */
+export interface UpstreamExchange extends ResponseHandler {
+  onUpstreamFailed(failure: UpstreamFailure, error: string): void;
+  /** Everything written to the backend has left (request-body backpressure). */
+  onUpstreamDrain(): void;
+}
+
+const DEFAULT_KEEPALIVE_MS = 4_000;
+const MAX_KEEPALIVE_MS = 600_000;
+/** Idle connections kept per backend and worker (NGINX's bench config keeps 128). */
+const MAX_IDLE = 256;
+/** Request-body bytes libuv may hold for a backend before the client is paused. */
+const WRITE_HIGH_WATER = 256 * 1024;
+const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
+
+/** A coarse clock, advanced by the sweep: no clock read per request. */
+let now = Date.now();
+
+export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
+  private readonly conn: TcpConnection;
+  private readonly parser: ResponseParser;
+  /** The request in flight, until its response ended or failed. */
+  private exchange: UpstreamExchange | null = null;
+  private connected = false;
+  private timedOut = false;
+  private connectTimer: NodeJS.Timeout | undefined;
+  /** This connection carried an earlier request. */
+  reused = false;
+  /** Some byte of the current response arrived. */
+  private answered = false;
+  /** The whole request, body included, was written. */
+  private requestSent = true;
+  private ended = false;
+  private paused = false;
+  private sentAt = 0;
+  private responseTimeout = 0;
+  idleSince = 0;
+  private keepAliveMs = DEFAULT_KEEPALIVE_MS;
+
+  constructor(
+    private readonly pool: KeepAlivePool,
+    connectTimeout: number,
+  ) {
+    this.parser = new ResponseParser(this);
+    this.conn = new TcpConnection(this);
+    this.connectTimer = setTimeout(() => {
+      this.timedOut = true;
+      this.conn.destroy();
+    }, connectTimeout);
+    this.conn.connect(pool.backend.host, pool.backend.port);
+  }
+
+  /**
+   * Sends a request head (and, unless `bodyFollows`, that is the whole request); the response goes to
+   * `exchange`. `noBody`: a HEAD request, whose response has headers only.
+   */
+  send(exchange: UpstreamExchange, head: Buffer, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
+    this.exchange = exchange;
+    this.responseTimeout = responseTimeout;
+    this.answered = false;
+    this.ended = false;
+    this.requestSent = !bodyFollows;
+    this.sentAt = now;
+    this.parser.expect(noBody);
+    this.conn.write(head);
+  }
+
+  /**
+   * A piece of the request body. Returns false when the client should pause until onUpstreamDrain:
+   * libuv holds too much, or the connect is still under way (writes wait in memory until then).
+   */
+  writeBody(data: Buffer, last: boolean): boolean {
+    this.conn.write(data);
+    if (last) this.requestSent = true;
+    return this.connected && this.conn.writeQueueSize < WRITE_HIGH_WATER;
+  }
+
+  /** The current response's Content-Length (for a HEAD answer too), or -1 when it has none or is chunked. */
+  get declaredLength(): number {
+    return this.parser.contentLength;
+  }
+
+  /** The current response has no body (HEAD, 204, 304). */
+  get bodyless(): boolean {
+    return this.parser.framing === Framing.None;
+  }
+
+  /** Stops reading the response (the client is slow). */
+  pause(): void {
+    this.paused = true;
+    this.conn.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.conn.resume();
+  }
+
+  /** The exchange gives up (its client went away): the connection cannot be reused mid-exchange. */
+  abort(): void {
+    this.exchange = null;
+    this.parser.abort();
+    this.conn.destroy();
+  }
+
+  /** @internal Closes an idle connection. */
+  destroy(): void {
+    this.conn.destroy();
+  }
+
+  /** @internal Called by the sweep (once a second, so up to a second late): true if this busy connection waited too long for a response head. */
+  headersOverdue(at: number): boolean {
+    return this.exchange !== null && !this.answered && at - this.sentAt >= this.responseTimeout + 1000; // the clock is coarse: late, never early
+  }
+
+  /** @internal */
+  expireWaiting(): void {
+    const exchange = this.exchange;
+    this.exchange = null;
+    this.conn.destroy();
+    exchange?.onUpstreamFailed('timeout', 'no response head in time');
+  }
+
+  /** @internal Called by the sweep for idle connections. */
+  idleExpired(at: number): boolean {
+    return at - this.idleSince > this.keepAliveMs;
+  }
+
+  onBackendConnected(): void {
+    this.connected = true;
+    clearTimeout(this.connectTimer);
+    this.exchange?.onUpstreamDrain();
+  }
+
+  onBackendData(buf: Buffer, length: number): void {
+    this.answered = true;
+    const ok = this.parser.execute(buf, 0, length);
+    if (!ok) {
+      const exchange = this.exchange;
+      this.exchange = null;
+      this.conn.destroy();
+      exchange?.onUpstreamFailed('broken', this.parser.error ?? 'malformed response');
+      return;
+    }
+    if (this.ended) {
+      this.ended = false;
+      // Reusable only if the response said so and nothing of the request is still unsent.
+      if (this.parser.keepAlive && this.requestSent && this.exchange === null) {
+        if (this.paused) this.resume(); // the next request must hear its answer
+        this.pool.release(this);
+      } else this.conn.destroy();
+    }
+  }
+
+  onBackendDrain(): void {
+    this.exchange?.onUpstreamDrain();
+  }
+
+  onBackendClosed(error: string | undefined): void {
+    clearTimeout(this.connectTimer);
+    this.pool.forget(this);
+    const exchange = this.exchange;
+    if (exchange === null) return;
+    // A body delimited by the close ends cleanly at EOF (onResponseEnd clears `exchange`).
+    if (error === undefined && this.parser.finish()) return;
+    this.exchange = null;
+    this.parser.abort();
+    if (!this.connected) exchange.onUpstreamFailed('connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
+    else if (this.reused && !this.answered) exchange.onUpstreamFailed('stale', error ?? 'closed before answering');
+    else exchange.onUpstreamFailed('broken', error ?? 'closed mid-response');
+  }
+
+  onResponseHead(status: number, reason: string, headers: string[]): void {
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i] !== 'keep-alive') continue;
+      const m = KEEP_ALIVE_TIMEOUT.exec(headers[i + 1]);
+      if (m) this.keepAliveMs = Math.min(MAX_KEEPALIVE_MS, Math.max(0, Number(m[1]) * 1000 - 1000));
+    }
+    this.exchange?.onResponseHead(status, reason, headers);
+  }
+
+  onResponseBody(buf: Buffer, start: number, end: number): void {
+    this.exchange?.onResponseBody(buf, start, end);
+  }
+
+  onResponseEnd(): void {
+    const exchange = this.exchange;
+    this.exchange = null;
+    this.ended = true;
+    exchange?.onResponseEnd();
+  }
+}
+
+/** One backend's connections in one worker. */
+export class KeepAlivePool {
+  private readonly idle: UpstreamConnection[] = [];
+  private readonly all = new Set<UpstreamConnection>();
+
+  constructor(readonly backend: Backend) {}
+
+  /** An idle connection, or a new one (connecting; writes wait for the connect). */
+  acquire(connectTimeout: number): UpstreamConnection {
+    const reused = this.idle.pop();
+    if (reused !== undefined) {
+      reused.reused = true;
+      return reused;
+    }
+    const conn = new UpstreamConnection(this, connectTimeout);
+    this.all.add(conn);
+    return conn;
+  }
+
+  /** A fresh connection, never an idle one (the retry after a stale one). */
+  fresh(connectTimeout: number): UpstreamConnection {
+    const conn = new UpstreamConnection(this, connectTimeout);
+    this.all.add(conn);
+    return conn;
+  }
+
+  /** @internal The connection finished a response and may carry another. */
+  release(conn: UpstreamConnection): void {
+    if (this.idle.length >= MAX_IDLE) return conn.destroy();
+    conn.idleSince = now;
+    this.idle.push(conn);
+  }
+
+  /** @internal The connection closed. */
+  forget(conn: UpstreamConnection): void {
+    this.all.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  /** Closes idle connections past their keep-alive, fails requests whose backend never answered. */
+  sweep(at: number): void {
+    for (const conn of this.idle) if (conn.idleExpired(at)) conn.destroy();
+    for (const conn of this.all) if (conn.headersOverdue(at)) conn.expireWaiting();
+  }
+
+  close(): void {
+    for (const conn of this.all) conn.destroy();
+  }
+}
+
+/** Advances the coarse clock and sweeps every pool; the HTTP proxy runs it once a second. */
+export function sweepPools(pools: ReadonlyMap<unknown, KeepAlivePool>): void {
+  now = Date.now();
+  for (const pool of pools.values()) pool.sweep(now);
+}
