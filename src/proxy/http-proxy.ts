@@ -12,8 +12,6 @@ import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedPro
 import { KeepAlivePool, sweepPools, type UpstreamConnection, type UpstreamExchange, type UpstreamFailure } from './http-upstream';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-// Response headers uWS writes itself, or that are hop-by-hop.
-const SKIP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer', 'date']);
 /** The body is framed here for the backend; `expect` is answered by uWS on the client side. */
 const SKIP_REQUEST = new Set(['content-length', 'expect']);
 const CRLF = Buffer.from('\r\n');
@@ -96,9 +94,11 @@ class Exchange implements UpstreamExchange {
   private readonly tried = new Set<Backend>();
   private readonly canRetry: boolean;
   private staleRetried = false;
-  /** The backend's status line and headers, until written to the client with the first body bytes. */
-  private status = '';
-  private headers: string[] | null = null;
+  /**
+   * The backend's status and header lines ("200 OK\r\nContent-Type: ..."), until written to the
+   * client with the first body bytes.
+   */
+  private head: string | null = null;
   /** The status line went to the client. */
   private responded = false;
   /** The response's Content-Length, or -1 (then the body is streamed chunked by uWS). */
@@ -113,7 +113,7 @@ class Exchange implements UpstreamExchange {
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
-    private readonly head: Buffer,
+    private readonly requestHead: Buffer,
     private readonly body: Body,
   ) {
     this.canRetry = IDEMPOTENT.has(request.method) && body === Body.None;
@@ -131,7 +131,7 @@ class Exchange implements UpstreamExchange {
 
   private send(upstream: UpstreamConnection): void {
     this.upstream = upstream;
-    upstream.send(this, this.head, this.request.method === 'HEAD', this.body !== Body.None, this.pool.responseTimeout);
+    upstream.send(this, this.requestHead, this.request.method === 'HEAD', this.body !== Body.None, this.pool.responseTimeout);
   }
 
   private fail(outcome: Outcome): void {
@@ -174,10 +174,10 @@ class Exchange implements UpstreamExchange {
     this.res.resume();
   }
 
-  onResponseHead(status: number, reason: string, headers: string[]): void {
+  onResponseHead(status: number, reason: string, fields: string): void {
     if (this.finished) return;
-    this.status = `${status} ${reason || HTTP_REASONS[status] || ''}`.trimEnd();
-    this.headers = headers;
+    const statusLine = reason !== '' ? `${status} ${reason}` : `${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd();
+    this.head = fields === '' ? statusLine : `${statusLine}\r\n${fields}`;
     const upstream = this.upstream!;
     this.total = upstream.declaredLength;
     if (upstream.bodyless) {
@@ -215,12 +215,14 @@ class Exchange implements UpstreamExchange {
   /** Inside res.cork(): the head if not yet written, then `body` (or, for null, the end). */
   writeCorked(body: Buffer | null): void {
     const res = this.res;
-    const headers = this.headers;
-    if (headers !== null) {
-      this.headers = null;
+    const head = this.head;
+    if (head !== null) {
+      this.head = null;
       this.responded = true;
-      res.writeStatus(this.status);
-      for (let i = 0; i < headers.length; i += 2) if (!SKIP_RESPONSE.has(headers[i])) res.writeHeader(headers[i], headers[i + 1]);
+      // uWS writes "HTTP/1.1 " + this + CRLF, then its own Date and Content-Length (or chunked
+      // framing): the backend's header lines ride along in one call instead of one writeHeader each
+      // (the parser checked every line: no CR, LF or NUL but the CRLFs between them).
+      res.writeStatus(head);
     }
     if (body === null) {
       if (this.upstream?.bodyless) {

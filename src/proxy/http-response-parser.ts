@@ -4,14 +4,18 @@
 // machinery (request object and header validation, queue, timers, llhttp's callbacks into
 // JavaScript, net.Socket's streams) costing more than the syscalls themselves: proxy CPU per request
 // was 1.8x NGINX's (bench/README.md, "HTTP"). This parser only frames: status line and headers as
-// strings, then the body as byte ranges of the read buffer, never copied. It is strict where
-// leniency lets a backend smuggle a second response (whitespace before a colon, obs-fold, bare CR
-// or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
+// strings, then the body as byte ranges of the read buffer, never copied; header lines the client
+// should see pass through as the text they came in, never split into names and values. It is strict
+// where leniency lets a backend smuggle a second response (whitespace before a colon, obs-fold, bare
+// CR or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
 // Pure (no I/O), like the frame reader; tests feed it byte vectors split at every point.
 
 export interface ResponseHandler {
-  /** A final (>= 200) response's head. `headers`: [name, value, ...], names lower-cased, in order. */
-  onResponseHead(status: number, reason: string, headers: string[]): void;
+  /**
+   * A final (>= 200) response's head. `fields`: its header lines as received, CRLF-separated (no
+   * trailing CRLF; '' when none), without the hop-by-hop and framing ones and Date.
+   */
+  onResponseHead(status: number, reason: string, fields: string): void;
   /** `buf[start..end)` of the body, de-chunked, valid only during the call. */
   onResponseBody(buf: Buffer, start: number, end: number): void;
   onResponseEnd(): void;
@@ -46,9 +50,55 @@ const CR = 13;
 const LF = 10;
 /** CR or LF other than in a CRLF pair, or NUL. */
 const BARE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Header lines after the status line, all of them in one pass: `token:` then no CR, LF or NUL, CRLF-separated (RFC 9112 5). */
+const FIELD_SECTION = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*(?:\r\n(?!$)|$))*$/y;
+const STATUS = /^\d{3}$/;
+const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 const DIGITS = /^\d{1,15}$/;
 const HEX = /^[0-9a-fA-F]{1,13}$/;
+
+/** Which header fields this hop looks at or drops; everything else passes through untouched. */
+const enum Field {
+  Kept,
+  /** Hop-by-hop (RFC 9110 7.6.1), or written by uWS itself (Date). */
+  Dropped,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  KeepAlive,
+}
+
+/** The field named by text[start..colon), told by its length first so most names are never copied. */
+function fieldKind(text: string, start: number, colon: number): Field {
+  const n = colon - start;
+  if (n !== 2 && n !== 4 && n !== 7 && n !== 10 && n !== 14 && n !== 16 && n !== 17) return Field.Kept;
+  switch (text.slice(start, colon).toLowerCase()) {
+    case 'content-length':
+      return Field.ContentLength;
+    case 'transfer-encoding':
+      return Field.TransferEncoding;
+    case 'connection':
+      return Field.Connection;
+    case 'keep-alive':
+      return Field.KeepAlive;
+    case 'te':
+    case 'date':
+    case 'upgrade':
+    case 'trailer':
+    case 'proxy-connection':
+      return Field.Dropped;
+    default:
+      return Field.Kept;
+  }
+}
+
+/** Rare: the backend's Connection header named more hop-by-hop fields; drop those too. */
+function dropListed(fields: string, listed: string[]): string {
+  return fields
+    .split('\r\n')
+    .filter((line) => !listed.includes(line.slice(0, line.indexOf(':')).toLowerCase()))
+    .join('\r\n');
+}
 
 export class ResponseParser {
   /** The first protocol error, once one happened; the parser then refuses everything. */
@@ -58,6 +108,8 @@ export class ResponseParser {
   framing: Framing = Framing.None;
   /** The declared Content-Length, or -1. */
   contentLength = -1;
+  /** Seconds from the response's `Keep-Alive: timeout=N`, or -1. */
+  keepAliveTimeout = -1;
   private state = State.Idle;
   private noBody = false;
   private remaining = 0;
@@ -192,51 +244,66 @@ export class ResponseParser {
   }
 
   private parseHead(text: string): boolean {
-    const lines = text.split('\r\n');
-    const statusLine = lines[0];
+    let eol = text.indexOf('\r\n');
+    if (eol < 0) eol = text.length;
     // HTTP-version SP status-code [SP reason-phrase]
-    if (!statusLine.startsWith('HTTP/1.') || statusLine.charCodeAt(8) !== 32) return this.fail('malformed status line');
-    const minor = statusLine.charCodeAt(7) - 48;
-    const status = Number(statusLine.slice(9, 12));
-    if ((minor !== 0 && minor !== 1) || !/^\d{3}$/.test(statusLine.slice(9, 12)) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
+    const minor = text.charCodeAt(7) - 48;
+    const status = Number(text.slice(9, 12));
+    if (!text.startsWith('HTTP/1.') || (minor !== 0 && minor !== 1) || text.charCodeAt(8) !== 32 || !STATUS.test(text.slice(9, 12)) || (eol > 12 && text.charCodeAt(12) !== 32)) {
       return this.fail('malformed status line');
     }
-    if (BARE_CR_LF_NUL.test(text)) return this.fail('bare CR, LF or NUL in the response head');
-    const headers: string[] = [];
+    if (BARE_CR_LF_NUL.test(text.slice(0, eol))) return this.fail('bare CR, LF or NUL in the status line');
+    FIELD_SECTION.lastIndex = eol + 2;
+    if (eol < text.length && !FIELD_SECTION.test(text)) {
+      return this.fail('malformed header field (name not a token, whitespace before a colon, obsolete line folding, or a bare CR, LF or NUL)');
+    }
+    // Every line is now `token:value`. The fields the client should see are passed on as the text
+    // they came in (runs of lines, sliced); only the ones that frame this hop are looked at.
+    let fields = '';
+    let keptFrom = eol + 2;
     let length = -1;
     let chunked = false;
     let transferEncoding = false;
     let close = minor === 0;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = line.indexOf(':');
-      if (colon <= 0) return this.fail('malformed header line');
-      const c0 = line.charCodeAt(0);
-      if (c0 === 32 || c0 === 9) return this.fail('obsolete line folding in a header');
-      const rawName = line.slice(0, colon);
-      if (!TOKEN.test(rawName)) return this.fail('invalid header name (whitespace before the colon?)');
-      const name = rawName.toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      headers.push(name, value);
-      if (name === 'content-length') {
-        // A list of equal values is one value (RFC 9110 8.6); anything else is an attack or a bug.
-        for (const v of value.split(',')) {
-          const t = v.trim();
-          if (!DIGITS.test(t) || (length !== -1 && Number(t) !== length)) return this.fail('invalid or conflicting Content-Length');
-          length = Number(t);
-        }
-      } else if (name === 'transfer-encoding') {
-        transferEncoding = true;
-        const codings = value.toLowerCase().split(',');
-        chunked = codings[codings.length - 1].trim() === 'chunked';
-      } else if (name === 'connection') {
-        for (const token of value.toLowerCase().split(',')) {
-          const t = token.trim();
-          if (t === 'close') close = true;
-          else if (t === 'keep-alive' && minor === 0) close = false;
+    let listed: string[] | null = null;
+    this.keepAliveTimeout = -1;
+    for (let pos = eol + 2; pos < text.length; ) {
+      let end = text.indexOf('\r\n', pos);
+      if (end < 0) end = text.length;
+      const colon = text.indexOf(':', pos);
+      const kind = fieldKind(text, pos, colon);
+      if (kind !== Field.Kept) {
+        fields += text.slice(keptFrom, pos);
+        keptFrom = end + 2;
+        const value = text.slice(colon + 1, end).trim();
+        if (kind === Field.ContentLength) {
+          // A list of equal values is one value (RFC 9110 8.6); anything else is an attack or a bug.
+          for (const v of value.split(',')) {
+            const t = v.trim();
+            if (!DIGITS.test(t) || (length !== -1 && Number(t) !== length)) return this.fail('invalid or conflicting Content-Length');
+            length = Number(t);
+          }
+        } else if (kind === Field.TransferEncoding) {
+          transferEncoding = true;
+          const codings = value.toLowerCase().split(',');
+          chunked = codings[codings.length - 1].trim() === 'chunked';
+        } else if (kind === Field.Connection) {
+          for (const token of value.toLowerCase().split(',')) {
+            const t = token.trim();
+            if (t === 'close') close = true;
+            else if (t === 'keep-alive') close = minor === 0 ? false : close;
+            else if (t !== '') (listed ??= []).push(t);
+          }
+        } else if (kind === Field.KeepAlive) {
+          const m = KEEP_ALIVE_TIMEOUT.exec(value);
+          if (m) this.keepAliveTimeout = Number(m[1]);
         }
       }
+      pos = end + 2;
     }
+    if (keptFrom < text.length) fields += text.slice(keptFrom);
+    if (fields.endsWith('\r\n')) fields = fields.slice(0, -2);
+    if (listed !== null) fields = dropListed(fields, listed);
     if (status < 200) {
       // 100 Continue, 103 Early Hints ...: interim, the final answer follows. 101 cannot happen to a
       // request that did not ask to switch protocols.
@@ -256,7 +323,7 @@ export class ResponseParser {
       this.framing = Framing.UntilClose;
       this.keepAlive = false;
     }
-    this.handler.onResponseHead(status, statusLine.slice(13), headers);
+    this.handler.onResponseHead(status, eol > 13 ? text.slice(13, eol) : '', fields);
     if (this.state === State.Discarded) return true;
     switch (this.framing) {
       case Framing.None:

@@ -27,7 +27,6 @@ const MAX_KEEPALIVE_MS = 600_000;
 const MAX_IDLE = 256;
 /** Request-body bytes libuv may hold for a backend before the client is paused. */
 const WRITE_HIGH_WATER = 256 * 1024;
-const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 
 /** A coarse clock, advanced by the sweep: no clock read per request. */
 let now = Date.now();
@@ -186,13 +185,10 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
     else exchange.onUpstreamFailed('broken', error ?? 'closed mid-response');
   }
 
-  onResponseHead(status: number, reason: string, headers: string[]): void {
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] !== 'keep-alive') continue;
-      const m = KEEP_ALIVE_TIMEOUT.exec(headers[i + 1]);
-      if (m) this.keepAliveMs = Math.min(MAX_KEEPALIVE_MS, Math.max(0, Number(m[1]) * 1000 - 1000));
-    }
-    this.exchange?.onResponseHead(status, reason, headers);
+  onResponseHead(status: number, reason: string, fields: string): void {
+    const advertised = this.parser.keepAliveTimeout;
+    if (advertised >= 0) this.keepAliveMs = Math.min(MAX_KEEPALIVE_MS, Math.max(0, advertised * 1000 - 1000));
+    this.exchange?.onResponseHead(status, reason, fields);
   }
 
   onResponseBody(buf: Buffer, start: number, end: number): void {
