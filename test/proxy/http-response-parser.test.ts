@@ -185,6 +185,25 @@ describe('ResponseParser', () => {
     });
   }
 
+  it('never throws on garbage: mutated valid responses either parse or are refused (seeded fuzz)', () => {
+    let seed = 777;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed % n;
+    };
+    const alphabet = Buffer.from('\r\n:; \t0123456789abcdefABCDEF,\0\x80\xffHTTP/1.chunked-lengthContent-Transfer-Encoding');
+    let refused = 0;
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Buffer.from(i % 2 === 0 ? OK_LENGTH : CHUNKED, 'latin1');
+      for (let m = 1 + rand(4); m > 0; m--) bytes[rand(bytes.length)] = alphabet[rand(alphabet.length)];
+      const cut = rand(bytes.length);
+      const r = parse([bytes.subarray(0, cut), bytes.subarray(cut)]);
+      if (!r.ok) refused++;
+      else r.parser.finish();
+    }
+    assert.ok(refused > 100, `mutations are refused often enough to mean something (${refused})`);
+  });
+
   it('refuses a head larger than 64 KiB, and bytes with no request outstanding', () => {
     const big = `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(MAX_HEAD_BYTES)}\r\n\r\n`;
     assert.equal(parse([big.slice(0, 40_000), big.slice(40_000)]).ok, false);
