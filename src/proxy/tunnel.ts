@@ -241,7 +241,7 @@ export class Tunnel implements FrameSink, ConnectionTarget {
       this.armCloseTimer();
       this.endClient(code, reason);
     } else {
-      this.socket.end(); // the backend answered our close
+      this.socket.end(); // the backend answered our close; the close timer bounds its TCP close
     }
   }
 
