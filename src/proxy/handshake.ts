@@ -1,5 +1,5 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
-import { createHash, randomFillSync } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
@@ -19,8 +19,9 @@ export function newKey(): string {
   return KEY_POOL.toString('base64', keyOffset - 16, keyOffset);
 }
 
+// One-shot hash(): no Hash object per upgrade, as createHash().update().digest() had (churn profile).
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return hash('sha1', key + GUID, 'base64');
 }
 
 /** A client's Sec-WebSocket-Key must be base64 of 16 bytes (section 4.1, item 7). */
