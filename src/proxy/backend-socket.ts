@@ -73,7 +73,7 @@ export function openBackendSocket(
     const socket = new TcpConnection({
       onBackendConnected() {
         connected = true;
-        socket.write(Buffer.from(buildUpgradeRequest(pathAndQuery, key, headers)));
+        socket.writeNow(buildUpgradeRequest(pathAndQuery, key, headers));
       },
       onBackendClosed(error) {
         if (error !== undefined) return finish(new BackendConnectError(connected ? 'handshake' : 'refused', `${backend.name}: ${error}`));

@@ -37,6 +37,7 @@ interface TcpHandle {
   readStart(): number;
   readStop(): number;
   writeBuffer(req: Req, data: Buffer): number;
+  writeUtf8String(req: Req, data: string): number;
   writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
   shutdown(req: Req): number;
   setNoDelay(on: boolean): number;
@@ -212,6 +213,18 @@ export class TcpConnection {
       req.buffer = pending; // libuv holds pointers into it until afterWrite
       spareWrite = null;
     }
+  }
+
+  /**
+   * Writes `text` (UTF-8) now, on a connected socket with nothing queued: the upgrade request, from
+   * onBackendConnected. Node copies a string it cannot write at once, so no Buffer and no flush.
+   */
+  writeNow(text: string): void {
+    if (this.destroyed || this.ending || !this.connected || this.pending !== undefined) return this.write(Buffer.from(text));
+    const req = writeReq(this.handle);
+    const err = this.handle.writeUtf8String(req, text);
+    if (err !== 0) return this.fail(err);
+    if (streamBaseState[kLastWriteWasAsync] !== 0) spareWrite = null;
   }
 
   /**
