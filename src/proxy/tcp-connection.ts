@@ -41,7 +41,8 @@ interface TcpHandle {
   writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
   shutdown(req: Req): number;
   setNoDelay(on: boolean): number;
-  close(cb: (this: TcpHandle) => void): void;
+  /** libuv closes the descriptor at once; without a callback Node makes no JS call when the handle is freed. */
+  close(cb?: (this: TcpHandle) => void): void;
 }
 type ReqClass = new () => Req;
 const binding = (name: string): unknown => (process as unknown as { binding(name: string): unknown }).binding(name);
@@ -64,7 +65,6 @@ function newHandle(owner: TcpConnection): TcpHandle {
   handle.useUserBuffer(READ_BUFFER);
   return handle;
 }
-function noop(): void {}
 
 function onRead(this: TcpHandle): void {
   const conn = this.owner;
@@ -88,9 +88,6 @@ function afterShutdown(this: Req, _status: number): void {
   this.handle.owner.onShutdown();
 }
 
-function afterClose(this: TcpHandle): void {
-  this.owner.onClosed();
-}
 
 // A write that completes at once leaves its request object untouched (StreamBase::Write only binds
 // it when libuv queues the rest), so one spare serves every synchronous write.
@@ -105,12 +102,24 @@ function writeReq(handle: TcpHandle): Req {
 
 // Writes are batched per event-loop turn: data for a connection queues on it, and the check phase
 // (after uWS has delivered everything it polled) writes each connection's queue with one syscall.
+// Closed connections are reported to their targets in the same pass, after the writes: a close
+// callback from the handle would be one more C++ -> JS call per connection (churn profile).
 const queued: TcpConnection[] = [];
+const closed: TcpConnection[] = [];
 let flushScheduled = false;
+function scheduleFlush(): void {
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushQueued);
+  }
+}
 function flushQueued(): void {
   flushScheduled = false;
   for (let i = 0; i < queued.length; i++) queued[i].flush();
   queued.length = 0;
+  // A target may destroy another connection while told: the loop picks it up too.
+  for (let i = 0; i < closed.length; i++) closed[i].onClosed();
+  closed.length = 0;
 }
 
 export class TcpConnection {
@@ -168,7 +177,7 @@ export class TcpConnection {
       // A failed connect leaves the handle unusable: the next address gets a fresh one.
       const next = fallback.addresses[fallback.next++];
       if (fallback.next < fallback.addresses.length) this.fallback = fallback;
-      this.handle.close(noop);
+      this.handle.close();
       this.handle = newHandle(this);
       return this.connectTo(next, fallback.port);
     }
@@ -193,10 +202,7 @@ export class TcpConnection {
     if (pending === undefined) {
       this.pending = data;
       queued.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flushQueued);
-      }
+      scheduleFlush();
     } else if (Array.isArray(pending)) pending.push(data);
     else this.pending = [pending, data];
   }
@@ -282,16 +288,19 @@ export class TcpConnection {
 
   /** @internal An errno from libuv: the connection is over (the target hears it as the close's error). */
   fail(errno: number): void {
+    if (this.destroyed) return; // a write cancelled by our own close
     this.error ??= getSystemErrorName(errno);
     this.destroy();
   }
 
-  /** Closes at once, dropping anything unsent; the target hears onBackendClosed() after the handle closed. */
+  /** Closes at once, dropping anything unsent; the target hears onBackendClosed() later in this turn (or the next). */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.pending = undefined;
-    this.handle.close(afterClose);
+    this.handle.close();
+    closed.push(this);
+    scheduleFlush();
   }
 
   /** @internal */
