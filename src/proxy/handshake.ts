@@ -105,7 +105,8 @@ function statusOf(text: string, lineEnd: number): number {
 export function checkSwitchingProtocols(head: ResponseHead, key: string, offeredProtocols: string): string {
   const h = head.headers;
   if ((h.get('upgrade') ?? '').toLowerCase() !== 'websocket') throw new Error('101 without Upgrade: websocket');
-  if (!(h.get('connection') ?? '').toLowerCase().split(/\s*,\s*/).includes('upgrade')) throw new Error('101 without Connection: upgrade');
+  const connection = (h.get('connection') ?? '').toLowerCase();
+  if (connection !== 'upgrade' && !connection.split(/\s*,\s*/).includes('upgrade')) throw new Error('101 without Connection: upgrade');
   if (h.get('sec-websocket-accept') !== acceptFor(key)) throw new Error('101 with a wrong Sec-WebSocket-Accept');
   if (h.has('sec-websocket-extensions')) throw new Error('101 with an extension that was not offered');
   const protocol = h.get('sec-websocket-protocol') ?? '';
