@@ -164,7 +164,10 @@ export class TcpConnection {
     const req = new TCPConnectWrap();
     req.oncomplete = afterConnect;
     req.handle = this.handle;
-    const err = to.family === 6 ? this.handle.connect6(req, to.address, port) : this.handle.connect(req, to.address, port);
+    let err = to.family === 6 ? this.handle.connect6(req, to.address, port) : this.handle.connect(req, to.address, port);
+    // Reading starts with the connect (libuv reports the connect first): epoll then learns of the
+    // socket once for both directions, one epoll_ctl fewer than starting reads after it.
+    if (err === 0) err = this.handle.readStart();
     if (err !== 0) this.fail(err);
   }
 
@@ -184,8 +187,6 @@ export class TcpConnection {
     if (status < 0) return this.fail(status);
     this.connected = true;
     this.handle.setNoDelay(true);
-    const err = this.handle.readStart();
-    if (err !== 0) return this.fail(err);
     this.target.onBackendConnected?.();
     if (this.pending !== undefined) this.flush();
   }
