@@ -39,10 +39,28 @@ export class BackendConnectError extends Error {
 
 const MAX_REFUSAL_BODY = 64 * 1024;
 
+/** Who hears how a backend handshake ended (exactly one call). */
+export interface HandshakeOwner {
+  handshakeDone(result: Upgraded | Refused): void;
+  handshakeFailed(err: BackendConnectError): void;
+}
+
 /**
  * Connects to `backend` and asks it to upgrade `pathAndQuery`. `timeoutMs` bounds the TCP connect
  * and the wait for the answer together (NGINX's proxy_connect_timeout plus the header read).
  */
+export function startBackendHandshake(
+  owner: HandshakeOwner,
+  backend: Backend,
+  pathAndQuery: string,
+  headers: readonly (readonly [string, string])[],
+  offeredProtocols: string,
+  timeoutMs: number,
+): void {
+  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs)).start();
+}
+
+/** startBackendHandshake() as a promise. */
 export function openBackendSocket(
   backend: Backend,
   pathAndQuery: string,
@@ -51,7 +69,7 @@ export function openBackendSocket(
   timeoutMs: number,
 ): Promise<Upgraded | Refused> {
   return new Promise((resolve, reject) => {
-    new Handshake(backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs), resolve, reject).start();
+    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs);
   });
 }
 
@@ -73,13 +91,12 @@ class Handshake implements ConnectionTarget, Expiring {
   private upgraded: Upgraded | null = null;
 
   constructor(
+    private readonly owner: HandshakeOwner,
     private readonly backend: Backend,
     private readonly pathAndQuery: string,
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
     private readonly deadlines: DeadlineList,
-    private readonly resolve: (value: Upgraded | Refused) => void,
-    private readonly reject: (err: BackendConnectError) => void,
   ) {
     this.socket = new TcpConnection(this);
   }
@@ -101,8 +118,8 @@ class Handshake implements ConnectionTarget, Expiring {
     this.deadline = null;
     if (err) {
       this.socket.destroy();
-      this.reject(err);
-    } else this.resolve(value!);
+      this.owner.handshakeFailed(err);
+    } else this.owner.handshakeDone(value!);
   }
 
   onBackendConnected(): void {
