@@ -88,7 +88,6 @@ function afterShutdown(this: Req, _status: number): void {
   this.handle.owner.onShutdown();
 }
 
-
 // A write that completes at once leaves its request object untouched (StreamBase::Write only binds
 // it when libuv queues the rest), so one spare serves every synchronous write.
 let spareWrite: Req | null = null;
