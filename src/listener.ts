@@ -24,10 +24,16 @@ export interface ListenerDeps {
   log: Logger;
 }
 
+// forEachHeader's callback is one function for all requests, not a closure per request.
+let capturing: [string, string][] = [];
+function captureHeader(k: string, v: string): void {
+  capturing.push([k, v]);
+}
+
 /** Reads what outlives the handler from uWS's stack-allocated request (valid only until return). */
 function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
-  const headers: [string, string][] = [];
-  req.forEachHeader((k, v) => headers.push([k, v]));
+  const headers: [string, string][] = (capturing = []);
+  req.forEachHeader(captureHeader);
   const query = req.getQuery();
   return {
     method: req.getCaseSensitiveMethod(),
@@ -43,7 +49,9 @@ function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
  * `Connection: close` is also what makes uWS v20 close the socket right after its 101 (src/uws.ts).
  */
 function isUpgradeHandshake(request: ClientRequest): boolean {
-  return header(request, 'upgrade').toLowerCase() === 'websocket' && header(request, 'connection').toLowerCase().split(',').some((t) => t.trim() === 'upgrade');
+  if (header(request, 'upgrade').toLowerCase() !== 'websocket') return false;
+  const connection = header(request, 'connection').toLowerCase();
+  return connection === 'upgrade' || connection.split(',').some((t) => t.trim() === 'upgrade');
 }
 
 /** uWS prints IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d or its long form. */

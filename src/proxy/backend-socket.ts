@@ -6,7 +6,8 @@
 // shared by every backend connection of the worker, and writes are batched per event-loop turn.
 import type { Backend } from '../upstream/backend';
 import { buildUpgradeRequest, checkSwitchingProtocols, newKey, parseResponseHead, type ResponseHead } from './handshake';
-import { TcpConnection } from './tcp-connection';
+import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
+import { TcpConnection, type ConnectionTarget } from './tcp-connection';
 
 /** The backend accepted the upgrade. Frames that arrive before the tunnel takes the socket over are kept in `leftover`. */
 export interface Upgraded {
@@ -38,10 +39,28 @@ export class BackendConnectError extends Error {
 
 const MAX_REFUSAL_BODY = 64 * 1024;
 
+/** Who hears how a backend handshake ended (exactly one call). */
+export interface HandshakeOwner {
+  handshakeDone(result: Upgraded | Refused): void;
+  handshakeFailed(err: BackendConnectError): void;
+}
+
 /**
  * Connects to `backend` and asks it to upgrade `pathAndQuery`. `timeoutMs` bounds the TCP connect
  * and the wait for the answer together (NGINX's proxy_connect_timeout plus the header read).
  */
+export function startBackendHandshake(
+  owner: HandshakeOwner,
+  backend: Backend,
+  pathAndQuery: string,
+  headers: readonly (readonly [string, string])[],
+  offeredProtocols: string,
+  timeoutMs: number,
+): void {
+  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs)).start();
+}
+
+/** startBackendHandshake() as a promise. */
 export function openBackendSocket(
   backend: Backend,
   pathAndQuery: string,
@@ -50,72 +69,114 @@ export function openBackendSocket(
   timeoutMs: number,
 ): Promise<Upgraded | Refused> {
   return new Promise((resolve, reject) => {
-    const key = newKey();
-    let head: ResponseHead | null = null;
-    let received: Buffer = Buffer.alloc(0);
-    let done = false;
-    let connected = false;
-    let upgraded: Upgraded | null = null;
-
-    const finish = (err: BackendConnectError | null, value?: Upgraded | Refused): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        socket.destroy();
-        reject(err);
-      } else resolve(value!);
-    };
-    const timer = setTimeout(() => {
-      finish(new BackendConnectError('timeout', `${backend.name}: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-
-    const socket = new TcpConnection({
-      onBackendConnected() {
-        connected = true;
-        socket.write(Buffer.from(buildUpgradeRequest(pathAndQuery, key, headers)));
-      },
-      onBackendClosed(error) {
-        if (error !== undefined) return finish(new BackendConnectError(connected ? 'handshake' : 'refused', `${backend.name}: ${error}`));
-        if (head && head.status !== 101) return finish(null, { kind: 'refused', head, body: received.subarray(head.size) });
-        finish(new BackendConnectError('handshake', `${backend.name}: closed the connection before answering the upgrade`));
-      },
-      onBackendData(buf, length) {
-        if (upgraded) {
-          // Frames after the 101, before the tunnel has taken the socket over: keep them for it.
-          const copy = Buffer.from(buf.subarray(0, length));
-          upgraded.leftover = upgraded.leftover ? Buffer.concat([upgraded.leftover, copy]) : copy;
-          return;
-        }
-        if (done) return;
-        received = Buffer.concat([received, buf.subarray(0, length)]);
-        try {
-          head ??= parseResponseHead(received);
-        } catch (err) {
-          return finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
-        }
-        if (head === null) return;
-        if (head.status === 101) {
-          let protocol: string;
-          try {
-            protocol = checkSwitchingProtocols(head, key, offeredProtocols);
-          } catch (err) {
-            return finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
-          }
-          // The socket keeps reading (pausing and resuming it cost two epoll_ctl calls per upgrade).
-          const leftover = received.length > head.size ? received.subarray(head.size) : null;
-          upgraded = { kind: 'upgraded', socket, protocol, leftover };
-          return finish(null, upgraded);
-        }
-        // A refusal: take a small body if the backend says how long it is, then hand it on.
-        const bodyLength = Number(head.headers.get('content-length') ?? '0');
-        const have = received.length - head.size;
-        if (!(bodyLength > 0 && bodyLength <= MAX_REFUSAL_BODY) || have >= bodyLength) {
-          socket.destroy();
-          finish(null, { kind: 'refused', head, body: received.subarray(head.size, head.size + Math.min(have, bodyLength)) });
-        }
-      },
-    });
-    socket.connect(backend.host, backend.port);
+    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs);
   });
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One backend handshake, as an object rather than closures (one per upgrade: the churn profile
+ * counted each), and its timeout on a shared deadline list rather than a timer of its own.
+ */
+class Handshake implements ConnectionTarget, Expiring {
+  private readonly key = newKey();
+  private readonly socket: TcpConnection;
+  private deadline: Deadline | null = null;
+  private head: ResponseHead | null = null;
+  /** The answer so far, when it took more than one read. */
+  private received: Buffer = EMPTY;
+  private done = false;
+  private connected = false;
+  private upgraded: Upgraded | null = null;
+
+  constructor(
+    private readonly owner: HandshakeOwner,
+    private readonly backend: Backend,
+    private readonly pathAndQuery: string,
+    private readonly headers: readonly (readonly [string, string])[],
+    private readonly offeredProtocols: string,
+    private readonly deadlines: DeadlineList,
+  ) {
+    this.socket = new TcpConnection(this);
+  }
+
+  start(): void {
+    this.deadline = this.deadlines.add(this);
+    this.socket.connect(this.backend.host, this.backend.port);
+  }
+
+  onDeadline(): void {
+    this.deadline = null;
+    this.finish(new BackendConnectError('timeout', `${this.backend.name}: no answer within ${this.deadlines.delayMs} ms`));
+  }
+
+  private finish(err: BackendConnectError | null, value?: Upgraded | Refused): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.deadline !== null) this.deadlines.cancel(this.deadline);
+    this.deadline = null;
+    if (err) {
+      this.socket.destroy();
+      this.owner.handshakeFailed(err);
+    } else this.owner.handshakeDone(value!);
+  }
+
+  onBackendConnected(): void {
+    this.connected = true;
+    this.socket.writeNow(buildUpgradeRequest(this.pathAndQuery, this.key, this.headers));
+  }
+
+  onBackendClosed(error: string | undefined): void {
+    const { backend, head } = this;
+    if (error !== undefined) return this.finish(new BackendConnectError(this.connected ? 'handshake' : 'refused', `${backend.name}: ${error}`));
+    if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: this.received.subarray(head.size) });
+    this.finish(new BackendConnectError('handshake', `${backend.name}: closed the connection before answering the upgrade`));
+  }
+
+  onBackendData(buf: Buffer, length: number): void {
+    const upgraded = this.upgraded;
+    if (upgraded) {
+      // Frames after the 101, before the tunnel has taken the socket over: keep them for it.
+      const copy = Buffer.from(buf.subarray(0, length));
+      upgraded.leftover = upgraded.leftover ? Buffer.concat([upgraded.leftover, copy]) : copy;
+      return;
+    }
+    if (this.done) return;
+    const { backend } = this;
+    // The answer usually comes in one read: it is parsed where it lies (the shared read buffer, valid
+    // during this call), and only what must outlive the call is copied.
+    const inPlace = this.received.length === 0;
+    let received = inPlace ? buf.subarray(0, length) : (this.received = Buffer.concat([this.received, buf.subarray(0, length)]));
+    let head: ResponseHead | null;
+    try {
+      head = this.head ??= parseResponseHead(received);
+    } catch (err) {
+      return this.finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
+    }
+    if (head === null) {
+      if (inPlace) this.received = Buffer.from(received);
+      return;
+    }
+    if (head.status === 101) {
+      let protocol: string;
+      try {
+        protocol = checkSwitchingProtocols(head, this.key, this.offeredProtocols);
+      } catch (err) {
+        return this.finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
+      }
+      // The socket keeps reading (pausing and resuming it cost two epoll_ctl calls per upgrade).
+      const leftover = received.length > head.size ? Buffer.from(received.subarray(head.size)) : null;
+      this.upgraded = { kind: 'upgraded', socket: this.socket, protocol, leftover };
+      return this.finish(null, this.upgraded);
+    }
+    // A refusal: take a small body if the backend says how long it is, then hand it on.
+    if (inPlace) received = this.received = Buffer.from(received);
+    const bodyLength = Number(head.headers.get('content-length') ?? '0');
+    const have = received.length - head.size;
+    if (!(bodyLength > 0 && bodyLength <= MAX_REFUSAL_BODY) || have >= bodyLength) {
+      this.socket.destroy();
+      this.finish(null, { kind: 'refused', head, body: received.subarray(head.size, head.size + Math.min(have, bodyLength)) });
+    }
+  }
 }

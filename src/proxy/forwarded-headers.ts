@@ -13,6 +13,10 @@ const REPLACED = new Set([
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip',
 ]);
 
+// Both kinds in one set: one lookup per header (forwardedHeaders runs once per upgrade and request).
+const DROPPED = new Set([...HOP_BY_HOP, ...REPLACED]);
+const NOTHING_LISTED: readonly string[] = [];
+
 /** What the listener captured of a client request while uWS's request object was still alive. */
 export interface ClientRequest {
   method: string;
@@ -67,11 +71,13 @@ export function clientIp(req: ClientRequest, trusted: TrustedProxies): string {
 
 /** Headers for the backend request, as [name, value] pairs. */
 export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): [string, string][] {
-  const connectionListed = header(req, 'connection').toLowerCase().split(',').map((s) => s.trim());
+  const connection = header(req, 'connection').toLowerCase();
+  // Usually just "upgrade" (or nothing), which names no header beyond the hop-by-hop ones.
+  const connectionListed = connection === 'upgrade' || connection === '' ? NOTHING_LISTED : connection.split(',').map((s) => s.trim());
   const out: [string, string][] = [];
   for (const pair of req.headers) {
     const name = pair[0];
-    if (HOP_BY_HOP.has(name) || REPLACED.has(name) || connectionListed.includes(name)) continue;
+    if (DROPPED.has(name) || connectionListed.includes(name)) continue;
     out.push(pair);
   }
   const fromTrusted = trusted.has(req.peerIp);

@@ -1,5 +1,5 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
-import { createHash, randomFillSync } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
@@ -19,8 +19,9 @@ export function newKey(): string {
   return KEY_POOL.toString('base64', keyOffset - 16, keyOffset);
 }
 
+// One-shot hash(): no Hash object per upgrade, as createHash().update().digest() had (churn profile).
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return hash('sha1', key + GUID, 'base64');
 }
 
 /** A client's Sec-WebSocket-Key must be base64 of 16 bytes (section 4.1, item 7). */
@@ -45,29 +46,56 @@ export interface ResponseHead {
   size: number;
 }
 
-/** Parses an HTTP/1.1 response head from `buf`; null while incomplete; throws on garbage. */
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Parses an HTTP/1.1 response head from `buf`; null while incomplete; throws on garbage. Scanned
+ * with indexOf rather than split() and a RegExp: it runs once per upgrade (churn profile).
+ */
 export function parseResponseHead(buf: Buffer): ResponseHead | null {
-  const end = buf.indexOf('\r\n\r\n');
+  const end = buf.indexOf(HEAD_END);
   if (end === -1) {
     if (buf.length > MAX_RESPONSE_HEAD) throw new Error('backend response head too large');
     return null;
   }
-  const lines = buf.toString('latin1', 0, end).split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!m) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(lines[0].slice(0, 80))}`);
+  const text = buf.toString('latin1', 0, end);
+  let lineEnd = text.indexOf('\r\n');
+  if (lineEnd === -1) lineEnd = text.length;
+  const statusEnd = lineEnd;
+  const status = statusOf(text, statusEnd);
+  if (status === -1) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
   const headers = new Map<string, string>();
   const setCookie: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new Error('backend answered with a malformed header line');
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
+  while (lineEnd < text.length) {
+    const start = lineEnd + 2;
+    lineEnd = text.indexOf('\r\n', start);
+    if (lineEnd === -1) lineEnd = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon <= start || colon >= lineEnd) throw new Error('backend answered with a malformed header line');
+    const name = text.slice(start, colon).trim().toLowerCase();
+    const value = text.slice(colon + 1, lineEnd).trim();
     if (name === 'set-cookie') setCookie.push(value);
     const prev = headers.get(name);
     headers.set(name, prev === undefined ? value : `${prev}, ${value}`);
   }
-  return { status: Number(m[1]), reason: m[2] ?? '', headers, setCookie, size: end + 4 };
+  return { status, reason: statusEnd > 13 ? text.slice(13, statusEnd) : '', headers, setCookie, size: end + 4 };
+}
+
+/** The status of `HTTP/1.[01] NNN` optionally followed by ` reason` (no CR or LF), or -1. */
+function statusOf(text: string, lineEnd: number): number {
+  if (lineEnd < 12 || !text.startsWith('HTTP/1.') || (text[7] !== '0' && text[7] !== '1') || text[8] !== ' ') return -1;
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    status = status * 10 + d;
+  }
+  if (lineEnd > 12 && text[12] !== ' ') return -1;
+  for (let i = 13; i < lineEnd; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10 || c === 13) return -1;
+  }
+  return status;
 }
 
 /**
@@ -77,7 +105,8 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
 export function checkSwitchingProtocols(head: ResponseHead, key: string, offeredProtocols: string): string {
   const h = head.headers;
   if ((h.get('upgrade') ?? '').toLowerCase() !== 'websocket') throw new Error('101 without Upgrade: websocket');
-  if (!(h.get('connection') ?? '').toLowerCase().split(/\s*,\s*/).includes('upgrade')) throw new Error('101 without Connection: upgrade');
+  const connection = (h.get('connection') ?? '').toLowerCase();
+  if (connection !== 'upgrade' && !connection.split(/\s*,\s*/).includes('upgrade')) throw new Error('101 without Connection: upgrade');
   if (h.get('sec-websocket-accept') !== acceptFor(key)) throw new Error('101 with a wrong Sec-WebSocket-Accept');
   if (h.has('sec-websocket-extensions')) throw new Error('101 with an extension that was not offered');
   const protocol = h.get('sec-websocket-protocol') ?? '';

@@ -39,10 +39,12 @@ interface TcpHandle {
   readStart(): number;
   readStop(): number;
   writeBuffer(req: Req, data: Buffer): number;
+  writeUtf8String(req: Req, data: string): number;
   writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
   shutdown(req: Req): number;
   setNoDelay(on: boolean): number;
-  close(cb: (this: TcpHandle) => void): void;
+  /** libuv closes the descriptor at once; without a callback Node makes no JS call when the handle is freed. */
+  close(cb?: (this: TcpHandle) => void): void;
 }
 type ReqClass = new () => Req;
 const binding = (name: string): unknown => (process as unknown as { binding(name: string): unknown }).binding(name);
@@ -65,7 +67,6 @@ function newHandle(owner: TcpConnection): TcpHandle {
   handle.useUserBuffer(READ_BUFFER);
   return handle;
 }
-function noop(): void {}
 
 function onRead(this: TcpHandle): void {
   const conn = this.owner;
@@ -91,10 +92,6 @@ function afterShutdown(this: Req, _status: number): void {
   this.handle.owner.onShutdown();
 }
 
-function afterClose(this: TcpHandle): void {
-  this.owner.onClosed();
-}
-
 // A write that completes at once leaves its request object untouched (StreamBase::Write only binds
 // it when libuv queues the rest), so one spare serves every synchronous write.
 let spareWrite: Req | null = null;
@@ -108,12 +105,24 @@ function writeReq(handle: TcpHandle): Req {
 
 // Writes are batched per event-loop turn: data for a connection queues on it, and the check phase
 // (after uWS has delivered everything it polled) writes each connection's queue with one syscall.
+// Closed connections are reported to their targets in the same pass, after the writes: a close
+// callback from the handle would be one more C++ -> JS call per connection (churn profile).
 const queued: TcpConnection[] = [];
+const closed: TcpConnection[] = [];
 let flushScheduled = false;
+function scheduleFlush(): void {
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushQueued);
+  }
+}
 function flushQueued(): void {
   flushScheduled = false;
   for (let i = 0; i < queued.length; i++) queued[i].flush();
   queued.length = 0;
+  // A target may destroy another connection while told: the loop picks it up too.
+  for (let i = 0; i < closed.length; i++) closed[i].onClosed();
+  closed.length = 0;
 }
 
 export class TcpConnection {
@@ -123,6 +132,7 @@ export class TcpConnection {
   closed = false;
   private connected = false;
   private ending = false;
+  private shutdownIssued = false;
   private shutDown = false;
   private eof = false;
   private error: string | undefined;
@@ -157,7 +167,10 @@ export class TcpConnection {
     const req = new TCPConnectWrap();
     req.oncomplete = afterConnect;
     req.handle = this.handle;
-    const err = to.family === 6 ? this.handle.connect6(req, to.address, port) : this.handle.connect(req, to.address, port);
+    let err = to.family === 6 ? this.handle.connect6(req, to.address, port) : this.handle.connect(req, to.address, port);
+    // Reading starts with the connect (libuv reports the connect first): epoll then learns of the
+    // socket once for both directions, one epoll_ctl fewer than starting reads after it.
+    if (err === 0) err = this.handle.readStart();
     if (err !== 0) this.fail(err);
   }
 
@@ -170,15 +183,13 @@ export class TcpConnection {
       // A failed connect leaves the handle unusable: the next address gets a fresh one.
       const next = fallback.addresses[fallback.next++];
       if (fallback.next < fallback.addresses.length) this.fallback = fallback;
-      this.handle.close(noop);
+      this.handle.close();
       this.handle = newHandle(this);
       return this.connectTo(next, fallback.port);
     }
     if (status < 0) return this.fail(status);
     this.connected = true;
     this.handle.setNoDelay(true);
-    const err = this.handle.readStart();
-    if (err !== 0) return this.fail(err);
     this.target.onBackendConnected?.();
     if (this.pending !== undefined) this.flush();
   }
@@ -195,10 +206,7 @@ export class TcpConnection {
     if (pending === undefined) {
       this.pending = data;
       queued.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flushQueued);
-      }
+      scheduleFlush();
     } else if (Array.isArray(pending)) pending.push(data);
     else this.pending = [pending, data];
   }
@@ -217,14 +225,36 @@ export class TcpConnection {
     }
   }
 
-  /** Ends the connection after what is queued, `data` last: shutdown, then close once the peer's EOF came. */
+  /**
+   * Writes `text` (UTF-8) now, on a connected socket with nothing queued: the upgrade request, from
+   * onBackendConnected. Node copies a string it cannot write at once, so no Buffer and no flush.
+   */
+  writeNow(text: string): void {
+    if (this.destroyed || this.ending || !this.connected || this.pending !== undefined) return this.write(Buffer.from(text));
+    const req = writeReq(this.handle);
+    const err = this.handle.writeUtf8String(req, text);
+    if (err !== 0) return this.fail(err);
+    if (streamBaseState[kLastWriteWasAsync] !== 0) spareWrite = null;
+  }
+
+  /**
+   * Ends the connection after what is queued, `data` last, and waits for the peer to close: RFC 6455
+   * 5.5.1, after the close handshake the server closes first and the client SHOULD wait for it (the
+   * caller bounds the wait). Without a shutdown() of our own, a close costs two syscalls fewer
+   * (shutdown, and the epoll_ctl libuv makes after it), and TIME_WAIT stays with the backend.
+   */
   end(data?: Buffer): void {
     if (this.destroyed || this.ending) return;
     if (data) this.write(data);
     this.ending = true;
-    if (!this.connected) return this.destroy();
+    if (!this.connected) this.destroy();
+  }
+
+  /** Our FIN once libuv has written what is queued (the peer has sent its own). */
+  private shutdownAfterWrites(): void {
     this.flush();
     if (this.destroyed) return;
+    this.shutdownIssued = true;
     const req = new ShutdownWrap();
     req.oncomplete = afterShutdown;
     req.handle = this.handle;
@@ -239,11 +269,17 @@ export class TcpConnection {
     if (this.eof) this.destroy();
   }
 
-  /** @internal The peer sent FIN: like net.Socket without allowHalfOpen, end our side too. */
+  /**
+   * @internal The peer sent FIN: like net.Socket without allowHalfOpen, end our side too. With all
+   * our bytes already with the kernel, close() sends our FIN itself: no shutdown() first.
+   */
   onEof(): void {
     this.eof = true;
-    if (this.shutDown) this.destroy();
-    else if (!this.ending) this.end();
+    if (this.shutDown || (this.pending === undefined && this.handle.writeQueueSize === 0)) this.destroy();
+    else if (!this.shutdownIssued) {
+      this.ending = true;
+      this.shutdownAfterWrites();
+    }
   }
 
   pause(): void {
@@ -256,16 +292,19 @@ export class TcpConnection {
 
   /** @internal An errno from libuv: the connection is over (the target hears it as the close's error). */
   fail(errno: number): void {
+    if (this.destroyed) return; // a write cancelled by our own close
     this.error ??= getSystemErrorName(errno);
     this.destroy();
   }
 
-  /** Closes at once, dropping anything unsent; the target hears onBackendClosed() after the handle closed. */
+  /** Closes at once, dropping anything unsent; the target hears onBackendClosed() later in this turn (or the next). */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.pending = undefined;
-    this.handle.close(afterClose);
+    this.handle.close();
+    closed.push(this);
+    scheduleFlush();
   }
 
   /** @internal */

@@ -10,6 +10,7 @@ import type { Backend } from '../upstream/backend';
 import type { WebSocket } from '../uws';
 import { FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
+import { deadlineList, type Deadline, type Expiring } from './deadlines';
 import type { ConnectionTarget, TcpConnection } from './tcp-connection';
 
 export interface TunnelSettings {
@@ -49,6 +50,7 @@ export function idleSweepInterval(smallestTimeoutMs: number): number {
 
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+const closeDeadlines = deadlineList(CLOSE_TIMEOUT_MS);
 
 /** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
 const UWS_IDLE_REASON = 'WebSocket timed out from inactivity';
@@ -78,7 +80,7 @@ const enum State {
   Closing,
 }
 
-export class Tunnel implements FrameSink, ConnectionTarget {
+export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
   private ws: WebSocket<ClientData> | null = null;
   private state = State.Opening;
   private clientClosed = false;
@@ -87,7 +89,7 @@ export class Tunnel implements FrameSink, ConnectionTarget {
   private finished = false;
   private paused = false;
   private awaitingPong = false;
-  private closeTimer: NodeJS.Timeout | undefined;
+  private closeDeadline: Deadline | null = null;
   /** When the backend last sent anything, on the coarse clock of sweepIdleBackends(). */
   private lastHeard = coarseNow;
   /** Who started the close, and with which code: counted once when the tunnel finishes. */
@@ -241,7 +243,7 @@ export class Tunnel implements FrameSink, ConnectionTarget {
       this.armCloseTimer();
       this.endClient(code, reason);
     } else {
-      this.socket.end(); // the backend answered our close
+      this.socket.end(); // the backend answered our close; the close timer bounds its TCP close
     }
   }
 
@@ -269,7 +271,7 @@ export class Tunnel implements FrameSink, ConnectionTarget {
 
   onBackendClosed(): void {
     this.backendClosed = true;
-    clearTimeout(this.closeTimer);
+    if (this.closeDeadline !== null) closeDeadlines.cancel(this.closeDeadline);
     if (this.state !== State.Closing) {
       // Lost without a close frame: an abnormal close, which counts against the backend (outlier detection).
       if (this.state === State.Open) backendFailed(this.backend);
@@ -299,7 +301,12 @@ export class Tunnel implements FrameSink, ConnectionTarget {
 
   /** A backend that never finishes the close handshake (or never closes TCP) is cut off. */
   private armCloseTimer(): void {
-    this.closeTimer ??= setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+    this.closeDeadline ??= closeDeadlines.add(this);
+  }
+
+  /** The close timer ran out. */
+  onDeadline(): void {
+    this.socket.destroy();
   }
 
   private endClient(code: number, reason: string): void {

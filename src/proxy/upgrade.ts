@@ -6,7 +6,7 @@ import { Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
-import { BackendConnectError, openBackendSocket, type Refused, type Upgraded } from './backend-socket';
+import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, type Refused, type Upgraded } from './backend-socket';
 
 export type BackendOpenResult =
   | { kind: 'upgraded'; backend: Backend; upgraded: Upgraded }
@@ -18,7 +18,7 @@ export type BackendOpenResult =
  * lowers it. Counting from the pick (not from the 101) keeps a burst of concurrent upgrades from
  * all landing on the same least-loaded backend.
  */
-export async function openBackend(
+export function openBackend(
   pool: Pool,
   clientIp: string,
   pathAndQuery: string,
@@ -26,28 +26,67 @@ export async function openBackend(
   offeredProtocols: string,
   log: Logger,
 ): Promise<BackendOpenResult> {
-  const tried = new Set<Backend>();
-  for (let attempt = 0; attempt <= pool.retries; attempt++) {
-    const backend = pool.pick(clientIp, tried);
-    if (backend === undefined) break;
+  return new Promise((resolve, reject) => {
+    new BackendOpening(pool, clientIp, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
+  });
+}
+
+/**
+ * The attempts of one upgrade, driven by the handshakes' callbacks: one promise per upgrade
+ * rather than an async function awaiting one per attempt (churn profile, bench/README.md).
+ */
+class BackendOpening implements HandshakeOwner {
+  private readonly tried = new Set<Backend>();
+  private attempt = 0;
+  private backend: Backend | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly clientIp: string,
+    private readonly pathAndQuery: string,
+    private readonly headers: readonly (readonly [string, string])[],
+    private readonly offeredProtocols: string,
+    private readonly log: Logger,
+    private readonly resolve: (result: BackendOpenResult) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {}
+
+  next(): void {
+    const { pool, tried } = this;
+    const backend = this.attempt++ <= pool.retries ? pool.pick(this.clientIp, tried) : undefined;
+    if (backend === undefined) {
+      this.resolve({ kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable });
+      return;
+    }
     tried.add(backend);
     backend.active++;
+    this.backend = backend;
     try {
-      const result = await openBackendSocket(backend, pathAndQuery, headers, offeredProtocols, pool.connectTimeout);
-      if (result.kind === 'upgraded') {
-        backendSucceeded(backend);
-        return { kind: 'upgraded', backend, upgraded: result };
-      }
-      backend.active--;
-      // A 5xx answer to the upgrade is the backend failing; a 4xx is its verdict on the client.
-      if (result.head.status >= 500) backendFailed(backend);
-      return { kind: 'refused', backend, refused: result };
+      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, pool.connectTimeout);
     } catch (err) {
       backend.active--;
-      if (!(err instanceof BackendConnectError)) throw err;
-      backendFailed(backend);
-      log.warn({ pool: pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
+      this.reject(err);
     }
   }
-  return { kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable };
+
+  handshakeDone(result: Upgraded | Refused): void {
+    const backend = this.backend!;
+    if (result.kind === 'upgraded') {
+      backendSucceeded(backend);
+      this.resolve({ kind: 'upgraded', backend, upgraded: result });
+      return;
+    }
+    backend.active--;
+    // A 5xx answer to the upgrade is the backend failing; a 4xx is its verdict on the client.
+    if (result.head.status >= 500) backendFailed(backend);
+    this.resolve({ kind: 'refused', backend, refused: result });
+  }
+
+  handshakeFailed(err: BackendConnectError): void {
+    const backend = this.backend!;
+    backend.active--;
+    backendFailed(backend);
+    this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
+    this.next();
+  }
 }

@@ -280,9 +280,10 @@ export interface RawWsBackend extends RawServerBase {
  * - 'ignore': keeps reading but never answers anything (no pong, no close, no data);
  * - 'stop-reading': stops reading the socket altogether;
  * - 'masked-frame': sends a masked frame, which a server must never send (a protocol error);
- * - 'bad-accept': answers 101 with a wrong Sec-WebSocket-Accept.
+ * - 'bad-accept': answers 101 with a wrong Sec-WebSocket-Accept;
+ * - 'close-keeps-tcp': answers a close frame with its own, but never closes the TCP connection.
  */
-export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept'): Promise<RawWsBackend> {
+export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept' | 'close-keeps-tcp'): Promise<RawWsBackend> {
   let handshakes = 0;
   const upgraded: Socket[] = [];
   const base = await listenRaw((socket) => {
@@ -303,6 +304,16 @@ export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'maske
         socket.on('data', () => {});
         setTimeout(() => socket.write(Buffer.from([0x81, 0x82, 1, 2, 3, 4, 0x69 ^ 1, 0x69 ^ 2])), 50);
       } else if (mode === 'stop-reading') socket.pause();
+      else if (mode === 'close-keeps-tcp') {
+        socket.on('data', (frame: Buffer) => {
+          // A masked close frame with a status code (at most 125 bytes): answer with that code.
+          if ((frame[0] & 0x0f) === 0x8 && (frame[1] & 0x7f) >= 2) {
+            const mask = frame.subarray(2, 6);
+            socket.write(Buffer.from([0x88, 2, frame[6] ^ mask[0], frame[7] ^ mask[1]]));
+          }
+        });
+        socket.on('end', () => {}); // allowHalfOpen is off: our side ends when the balancer's does
+      }
       else socket.on('data', () => {});
     };
     socket.on('data', onData);
