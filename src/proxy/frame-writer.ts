@@ -1,6 +1,7 @@
 // RFC 6455 frame writer for the backend hop, client role: every frame is masked (section 5.3).
 // Pure: returns the bytes to write. Building header and masked payload into one fresh buffer is
 // also the copy we need anyway, since uWS's message ArrayBuffer dies when its handler returns.
+import { Buffer } from 'node:buffer'; // the global Buffer is a getter: a call on every use in hot code
 import { randomFillSync } from 'node:crypto';
 import { Opcode } from './frame-reader';
 
