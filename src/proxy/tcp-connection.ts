@@ -27,7 +27,7 @@ export interface ConnectionTarget {
 interface Req {
   oncomplete: (this: Req, status: number) => void;
   handle: TcpHandle;
-  buffer?: Buffer | Buffer[];
+  buffer?: Uint8Array | Uint8Array[];
 }
 interface TcpHandle {
   owner: TcpConnection;
@@ -38,8 +38,8 @@ interface TcpHandle {
   useUserBuffer(buf: Uint8Array): void;
   readStart(): number;
   readStop(): number;
-  writeBuffer(req: Req, data: Buffer): number;
-  writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
+  writeBuffer(req: Req, data: Uint8Array): number;
+  writev(req: Req, chunks: Uint8Array[], allBuffers: boolean): number;
   shutdown(req: Req): number;
   setNoDelay(on: boolean): number;
   close(cb: (this: TcpHandle) => void): void;
@@ -126,7 +126,7 @@ export class TcpConnection {
   private shutDown = false;
   private eof = false;
   private error: string | undefined;
-  private pending: Buffer | Buffer[] | undefined;
+  private pending: Uint8Array | Uint8Array[] | undefined;
   private fallback: { addresses: LookupAddress[]; next: number; port: number } | undefined;
   private handle: TcpHandle;
 
@@ -189,7 +189,7 @@ export class TcpConnection {
   }
 
   /** Queues `data` (which must not change afterwards) for one write at the end of this turn. */
-  write(data: Buffer): void {
+  write(data: Uint8Array): void {
     if (this.destroyed || this.ending) return;
     const pending = this.pending;
     if (pending === undefined) {
@@ -218,7 +218,7 @@ export class TcpConnection {
   }
 
   /** Ends the connection after what is queued, `data` last: shutdown, then close once the peer's EOF came. */
-  end(data?: Buffer): void {
+  end(data?: Uint8Array): void {
     if (this.destroyed || this.ending) return;
     if (data) this.write(data);
     this.ending = true;
