@@ -31,6 +31,9 @@ let slab = newSlab();
 let slabBytes = new Uint8Array(slab);
 let slabWords = new Int32Array(slab);
 let slabUsed = 0;
+// Called through a constant: `bytes.set` was a generic property load (LoadIC) on every frame.
+// eslint-disable-next-line @typescript-eslint/unbound-method -- always called with .call(bytes, ...)
+const copyBytes = Uint8Array.prototype.set;
 
 /** Uninitialised memory (every byte of a frame is written before it leaves): no 8 KiB zero-fill per slab. */
 function newSlab(): ArrayBuffer {
@@ -82,7 +85,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Ui
   // byte i of the payload meets key byte i % 4 whatever the platform's endianness.
   const key = nextMaskKey();
   words[(at >>> 2) - 1] = key;
-  bytes.set(payload, at);
+  copyBytes.call(bytes, payload, at);
   const endWord = (at + len + 3) >>> 2;
   for (let w = at >>> 2; w < endWord; w++) words[w] ^= key;
   return new Uint8Array(buffer, start, headerSize + len);
