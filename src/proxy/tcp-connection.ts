@@ -83,6 +83,7 @@ function afterConnect(this: Req, status: number): void {
 function afterWrite(this: Req, status: number): void {
   this.buffer = undefined;
   const conn = this.handle.owner;
+  conn.asyncWrites--;
   if (status < 0) conn.fail(status);
   else if (this.handle.writeQueueSize === 0 && !conn.destroyed) conn.target.onBackendDrain?.();
 }
@@ -127,6 +128,8 @@ export class TcpConnection {
   private eof = false;
   private error: string | undefined;
   private pending: Uint8Array | Uint8Array[] | undefined;
+  /** @internal Writes libuv queued and has not completed yet. */
+  asyncWrites = 0;
   private fallback: { addresses: LookupAddress[]; next: number; port: number } | undefined;
   private handle: TcpHandle;
 
@@ -185,7 +188,8 @@ export class TcpConnection {
 
   /** Bytes libuv still holds for the kernel (what net.Socket#writableLength counted, minus this turn's batch). */
   get writeQueueSize(): number {
-    return this.handle.writeQueueSize;
+    // The handle's getter is a call into C++, and libuv holds nothing unless a write went async.
+    return this.asyncWrites === 0 ? 0 : this.handle.writeQueueSize;
   }
 
   /** Queues `data` (which must not change afterwards) for one write at the end of this turn. */
@@ -214,6 +218,7 @@ export class TcpConnection {
     if (streamBaseState[kLastWriteWasAsync] !== 0) {
       req.buffer = pending; // libuv holds pointers into it until afterWrite
       spareWrite = null;
+      this.asyncWrites++;
     }
   }
 
