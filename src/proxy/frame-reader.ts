@@ -26,16 +26,21 @@ const NO_FRAGMENTS: Buffer[] = [];
 // and byteOffset through getters its (megamorphic) call sites never inline, and `buffer` is a C++
 // getter wherever it is read. The tunnel always passes the same read buffer, so its ArrayBuffer is
 // looked up once (bench/README.md, chat profiling).
+// The payload of a small frame read on its own always sits at offset 2: those views are made once
+// per length and reused (they are valid only during the sink's call either way).
 let lastBuf: Uint8Array | null = null;
 let lastArrayBuffer: ArrayBufferLike = EMPTY.buffer;
 let lastByteOffset = 0;
+const smallViews = new Array<Uint8Array | undefined>(126).fill(undefined);
 function viewOf(buf: Uint8Array, pos: number, len: number): Uint8Array {
   if (buf !== lastBuf) {
     lastBuf = buf;
     lastArrayBuffer = buf.buffer;
     lastByteOffset = buf.byteOffset;
+    smallViews.fill(undefined);
   }
-  return new Uint8Array(lastArrayBuffer, lastByteOffset + pos, len);
+  if (pos !== 2 || len > 125) return new Uint8Array(lastArrayBuffer, lastByteOffset + pos, len);
+  return (smallViews[len] ??= new Uint8Array(lastArrayBuffer, lastByteOffset + 2, len));
 }
 
 export class FrameReader {
