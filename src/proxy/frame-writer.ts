@@ -61,7 +61,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Ui
     words = slabWords;
   } else {
     at = (headerSize + 3) & ~3;
-    buffer = new ArrayBuffer((at + len + 3) & ~3);
+    buffer = Buffer.allocUnsafeSlow((at + len + 3) & ~3).buffer;
     bytes = new Uint8Array(buffer);
     words = new Int32Array(buffer);
   }
