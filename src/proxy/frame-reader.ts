@@ -2,7 +2,7 @@
 // It knows nothing of sockets. The caller may reuse its buffer after push() returns, so complete
 // frames are handed to the sink as views into that buffer (zero copy, valid only during the call)
 // and only frames split across reads are copied.
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { CloseCodes, isSendableCloseCode } from '../errors';
 
 export const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
@@ -21,6 +21,27 @@ export interface FrameSink {
 const EMPTY = new Uint8Array(0);
 /** Shared, never written: the fragment list of every reader that is not inside a fragmented message. */
 const NO_FRAGMENTS: Buffer[] = [];
+
+// Payload views are made here rather than with buf.subarray(): Buffer#subarray reads length, buffer
+// and byteOffset through getters its (megamorphic) call sites never inline, and `buffer` is a C++
+// getter wherever it is read. The tunnel always passes the same read buffer, so its ArrayBuffer is
+// looked up once (bench/README.md, chat profiling).
+// The payload of a small frame read on its own always sits at offset 2: those views are made once
+// per length and reused (they are valid only during the sink's call either way).
+let lastBuf: Uint8Array | null = null;
+let lastArrayBuffer: ArrayBufferLike = EMPTY.buffer;
+let lastByteOffset = 0;
+const smallViews = new Array<Uint8Array | undefined>(126).fill(undefined);
+function viewOf(buf: Uint8Array, pos: number, len: number): Uint8Array {
+  if (buf !== lastBuf) {
+    lastBuf = buf;
+    lastArrayBuffer = buf.buffer;
+    lastByteOffset = buf.byteOffset;
+    smallViews.fill(undefined);
+  }
+  if (pos !== 2 || len > 125) return new Uint8Array(lastArrayBuffer, lastByteOffset + pos, len);
+  return (smallViews[len] ??= new Uint8Array(lastArrayBuffer, lastByteOffset + 2, len));
+}
 
 export class FrameReader {
   // Header being assembled when a read ends inside it (at most 14 bytes); allocated on first need,
@@ -142,7 +163,7 @@ export class FrameReader {
   private afterHeader(buf: Uint8Array, pos: number, end: number): number {
     const len = this.length;
     if (end - pos >= len) {
-      const view = len === 0 ? EMPTY : buf.subarray(pos, pos + len);
+      const view = len === 0 ? EMPTY : viewOf(buf, pos, len);
       this.frame(this.opcode, this.fin, view, false);
       return pos + len;
     }

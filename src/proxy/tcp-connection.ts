@@ -27,7 +27,7 @@ export interface ConnectionTarget {
 interface Req {
   oncomplete: (this: Req, status: number) => void;
   handle: TcpHandle;
-  buffer?: Buffer | Buffer[];
+  buffer?: Uint8Array | Uint8Array[];
 }
 interface TcpHandle {
   owner: TcpConnection;
@@ -38,9 +38,9 @@ interface TcpHandle {
   useUserBuffer(buf: Uint8Array): void;
   readStart(): number;
   readStop(): number;
-  writeBuffer(req: Req, data: Buffer): number;
+  writeBuffer(req: Req, data: Uint8Array): number;
   writeUtf8String(req: Req, data: string): number;
-  writev(req: Req, chunks: Buffer[], allBuffers: boolean): number;
+  writev(req: Req, chunks: Uint8Array[], allBuffers: boolean): number;
   shutdown(req: Req): number;
   setNoDelay(on: boolean): number;
   /** libuv closes the descriptor at once; without a callback Node makes no JS call when the handle is freed. */
@@ -84,6 +84,7 @@ function afterConnect(this: Req, status: number): void {
 function afterWrite(this: Req, status: number): void {
   this.buffer = undefined;
   const conn = this.handle.owner;
+  conn.asyncWrites--;
   if (status < 0) conn.fail(status);
   else if (this.handle.writeQueueSize === 0 && !conn.destroyed) conn.target.onBackendDrain?.();
 }
@@ -136,7 +137,9 @@ export class TcpConnection {
   private shutDown = false;
   private eof = false;
   private error: string | undefined;
-  private pending: Buffer | Buffer[] | undefined;
+  private pending: Uint8Array | Uint8Array[] | undefined;
+  /** @internal Writes libuv queued and has not completed yet. */
+  asyncWrites = 0;
   private fallback: { addresses: LookupAddress[]; next: number; port: number } | undefined;
   private handle: TcpHandle;
 
@@ -196,11 +199,12 @@ export class TcpConnection {
 
   /** Bytes libuv still holds for the kernel (what net.Socket#writableLength counted, minus this turn's batch). */
   get writeQueueSize(): number {
-    return this.handle.writeQueueSize;
+    // The handle's getter is a call into C++, and libuv holds nothing unless a write went async.
+    return this.asyncWrites === 0 ? 0 : this.handle.writeQueueSize;
   }
 
   /** Queues `data` (which must not change afterwards) for one write at the end of this turn. */
-  write(data: Buffer): void {
+  write(data: Uint8Array): void {
     if (this.destroyed || this.ending) return;
     const pending = this.pending;
     if (pending === undefined) {
@@ -222,6 +226,7 @@ export class TcpConnection {
     if (streamBaseState[kLastWriteWasAsync] !== 0) {
       req.buffer = pending; // libuv holds pointers into it until afterWrite
       spareWrite = null;
+      this.asyncWrites++;
     }
   }
 
@@ -243,7 +248,7 @@ export class TcpConnection {
    * caller bounds the wait). Without a shutdown() of our own, a close costs two syscalls fewer
    * (shutdown, and the epoll_ctl libuv makes after it), and TIME_WAIT stays with the backend.
    */
-  end(data?: Buffer): void {
+  end(data?: Uint8Array): void {
     if (this.destroyed || this.ending) return;
     if (data) this.write(data);
     this.ending = true;

@@ -132,7 +132,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
 
   fromClient(message: ArrayBuffer, isBinary: boolean): void {
     if (this.state !== State.Open) return;
-    if (message.byteLength > this.settings.maxPayload) {
+    const size = message.byteLength; // a builtin call, not a field load
+    if (size > this.settings.maxPayload) {
       this.endClient(CloseCodes.messageTooBig, 'message too big');
       this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
       return;
@@ -147,7 +148,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
     }
     this.socket.write(encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
     counters.messagesToBackend++;
-    counters.bytesToBackend += message.byteLength;
+    counters.bytesToBackend += size;
   }
 
   /** uWS drained the client's send buffer. */

@@ -161,6 +161,23 @@ describe('frame writer', () => {
     }
   });
 
+  it('leaves earlier frames intact while later ones are built (pooled slabs, word masking past the payload end)', () => {
+    // Sizes across the slab limit and every length mod 4; all frames are kept and decoded at the end.
+    const payloads: Buffer[] = [];
+    const frames: Uint8Array[] = [];
+    for (let n = 0; n < 600; n++) {
+      const size = n < 300 ? n % 131 : 4070 + (n % 40);
+      const payload = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) payload[i] = (n * 13 + i * 7) & 0xff;
+      payloads.push(payload);
+      frames.push(encodeFrame(Opcode.binary, payload));
+    }
+    const sink = recorder();
+    const reader = new FrameReader(sink, 1 << 20, true);
+    for (const f of frames) reader.push(f);
+    assert.deepEqual(sink.events, payloads.map((p) => ['message', p.toString('hex'), true]));
+  });
+
   it('sets FIN and opcode, the mask bit, and the length encoding', () => {
     const f = encodeFrame(Opcode.text, Buffer.from('Hello'));
     assert.equal(f[0], 0x81);
@@ -169,7 +186,7 @@ describe('frame writer', () => {
     const frag = encodeFrame(Opcode.binary, Buffer.alloc(200), false);
     assert.equal(frag[0], 0x02);
     assert.equal(frag[1], 0x80 | 126);
-    assert.equal(frag.readUInt16BE(2), 200);
+    assert.equal((frag[2] << 8) | frag[3], 200);
   });
 
   it('encodes close frames with code and a reason cut at 123 bytes on a character boundary', () => {
