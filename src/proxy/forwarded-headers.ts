@@ -72,8 +72,9 @@ export function clientIp(req: ClientRequest, trusted: TrustedProxies): string {
 /** Headers for the backend request, as [name, value] pairs. */
 export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): [string, string][] {
   const connection = header(req, 'connection').toLowerCase();
-  // Usually just "upgrade" (or nothing), which names no header beyond the hop-by-hop ones.
-  const connectionListed = connection === 'upgrade' || connection === '' ? NOTHING_LISTED : connection.split(',').map((s) => s.trim());
+  // Usually one token (or nothing) that names no header beyond the hop-by-hop ones.
+  const connectionListed =
+    connection === 'upgrade' || connection === '' || connection === 'keep-alive' || connection === 'close' ? NOTHING_LISTED : connection.split(',').map((s) => s.trim());
   const out: [string, string][] = [];
   for (const pair of req.headers) {
     const name = pair[0];

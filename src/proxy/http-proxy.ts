@@ -12,8 +12,6 @@ import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedPro
 import { KeepAlivePool, sweepPools, type UpstreamConnection, type UpstreamExchange, type UpstreamFailure } from './http-upstream';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-/** The body is framed here for the backend; `expect` is answered by uWS on the client side. */
-const SKIP_REQUEST = new Set(['content-length', 'expect']);
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
@@ -56,12 +54,13 @@ export class HttpProxy {
     const body = chunked ? Body.Chunked : length !== '' && length !== '0' ? Body.Length : Body.None;
     let head = `${request.method} ${request.url} HTTP/1.1\r\n`;
     for (const [name, value] of forwardedHeaders(request, this.trusted)) {
-      if (!SKIP_REQUEST.has(name)) head += `${name}: ${value}\r\n`;
+      // The body is framed here for the backend; `expect` is answered by uWS on the client side.
+      if (name !== 'content-length' && name !== 'expect') head += `${name}: ${value}\r\n`;
     }
     if (chunked) head += 'transfer-encoding: chunked\r\n';
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
-    const exchange = new Exchange(this, res, request, pool, Buffer.from(head), body);
+    const exchange = new Exchange(this, res, request, pool, head, body);
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
     exchange.next();
@@ -113,7 +112,7 @@ class Exchange implements UpstreamExchange {
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
-    private readonly requestHead: Buffer,
+    private readonly requestHead: string,
     private readonly body: Body,
   ) {
     this.canRetry = IDEMPOTENT.has(request.method) && body === Body.None;

@@ -69,7 +69,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
    * Sends a request head (and, unless `bodyFollows`, that is the whole request); the response goes to
    * `exchange`. `noBody`: a HEAD request, whose response has headers only.
    */
-  send(exchange: UpstreamExchange, head: Buffer, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
+  send(exchange: UpstreamExchange, head: string, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
     this.exchange = exchange;
     this.responseTimeout = responseTimeout;
     this.answered = false;
@@ -77,7 +77,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
     this.requestSent = !bodyFollows;
     this.sentAt = now;
     this.parser.expect(noBody);
-    this.conn.write(head);
+    this.conn.writeNow(head);
   }
 
   /**

@@ -232,7 +232,8 @@ export class TcpConnection {
 
   /**
    * Writes `text` (UTF-8) now, on a connected socket with nothing queued: the upgrade request, from
-   * onBackendConnected. Node copies a string it cannot write at once, so no Buffer and no flush.
+   * onBackendConnected, or a plain-HTTP request head on a kept-alive connection. Node copies a string
+   * it cannot write at once, so no Buffer and no flush; otherwise it queues like write().
    */
   writeNow(text: string): void {
     if (this.destroyed || this.ending || !this.connected || this.pending !== undefined) return this.write(Buffer.from(text));
