@@ -7,7 +7,7 @@ import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { counters } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
@@ -38,7 +38,7 @@ function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
   return {
     method: req.getCaseSensitiveMethod(),
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
-    peerIp: normalizeIp(Buffer.from(res.getRemoteAddressAsText()).toString()),
+    peerIp: formatPeerAddress(new Uint8Array(res.getRemoteAddress())),
     headers,
     secure: false,
   };
@@ -52,16 +52,6 @@ function isUpgradeHandshake(request: ClientRequest): boolean {
   if (header(request, 'upgrade').toLowerCase() !== 'websocket') return false;
   const connection = header(request, 'connection').toLowerCase();
   return connection === 'upgrade' || connection.split(',').some((t) => t.trim() === 'upgrade');
-}
-
-/** uWS prints IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d or its long form. */
-function normalizeIp(ip: string): string {
-  const m = /^(?:0000:){5}ffff:([0-9a-f]{4}):([0-9a-f]{4})$/i.exec(ip);
-  if (m) {
-    const a = parseInt(m[1], 16), b = parseInt(m[2], 16);
-    return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
-  }
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }
 
 /** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */

@@ -35,6 +35,39 @@ export function header(req: ClientRequest, name: string): string {
   return '';
 }
 
+/**
+ * A peer address from uWS's raw bytes (`getRemoteAddress()`): IPv4 dotted, an IPv4-mapped IPv6
+ * address as its IPv4, other IPv6 in RFC 5952's short form. uWS's own text form costs a `sprintf`
+ * per request and prints IPv6 at full length (`0000:0000:...:0001`).
+ */
+export function formatPeerAddress(b: Uint8Array): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length !== 16) return '';
+  let mapped = b[10] === 0xff && b[11] === 0xff;
+  for (let i = 0; i < 10 && mapped; i++) mapped = b[i] === 0;
+  if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
+  // The longest run of two or more zero groups (the first of equals) becomes "::".
+  let best = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = (from: number, to: number): string => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLength, 8)}`;
+}
+
 /** Peers allowed to speak for the client through X-Forwarded-For: addresses or CIDR ranges. */
 export class TrustedProxies {
   private readonly list = new BlockList();

@@ -215,6 +215,7 @@ class Exchange implements UpstreamExchange {
   writeCorked(body: Buffer | null): void {
     const res = this.res;
     const head = this.head;
+    const first = head !== null;
     if (head !== null) {
       this.head = null;
       this.responded = true;
@@ -228,6 +229,13 @@ class Exchange implements UpstreamExchange {
         if (this.total >= 0) res.endWithoutBody(this.total);
         else res.endWithoutBody();
       } else res.end();
+      return;
+    }
+    if (first && body.length === this.total) {
+      // The whole body in one read (the common small response): end() takes it all (uWS buffers
+      // what the socket does not, at most one read) and builds no [ok, done] array as tryEnd does.
+      this.finished = true;
+      res.end(body);
       return;
     }
     if (this.total >= 0) {
