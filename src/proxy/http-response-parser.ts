@@ -52,10 +52,28 @@ const LF = 10;
 const BARE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
 /** Header lines after the status line, all of them in one pass: `token:` then no CR, LF or NUL, CRLF-separated (RFC 9112 5). */
 const FIELD_SECTION = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*(?:\r\n(?!$)|$))*$/y;
-const STATUS = /^\d{3}$/;
+const HEAD_END = Buffer.from('\r\n\r\n');
 const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 const DIGITS = /^\d{1,15}$/;
 const HEX = /^[0-9a-fA-F]{1,13}$/;
+
+/** The decimal digit at text[i], or NaN. */
+function digit(text: string, i: number): number {
+  const c = text.charCodeAt(i) - 48;
+  return c >= 0 && c <= 9 ? c : NaN;
+}
+
+/** A plain run of 1-15 decimal digits as a number, or -1. */
+function decimal(text: string): number {
+  if (text.length === 0 || text.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
 
 /** Which header fields this hop looks at or drops; everything else passes through untouched. */
 const enum Field {
@@ -228,7 +246,10 @@ export class ResponseParser {
       from = 0;
       to = bytes.length;
     }
-    const at = bytes.subarray(from, to).indexOf('\r\n\r\n', 0, 'latin1');
+    // Searched in place: the bytes past `to` are stale, so a match must also end by `to` (the first
+    // match past it means none before it).
+    const found = bytes.indexOf(HEAD_END, from);
+    const at = found >= 0 && found + 4 <= to ? found - from : -1;
     if (at < 0) {
       if (to - from > MAX_HEAD_BYTES) return this.fail('response head larger than 64 KiB') || -1;
       this.partial = Buffer.from(bytes.subarray(from, to)); // copy: the read buffer is reused
@@ -248,11 +269,14 @@ export class ResponseParser {
     if (eol < 0) eol = text.length;
     // HTTP-version SP status-code [SP reason-phrase]
     const minor = text.charCodeAt(7) - 48;
-    const status = Number(text.slice(9, 12));
-    if (!text.startsWith('HTTP/1.') || (minor !== 0 && minor !== 1) || text.charCodeAt(8) !== 32 || !STATUS.test(text.slice(9, 12)) || (eol > 12 && text.charCodeAt(12) !== 32)) {
+    const status = digit(text, 9) * 100 + digit(text, 10) * 10 + digit(text, 11);
+    if (!text.startsWith('HTTP/1.') || (minor !== 0 && minor !== 1) || text.charCodeAt(8) !== 32 || !(status >= 0) || (eol > 12 && text.charCodeAt(12) !== 32)) {
       return this.fail('malformed status line');
     }
-    if (BARE_CR_LF_NUL.test(text.slice(0, eol))) return this.fail('bare CR, LF or NUL in the status line');
+    const bare = text.indexOf('\n');
+    if ((bare >= 0 && bare < eol) || text.lastIndexOf('\r', eol - 1) >= 0 || text.lastIndexOf('\0', eol - 1) >= 0) {
+      return this.fail('bare CR, LF or NUL in the status line');
+    }
     FIELD_SECTION.lastIndex = eol + 2;
     if (eol < text.length && !FIELD_SECTION.test(text)) {
       return this.fail('malformed header field (name not a token, whitespace before a colon, obsolete line folding, or a bare CR, LF or NUL)');
@@ -277,6 +301,12 @@ export class ResponseParser {
         keptFrom = end + 2;
         const value = text.slice(colon + 1, end).trim();
         if (kind === Field.ContentLength) {
+          const n = decimal(value);
+          if (n >= 0 && (length === -1 || length === n)) {
+            length = n;
+            pos = end + 2;
+            continue;
+          }
           // A list of equal values is one value (RFC 9110 8.6); anything else is an attack or a bug.
           for (const v of value.split(',')) {
             const t = v.trim();
