@@ -151,11 +151,6 @@ export class ResponseParser {
     return this.state === State.Idle;
   }
 
-  /** True once the head of the current response has been parsed. */
-  get headDone(): boolean {
-    return this.state !== State.Head;
-  }
-
   /**
    * Parses `buf[start..end)`. Returns false on a protocol error (see `error`) or when bytes come that
    * no request asked for; the connection must then be closed.
@@ -171,14 +166,10 @@ export class ResponseParser {
         case State.Head:
           pos = this.readHead(buf, pos, end);
           break;
-        case State.Length: {
-          const n = Math.min(this.remaining, end - pos);
-          this.remaining -= n;
-          this.handler.onResponseBody(buf, pos, pos + n);
-          pos += n;
+        case State.Length:
+          pos = this.passBody(buf, pos, end);
           if (this.remaining === 0) this.done();
           break;
-        }
         case State.UntilClose:
           this.handler.onResponseBody(buf, pos, end);
           pos = end;
@@ -187,17 +178,13 @@ export class ResponseParser {
         case State.Trailers:
           pos = this.readLine(buf, pos, end);
           break;
-        case State.ChunkData: {
-          const n = Math.min(this.remaining, end - pos);
-          this.remaining -= n;
-          this.handler.onResponseBody(buf, pos, pos + n);
-          pos += n;
+        case State.ChunkData:
+          pos = this.passBody(buf, pos, end);
           if (this.remaining === 0) {
             this.state = State.ChunkDataEnd;
             this.remaining = 2;
           }
           break;
-        }
         case State.ChunkDataEnd:
           // The CRLF after a chunk's data.
           if (buf[pos] !== (this.remaining === 2 ? CR : LF)) return this.fail('chunk data not followed by CRLF');
@@ -221,6 +208,14 @@ export class ResponseParser {
     if (this.state !== State.UntilClose) return false;
     this.done();
     return true;
+  }
+
+  /** Hands on up to `remaining` body bytes from `pos`; returns the position after them. */
+  private passBody(buf: Buffer, pos: number, end: number): number {
+    const n = Math.min(this.remaining, end - pos);
+    this.remaining -= n;
+    this.handler.onResponseBody(buf, pos, pos + n);
+    return pos + n;
   }
 
   private done(): void {
