@@ -281,9 +281,11 @@ export interface RawWsBackend extends RawServerBase {
  * - 'stop-reading': stops reading the socket altogether;
  * - 'masked-frame': sends a masked frame, which a server must never send (a protocol error);
  * - 'bad-accept': answers 101 with a wrong Sec-WebSocket-Accept;
- * - 'close-keeps-tcp': answers a close frame with its own, but never closes the TCP connection.
+ * - 'close-keeps-tcp': answers a close frame with its own, but never closes the TCP connection;
+ * - 'gone-after-101': sends a text frame "last words" right behind its 101, then closes TCP at once
+ *   (no close frame): all of it reaches the balancer before the client has its 101.
  */
-export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept' | 'close-keeps-tcp'): Promise<RawWsBackend> {
+export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept' | 'close-keeps-tcp' | 'gone-after-101'): Promise<RawWsBackend> {
   let handshakes = 0;
   const upgraded: Socket[] = [];
   const base = await listenRaw((socket) => {
@@ -295,9 +297,15 @@ export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'maske
       socket.off('data', onData);
       const text = head.subarray(0, end).toString('latin1');
       const key = /^sec-websocket-key:\s*(\S+)\s*$/im.exec(text)?.[1] ?? '';
-      socket.write(
-        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${mode === 'bad-accept' ? acceptKey('x') : acceptKey(key)}\r\n\r\n`,
-      );
+      const answer = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${mode === 'bad-accept' ? acceptKey('x') : acceptKey(key)}\r\n\r\n`;
+      if (mode === 'gone-after-101') {
+        const words = Buffer.from('last words');
+        socket.end(Buffer.concat([Buffer.from(answer, 'latin1'), Buffer.from([0x81, words.length]), words]));
+        handshakes++;
+        upgraded.push(socket);
+        return;
+      }
+      socket.write(answer);
       handshakes++;
       upgraded.push(socket);
       if (mode === 'masked-frame') {

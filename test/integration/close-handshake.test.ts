@@ -12,16 +12,39 @@ import { connect } from '../helpers/ws-client';
 
 void describe('close handshake, backend side', { timeout: 30_000 }, () => {
   let lingering: RawWsBackend;
+  let gone: RawWsBackend;
   let balancer: Balancer;
 
   before(async () => {
     lingering = await startRawWsBackend('close-keeps-tcp');
-    balancer = await startBalancer({ config: { pools: { p: { backends: [{ url: lingering.url }] } }, routes: [{ path: '/', pool: 'p' }] } });
+    gone = await startRawWsBackend('gone-after-101');
+    balancer = await startBalancer({
+      config: {
+        pools: { p: { backends: [{ url: lingering.url }] }, gone: { backends: [{ url: gone.url }] } },
+        routes: [
+          { path: '/gone', pool: 'gone' },
+          { path: '/', pool: 'p' },
+        ],
+      },
+    });
   });
 
   after(async () => {
     await stopAll(balancer);
-    await closeAll(lingering);
+    await closeAll(lingering, gone);
+  });
+
+  void it('relays what a backend sent right behind its 101 and then 1012 when it is gone before the client has its 101', async () => {
+    const workers = [...balancer.pids];
+    for (let i = 0; i < 5; i++) {
+      const c = await connect(balancer.url('/gone'));
+      const message = await c.nextMessage(5000);
+      assert.equal(message.text, 'last words', 'the frame that arrived with the 101 is not lost');
+      const info = await c.waitClose(5000);
+      assert.equal(info.code, 1012, `closed with ${JSON.stringify(info)}`);
+    }
+    assert.equal(gone.handshakes(), 5);
+    assert.deepEqual(balancer.pids, workers, 'no worker restarted');
   });
 
   void it('waits for a backend that answers the close but keeps TCP open, then cuts it off after the close timeout', async () => {
