@@ -194,7 +194,7 @@ export class Listener implements TunnelOwner {
   onTunnelClosed(tunnel: Tunnel): void {
     tunnel.backend.active--;
     this.tunnels.delete(tunnel);
-    if (this.tunnels.size === 0 && this.onIdle) this.onIdle();
+    if (this.tunnels.size === 0) this.onIdle?.();
   }
 
   get tunnelCount(): number {
@@ -218,16 +218,22 @@ export class Listener implements TunnelOwner {
     setInterval(sweepIdleBackends, idleSweepInterval(Math.min(...timeouts)), this.tunnels).unref();
   }
 
-  /** Stop accepting, send 1001 on every tunnel; resolves when all are closed or after `timeoutMs`. */
+  /**
+   * Stop accepting, send 1001 on every tunnel (new plain requests get 503); resolves when every
+   * tunnel is closed and every plain HTTP request in flight has its response, or after `timeoutMs`.
+   */
   drain(timeoutMs: number): Promise<void> {
     this.draining = true;
     if (this.listenSocket) closeListenSocket(this.listenSocket);
     this.listenSocket = null;
     for (const t of this.tunnels) t.shutdown();
-    if (this.tunnels.size === 0) return Promise.resolve();
+    const http = this.deps.httpProxy;
+    const idle = (): boolean => this.tunnels.size === 0 && http.requestsInFlight === 0;
+    if (idle()) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
-      this.onIdle = () => {
+      this.onIdle = http.onIdle = () => {
+        if (!idle()) return;
         clearTimeout(timer);
         resolve();
       };

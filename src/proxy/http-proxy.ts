@@ -24,6 +24,10 @@ const enum Body {
 export class HttpProxy {
   private readonly pools = new Map<Backend, KeepAlivePool>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Requests whose response is not finished yet (drain waits for them). */
+  requestsInFlight = 0;
+  /** Called when the last request in flight finished. */
+  onIdle: (() => void) | null = null;
 
   constructor(
     readonly trusted: TrustedProxies,
@@ -61,9 +65,15 @@ export class HttpProxy {
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
     const exchange = new Exchange(this, res, request, pool, head, body);
+    this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
     exchange.next();
+  }
+
+  /** @internal An exchange finished. */
+  requestDone(): void {
+    if (--this.requestsInFlight === 0) this.onIdle?.();
   }
 
   logFailure(pool: Pool, backend: Backend, failure: UpstreamFailure, error: string): void {
@@ -134,12 +144,19 @@ class Exchange implements UpstreamExchange {
   }
 
   private fail(outcome: Outcome): void {
-    this.finished = true;
+    this.finish();
     respondOutcome(this.res, outcome);
   }
 
-  clientGone(): void {
+  /** The response is done with, one way or another: uWS's response may not be touched again. */
+  private finish(): void {
+    if (this.finished) return;
     this.finished = true;
+    this.proxy.requestDone();
+  }
+
+  clientGone(): void {
+    this.finish();
     const upstream = this.upstream;
     this.upstream = null;
     upstream?.abort();
@@ -181,7 +198,7 @@ class Exchange implements UpstreamExchange {
     this.total = upstream.declaredLength;
     if (upstream.bodyless) {
       // HEAD, 204, 304: headers only; a HEAD answer keeps the Content-Length the backend declared.
-      this.finished = true;
+      this.finish();
       this.cork(null);
     }
     // Otherwise the head waits for the first body bytes (or the end), so that a small response
@@ -203,7 +220,7 @@ class Exchange implements UpstreamExchange {
     if (this.finished) return;
     // A Content-Length body ends when uWS has sent `total` bytes (tryEnd); the rest end here.
     if (this.total > 0) return;
-    this.finished = true;
+    this.finish();
     this.cork(null);
   }
 
@@ -234,7 +251,7 @@ class Exchange implements UpstreamExchange {
     if (first && body.length === this.total) {
       // The whole body in one read (the common small response): end() takes it all (uWS buffers
       // what the socket does not, at most one read) and builds no [ok, done] array as tryEnd does.
-      this.finished = true;
+      this.finish();
       res.end(body);
       return;
     }
@@ -242,7 +259,7 @@ class Exchange implements UpstreamExchange {
       // Known length: tryEnd keeps the Content-Length and tells how much uWS took.
       const at = res.getWriteOffset();
       const [ok, done] = res.tryEnd(body, this.total);
-      if (done) this.finished = true;
+      if (done) this.finish();
       else if (!ok) this.holdBack(Buffer.from(body), at);
       return;
     }
@@ -258,7 +275,7 @@ class Exchange implements UpstreamExchange {
       const backlog = this.backlog;
       if (backlog === null || this.finished) return true;
       const [ok, done] = this.res.tryEnd(backlog.subarray(offset - this.backlogAt), this.total);
-      if (done) this.finished = true;
+      if (done) this.finish();
       if (ok || done) {
         this.backlog = null;
         this.upstream?.resume();
@@ -280,7 +297,7 @@ class Exchange implements UpstreamExchange {
     if (this.finished) return;
     if (this.responded) {
       // The backend died mid-body: the status is already sent, so cutting the connection is the signal.
-      this.finished = true;
+      this.finish();
       this.res.cork(() => this.res.close());
       return;
     }

@@ -103,3 +103,31 @@ void describe('HTTP backend connections', { timeout: 60_000 }, () => {
     assert.equal((await get('/keep/last')).text, 'ok', 'the hop still works');
   });
 });
+
+void describe('HTTP requests during drain', { timeout: 60_000 }, () => {
+  let backend: RawHttpBackend;
+  let balancer: Balancer;
+
+  before(async () => {
+    // Answers only after the test has signalled the balancer.
+    backend = await startRawHttpBackend((socket) => setTimeout(() => socket.write(OK), 1500));
+    balancer = await startBalancer({ workers: 1, config: { pools: { raw: { backends: [{ url: backend.url }] } }, routes: [{ path: '/', pool: 'raw', mode: 'http' }] } });
+  });
+
+  after(async () => {
+    await stopAll(balancer);
+    await closeAll(backend);
+  });
+
+  void it('lets a request in flight finish before the worker exits (SIGTERM)', async () => {
+    const pending = request(balancer.httpUrl('/slow'), { headersTimeout: 10_000, bodyTimeout: 10_000 });
+    const started = Date.now();
+    while (backend.heads.length === 0 && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(backend.heads.length, 1, 'the backend has the request');
+    const stopped = balancer.stop('SIGTERM', 15_000);
+    const res = await pending;
+    assert.equal(res.statusCode, 200);
+    assert.equal(await res.body.text(), 'ok');
+    assert.equal((await stopped).code, 0);
+  });
+});
