@@ -3,6 +3,7 @@
 // last-in first-out, closed after the backend's advertised keep-alive timeout (less a second, so we
 // never reuse one the backend is closing) or 4 s when it advertises none, as undici does.
 import type { Backend } from '../upstream/backend';
+import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
 import { Framing, ResponseParser, type ResponseHandler } from './http-response-parser';
 import { TcpConnection, type ConnectionTarget } from './tcp-connection';
 
@@ -31,14 +32,16 @@ const WRITE_HIGH_WATER = 256 * 1024;
 /** A coarse clock, advanced by the sweep: no clock read per request. */
 let now = Date.now();
 
-export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
+export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Expiring {
   private readonly conn: TcpConnection;
   private readonly parser: ResponseParser;
   /** The request in flight, until its response ended or failed. */
   private exchange: UpstreamExchange | null = null;
   private connected = false;
   private timedOut = false;
-  private connectTimer: NodeJS.Timeout | undefined;
+  /** The connect timeout, on the list the WebSocket hop's connects share (one timer per delay). */
+  private readonly connectDeadlines: DeadlineList;
+  private connectDeadline: Deadline | null;
   /** This connection carried an earlier request. */
   reused = false;
   /** Some byte of the current response arrived. */
@@ -58,10 +61,8 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
   ) {
     this.parser = new ResponseParser(this);
     this.conn = new TcpConnection(this);
-    this.connectTimer = setTimeout(() => {
-      this.timedOut = true;
-      this.conn.destroy();
-    }, connectTimeout);
+    this.connectDeadlines = deadlineList(connectTimeout);
+    this.connectDeadline = this.connectDeadlines.add(this);
     this.conn.connect(pool.backend.host, pool.backend.port);
   }
 
@@ -141,9 +142,22 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
     return at - this.idleSince > this.keepAliveMs;
   }
 
+  /** @internal The connect took longer than the pool's connectTimeout. */
+  onDeadline(): void {
+    this.connectDeadline = null;
+    this.timedOut = true;
+    this.conn.destroy();
+  }
+
+  private stopConnectDeadline(): void {
+    if (this.connectDeadline === null) return;
+    this.connectDeadlines.cancel(this.connectDeadline);
+    this.connectDeadline = null;
+  }
+
   onBackendConnected(): void {
     this.connected = true;
-    clearTimeout(this.connectTimer);
+    this.stopConnectDeadline();
     this.exchange?.onUpstreamDrain();
   }
 
@@ -172,7 +186,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler {
   }
 
   onBackendClosed(error: string | undefined): void {
-    clearTimeout(this.connectTimer);
+    this.stopConnectDeadline();
     this.pool.forget(this);
     const exchange = this.exchange;
     if (exchange === null) return;
