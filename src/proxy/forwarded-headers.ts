@@ -13,8 +13,12 @@ const REPLACED = new Set([
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip',
 ]);
 
-// Both kinds in one set: one lookup per header (forwardedHeaders runs once per upgrade and request).
+// Both kinds in one set: one lookup per header (forwardedHeaders runs once per upgrade and request),
+// and only for names of a length some dropped name has: a Set lookup hashes the name, which uWS
+// hands over as a fresh string every request.
 const DROPPED = new Set([...HOP_BY_HOP, ...REPLACED]);
+const DROPPED_LENGTHS = new Uint8Array(64);
+for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1;
 const NOTHING_LISTED: readonly string[] = [];
 
 /** What the listener captured of a client request while uWS's request object was still alive. */
@@ -41,11 +45,11 @@ export function header(req: ClientRequest, name: string): string {
  * per request and prints IPv6 at full length (`0000:0000:...:0001`).
  */
 export function formatPeerAddress(b: Uint8Array): string {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length === 4) return ipv4(b, 0);
   if (b.length !== 16) return '';
   let mapped = b[10] === 0xff && b[11] === 0xff;
   for (let i = 0; i < 10 && mapped; i++) mapped = b[i] === 0;
-  if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  if (mapped) return ipv4(b, 12);
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
   // The longest run of two or more zero groups (the first of equals) becomes "::".
@@ -66,6 +70,20 @@ export function formatPeerAddress(b: Uint8Array): string {
   }
   const hex = (from: number, to: number): string => groups.slice(from, to).map((g) => g.toString(16)).join(':');
   return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLength, 8)}`;
+}
+
+// The last IPv4 peer formatted: consecutive requests mostly come from one address (a kept-alive
+// connection, or a few fronting proxies), so formatting is usually one comparison.
+let lastIpv4 = -1;
+let lastIpv4Text = '';
+
+function ipv4(b: Uint8Array, at: number): string {
+  const key = ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+  if (key !== lastIpv4) {
+    lastIpv4 = key;
+    lastIpv4Text = `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+  }
+  return lastIpv4Text;
 }
 
 /** Peers allowed to speak for the client through X-Forwarded-For: addresses or CIDR ranges. */
@@ -111,7 +129,7 @@ export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): [
   const out: [string, string][] = [];
   for (const pair of req.headers) {
     const name = pair[0];
-    if (DROPPED.has(name) || connectionListed.includes(name)) continue;
+    if ((DROPPED_LENGTHS[name.length] === 1 && DROPPED.has(name)) || (connectionListed.length !== 0 && connectionListed.includes(name))) continue;
     out.push(pair);
   }
   const fromTrusted = trusted.has(req.peerIp);

@@ -84,15 +84,29 @@ export class HttpProxy {
 // res.cork() takes a callback: these module-level slots let one shared function do the corked
 // write, so a response costs no closure (cork runs it synchronously, nothing can interleave).
 let corkExchange: Exchange | null = null;
-let corkBody: Buffer | null = null;
+let corkBody: Uint8Array | null = null;
 function writeCorked(): void {
   corkExchange!.writeCorked(corkBody);
 }
-function corkWrite(exchange: Exchange, res: HttpResponse, body: Buffer | null): void {
+function corkWrite(exchange: Exchange, res: HttpResponse, body: Uint8Array | null): void {
   corkExchange = exchange;
   corkBody = body;
   res.cork(writeCorked);
   corkExchange = corkBody = null;
+}
+
+// A view of buf[start..end) made without Buffer#subarray (three getters through generic ICs per
+// call); the ArrayBuffer and offset are looked up once per buffer, and the read buffer is one buffer.
+let viewed: Buffer | null = null;
+let viewedBuffer: ArrayBufferLike = new ArrayBuffer(0);
+let viewedOffset = 0;
+function bytesOf(buf: Buffer, start: number, end: number): Uint8Array {
+  if (buf !== viewed) {
+    viewed = buf;
+    viewedBuffer = buf.buffer;
+    viewedOffset = buf.byteOffset;
+  }
+  return new Uint8Array(viewedBuffer, viewedOffset + start, end - start);
 }
 
 /** One request's life. Once `finished`, uWS's response may not be touched again. */
@@ -212,7 +226,7 @@ class Exchange implements UpstreamExchange {
       this.backlog = Buffer.concat([this.backlog, buf.subarray(start, end)]);
       return;
     }
-    this.cork(buf.subarray(start, end));
+    this.cork(bytesOf(buf, start, end));
   }
 
   onResponseEnd(): void {
@@ -224,12 +238,12 @@ class Exchange implements UpstreamExchange {
     this.cork(null);
   }
 
-  private cork(body: Buffer | null): void {
+  private cork(body: Uint8Array | null): void {
     corkWrite(this, this.res, body);
   }
 
   /** Inside res.cork(): the head if not yet written, then `body` (or, for null, the end). */
-  writeCorked(body: Buffer | null): void {
+  writeCorked(body: Uint8Array | null): void {
     const res = this.res;
     const head = this.head;
     const first = head !== null;

@@ -63,11 +63,13 @@ function digit(text: string, i: number): number {
   return c >= 0 && c <= 9 ? c : NaN;
 }
 
-/** A plain run of 1-15 decimal digits as a number, or -1. */
-function decimal(text: string): number {
-  if (text.length === 0 || text.length > 15) return -1;
+/** text[from..to) as a plain run of 1-15 decimal digits with optional spaces or tabs around it, or -1. */
+function decimal(text: string, from: number, to: number): number {
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+  if (to === from || to - from > 15) return -1;
   let n = 0;
-  for (let i = 0; i < text.length; i++) {
+  for (let i = from; i < to; i++) {
     const d = text.charCodeAt(i) - 48;
     if (d < 0 || d > 9) return -1;
     n = n * 10 + d;
@@ -86,25 +88,36 @@ const enum Field {
   KeepAlive,
 }
 
-/** The field named by text[start..colon), told by its length first so most names are never copied. */
+/** Whether text[start..start+name.length) is `name` (lower case) in any case; no string is made. */
+function nameIs(text: string, start: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    let c = text.charCodeAt(start + i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * The field named by text[start..colon), told by its length first and compared in place: most
+ * names are never copied or lower-cased (this runs for every header line of every response).
+ */
 function fieldKind(text: string, start: number, colon: number): Field {
-  const n = colon - start;
-  if (n !== 2 && n !== 4 && n !== 7 && n !== 10 && n !== 14 && n !== 16 && n !== 17) return Field.Kept;
-  switch (text.slice(start, colon).toLowerCase()) {
-    case 'content-length':
-      return Field.ContentLength;
-    case 'transfer-encoding':
-      return Field.TransferEncoding;
-    case 'connection':
-      return Field.Connection;
-    case 'keep-alive':
-      return Field.KeepAlive;
-    case 'te':
-    case 'date':
-    case 'upgrade':
-    case 'trailer':
-    case 'proxy-connection':
-      return Field.Dropped;
+  switch (colon - start) {
+    case 2:
+      return nameIs(text, start, 'te') ? Field.Dropped : Field.Kept;
+    case 4:
+      return nameIs(text, start, 'date') ? Field.Dropped : Field.Kept;
+    case 7:
+      return nameIs(text, start, 'upgrade') || nameIs(text, start, 'trailer') ? Field.Dropped : Field.Kept;
+    case 10:
+      return nameIs(text, start, 'connection') ? Field.Connection : nameIs(text, start, 'keep-alive') ? Field.KeepAlive : Field.Kept;
+    case 14:
+      return nameIs(text, start, 'content-length') ? Field.ContentLength : Field.Kept;
+    case 16:
+      return nameIs(text, start, 'proxy-connection') ? Field.Dropped : Field.Kept;
+    case 17:
+      return nameIs(text, start, 'transfer-encoding') ? Field.TransferEncoding : Field.Kept;
     default:
       return Field.Kept;
   }
@@ -268,9 +281,9 @@ export class ResponseParser {
     if (!text.startsWith('HTTP/1.') || (minor !== 0 && minor !== 1) || text.charCodeAt(8) !== 32 || !(status >= 0) || (eol > 12 && text.charCodeAt(12) !== 32)) {
       return this.fail('malformed status line');
     }
-    const bare = text.indexOf('\n');
-    if ((bare >= 0 && bare < eol) || text.lastIndexOf('\r', eol - 1) >= 0 || text.lastIndexOf('\0', eol - 1) >= 0) {
-      return this.fail('bare CR, LF or NUL in the status line');
+    for (let i = 13; i < eol; i++) {
+      const c = text.charCodeAt(i);
+      if (c === CR || c === LF || c === 0) return this.fail('bare CR, LF or NUL in the status line');
     }
     FIELD_SECTION.lastIndex = eol + 2;
     if (eol < text.length && !FIELD_SECTION.test(text)) {
@@ -294,14 +307,21 @@ export class ResponseParser {
       if (kind !== Field.Kept) {
         fields += text.slice(keptFrom, pos);
         keptFrom = end + 2;
-        const value = text.slice(colon + 1, end).trim();
         if (kind === Field.ContentLength) {
-          const n = decimal(value);
+          // The usual case, read in place: one plain number.
+          const n = decimal(text, colon + 1, end);
           if (n >= 0 && (length === -1 || length === n)) {
             length = n;
             pos = end + 2;
             continue;
           }
+        }
+        if (kind === Field.Dropped) {
+          pos = end + 2;
+          continue;
+        }
+        const value = text.slice(colon + 1, end).trim();
+        if (kind === Field.ContentLength) {
           // A list of equal values is one value (RFC 9110 8.6); anything else is an attack or a bug.
           for (const v of value.split(',')) {
             const t = v.trim();
