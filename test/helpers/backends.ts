@@ -368,11 +368,15 @@ export interface UnacceptingServer {
   close(): Promise<void>;
 }
 
-/** The child: listens with a backlog of 1, prints its port, then blocks its event loop for good (never accepts). */
+/**
+ * The child: listens with a backlog of 1, prints its port, then blocks its event loop (never
+ * accepts) for five minutes at most, so that it cannot outlive a crashed test run for long.
+ */
 const UNACCEPTING = `const s = require('node:net').createServer();
 s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
   require('node:fs').writeSync(1, s.address().port + '\\n');
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300000);
+  process.exit(0);
 });`;
 
 /** Resolves true when a connect to `port` completes, false when it is still pending after `ms`. */
