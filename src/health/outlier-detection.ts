@@ -1,6 +1,7 @@
-// Passive health, in Envoy's sense of outlier detection: a backend whose connects, upgrades or tunnels
-// fail `consecutiveFailures` times in a row (within `window`) is ejected for a while, longer each time
-// it is ejected again, and never so many that more than `maxEjectionPercent` of the pool is out.
+// Passive health, in Envoy's sense of outlier detection: a backend whose connects, upgrades, tunnels
+// or plain HTTP requests fail `consecutiveFailures` times in a row (within `window`) is ejected for a
+// while, longer each time it is ejected again, and never so many that more than `maxEjectionPercent`
+// of the pool is out.
 // Pure: it is told what happened and when (an injected clock), and answers; it does no I/O.
 import type { OutlierDetectionConfig } from '../config/schema';
 
@@ -38,7 +39,7 @@ export class OutlierDetector {
     }
   }
 
-  /** A failed connect, failed upgrade or abnormal close. Returns the ejection it caused, if any. */
+  /** A failed connect, upgrade or plain HTTP request, or an abnormal close. Returns the ejection it caused, if any. */
   recordFailure(key: string, now: number): Ejection | undefined {
     const r = this.records.get(key);
     if (r === undefined || !this.settings.enabled || r.ejectedUntil > now) return undefined;
@@ -60,7 +61,7 @@ export class OutlierDetector {
     return { key, durationMs, ejections: r.ejections };
   }
 
-  /** A tunnel opened: the streak is broken. */
+  /** A tunnel opened or a response head came: the streak is broken. */
   recordSuccess(key: string): void {
     const r = this.records.get(key);
     if (r !== undefined) r.failures = 0;

@@ -1,7 +1,7 @@
-// Passive health signals from the data path: failed connects, failed upgrades (5xx) and abnormal
-// backend closes, plus the first success after a failure (which ends a failure streak). Recorded as
-// plain pushes, at most once per upgrade or tunnel end (never per message); the worker hands them to
-// the primary's outlier detection in its next batch.
+// Passive health signals from the data path: failed connects, failed upgrades (5xx), abnormal
+// backend closes and failed plain-HTTP requests, plus the first success after a failure (which ends
+// a failure streak). Recorded as plain pushes, at most once per attempt on a backend or tunnel end
+// (never per message); the worker hands them to the primary's outlier detection in its next batch.
 import type { Backend } from '../upstream/backend';
 
 let outcomes: [key: string, ok: boolean][] = [];

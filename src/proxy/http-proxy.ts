@@ -2,7 +2,9 @@
 // kept-alive backend connections (http-upstream.ts), bodies streamed both ways with backpressure.
 // Failed connects are retried on another backend only for idempotent methods without a body; a
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
+// Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
 import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
+import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
 import type { Backend } from '../upstream/backend';
@@ -205,6 +207,9 @@ class Exchange implements UpstreamExchange {
   }
 
   onResponseHead(status: number, reason: string, fields: string): void {
+    // Any status, 5xx included (NGINX's max_fails does not count them either); a no-op unless the
+    // backend is in a failure streak.
+    backendSucceeded(this.backend!);
     if (this.finished) return;
     const statusLine = reason !== '' ? `${status} ${reason}` : `${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd();
     this.head = fields === '' ? statusLine : `${statusLine}\r\n${fields}`;
@@ -309,13 +314,16 @@ class Exchange implements UpstreamExchange {
   onUpstreamFailed(failure: UpstreamFailure, error: string): void {
     this.upstream = null;
     if (this.finished) return;
+    const backend = this.backend!;
+    // A reused connection closed unanswered is keep-alive racing (the backend timed it out), not
+    // the backend failing; a client that left aborts without reaching here.
+    if (failure !== 'stale') backendFailed(backend);
     if (this.responded) {
       // The backend died mid-body: the status is already sent, so cutting the connection is the signal.
       this.finish();
       this.res.cork(() => this.res.close());
       return;
     }
-    const backend = this.backend!;
     this.proxy.logFailure(this.pool, backend, failure, error);
     if (failure === 'connect' && this.canRetry) return this.next();
     if (failure === 'stale' && this.canRetry && !this.staleRetried) {

@@ -1,8 +1,9 @@
 // Backends started by the tests: a real `ws` echo server (with plain HTTP handling), and raw `net`
 // servers that misbehave on purpose (never answer, or stop reading after the handshake).
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { waitFor } from './wait';
 
@@ -359,4 +360,69 @@ export async function startRawHttpBackend(answer: (socket: Socket, head: string,
     });
   });
   return { ...base, heads };
+}
+
+export interface UnacceptingServer {
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The child: listens with a backlog of 1, prints its port, then blocks its event loop (never
+ * accepts) for five minutes at most, so that it cannot outlive a crashed test run for long.
+ */
+const UNACCEPTING = `const s = require('node:net').createServer();
+s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+  require('node:fs').writeSync(1, s.address().port + '\\n');
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300000);
+  process.exit(0);
+});`;
+
+/** Resolves true when a connect to `port` completes, false when it is still pending after `ms`. */
+function connects(port: number, ms: number, keep: Socket[]): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1');
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, ms);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      keep.push(socket);
+      resolve(true);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * A loopback port where a TCP connect hangs, as to a host behind a firewall that drops SYNs: a
+ * listener in a child process that never accepts, its accept queue filled by this helper, so the
+ * kernel (Linux) drops every further SYN and the connecting side waits until its own timeout.
+ */
+export async function startUnacceptingServer(): Promise<UnacceptingServer> {
+  const child = spawn(process.execPath, ['-e', UNACCEPTING], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const port = Number(await waitFor(() => /^(\d+)\n/.exec(out)?.[1], 5000, 'the unaccepting listener'));
+  const queued: Socket[] = [];
+  const close = async (): Promise<void> => {
+    for (const s of queued) s.destroy();
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  // Fill the queue: a loopback connect completes at once unless its SYN was dropped. A second to
+  // call it hung is generous; ten tries are far more than the backlog of 1 (two queued on Linux).
+  for (let i = 0; i < 10; i++) {
+    if (!(await connects(port, 1000, queued))) return { port, url: `ws://127.0.0.1:${port}`, close };
+  }
+  await close();
+  throw new Error('every connect to the unaccepting listener completed: its accept queue never filled');
 }
