@@ -81,6 +81,10 @@ export class HttpProxy {
   logFailure(pool: Pool, backend: Backend, failure: UpstreamFailure, error: string): void {
     this.log.warn({ pool: pool.name, backend: backend.name, failure, err: error }, 'http backend request failed');
   }
+
+  logClientStalled(pool: Pool, backend: Backend): void {
+    this.log.info({ pool: pool.name, backend: backend.name }, 'http client stopped sending its request body: 408');
+  }
 }
 
 // res.cork() takes a callback: these module-level slots let one shared function do the corked
@@ -315,6 +319,13 @@ class Exchange implements UpstreamExchange {
     this.upstream = null;
     if (this.finished) return;
     const backend = this.backend!;
+    if (failure === 'client-stalled') {
+      // The client's fault, not the backend's: 408 and close, as NGINX after client_body_timeout.
+      this.proxy.logClientStalled(this.pool, backend);
+      this.finish();
+      respondOutcome(this.res, Outcomes.clientTimeout, [], true);
+      return;
+    }
     // A reused connection closed unanswered is keep-alive racing (the backend timed it out), not
     // the backend failing; a client that left aborts without reaching here.
     if (failure !== 'stale') backendFailed(backend);

@@ -10,10 +10,12 @@ import { TcpConnection, type ConnectionTarget } from './tcp-connection';
 /**
  * Why a request failed before its response ended. `connect`: never connected (refused, timed out,
  * unresolvable), nothing was sent; `stale`: a reused connection closed before any response byte,
- * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout;
+ * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout
+ * of the request's last byte, or the backend stopped reading the request body that long;
+ * `client-stalled`: the client stopped sending its request body that long (the backend was reading);
  * `broken`: anything else (reset mid-response, a malformed response).
  */
-export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'broken';
+export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken';
 
 /** The request in flight on a connection: hears its response, or its failure, once. */
 export interface UpstreamExchange extends ResponseHandler {
@@ -50,6 +52,9 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   private requestSent = true;
   private ended = false;
   private paused = false;
+  /** The backend holds back the request body (the client is paused until it drains). */
+  private bodyBlocked = false;
+  /** When the request's last byte so far was handed over: responseTimeout counts from here. */
   private sentAt = 0;
   private responseTimeout = 0;
   idleSince = 0;
@@ -76,6 +81,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     this.answered = false;
     this.ended = false;
     this.requestSent = !bodyFollows;
+    this.bodyBlocked = false;
     this.sentAt = now;
     this.parser.expect(noBody);
     this.conn.writeNow(head);
@@ -87,8 +93,10 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
    */
   writeBody(data: Buffer, last: boolean): boolean {
     this.conn.write(data);
+    this.sentAt = now; // a slow upload is not a slow backend
     if (last) this.requestSent = true;
-    return this.connected && this.conn.writeQueueSize < WRITE_HIGH_WATER;
+    this.bodyBlocked = !(this.connected && this.conn.writeQueueSize < WRITE_HIGH_WATER);
+    return !this.bodyBlocked;
   }
 
   /** The current response's Content-Length (for a HEAD answer too), or -1 when it has none or is chunked. */
@@ -134,7 +142,9 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     const exchange = this.exchange;
     this.exchange = null;
     this.conn.destroy();
-    exchange?.onUpstreamFailed('timeout', 'no response head in time');
+    // Mid-body with the backend reading: it is the client that went quiet (NGINX: client_body_timeout).
+    if (!this.requestSent && !this.bodyBlocked) exchange?.onUpstreamFailed('client-stalled', 'the client stopped sending its request body');
+    else exchange?.onUpstreamFailed('timeout', 'no response head in time');
   }
 
   /** @internal Called by the sweep for idle connections. */
@@ -157,6 +167,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
 
   onBackendConnected(): void {
     this.connected = true;
+    this.bodyBlocked = false;
     this.stopConnectDeadline();
     this.exchange?.onUpstreamDrain();
   }
@@ -182,6 +193,8 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   }
 
   onBackendDrain(): void {
+    this.bodyBlocked = false;
+    this.sentAt = now;
     this.exchange?.onUpstreamDrain();
   }
 

@@ -9,6 +9,7 @@ import { backendStatus } from '../helpers/admin';
 import { startBalancer, stopAll, type Balancer, type LogLine } from '../helpers/balancer';
 import { closeAll, startRawHttpBackend, startUnacceptingServer, type RawHttpBackend, type UnacceptingServer } from '../helpers/backends';
 import { freePort } from '../helpers/ports';
+import { openSocket, readResponseHead } from '../helpers/raw-client';
 import { waitFor } from '../helpers/wait';
 
 const answer = (body: string): string => `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
@@ -26,6 +27,7 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
   let bad: RawHttpBackend;
   let lenient: RawHttpBackend;
   let hung: UnacceptingServer;
+  let uploads: RawHttpBackend;
   let balancer: Balancer;
   let adminPort: number;
   const client = new Agent({ pipelining: 0 });
@@ -38,12 +40,25 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
     l.msg === 'outlier detection: backend ejected' && l.backend === backend && l.pool === pool;
   const connectTimedOut = (pool: string) => (l: LogLine): boolean =>
     l.msg === 'http backend request failed' && l.pool === pool && l.backend === name(hung) && l.failure === 'connect' && l.err === 'ETIMEDOUT';
+  /** A POST of `total` bytes to /upload, its body written in `pieces` pieces `gapMs` apart (only the first few when `stallAfter`). */
+  const upload = async (pieces: number, gapMs: number, stallAfter = pieces) => {
+    const socket = await openSocket(balancer.port);
+    const piece = 'x'.repeat(5);
+    socket.write(`POST /upload/x HTTP/1.1\r\nHost: t\r\nContent-Length: ${pieces * piece.length}\r\n\r\n`);
+    for (let i = 0; i < stallAfter; i++) {
+      await new Promise((r) => setTimeout(r, gapMs));
+      socket.write(piece);
+    }
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    return { head: await readResponseHead(socket, 20_000), socket, closed };
+  };
 
   before(async () => {
     good = await startRawHttpBackend((socket) => socket.write(answer('good')));
     bad = await startRawHttpBackend((socket) => socket.write('this is not HTTP\r\n\r\n'));
     lenient = await startRawHttpBackend(lenientAnswer);
     hung = await startUnacceptingServer();
+    uploads = await startRawHttpBackend((socket) => socket.write(answer('got it')));
     adminPort = await freePort();
     const eagerOutliers = { consecutiveFailures: 1, baseEjectionTime: '60s', maxEjectionPercent: 100 };
     balancer = await startBalancer({
@@ -63,10 +78,13 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
           // A failure reported after the lenient pool's requests: once its ejection is logged, the
           // primary has heard everything that came before it.
           marker: { backends: [{ url: bad.url }], outlierDetection: eagerOutliers },
+          marker2: { backends: [{ url: bad.url }], outlierDetection: eagerOutliers },
           hung: { connectTimeout: '500ms', backends: [{ url: hung.url }] },
+          // responseTimeout counts from the request's last byte; one failure would eject.
+          upload: { responseTimeout: '1s', backends: [{ url: uploads.url }], outlierDetection: eagerOutliers },
           failover: { algorithm: 'round-robin', retries: 1, connectTimeout: '500ms', backends: [{ url: hung.url }, { url: good.url }] },
         },
-        routes: ['mixed', 'lenient', 'marker', 'hung', 'failover'].map((pool) => ({ path: `/${pool}`, pool, mode: 'http' })),
+        routes: ['mixed', 'lenient', 'marker', 'marker2', 'hung', 'failover', 'upload'].map((pool) => ({ path: `/${pool}`, pool, mode: 'http' })),
       },
     });
   });
@@ -74,7 +92,7 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
   after(async () => {
     await client.close();
     await stopAll(balancer);
-    await closeAll(good, bad, lenient, hung);
+    await closeAll(good, bad, lenient, hung, uploads);
   });
 
   void it('ejects a backend that answers plain HTTP with garbage; then every request goes to the other', async () => {
@@ -119,5 +137,27 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
     for (let i = 0; i < 4; i++) assert.deepEqual(await get(`/failover/${i}`), { status: 200, text: 'good' });
     // Round-robin over one worker: two of the four first tries went to the hung backend.
     await balancer.waitForLog(connectTimedOut('failover'), 5000, 'the hung backend tried and timed out');
+  });
+
+  void it('lets a slow upload take longer than responseTimeout: the timeout counts from its last byte', async () => {
+    // 8 pieces 500 ms apart: 4 s of body against a 1 s responseTimeout.
+    const { head, socket } = await upload(8, 500);
+    socket.destroy();
+    assert.equal(head.status, 200);
+  });
+
+  void it('answers 408 and closes when the client stops sending its body, without blaming the backend', async () => {
+    const { head, socket, closed } = await upload(8, 100, 2);
+    socket.resume();
+    assert.equal(head.status, 408);
+    await closed;
+    await balancer.waitForLog((l) => l.msg === 'http client stopped sending its request body: 408' && l.pool === 'upload', 5000, 'the stall logged');
+    // A failure reported after the stall: once its ejection is logged, the primary heard everything before it.
+    assert.equal((await get('/marker2/x')).status, 502);
+    await balancer.waitForLog(ejected(name(bad), 'marker2'), 5000, 'the marker ejection');
+    assert.equal(balancer.logs.filter(ejected(name(uploads), 'upload')).length, 0, 'the upload backend was not ejected');
+    const { head: next, socket: s2 } = await upload(1, 0);
+    s2.destroy();
+    assert.equal(next.status, 200, 'the backend still takes requests');
   });
 });
