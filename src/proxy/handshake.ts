@@ -1,5 +1,6 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
 import { hash, randomFillSync } from 'node:crypto';
+import { HEAD_END, isValidFieldSection, statusOf } from './http-head';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
@@ -46,8 +47,6 @@ export interface ResponseHead {
   size: number;
 }
 
-const HEAD_END = Buffer.from('\r\n\r\n');
-
 /**
  * Parses an HTTP/1.1 response head from `buf`; null while incomplete; throws on garbage. Scanned
  * with indexOf rather than split() and a RegExp: it runs once per upgrade (churn profile).
@@ -64,6 +63,10 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
   const statusEnd = lineEnd;
   const status = statusOf(text, statusEnd);
   if (status === -1) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
+  // A refusal's headers are passed on to the client (listener.ts): held to the plain-HTTP parser's
+  // rules, so that no bare LF inside a value becomes a header of its own. A 101's values are only
+  // compared, never passed on, so the upgrade path skips the check.
+  if (status !== 101 && !isValidFieldSection(text, statusEnd + 2)) throw new Error('backend answered with a malformed header line');
   const headers = new Map<string, string>();
   const setCookie: string[] = [];
   while (lineEnd < text.length) {
@@ -79,23 +82,6 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
     headers.set(name, prev === undefined ? value : `${prev}, ${value}`);
   }
   return { status, reason: statusEnd > 13 ? text.slice(13, statusEnd) : '', headers, setCookie, size: end + 4 };
-}
-
-/** The status of `HTTP/1.[01] NNN` optionally followed by ` reason` (no CR or LF), or -1. */
-function statusOf(text: string, lineEnd: number): number {
-  if (lineEnd < 12 || !text.startsWith('HTTP/1.') || (text[7] !== '0' && text[7] !== '1') || text[8] !== ' ') return -1;
-  let status = 0;
-  for (let i = 9; i < 12; i++) {
-    const d = text.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    status = status * 10 + d;
-  }
-  if (lineEnd > 12 && text[12] !== ' ') return -1;
-  for (let i = 13; i < lineEnd; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 10 || c === 13) return -1;
-  }
-  return status;
 }
 
 /**

@@ -10,6 +10,8 @@
 // CR or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
 // Pure (no I/O), like the frame reader; tests feed it byte vectors split at every point.
 
+import { HEAD_END, isValidFieldSection, statusOf } from './http-head';
+
 export interface ResponseHandler {
   /**
    * A final (>= 200) response's head. `fields`: its header lines as received, CRLF-separated (no
@@ -51,17 +53,9 @@ const LF = 10;
 /** CR or LF other than in a CRLF pair, or NUL. */
 const BARE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
 /** Header lines after the status line, all of them in one pass: `token:` then no CR, LF or NUL, CRLF-separated (RFC 9112 5). */
-const FIELD_SECTION = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*(?:\r\n(?!$)|$))*$/y;
-const HEAD_END = Buffer.from('\r\n\r\n');
 const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 const DIGITS = /^\d{1,15}$/;
 const HEX = /^[0-9a-fA-F]{1,13}$/;
-
-/** The decimal digit at text[i], or NaN. */
-function digit(text: string, i: number): number {
-  const c = text.charCodeAt(i) - 48;
-  return c >= 0 && c <= 9 ? c : NaN;
-}
 
 /** text[from..to) as a plain run of 1-15 decimal digits with optional spaces or tabs around it, or -1. */
 function decimal(text: string, from: number, to: number): number {
@@ -275,18 +269,10 @@ export class ResponseParser {
   private parseHead(text: string): boolean {
     let eol = text.indexOf('\r\n');
     if (eol < 0) eol = text.length;
-    // HTTP-version SP status-code [SP reason-phrase]
+    const status = statusOf(text, eol);
+    if (status < 0) return this.fail('malformed status line');
     const minor = text.charCodeAt(7) - 48;
-    const status = digit(text, 9) * 100 + digit(text, 10) * 10 + digit(text, 11);
-    if (!text.startsWith('HTTP/1.') || (minor !== 0 && minor !== 1) || text.charCodeAt(8) !== 32 || !(status >= 0) || (eol > 12 && text.charCodeAt(12) !== 32)) {
-      return this.fail('malformed status line');
-    }
-    for (let i = 13; i < eol; i++) {
-      const c = text.charCodeAt(i);
-      if (c === CR || c === LF || c === 0) return this.fail('bare CR, LF or NUL in the status line');
-    }
-    FIELD_SECTION.lastIndex = eol + 2;
-    if (eol < text.length && !FIELD_SECTION.test(text)) {
+    if (!isValidFieldSection(text, eol + 2)) {
       return this.fail('malformed header field (name not a token, whitespace before a colon, obsolete line folding, or a bare CR, LF or NUL)');
     }
     // Every line is now `token:value`. The fields the client should see are passed on as the text

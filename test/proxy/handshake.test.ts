@@ -33,6 +33,16 @@ describe('handshake', () => {
     assert.throws(() => parseResponseHead(Buffer.from('SSH-2.0-OpenSSH\r\n\r\n')), /malformed status line/);
   });
 
+  it("refuses a refusal whose header lines would not pass on safely (they reach the client)", () => {
+    const refusal = (lines: string) => Buffer.from(`HTTP/1.1 403 Forbidden\r\n${lines}\r\nContent-Length: 0\r\n\r\n`);
+    // A bare LF inside Location would give the client a header the backend smuggled in.
+    assert.throws(() => parseResponseHead(refusal('Location: /x\nSet-Cookie: admin=1')), /malformed header line/);
+    assert.throws(() => parseResponseHead(refusal('Location : /x')), /malformed header line/);
+    assert.throws(() => parseResponseHead(refusal('Location: /x\r\n folded')), /malformed header line/);
+    assert.throws(() => parseResponseHead(Buffer.from('HTTP/1.1 403 No\rpe\r\n\r\n')), /malformed status line/);
+    assert.equal(parseResponseHead(refusal('Location: /x'))!.headers.get('location'), '/x');
+  });
+
   it('accepts a correct 101 and rejects wrong accept keys, unoffered protocols and extensions', () => {
     const key = 'dGhlIHNhbXBsZSBub25jZQ==';
     const ok = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n`;
