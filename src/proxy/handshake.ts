@@ -1,6 +1,6 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
 import { hash, randomFillSync } from 'node:crypto';
-import { HEAD_END, isValidFieldSection, statusOf } from './http-head';
+import { fieldValue, HEAD_END, isValidFieldSection, nameIs, statusOf } from './http-head';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
@@ -40,16 +40,38 @@ export function buildUpgradeRequest(pathAndQuery: string, key: string, headers: 
 export interface ResponseHead {
   status: number;
   reason: string;
-  /** Lower-cased names; repeated headers joined with ", " except set-cookie, kept apart. */
+  /**
+   * Lower-cased names; repeated headers joined with ", " except set-cookie, kept apart. For a 101,
+   * only the fields it is checked by (checkSwitchingProtocols).
+   */
   headers: Map<string, string>;
   setCookie: string[];
   /** Bytes of the head including the blank line. */
   size: number;
 }
 
+/** A field a 101 is checked by, as its lower-case name; told by length and compared in place. */
+function switchingField(text: string, start: number, colon: number): string | undefined {
+  switch (colon - start) {
+    case 7:
+      return nameIs(text, start, 'upgrade') ? 'upgrade' : undefined;
+    case 10:
+      return nameIs(text, start, 'connection') ? 'connection' : undefined;
+    case 20:
+      return nameIs(text, start, 'sec-websocket-accept') ? 'sec-websocket-accept' : undefined;
+    case 22:
+      return nameIs(text, start, 'sec-websocket-protocol') ? 'sec-websocket-protocol' : undefined;
+    case 24:
+      return nameIs(text, start, 'sec-websocket-extensions') ? 'sec-websocket-extensions' : undefined;
+    default:
+      return undefined;
+  }
+}
+
 /**
  * Parses an HTTP/1.1 response head from `buf`; null while incomplete; throws on garbage. Scanned
- * with indexOf rather than split() and a RegExp: it runs once per upgrade (churn profile).
+ * with indexOf rather than split() and a RegExp, and a 101's other fields are skipped unread: it
+ * runs once per upgrade (churn profile).
  */
 export function parseResponseHead(buf: Buffer): ResponseHead | null {
   const end = buf.indexOf(HEAD_END);
@@ -75,8 +97,10 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
     if (lineEnd === -1) lineEnd = text.length;
     const colon = text.indexOf(':', start);
     if (colon <= start || colon >= lineEnd) throw new Error('backend answered with a malformed header line');
-    const name = text.slice(start, colon).trim().toLowerCase();
-    const value = text.slice(colon + 1, lineEnd).trim();
+    // A refusal's names are tokens (checked above); a 101's are compared with the few that matter.
+    const name = status === 101 ? switchingField(text, start, colon) : text.slice(start, colon).toLowerCase();
+    if (name === undefined) continue;
+    const value = fieldValue(text, colon + 1, lineEnd);
     if (name === 'set-cookie') setCookie.push(value);
     const prev = headers.get(name);
     headers.set(name, prev === undefined ? value : `${prev}, ${value}`);

@@ -38,3 +38,20 @@ export function isValidFieldSection(text: string, from: number): boolean {
   FIELD_SECTION.lastIndex = from;
   return FIELD_SECTION.test(text);
 }
+
+/** Whether text[start..start+name.length) is `name` (given in lower case) in any case; makes no string. */
+export function nameIs(text: string, start: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    let c = text.charCodeAt(start + i);
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** text[from..to) without the spaces and tabs around it (RFC 9110 5.5: OWS is not part of a value). */
+export function fieldValue(text: string, from: number, to: number): string {
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+  return text.slice(from, to);
+}

@@ -10,7 +10,7 @@
 // CR or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
 // Pure (no I/O), like the frame reader; tests feed it byte vectors split at every point.
 
-import { HEAD_END, isValidFieldSection, statusOf } from './http-head';
+import { HEAD_END, isValidFieldSection, nameIs, statusOf } from './http-head';
 
 export interface ResponseHandler {
   /**
@@ -80,16 +80,6 @@ const enum Field {
   TransferEncoding,
   Connection,
   KeepAlive,
-}
-
-/** Whether text[start..start+name.length) is `name` (lower case) in any case; no string is made. */
-function nameIs(text: string, start: number, name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    let c = text.charCodeAt(start + i);
-    if (c >= 65 && c <= 90) c |= 0x20;
-    if (c !== name.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 /**
