@@ -4,12 +4,14 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
-const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+export const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const PAGE_SIZE = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
 
 export interface TreeSample {
   /** User + system CPU seconds of every live process in the tree. */
   cpuSeconds: number;
+  userSeconds: number;
+  systemSeconds: number;
   /** Sum of the processes' resident set sizes, bytes. */
   rssBytes: number;
   pids: number[];
@@ -17,7 +19,8 @@ export interface TreeSample {
 
 interface Stat {
   ppid: number;
-  ticks: number;
+  userTicks: number;
+  systemTicks: number;
   rssPages: number;
 }
 
@@ -27,7 +30,7 @@ function readStat(pid: number): Stat | undefined {
     // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
     // fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15, rss 24.
-    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), rssPages: Number(fields[21]) };
+    return { ppid: Number(fields[1]), userTicks: Number(fields[11]), systemTicks: Number(fields[12]), rssPages: Number(fields[21]) };
   } catch {
     return undefined; // exited between readdir and read
   }
@@ -45,13 +48,21 @@ export function sampleTree(rootPid: number): TreeSample {
   for (let i = 0; i < pids.length; i++) {
     for (const [pid, stat] of stats) if (stat.ppid === pids[i]) pids.push(pid);
   }
-  let ticks = 0;
+  let user = 0;
+  let system = 0;
   let pages = 0;
   for (const pid of pids) {
     const stat = stats.get(pid);
     if (!stat) continue;
-    ticks += stat.ticks;
+    user += stat.userTicks;
+    system += stat.systemTicks;
     pages += stat.rssPages;
   }
-  return { cpuSeconds: ticks / TICKS_PER_SECOND, rssBytes: pages * PAGE_SIZE, pids: pids.filter((p) => stats.has(p)) };
+  return {
+    cpuSeconds: (user + system) / TICKS_PER_SECOND,
+    userSeconds: user / TICKS_PER_SECOND,
+    systemSeconds: system / TICKS_PER_SECOND,
+    rssBytes: pages * PAGE_SIZE,
+    pids: pids.filter((p) => stats.has(p)),
+  };
 }

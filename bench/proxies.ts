@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { TICKS_PER_SECOND } from './proc-tree';
 
 /** The anchors and Switchyard, compared in every scenario. */
 export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
@@ -53,6 +54,41 @@ export function spawnWithLimit(command: string, args: string[], logFile: string)
   child.stderr?.on('data', (d: Buffer) => log.push(d));
   child.on('exit', () => writeFileSync(logFile, Buffer.concat(log)));
   return child;
+}
+
+export interface ChildRun {
+  /** The last line of the child's stdout, parsed as JSON. */
+  result: Record<string, unknown>;
+  /** User + system CPU seconds the child (and anything it waited for) used. */
+  cpuSeconds: number;
+}
+
+/**
+ * Runs a load generator to completion, with the descriptor limit raised. A shell waits for it and
+ * then prints its own children's CPU time (cutime and cstime of /proc/self/stat) on stderr.
+ */
+export function runJson(command: string, args: string[], timeoutMs: number): Promise<ChildRun> {
+  const script = 'ulimit -n "$(ulimit -Hn)"; "$@"; code=$?; echo "children-ticks $(cut -d" " -f16,17 /proc/$$/stat)" >&2; exit $code';
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    // The whole group: the shell and the load generator under it.
+    const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const last = out.trim().split('\n').pop() ?? '';
+      const ticks = /children-ticks (\d+) (\d+)/.exec(err);
+      try {
+        resolve({ result: JSON.parse(last) as Record<string, unknown>, cpuSeconds: ticks ? (Number(ticks[1]) + Number(ticks[2])) / TICKS_PER_SECOND : NaN });
+      } catch {
+        const why = err.replace(/children-ticks.*\n?/, '').trim().split('\n').slice(-3).join(' / ');
+        reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${why || last}`));
+      }
+    });
+  });
 }
 
 export async function stopChild(child: ChildProcess): Promise<void> {

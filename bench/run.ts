@@ -2,7 +2,7 @@
 // in turn (the order rotates every round, so no proxy always runs first or last on a warming machine),
 // drives the load, stops the proxy, and finally writes bench/results/<date>.{json,md,svg} with medians
 // and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createConnection } from 'node:net';
@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, PROXIES, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { freePort, PROXIES, runJson, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -53,34 +53,13 @@ function hardNofile(): number {
   return Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
 }
 
-/** Runs a child to completion and parses the last line of its stdout as JSON. */
-function runJson(command: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$@"', 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      const last = out.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(last) as Record<string, unknown>);
-      } catch {
-        reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err.trim().split('\n').slice(-3).join(' / ') || last}`));
-      }
-    });
-  });
-}
-
 async function measure(scenario: Scenario, target: string, pid: number | undefined, seconds: number): Promise<Sample> {
   const timeoutMs = (seconds + 120) * 1000;
   if (scenario.name === 'http') {
     // autocannon reports the run; the proxy's CPU is sampled around it.
     const [host] = target.split(',');
     const before = pid ? sampleTree(pid) : undefined;
-    const result = await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `http://${host}/`], timeoutMs);
+    const result = (await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `http://${host}/`], timeoutMs)).result;
     const after = pid ? sampleTree(pid) : undefined;
     const requests = result.requests as { total: number; average: number };
     const latency = result.latency as { p50: number; p99: number; p99_9?: number };
@@ -95,7 +74,7 @@ async function measure(scenario: Scenario, target: string, pid: number | undefin
   }
   const args = [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, ...scenario.args];
   if (pid) args.push('--watch-pid', String(pid));
-  const r = await runJson(process.execPath, args, timeoutMs);
+  const r = (await runJson(process.execPath, args, timeoutMs)).result;
   const errors = Number(r.errors ?? 0) + Number(r.connectErrors ?? 0) + Number(r.unexpectedCloses ?? 0);
   const sample: Sample = { errors };
   if (r.errorSamples && (r.errorSamples as string[]).length > 0) sample.errorSamples = r.errorSamples as string[];

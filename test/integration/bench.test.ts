@@ -60,3 +60,19 @@ test('npm run bench -- --quick measures every scenario on every proxy', { timeou
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('bench/cpu-breakdown.ts splits the machine CPU per request between proxy, backends and load generator', { timeout: 120_000 }, async () => {
+  const { stdout } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/cpu-breakdown.ts', '--scenario', 'http', '--proxies', 'switchyard', '--rounds', '1', '--seconds', '2'], { cwd: ROOT, timeout: 100_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve({ stdout, stderr }),
+    );
+  });
+  const row = stdout.split('\n').find((l) => l.startsWith('| 1 | switchyard |'));
+  assert.ok(row, stdout);
+  // ops/s, then µs per request: proxy user, proxy system, backends, load generator, all.
+  const [, , , ...cells] = row.split('|').map((c) => c.trim());
+  const [ops, user, system, backends, loadgen, all] = cells.map((c) => Number(c.replace(/,/g, '')));
+  assert.ok(ops > 0, row);
+  for (const v of [user, system, backends, loadgen]) assert.ok(v > 0 && Number.isFinite(v), row);
+  assert.ok(Math.abs(all - (user + system + backends + loadgen)) < 0.5, row);
+});

@@ -1,0 +1,76 @@
+// Where the machine's CPU goes per request (http) or per upgrade cycle (churn), proxy by proxy: the
+// proxy's processes (user and system time apart), the two echo backends, and the load generator.
+// On this 2-core machine all of them share the cores, so requests/s and upgrades/s follow the sum,
+// not the proxy's share alone; this is what tells a proxy's own cost from what it makes others pay.
+// Usage: node --import tsx bench/cpu-breakdown.ts --scenario http --proxies nginx,switchyard --rounds 3
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { sampleTree, type TreeSample } from './proc-tree';
+import { freePort, runJson, spawnWithLimit, startProxy, stopChild, waitForUpgrade, type ProxyName } from './proxies';
+
+const opts = new Command()
+  .option('--scenario <name>', 'http (autocannon, 100 connections) or churn (50 parallel open-echo-close cycles)', 'http')
+  .option('--proxies <names>', 'comma-separated, run in turn every round', 'nginx,switchyard')
+  .option('--rounds <n>', 'rounds', Number, 3)
+  .option('--seconds <n>', 'load per proxy and round', Number, 6)
+  .parse()
+  .opts<{ scenario: string; proxies: string; rounds: number; seconds: number }>();
+
+const ROOT = join(__dirname, '..');
+const TSX = ['--import', 'tsx'];
+const micros = (seconds: number, ops: number): number => Math.round((seconds / ops) * 1e7) / 10;
+
+/** Drives the load at `target`; returns the operations done and the load generator's CPU seconds. */
+async function load(target: string): Promise<{ ops: number; cpuSeconds: number }> {
+  const seconds = String(opts.seconds);
+  if (opts.scenario === 'http') {
+    const run = await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '100', '-d', seconds, '--json', `http://${target}/`], 120_000);
+    return { ops: (run.result.requests as { total: number }).total, cpuSeconds: run.cpuSeconds };
+  }
+  if (opts.scenario !== 'churn') throw new Error(`--scenario: http or churn, not ${opts.scenario}`);
+  // No warmup: every cycle of the run is counted, as is every CPU second.
+  const run = await runJson(process.execPath, [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, '--mode', 'churn', '--concurrency', '50', '--warmup', '0', '--duration', seconds], 120_000);
+  return { ops: run.result.cycles as number, cpuSeconds: run.cpuSeconds };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cpu-'));
+  const ports = [await freePort(), await freePort()];
+  const backends = ports.map((port, i) => spawnWithLimit(process.execPath, [...TSX, join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
+  try {
+    await Promise.all(ports.map((port, i) => waitForUpgrade(port, backends[i])));
+    const nofile = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
+    const backendCpu = (): number => backends.reduce((sum, b) => sum + sampleTree(b.pid!).cpuSeconds, 0);
+    process.stdout.write(`${opts.scenario}: µs of CPU per ${opts.scenario === 'http' ? 'request' : 'upgrade cycle'}\n`);
+    process.stdout.write('| round | proxy | ops/s | proxy user | proxy system | backends | load generator | all |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const name of opts.proxies.split(',') as ProxyName[]) {
+        const proxy = await startProxy(name, await freePort(), { workers: 1, backendPorts: ports, nofile, dir });
+        try {
+          const before: TreeSample | undefined = proxy.pid ? sampleTree(proxy.pid) : undefined;
+          const backendsBefore = backendCpu();
+          const { ops, cpuSeconds } = await load(proxy.target.split(',')[0]);
+          const after: TreeSample | undefined = proxy.pid ? sampleTree(proxy.pid) : undefined;
+          const user = before && after ? after.userSeconds - before.userSeconds : 0;
+          const system = before && after ? after.systemSeconds - before.systemSeconds : 0;
+          const backend = backendCpu() - backendsBefore;
+          const row = [user, system, backend, cpuSeconds, user + system + backend + cpuSeconds].map((s) => micros(s, ops));
+          process.stdout.write(`| ${round} | ${name} | ${Math.round(ops / opts.seconds).toLocaleString('en')} | ${row.join(' | ')} |\n`);
+        } finally {
+          await proxy.stop();
+        }
+      }
+    }
+  } finally {
+    await Promise.all(backends.map(stopChild));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`cpu-breakdown: ${(err as Error).message}\n`);
+  process.exit(1);
+});
