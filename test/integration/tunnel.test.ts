@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
-import { closeAll, startEchoBackend, toBuffer, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startRawHttpBackend, toBuffer, type EchoBackend, type RawHttpBackend } from '../helpers/backends';
 import { rawWebSocket } from '../helpers/raw-client';
 import { connect, upgradeStatus, type Message, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
@@ -21,6 +21,8 @@ function burstMessage(i: number): Buffer {
 void describe('tunnel', { timeout: 60_000 }, () => {
   let echo: EchoBackend;
   let refusing: EchoBackend;
+  /** Refuses every upgrade with a header line that hides a second one behind a bare LF. */
+  let smuggling: RawHttpBackend;
   let balancer: Balancer;
   let trusting: Balancer;
   const clients: TestClient[] = [];
@@ -49,14 +51,17 @@ void describe('tunnel', { timeout: 60_000 }, () => {
         return m ? Number(m[1]) : undefined;
       },
     });
+    smuggling = await startRawHttpBackend((socket) => socket.end('HTTP/1.1 403 Forbidden\r\nLocation: /x\nSet-Cookie: admin=1\r\nContent-Length: 0\r\n\r\n'));
     const config = (trustedProxies: string[]): Record<string, unknown> => ({
       trustedProxies,
       pools: {
         echo: { backends: [{ url: echo.url }] },
         refusing: { backends: [{ url: refusing.url }] },
+        smuggling: { backends: [{ url: smuggling.url }] },
       },
       routes: [
         { path: '/refuse', pool: 'refusing', mode: 'websocket' },
+        { path: '/smuggle', pool: 'smuggling', mode: 'websocket' },
         { path: '/', pool: 'echo', mode: 'both' },
       ],
     });
@@ -66,7 +71,7 @@ void describe('tunnel', { timeout: 60_000 }, () => {
   after(async () => {
     for (const c of clients) c.terminate();
     await stopAll(balancer, trusting);
-    await closeAll(echo, refusing);
+    await closeAll(echo, refusing, smuggling);
   });
 
   void it('echoes a text message through the balancer', async () => {
@@ -242,6 +247,11 @@ void describe('tunnel', { timeout: 60_000 }, () => {
     }
     assert.ok(refusing.refused.length >= 3, 'the refusing backend saw the upgrades');
     assert.equal(refusing.connections.length, 0);
+  });
+
+  void it('answers 502 to a refusal whose header lines would smuggle a header to the client', async () => {
+    assert.equal(await upgradeStatus(balancer.url('/smuggle')), 502);
+    assert.ok(smuggling.heads.length >= 1, 'the backend was asked');
   });
 
   void it('relays the close code and reason from client to backend', async () => {
