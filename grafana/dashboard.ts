@@ -76,6 +76,17 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
     ],
   },
   {
+    row: 'HTTP',
+    panels: [
+      timeseries('HTTP requests/s by outcome', "Plain HTTP requests: ok (a backend's response relayed), client_gone, or the balancer's own answer (errors.ts labels).", 'reqps', [
+        query('sum by (outcome) (rate(switchyard_http_requests_total[$__rate_interval]))', '{{outcome}}'),
+      ]),
+      timeseries('HTTP responses/s by status class', "Responses clients got to plain HTTP requests, from backends and the balancer's own (502, 503, 504, 404, 408...).", 'reqps', [
+        query('sum by (code) (rate(switchyard_http_responses_total[$__rate_interval]))', '{{code}}'),
+      ]),
+    ],
+  },
+  {
     row: 'Backends',
     panels: [
       new StateTimelinePanel()
@@ -132,7 +143,7 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
 export function buildDashboard(): Dashboard {
   const builder = new DashboardBuilder('Switchyard')
     .uid('switchyard')
-    .description('Switchyard WebSocket load balancer: tunnels, upgrades, messages, backends, workers.')
+    .description('Switchyard WebSocket load balancer: tunnels, upgrades, messages, plain HTTP, backends, workers.')
     .tags(['switchyard', 'websocket', 'load-balancer'])
     .refresh('10s')
     .time({ from: 'now-1h', to: 'now' })

@@ -5,7 +5,7 @@ import type { RouteConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
-import { counters } from './stats/counters';
+import { countHttpAnswer, counters } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
 import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
@@ -184,9 +184,10 @@ export class Listener implements TunnelOwner {
     this.deps.httpProxy.handle(res, request, route.pool);
   }
 
-  /** Every refused upgrade or request: its status, a debug line, and for upgrades a count by label. */
+  /** Every refused upgrade or request: its status, a debug line, and a count by label. */
   private reject(res: HttpResponse, request: ClientRequest, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
     if (header(request, 'upgrade') !== '') counters.upgrades[outcome.label]++;
+    else countHttpAnswer(outcome);
     this.deps.log.debug({ code: outcome.code, status: outcome.status, method: request.method, url: request.url, peer: request.peerIp }, outcome.message);
     respondOutcome(res, outcome, headers);
   }

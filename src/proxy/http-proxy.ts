@@ -7,6 +7,7 @@ import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
+import { countHttpAnswer, counters } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
@@ -128,6 +129,8 @@ class Exchange implements UpstreamExchange {
    * client with the first body bytes.
    */
   private head: string | null = null;
+  /** The backend's status, counted when its head goes to the client. */
+  private status = 0;
   /** The status line went to the client. */
   private responded = false;
   /** The response's Content-Length, or -1 (then the body is streamed chunked by uWS). */
@@ -163,9 +166,11 @@ class Exchange implements UpstreamExchange {
     upstream.send(this, this.requestHead, this.request.method === 'HEAD', this.body !== Body.None, this.pool.responseTimeout);
   }
 
-  private fail(outcome: Outcome): void {
+  /** The balancer answers the request itself (counted here, once: retries come back through next()). */
+  private fail(outcome: Outcome, close = false): void {
     this.finish();
-    respondOutcome(this.res, outcome);
+    countHttpAnswer(outcome);
+    respondOutcome(this.res, outcome, [], close);
   }
 
   /** The response is done with, one way or another: uWS's response may not be touched again. */
@@ -176,6 +181,8 @@ class Exchange implements UpstreamExchange {
   }
 
   clientGone(): void {
+    // Left before any answer; once the status line went out the request already counts as ok.
+    if (!this.finished && !this.responded) counters.httpRequests.client_gone++;
     this.finish();
     const upstream = this.upstream;
     this.upstream = null;
@@ -215,6 +222,7 @@ class Exchange implements UpstreamExchange {
     // backend is in a failure streak.
     backendSucceeded(this.backend!);
     if (this.finished) return;
+    this.status = status;
     const statusLine = reason !== '' ? `${status} ${reason}` : `${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd();
     this.head = fields === '' ? statusLine : `${statusLine}\r\n${fields}`;
     const upstream = this.upstream!;
@@ -259,6 +267,10 @@ class Exchange implements UpstreamExchange {
     if (head !== null) {
       this.head = null;
       this.responded = true;
+      // Counted when relayed, not when received: a backend failing before its first body bytes
+      // leaves the client a 502 instead (onUpstreamFailed).
+      counters.httpRequests.ok++;
+      counters.httpResponses[(this.status / 100) | 0]++;
       // uWS writes "HTTP/1.1 " + this + CRLF, then its own Date and Content-Length (or chunked
       // framing): the backend's header lines ride along in one call instead of one writeHeader each
       // (the parser checked every line: no CR, LF or NUL but the CRLFs between them).
@@ -322,9 +334,7 @@ class Exchange implements UpstreamExchange {
     if (failure === 'client-stalled') {
       // The client's fault, not the backend's: 408 and close, as NGINX after client_body_timeout.
       this.proxy.logClientStalled(this.pool, backend);
-      this.finish();
-      respondOutcome(this.res, Outcomes.clientTimeout, [], true);
-      return;
+      return this.fail(Outcomes.clientTimeout, true);
     }
     // A reused connection closed unanswered is keep-alive racing (the backend timed it out), not
     // the backend failing; a client that left aborts without reaching here.

@@ -1,7 +1,7 @@
 // Per-worker counters, bumped on the hot path as plain integer increments (no labels, no calls).
 // The metrics layer (src/stats/metrics.ts: prom-client, aggregated over workers) reads and
 // publishes them at scrape time; nothing on the per-message path talks to it directly.
-import { Outcomes } from '../errors';
+import { Outcomes, type Outcome } from '../errors';
 
 /** Who started a tunnel's close: the client, the backend, or the balancer itself (limits, drain, dead peer). */
 export const CLOSE_SIDES = ['client', 'backend', 'balancer'] as const;
@@ -21,9 +21,19 @@ export function closeCodeIndex(code: number): number {
   return 18;
 }
 
+/** Status-class label values, bounded; statuses outside 100-599 (which a backend may send) are "other". */
+export const STATUS_CLASS_LABELS = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] as const;
+
 export const counters = {
   /** Upgrade attempts by outcome label (errors.ts), plus "ok" for tunnels opened. */
   upgrades: Object.fromEntries([['ok', 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
+  /**
+   * Plain HTTP requests by outcome label (errors.ts), plus "ok" (a backend's response head was relayed)
+   * and "client_gone" (the client left before any answer).
+   */
+  httpRequests: Object.fromEntries([['ok', 0], ['client_gone', 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
+  /** Responses to plain HTTP requests by status / 100 (0-9): the index is the status's first digit, no lookup. */
+  httpResponses: new Array<number>(10).fill(0),
   messagesToBackend: 0,
   bytesToBackend: 0,
   messagesToClient: 0,
@@ -43,4 +53,10 @@ export const counters = {
 /** Counts a finished tunnel by who closed first and with which code (once per tunnel, not per message). */
 export function countClose(side: CloseSide, code: number): void {
   counters.closes[CLOSE_SIDES.indexOf(side) * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]++;
+}
+
+/** The balancer answered a plain HTTP request itself (once per request, never on the relayed path). */
+export function countHttpAnswer(outcome: Outcome): void {
+  counters.httpRequests[outcome.label]++;
+  counters.httpResponses[(outcome.status / 100) | 0]++;
 }

@@ -12,7 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggreg
 import { ADMIN_STATES } from '../config/schema';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
-import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters } from './counters';
+import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
 
 /** This process's metrics. */
 export const registry = new Registry();
@@ -125,6 +125,23 @@ const upgradeDuration = new Histogram({
 export function observeUpgrade(pool: string, seconds: number): void {
   upgradeDuration.observe({ pool }, seconds);
 }
+
+// ---- plain HTTP ----
+
+countedAtScrape(
+  'switchyard_http_requests_total',
+  "Plain HTTP requests by outcome: ok (a backend's response relayed), client_gone (left before any answer), or the errors.ts label of the balancer's own answer.",
+  ['outcome'],
+  (emit) => {
+    for (const [outcome, value] of Object.entries(counters.httpRequests)) emit(value, { outcome });
+  },
+);
+
+countedAtScrape('switchyard_http_responses_total', 'Responses to plain HTTP requests by status class, relayed from a backend or made by the balancer.', ['code'], (emit) => {
+  const r = counters.httpResponses; // by status / 100
+  for (let c = 1; c <= 5; c++) emit(r[c], { code: STATUS_CLASS_LABELS[c - 1] });
+  emit(r[0] + r[6] + r[7] + r[8] + r[9], { code: STATUS_CLASS_LABELS[5] });
+});
 
 // ---- messages ----
 

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici';
 import { backendStatus } from '../helpers/admin';
 import { startBalancer, stopAll, type Balancer, type LogLine } from '../helpers/balancer';
 import { closeAll, startRawHttpBackend, startUnacceptingServer, type RawHttpBackend, type UnacceptingServer } from '../helpers/backends';
+import { scrape } from '../helpers/metrics';
 import { freePort } from '../helpers/ports';
 import { openSocket, readResponseHead } from '../helpers/raw-client';
 import { waitFor } from '../helpers/wait';
@@ -152,6 +153,9 @@ void describe('HTTP backend failures', { timeout: 90_000 }, () => {
     assert.equal(head.status, 408);
     await closed;
     await balancer.waitForLog((l) => l.msg === 'http client stopped sending its request body: 408' && l.pool === 'upload', 5000, 'the stall logged');
+    // The worker counted it before answering; this is the file's only 408.
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_http_requests_total', { outcome: 'client_timeout' }), 1);
     // A failure reported after the stall: once its ejection is logged, the primary heard everything before it.
     assert.equal((await get('/marker2/x')).status, 502);
     await balancer.waitForLog(ejected(name(bad), 'marker2'), 5000, 'the marker ejection');

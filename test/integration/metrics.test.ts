@@ -1,12 +1,15 @@
 // The admin listener: Prometheus metrics aggregated over the workers (tunnels, messages, upgrades,
-// closes, restarts), the probes, /status, and that none of it is served on the public port.
+// closes, restarts, plain HTTP requests and responses), the probes, /status, and that none of it is
+// served on the public port.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { describe, it } from 'node:test';
+import { request } from 'undici';
 import { runCli, startBalancer, workerPidOf, writeConfig } from '../helpers/balancer';
-import { closeAll, startEchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startRawHttpBackend } from '../helpers/backends';
 import { scrape, type Scrape } from '../helpers/metrics';
-import { freePort } from '../helpers/ports';
+import { deadPort, freePort } from '../helpers/ports';
+import { openSocket } from '../helpers/raw-client';
 import { connectMany, upgradeStatus, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 
@@ -100,6 +103,78 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
     assert.equal(closed.sum('switchyard_tunnels_closed_total', { side: 'backend', code: '1000' }), 3);
     assert.equal(closed.sum('switchyard_tunnels_closed_total', { side: 'client', code: '1000' }), N - 7);
     assert.equal(closed.sum('switchyard_tunnels_active', labels), 0);
+  });
+
+  void it('counts plain HTTP requests once each by outcome, and every response by status class, over both workers', async (t) => {
+    const backend = await startEchoBackend({ name: 'h' });
+    const silent = await startRawHttpBackend(() => {}); // takes requests, never answers
+    t.after(() => closeAll(backend, silent));
+    const dead = `ws://127.0.0.1:${await deadPort()}`;
+    const balancer = await startBalancer({
+      config: {
+        admin: { port: 0 },
+        pools: {
+          web: { backends: [{ url: backend.url }] },
+          dead: { backends: [{ url: dead }] },
+          silent: { backends: [{ url: silent.url }] },
+          // A refused connect is retried on the other backend: still one request.
+          retry: { algorithm: 'round-robin', backends: [{ url: dead }, { url: backend.url }] },
+        },
+        // No "/" route: /nowhere has none.
+        routes: [
+          { path: '/web', pool: 'web' },
+          { path: '/status', pool: 'web' }, // the backend answers /status/NNN with NNN
+          { path: '/ws-only', pool: 'web', mode: 'websocket' },
+          { path: '/dead', pool: 'dead' },
+          { path: '/silent', pool: 'silent' },
+          { path: '/retry', pool: 'retry' },
+        ],
+      },
+    });
+    t.after(() => balancer.stop());
+    // A fresh connection each, so that both workers take some.
+    const get = async (path: string): Promise<number> => {
+      const res = await request(balancer.httpUrl(path), { reset: true });
+      await res.body.dump();
+      return res.statusCode;
+    };
+
+    const N = 10;
+    const K = 4;
+    for (let i = 0; i < N; i++) assert.equal(await get(`/web/x?i=${i}`), 200);
+    for (let i = 0; i < 2; i++) assert.equal(await get('/status/503'), 503); // relayed: ok, 5xx
+    for (let i = 0; i < K; i++) assert.equal(await get(`/retry/x?i=${i}`), 200);
+    assert.equal(await get('/nowhere'), 404);
+    assert.equal(await get('/ws-only'), 426);
+    for (let i = 0; i < 2; i++) assert.equal(await get('/dead/x'), 502);
+    // Upgrades are not plain requests: this one counts in switchyard_upgrades_total only.
+    assert.equal(await upgradeStatus(balancer.url('/nowhere')), 404);
+    // A client that leaves while the backend is still thinking.
+    const socket = await openSocket(balancer.port);
+    socket.write('GET /silent/x HTTP/1.1\r\nHost: t\r\n\r\n');
+    await waitFor(() => silent.heads.length === 1, 5000, 'the silent backend to get the request');
+    socket.destroy();
+    await balancer.waitForLog((l) => l.msg === 'http backend request failed' && l.pool === 'retry', 5000, 'a retried request on the retry pool');
+
+    const requests = N + 2 + K + 1 + 1 + 2 + 1;
+    const total = (s: Scrape, name: string): number => s.select(name).reduce((n, x) => n + x.value, 0);
+    const s = await scrapeUntil(balancer.adminUrl('/metrics'), (x) => total(x, 'switchyard_http_requests_total') >= requests, `${requests} plain requests`);
+    assert.equal(total(s, 'switchyard_http_requests_total'), requests, 'each request counted once');
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'ok' }), N + 2 + K);
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'no_route' }), 1);
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'upgrade_required' }), 1);
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'backend_unreachable' }), 2);
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'client_gone' }), 1);
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'no_backend' }), 0);
+    assert.equal(s.sum('switchyard_upgrades_total', { outcome: 'no_route' }), 1);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '2xx' }), N + K);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '4xx' }), 2);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '5xx' }), 2 + 2);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '1xx' }), 0);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '3xx' }), 0);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: 'other' }), 0);
+    // Every request but the abandoned one got exactly one response.
+    assert.equal(total(s, 'switchyard_http_responses_total'), requests - 1);
   });
 
   void it("a killed worker's restart shows in switchyard_worker_restarts_total", async (t) => {
