@@ -7,6 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { closeAll, startRawHttpBackend, type RawHttpBackend } from '../helpers/backends';
+import { scrape } from '../helpers/metrics';
+import { waitFor } from '../helpers/wait';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok';
 
@@ -80,6 +82,10 @@ void describe('HTTP backend connections', { timeout: 60_000 }, () => {
     assert.equal(res.status, 504);
     const took = Date.now() - started;
     assert.ok(took >= 1000 && took < 6000, `took ${took} ms`);
+    // The only 504 of this suite: counted once, as the balancer's own answer.
+    const timeouts = async () => (await scrape(balancer.adminUrl('/metrics'))).sum('switchyard_http_requests_total', { outcome: 'backend_timeout' });
+    await waitFor(async () => (await timeouts()) >= 1, 5000, 'the 504 counted');
+    assert.equal(await timeouts(), 1);
   });
 
   void it('answers 502 to a malformed response and never reuses that connection', async () => {
