@@ -18,6 +18,19 @@ describe('formatPeerAddress', () => {
     assert.equal(formatPeerAddress(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 10, 1, 200, 254])), '10.1.200.254');
   });
 
+  it('prints each IPv4 peer as its own, whatever came before (the last one is remembered)', () => {
+    const peers: [number[], string][] = [
+      [[10, 0, 0, 1], '10.0.0.1'],
+      [[10, 0, 0, 1], '10.0.0.1'],
+      [[10, 0, 0, 2], '10.0.0.2'],
+      [[255, 255, 255, 255], '255.255.255.255'],
+      [[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 10, 0, 0, 2], '10.0.0.2'],
+      [[10, 0, 0, 1], '10.0.0.1'],
+      [[0, 0, 0, 0], '0.0.0.0'],
+    ];
+    for (const [bytes, text] of peers) assert.equal(formatPeerAddress(Uint8Array.from(bytes)), text);
+  });
+
   it("prints IPv6 in RFC 5952's short form (longest zero run, first of equals, lower case)", () => {
     for (const [bytes, text] of [
       ['::1', '::1'],
