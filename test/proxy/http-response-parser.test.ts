@@ -156,6 +156,15 @@ describe('ResponseParser', () => {
     assert.equal(r.parser.keepAlive, true);
   });
 
+  it('tells the fields it acts on in any case, and passes on names of the same length that differ', () => {
+    const chunked = parse(['HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: Chunked\r\nCONNECTION: CLOSE\r\nContent-Lengtz: 9\r\nDATE: x\r\nDatum: y\r\n\r\n2\r\nok\r\n0\r\n\r\n']);
+    assert.deepEqual(chunked.events, [['head', 200, 'OK', 'Content-Lengtz: 9\r\nDatum: y'], ['body', 'ok'], ['end']]);
+    assert.equal(chunked.parser.keepAlive, false);
+    const length = parse(['HTTP/1.1 200 OK\r\ncontent-length:\t2 \r\nkeep-alive: timeout=7\r\n\r\nok']);
+    assert.deepEqual(length.events, [['head', 200, 'OK', ''], ['body', 'ok'], ['end']]);
+    assert.equal(length.parser.keepAliveTimeout, 7);
+  });
+
   const refused: [string, string][] = [
     ['conflicting Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok'],
     ['a non-numeric Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok'],
