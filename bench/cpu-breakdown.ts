@@ -3,13 +3,12 @@
 // On this 2-core machine all of them share the cores, so requests/s and upgrades/s follow the sum,
 // not the proxy's share alone; this is what tells a proxy's own cost from what it makes others pay.
 // Usage: node --import tsx bench/cpu-breakdown.ts --scenario http --proxies nginx,switchyard --rounds 3
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree, type TreeSample } from './proc-tree';
-import { freePort, runJson, spawnWithLimit, startProxy, stopChild, waitForUpgrade, type ProxyName } from './proxies';
+import { freePort, hardNofile, runJson, spawnWithLimit, startProxy, stopChild, waitForUpgrade, type ProxyName } from './proxies';
 
 const opts = new Command()
   .option('--scenario <name>', 'http (autocannon, 100 connections) or churn (50 parallel open-echo-close cycles)', 'http')
@@ -42,7 +41,7 @@ async function main(): Promise<void> {
   const backends = ports.map((port, i) => spawnWithLimit(process.execPath, [...TSX, join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
   try {
     await Promise.all(ports.map((port, i) => waitForUpgrade(port, backends[i])));
-    const nofile = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
+    const nofile = hardNofile();
     const backendCpu = (): number => backends.reduce((sum, b) => sum + sampleTree(b.pid!).cpuSeconds, 0);
     process.stdout.write(`${opts.scenario}: µs of CPU per ${opts.scenario === 'http' ? 'request' : 'upgrade cycle'}\n`);
     process.stdout.write('| round | proxy | ops/s | proxy user | proxy system | backends | load generator | all |\n|---|---|---:|---:|---:|---:|---:|---:|\n');

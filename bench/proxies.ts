@@ -1,7 +1,7 @@
 // The proxies under test, each started the same way: in the foreground, on a given port, in front of
 // the same echo backends, with the same worker count, and with the soft file-descriptor limit raised
 // to the hard one. Each start resolves once an upgrade through the proxy succeeds.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
@@ -54,6 +54,11 @@ export function spawnWithLimit(command: string, args: string[], logFile: string)
   child.stderr?.on('data', (d: Buffer) => log.push(d));
   child.on('exit', () => writeFileSync(logFile, Buffer.concat(log)));
   return child;
+}
+
+/** The hard descriptor limit: what every proxy and load generator raises its soft limit to. */
+export function hardNofile(): number {
+  return Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
 }
 
 export interface ChildRun {

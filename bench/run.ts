@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, PROXIES, runJson, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { freePort, hardNofile, PROXIES, runJson, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -47,10 +47,6 @@ function requireBinary(name: string, pkg: string): void {
   } catch {
     throw new Error(`${name} is not installed: apt-get install -y ${pkg}`);
   }
-}
-
-function hardNofile(): number {
-  return Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 1024;
 }
 
 async function measure(scenario: Scenario, target: string, pid: number | undefined, seconds: number): Promise<Sample> {
