@@ -2,6 +2,7 @@
 // closes, restarts, plain HTTP requests and responses), the probes, /status, and that none of it is
 // served on the public port.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
@@ -9,7 +10,7 @@ import { runCli, startBalancer, workerPidOf, writeConfig } from '../helpers/bala
 import { closeAll, startEchoBackend, startRawHttpBackend } from '../helpers/backends';
 import { scrape, type Scrape } from '../helpers/metrics';
 import { deadPort, freePort } from '../helpers/ports';
-import { openSocket } from '../helpers/raw-client';
+import { openSocket, rawWebSocket, readResponseHead } from '../helpers/raw-client';
 import { connectMany, upgradeStatus, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 
@@ -175,6 +176,55 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
     assert.equal(s.sum('switchyard_http_responses_total', { code: 'other' }), 0);
     // Every request but the abandoned one got exactly one response.
     assert.equal(total(s, 'switchyard_http_responses_total'), requests - 1);
+  });
+
+  void it('a plain request on a kept-alive connection during the drain gets 503 and counts as draining', async (t) => {
+    const backend = await startEchoBackend({ name: 'dr' });
+    const silent = await startRawHttpBackend(() => {}); // takes requests, never answers
+    t.after(() => closeAll(backend, silent));
+    const balancer = await startBalancer({
+      workers: 1,
+      config: {
+        admin: { port: 0 },
+        drainTimeout: '8s',
+        pools: { web: { backends: [{ url: backend.url }] }, silent: { backends: [{ url: silent.url }] } },
+        routes: [
+          { path: '/silent', pool: 'silent' },
+          { path: '/', pool: 'web' },
+        ],
+      },
+    });
+    t.after(() => balancer.stop('SIGKILL'));
+    // A request in flight holds the drain open for drainTimeout; a tunnel's 1001 says it has begun.
+    const holding = await openSocket(balancer.port);
+    t.after(() => holding.destroy());
+    holding.write('GET /silent/x HTTP/1.1\r\nHost: t\r\n\r\n');
+    await waitFor(() => silent.heads.length === 1, 5000, 'the silent backend to get the request');
+    const { socket: tunnel } = await rawWebSocket(balancer.port, { path: '/ws' });
+    t.after(() => tunnel.destroy());
+    const kept = await openSocket(balancer.port);
+    t.after(() => kept.destroy());
+    const ask = async (): Promise<number> => {
+      kept.write('GET /status/200 HTTP/1.1\r\nHost: t\r\n\r\n');
+      const head = await readResponseHead(kept);
+      const length = Number(head.headers['content-length']);
+      // Read the body off so that the next head starts clean.
+      let got = head.rest.length;
+      while (got < length) got += ((await once(kept.resume(), 'data')) as [Buffer])[0].length;
+      kept.pause();
+      return head.status;
+    };
+    assert.equal(await ask(), 200);
+
+    process.kill(balancer.pid, 'SIGTERM');
+    // The worker is draining once the tunnel gets its 1001 close frame.
+    tunnel.resume();
+    await once(tunnel, 'data');
+    assert.equal(await ask(), 503);
+
+    const s = await scrapeUntil(balancer.adminUrl('/metrics'), (x) => x.sum('switchyard_http_requests_total', { outcome: 'draining' }) === 1, 'one draining request');
+    assert.equal(s.sum('switchyard_http_requests_total', { outcome: 'ok' }), 1);
+    assert.equal(s.sum('switchyard_http_responses_total', { code: '5xx' }), 1);
   });
 
   void it("a killed worker's restart shows in switchyard_worker_restarts_total", async (t) => {
