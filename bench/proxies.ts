@@ -68,6 +68,33 @@ export interface ChildRun {
   cpuSeconds: number;
 }
 
+/** Process groups of the load generators running now (see runJson). */
+const loadGroups = new Set<number>();
+
+/**
+ * A load generator runs in its own process group, so the terminal's Ctrl-C does not reach it:
+ * on SIGINT or SIGTERM the runner kills those groups, then dies of the signal as it would have.
+ */
+let passingSignals = false;
+function passSignalsToLoadGroups(): void {
+  if (passingSignals) return;
+  passingSignals = true;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const pgid of loadGroups) killGroup(pgid);
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 /**
  * Runs a load generator to completion, with the descriptor limit raised. A shell waits for it and
  * then prints its own children's CPU time (cutime and cstime of /proc/self/stat) on stderr.
@@ -75,15 +102,19 @@ export interface ChildRun {
 export function runJson(command: string, args: string[], timeoutMs: number): Promise<ChildRun> {
   const script = 'ulimit -n "$(ulimit -Hn)"; "$@"; code=$?; echo "children-ticks $(cut -d" " -f16,17 /proc/$$/stat)" >&2; exit $code';
   return new Promise((resolve, reject) => {
+    passSignalsToLoadGroups();
     const child = spawn('sh', ['-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const pgid = child.pid!;
+    loadGroups.add(pgid);
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     // The whole group: the shell and the load generator under it.
-    const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => killGroup(pgid), timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
+      loadGroups.delete(pgid);
       const last = out.trim().split('\n').pop() ?? '';
       const ticks = /children-ticks (\d+) (\d+)/.exec(err);
       try {

@@ -2,8 +2,8 @@
 // proxy (direct, NGINX, HAProxy, Switchyard and its metrics/Redis variants) briefly, and this test checks that each produced numbers
 // and wrote its JSON, Markdown and SVG. No speed is asserted here; targets live in bench/README.md.
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -76,3 +76,37 @@ test('bench/cpu-breakdown.ts splits the machine CPU per request between proxy, b
   for (const v of [user, system, backends, loadgen]) assert.ok(v > 0 && Number.isFinite(v), row);
   assert.ok(Math.abs(all - (user + system + backends + loadgen)) < 0.5, row);
 });
+
+test('a Ctrl-C on the runner reaches the load generator in its own process group', { timeout: 30_000 }, async () => {
+  // runJson starts the generator detached (so that a timeout kills it with its shell); this stands in
+  // for it with a `sleep` whose argument marks it as ours.
+  const mark = String(40_000 + (process.pid % 20_000));
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-signal-'));
+  const script = join(dir, 'runner.ts');
+  writeFileSync(script, `import { runJson } from ${JSON.stringify(join(ROOT, 'bench/proxies'))};\nvoid runJson('sleep', ['${mark}'], 60_000);\n`);
+  const sleeping = (): boolean =>
+    readdirSync('/proc').some((pid) => /^\d+$/.test(pid) && readFileOr(`/proc/${pid}/cmdline`) === `sleep\0${mark}\0`);
+  const runner = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: 'ignore' });
+  try {
+    const until = Date.now() + 10_000;
+    while (!sleeping() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(sleeping(), 'the load generator started');
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => runner.once('exit', (_code, signal) => resolve(signal)));
+    runner.kill('SIGINT');
+    assert.equal(await exited, 'SIGINT', 'the runner dies of the signal, as it would without the handler');
+    const gone = Date.now() + 5000;
+    while (sleeping() && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!sleeping(), 'the load generator was killed with the runner');
+  } finally {
+    runner.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return '';
+  }
+}
