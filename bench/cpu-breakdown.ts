@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree, type TreeSample } from './proc-tree';
-import { freePort, hardNofile, runJson, spawnWithLimit, startProxy, stopChild, waitForUpgrade, type ProxyName } from './proxies';
+import { freePort, hardNofile, runJson, startBackends, startProxy, type ProxyName } from './proxies';
 
 const opts = new Command()
   .option('--scenario <name>', 'http (autocannon, 100 connections) or churn (50 parallel open-echo-close cycles)', 'http')
@@ -37,12 +37,11 @@ async function load(target: string): Promise<{ ops: number; cpuSeconds: number }
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-cpu-'));
-  const ports = [await freePort(), await freePort()];
-  const backends = ports.map((port, i) => spawnWithLimit(process.execPath, [...TSX, join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
+  const backends = await startBackends(dir);
+  const ports = backends.ports;
   try {
-    await Promise.all(ports.map((port, i) => waitForUpgrade(port, backends[i])));
     const nofile = hardNofile();
-    const backendCpu = (): number => backends.reduce((sum, b) => sum + sampleTree(b.pid!).cpuSeconds, 0);
+    const backendCpu = backends.cpuSeconds;
     process.stdout.write(`${opts.scenario}: µs of CPU per ${opts.scenario === 'http' ? 'request' : 'upgrade cycle'}\n`);
     process.stdout.write('| round | proxy | ops/s | proxy user | proxy system | backends | load generator | all |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
     for (let round = 1; round <= opts.rounds; round++) {
@@ -64,7 +63,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await Promise.all(backends.map(stopChild));
+    await backends.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { TICKS_PER_SECOND } from './proc-tree';
+import { sampleTree, TICKS_PER_SECOND } from './proc-tree';
 
 /** The anchors and Switchyard, compared in every scenario. */
 export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
@@ -28,6 +28,8 @@ export interface ProxySetup {
   switchyardExtra?: Record<string, unknown>;
   /** redis:// URL of the runner's redis-server, for the Redis variants. */
   redisUrl?: string;
+  /** Node flags for Switchyard's processes (the workers inherit them), e.g. --cpu-prof. */
+  switchyardNodeArgs?: string[];
 }
 
 export interface RunningProxy {
@@ -134,6 +136,23 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+/** The two echo backends every proxy is measured in front of, on free ports. */
+export async function startBackends(dir: string): Promise<{ ports: number[]; cpuSeconds: () => number; stop: () => Promise<void> }> {
+  const ports = [await freePort(), await freePort()];
+  const children = ports.map((port, i) => spawnWithLimit(process.execPath, ['--import', 'tsx', join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
+  try {
+    await Promise.all(ports.map((port, i) => waitForUpgrade(port, children[i])));
+  } catch (err) {
+    await Promise.all(children.map(stopChild));
+    throw err;
+  }
+  return {
+    ports,
+    cpuSeconds: () => children.reduce((sum, b) => sum + sampleTree(b.pid!).cpuSeconds, 0),
+    stop: async () => void (await Promise.all(children.map(stopChild))),
+  };
 }
 
 /** Resolves when a WebSocket upgrade to port succeeds; rejects after the deadline. */
@@ -255,7 +274,7 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       };
       const file = join(setup.dir, `${name}.json`);
       writeFileSync(file, JSON.stringify(config, null, 2));
-      const running = await startChild(name, port, process.execPath, [join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
+      const running = await startChild(name, port, process.execPath, [...(setup.switchyardNodeArgs ?? []), join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
       return withMetrics ? { ...running, metricsUrl: `http://127.0.0.1:${adminPort}/metrics` } : running;
     }
   }

@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, hardNofile, PROXIES, runJson, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy, spawnWithLimit, startProxy, stopChild, waitForUpgrade } from './proxies';
+import { freePort, hardNofile, PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -90,13 +90,6 @@ async function measure(scenario: Scenario, target: string, pid: number | undefin
     sample.proxyCpuMicrosPerMessage = r.proxyCpuMicrosPerMessage as number | undefined;
   }
   return sample;
-}
-
-async function startBackends(dir: string): Promise<{ ports: number[]; stop: () => Promise<void> }> {
-  const ports = [await freePort(), await freePort()];
-  const children = ports.map((port, i) => spawnWithLimit(process.execPath, [...TSX, join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
-  await Promise.all(ports.map((port, i) => waitForUpgrade(port, children[i])));
-  return { ports, stop: async () => void (await Promise.all(children.map(stopChild))) };
 }
 
 /** Starts a proxy on a free port; a start that fails (a port taken meanwhile) is retried twice on new ports. */

@@ -110,3 +110,45 @@ function readFileOr(path: string): string {
     return '';
   }
 }
+
+/** Runs bench/profile.ts with `args`; resolves with its stdout. */
+function profile(args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/profile.ts', ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve(stdout),
+    );
+  });
+}
+
+test("bench/profile.ts: a worker's CPU profile under the chat load, with its flame graph", { timeout: 120_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'switchyard-profile-test-'));
+  try {
+    const stdout = await profile(['--scenario', 'chat', '--seconds', '2', '--warmup', '0.5', '--out', out], 100_000);
+    const share = (label: string): number => Number(new RegExp(`\\| ${label}[^|]* \\| ([\\d.]+)% \\|`).exec(stdout)?.[1] ?? NaN);
+    // The worker's profile was the one analysed: its relay code and uWS's native side both show.
+    assert.ok(share("Switchyard's JavaScript") > 0, stdout);
+    assert.ok(share('native') > 0, stdout);
+    const folded = readFileSync(join(out, 'profile-chat.folded'), 'utf8');
+    assert.match(folded, /fromClient dist\/src\/proxy\/tunnel\.js:\d+/);
+    assert.match(readFileSync(join(out, 'profile-chat.svg'), 'utf8'), /^<svg[\s\S]*fromClient[\s\S]*<\/svg>\n$/);
+    const cpuprofile = JSON.parse(readFileSync(join(out, 'profile-chat.cpuprofile'), 'utf8')) as { samples: number[] };
+    assert.ok(cpuprofile.samples.length > 100, 'a .cpuprofile with samples');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('bench/profile.ts --tool callgrind counts user-space instructions per plain HTTP request', { timeout: 240_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'switchyard-callgrind-test-'));
+  try {
+    const stdout = await profile(['--tool', 'callgrind', '--scenario', 'http', '--seconds', '2', '--warmup', '4', '--out', out], 220_000);
+    const m = /http: ([\d,]+) user-space instructions per request \(\d+M instructions, ([\d,]+) calls to getpeername/.exec(stdout);
+    assert.ok(m, stdout);
+    const [perRequest, requests] = [m[1], m[2]].map((x) => Number(x.replace(/,/g, '')));
+    assert.ok(requests > 10, stdout);
+    // A request through the worker costs tens of thousands of instructions (37k in bench/README.md).
+    assert.ok(perRequest > 5_000 && perRequest < 1_000_000, stdout);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
