@@ -115,8 +115,8 @@ countedAtScrape('switchyard_upgrades_total', 'WebSocket upgrade attempts by outc
 
 /**
  * One histogram series kept as plain counts: observing is a short loop and three increments, with
- * no labels to hash (prom-client's Histogram#observe validates and hashes its labels on every call,
- * ~4k instructions: 3% of a worker's user space per upgrade in the churn benchmark).
+ * no labels to hash (prom-client's Histogram#observe validates and hashes its labels on every call:
+ * 2-3k of a worker's ~130k user-space instructions per upgrade cycle in churn, bench/README.md).
  */
 export class LatencyCounts {
   /** Per bucket, not cumulative; the last one is +Inf. */
