@@ -35,6 +35,7 @@ program
   .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
   .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .option('--access-log', 'a JSON line on stdout per tunnel when it ends and per request (config accessLog)')
   .option('--admin-host <address>', 'admin listener address: /metrics, /status, /healthz, /readyz (default 127.0.0.1)')
   .option('--admin-port <port>', 'admin listener port (default 9090; 0 picks a free one)', portNumber)
   .option('--no-admin', 'no admin listener')

@@ -1,5 +1,6 @@
 // The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches uWS's
 // request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
+import type { AccessLog } from './access-log';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
@@ -22,6 +23,8 @@ export interface ListenerDeps {
   trusted: TrustedProxies;
   httpProxy: HttpProxy;
   log: Logger;
+  /** null or absent when the access log is off. */
+  accessLog?: AccessLog | null;
 }
 
 // forEachHeader's callback is one function for all requests, not a closure per request.
@@ -132,6 +135,7 @@ export class Listener implements TunnelOwner {
     if (this.draining) return this.reject(res, request, Outcomes.draining);
 
     const startedAt = performance.now();
+    const pool = route.pool.name;
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -141,23 +145,27 @@ export class Listener implements TunnelOwner {
     openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
         if (result.kind === 'failed') {
-          if (!aborted) this.reject(res, request, result.outcome);
+          if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
+          else this.logAccess(request, 0, 'client_gone', startedAt, pool);
           return;
         }
         if (result.kind === 'refused') {
           counters.upgrades[Outcomes.backendRefused.label]++;
           if (!aborted) passRefusal(res, result.refused);
+          this.logAccess(request, aborted ? 0 : result.refused.head.status, Outcomes.backendRefused.label, startedAt, pool, result.backend.name);
           return;
         }
         const { backend, upgraded } = result;
         if (aborted || this.draining) {
           backend.active--;
           upgraded.socket.destroy();
-          if (!aborted) this.reject(res, request, Outcomes.draining);
+          if (!aborted) this.reject(res, request, Outcomes.draining, [], startedAt, pool);
+          else this.logAccess(request, 0, 'client_gone', startedAt, pool, backend.name);
           return;
         }
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
+        if (this.deps.accessLog) tunnel.access = { client: ip, method: request.method, url: request.url, startedAt, pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
           log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
@@ -166,7 +174,7 @@ export class Listener implements TunnelOwner {
       },
       (err: unknown) => {
         log.error({ err }, 'upgrade failed unexpectedly');
-        if (!aborted) this.reject(res, request, Outcomes.backendUnreachable);
+        if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
     );
   }
@@ -184,15 +192,25 @@ export class Listener implements TunnelOwner {
     this.deps.httpProxy.handle(res, request, route.pool);
   }
 
-  /** Every refused upgrade or request: its status, a debug line, and a count by label. */
-  private reject(res: HttpResponse, request: ClientRequest, outcome: Outcome, headers: readonly (readonly [string, string])[] = []): void {
+  /** Every refused upgrade or request: its status, a debug line, an access-log line and a count by label. */
+  private reject(res: HttpResponse, request: ClientRequest, outcome: Outcome, headers: readonly (readonly [string, string])[] = [], startedAt?: number, pool?: string): void {
     if (header(request, 'upgrade') !== '') counters.upgrades[outcome.label]++;
     else countHttpAnswer(outcome);
     this.deps.log.debug({ code: outcome.code, status: outcome.status, method: request.method, url: request.url, peer: request.peerIp }, outcome.message);
+    this.logAccess(request, outcome.status, outcome.label, startedAt, pool);
     respondOutcome(res, outcome, headers);
   }
 
+  /** The access-log line of an upgrade or request that got no tunnel; `status` 0: the client left first. */
+  private logAccess(request: ClientRequest, status: number, outcome: string, startedAt = performance.now(), pool?: string, backend?: string): void {
+    const accessLog = this.deps.accessLog;
+    if (!accessLog) return;
+    const entry = { client: clientIp(request, this.deps.trusted), method: request.method, url: request.url, startedAt };
+    accessLog.request(entry, header(request, 'upgrade') !== '' ? 'upgrade' : 'http', status, outcome, pool, backend);
+  }
+
   onTunnelClosed(tunnel: Tunnel): void {
+    if (tunnel.access !== null) this.deps.accessLog?.tunnel(tunnel.access, tunnel.backend.name, tunnel.closeSide, tunnel.firstCloseCode, tunnel);
     tunnel.backend.active--;
     this.tunnels.delete(tunnel);
     if (this.tunnels.size === 0) this.onIdle?.();

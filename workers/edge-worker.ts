@@ -1,6 +1,7 @@
 // A worker process: composition only. Builds the listener from the config the primary sent,
 // listens on the shared port (uWS sets SO_REUSEPORT, so the kernel spreads connections), and
 // drains on the primary's word.
+import { AccessLog } from '../src/access-log';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
@@ -24,9 +25,10 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel, { role: 'worker' });
   const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc)]));
   const trusted = new TrustedProxies(config.trustedProxies);
-  const httpProxy = new HttpProxy(trusted, log);
+  const accessLog = config.accessLog ? new AccessLog() : null;
+  const httpProxy = new HttpProxy(trusted, log, accessLog);
   bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0');
-  const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log });
+  const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog });
   // Backend health, admin state and fleet counts come from the primary; known before the first upgrade.
   const backendSync = new BackendSync(pools.values(), config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval, send);
   process.on('message', (m: PrimaryMessage) => backendSync.onMessage(m));

@@ -17,6 +17,7 @@ export interface ConfigFlags {
   drainTimeout?: string;
   idleTimeout?: string;
   logLevel?: string;
+  accessLog?: boolean;
   adminHost?: string;
   adminPort?: number;
   /** false from --no-admin. */
@@ -83,6 +84,7 @@ function applyFlags(raw: Raw, flags: ConfigFlags): Raw {
   if (flags.workers !== undefined) out.workers = /^\d+$/.test(flags.workers) ? Number(flags.workers) : flags.workers;
   if (flags.drainTimeout !== undefined) out.drainTimeout = flags.drainTimeout;
   if (flags.logLevel !== undefined) out.logLevel = flags.logLevel;
+  if (flags.accessLog) out.accessLog = true;
   return out;
 }
 

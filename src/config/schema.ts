@@ -151,6 +151,8 @@ export const configSchema = z
       )
       .default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** One JSON line per tunnel when it ends and per plain request when answered, whatever logLevel says. */
+    accessLog: z.boolean().default(false),
     pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
     routes: z.array(routeSchema).min(1, 'needs at least one route'),
     /** Shared state across balancer machines; without it, workers of one machine share through the primary. */

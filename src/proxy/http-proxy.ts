@@ -3,6 +3,7 @@
 // Failed connects are retried on another backend only for idempotent methods without a body; a
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
 // Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
+import type { AccessEntry, AccessLog } from '../access-log';
 import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Logger } from '../log';
@@ -35,6 +36,8 @@ export class HttpProxy {
   constructor(
     readonly trusted: TrustedProxies,
     private readonly log: Logger,
+    /** null when the access log is off. */
+    readonly accessLog: AccessLog | null = null,
   ) {}
 
   /** The backend's keep-alive connections in this worker. */
@@ -67,7 +70,8 @@ export class HttpProxy {
     if (chunked) head += 'transfer-encoding: chunked\r\n';
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
-    const exchange = new Exchange(this, res, request, pool, head, body);
+    const access = this.accessLog && { client: clientIp(request, this.trusted), method: request.method, url: request.url, startedAt: performance.now() };
+    const exchange = new Exchange(this, res, request, pool, head, body, access);
     this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
@@ -75,7 +79,8 @@ export class HttpProxy {
   }
 
   /** @internal An exchange finished. */
-  requestDone(): void {
+  requestDone(access: AccessEntry | null, status: number, outcome: string, pool: Pool, backend: Backend | undefined): void {
+    if (access !== null) this.accessLog!.request(access, 'http', status, outcome, pool.name, backend?.name);
     if (--this.requestsInFlight === 0) this.onIdle?.();
   }
 
@@ -129,8 +134,10 @@ class Exchange implements UpstreamExchange {
    * client with the first body bytes.
    */
   private head: string | null = null;
-  /** The backend's status, counted when its head goes to the client. */
+  /** The backend's status, counted when its head goes to the client; or the balancer's own. */
   private status = 0;
+  /** For the access log: "ok", client_gone, or the errors.ts label of the balancer's answer. */
+  private outcome = 'ok';
   /** The status line went to the client. */
   private responded = false;
   /** The response's Content-Length, or -1 (then the body is streamed chunked by uWS). */
@@ -147,6 +154,7 @@ class Exchange implements UpstreamExchange {
     private readonly pool: Pool,
     private readonly requestHead: string,
     private readonly body: Body,
+    private readonly access: AccessEntry | null,
   ) {
     this.canRetry = IDEMPOTENT.has(request.method) && body === Body.None;
   }
@@ -168,6 +176,8 @@ class Exchange implements UpstreamExchange {
 
   /** The balancer answers the request itself (counted here, once: retries come back through next()). */
   private fail(outcome: Outcome, close = false): void {
+    this.status = outcome.status;
+    this.outcome = outcome.label;
     this.finish();
     countHttpAnswer(outcome);
     respondOutcome(this.res, outcome, [], close);
@@ -177,12 +187,18 @@ class Exchange implements UpstreamExchange {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.proxy.requestDone();
+    this.proxy.requestDone(this.access, this.status, this.outcome, this.pool, this.backend);
   }
 
   clientGone(): void {
     // Left before any answer; once the status line went out the request already counts as ok.
-    if (!this.finished && !this.responded) counters.httpRequests.client_gone++;
+    if (!this.finished) {
+      if (!this.responded) {
+        counters.httpRequests.client_gone++;
+        this.status = 0;
+      }
+      this.outcome = 'client_gone';
+    }
     this.finish();
     const upstream = this.upstream;
     this.upstream = null;
@@ -341,6 +357,7 @@ class Exchange implements UpstreamExchange {
     if (failure !== 'stale') backendFailed(backend);
     if (this.responded) {
       // The backend died mid-body: the status is already sent, so cutting the connection is the signal.
+      this.outcome = 'backend_cut_off';
       this.finish();
       this.res.cork(() => this.res.close());
       return;

@@ -3,6 +3,7 @@
 //
 // Hot path (per message): fromClient() and onBackendData()/onMessage(). They allocate only the
 // outgoing frame, create no closures or promises, and log nothing.
+import type { AccessEntry, TunnelTraffic } from '../access-log';
 import { CloseCodes, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
@@ -80,7 +81,7 @@ const enum State {
   Closing,
 }
 
-export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
+export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraffic {
   private ws: WebSocket<ClientData> | null = null;
   private state = State.Opening;
   private clientClosed = false;
@@ -96,6 +97,12 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
   private closedBy: CloseSide | undefined;
   private closeCode = 0;
   readonly reader: FrameReader;
+  /** For the access log line when the tunnel ends; null when the access log is off. */
+  access: (AccessEntry & { pool: string }) | null = null;
+  messagesToBackend = 0;
+  bytesToBackend = 0;
+  messagesToClient = 0;
+  bytesToClient = 0;
 
   constructor(
     readonly socket: TcpConnection,
@@ -149,6 +156,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
     this.socket.write(encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
     counters.messagesToBackend++;
     counters.bytesToBackend += size;
+    this.messagesToBackend++;
+    this.bytesToBackend += size;
   }
 
   /** uWS drained the client's send buffer. */
@@ -209,6 +218,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
     if (ws === null || this.clientEndedByUs) return;
     counters.messagesToClient++;
     counters.bytesToClient += data.length;
+    this.messagesToClient++;
+    this.bytesToClient += data.length;
     // compress=true on purpose: @rjweb/uws (uWS v20) has a fast path for messages >= 16 KiB sent
     // uncompressed with nothing buffered that corrupts the stream once the kernel takes only part
     // of a write (fixed upstream later). Asking for compression skips that path; on a socket that
@@ -322,6 +333,16 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
     else ws.end(code, short); // calls onClientClose synchronously
   }
 
+  /** Who closed first (the balancer when neither side did: a lost connection it noticed). */
+  get closeSide(): CloseSide {
+    return this.closedBy ?? 'balancer';
+  }
+
+  /** The close code of the first close (1006: connection lost). */
+  get firstCloseCode(): number {
+    return this.closeCode;
+  }
+
   /** The first close decides the side and code counted for this tunnel. */
   private noteClose(side: CloseSide, code: number): void {
     if (this.closedBy !== undefined) return;
@@ -332,7 +353,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring {
   private maybeFinished(): void {
     if (this.clientClosed && this.backendClosed && !this.finished) {
       this.finished = true;
-      countClose(this.closedBy ?? 'balancer', this.closeCode);
+      countClose(this.closeSide, this.closeCode);
       this.owner.onTunnelClosed(this);
     }
   }
