@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { openSocket, readResponseHead } from '../helpers/raw-client';
 import { connect, upgradeStatus } from '../helpers/ws-client';
 
 const isAccess = (l: LogLine): boolean => l.log === 'access';
@@ -70,10 +71,19 @@ void describe('access log', { timeout: 60_000 }, () => {
     assert.equal(await get(balancer, '/elsewhere'), 404);
     await balancer.waitForLog((l) => isAccess(l) && l.msg === 'http' && l.status === 404 && l.outcome === 'no_route', 5000, 'the 404 line');
 
+    // What the client sent is escaped: the line stays one valid JSON object.
+    const raw = await openSocket(balancer.port);
+    t.after(() => raw.destroy());
+    raw.write(Buffer.concat([Buffer.from('GET /status/204?q="a\\b"&n='), Buffer.from('é', 'utf8'), Buffer.from(' HTTP/1.1\r\nHost: t\r\n\r\n')]));
+    // (Node's HTTP server, the backend here, answers 400 to such a URL: relayed, so outcome ok.)
+    const status = (await readResponseHead(raw)).status;
+    const escaped = await balancer.waitForLog((l) => isAccess(l) && l.msg === 'http' && typeof l.url === 'string' && l.url.includes('?q='), 5000, 'the line of the request with quotes');
+    assert.deepEqual([escaped.url, escaped.status, escaped.outcome], ['/status/204?q="a\\b"&n=é', status, 'ok']);
+
     // One line each, no more (the ws client's close handshake does not make a second tunnel line).
     assert.deepEqual(
       balancer.logs.filter(isAccess).map((l) => `${String(l.msg)} ${String(l.status)}`),
-      ['tunnel 101', 'upgrade 403', 'upgrade 404', 'http 200', 'http 503', 'http 404'],
+      ['tunnel 101', 'upgrade 403', 'upgrade 404', 'http 200', 'http 503', 'http 404', `http ${status}`],
     );
   });
 
