@@ -136,7 +136,7 @@ class Exchange implements UpstreamExchange {
   private head: string | null = null;
   /** The backend's status, counted when its head goes to the client; or the balancer's own. */
   private status = 0;
-  /** For the access log: "ok", client_gone, or the errors.ts label of the balancer's answer. */
+  /** For the access log: "ok", client_gone, backend_cut_off, or the errors.ts label of the balancer's answer. */
   private outcome = 'ok';
   /** The status line went to the client. */
   private responded = false;
