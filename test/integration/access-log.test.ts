@@ -55,6 +55,15 @@ void describe('access log', { timeout: 60_000 }, () => {
     );
     assert.ok(typeof tunnel.durationMs === 'number' && tunnel.durationMs > 0, JSON.stringify(tunnel));
 
+    // A tunnel the backend ends.
+    const kicked = await connect(balancer.url('/chat?room=2'));
+    assert.equal((await kicked.request('hi')).text, 'hi');
+    const conn = await backend.waitForConnection((c) => c.url === '/chat?room=2', 3000);
+    conn.ws.close(4001, 'kick');
+    assert.equal((await kicked.waitClose(3000)).code, 4001);
+    const byBackend = await balancer.waitForLog((l) => isAccess(l) && l.msg === 'tunnel' && l.url === '/chat?room=2', 5000, 'the kicked tunnel line');
+    assert.deepEqual([byBackend.closedBy, byBackend.code, byBackend.messagesToBackend, byBackend.messagesToClient], ['backend', 4001, 1, 1]);
+
     assert.equal(await upgradeStatus(balancer.url('/chat/private')), 403);
     const refused = await balancer.waitForLog((l) => isAccess(l) && l.msg === 'upgrade' && l.status === 403, 5000, 'the refused upgrade line');
     assert.deepEqual([refused.url, refused.outcome, refused.pool, refused.backend], ['/chat/private', 'backend_refused', 'chat', backendName]);
@@ -83,7 +92,7 @@ void describe('access log', { timeout: 60_000 }, () => {
     // One line each, no more (the ws client's close handshake does not make a second tunnel line).
     assert.deepEqual(
       balancer.logs.filter(isAccess).map((l) => `${String(l.msg)} ${String(l.status)}`),
-      ['tunnel 101', 'upgrade 403', 'upgrade 404', 'http 200', 'http 503', 'http 404', `http ${status}`],
+      ['tunnel 101', 'tunnel 101', 'upgrade 403', 'upgrade 404', 'http 200', 'http 503', 'http 404', `http ${status}`],
     );
   });
 
