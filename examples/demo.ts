@@ -122,7 +122,8 @@ async function main(): Promise<void> {
   // The balancer, in front of all backends.
   let announced = false;
   const backendArgs = backendPorts.flatMap((p) => ['--backend', `ws://${HOST}:${p}`]);
-  start('switchyard', cliScript, ['start', '--port', String(balancerPort), ...backendArgs, '--workers', '2'], (line) => {
+  // --access-log: every page request and every tunnel's end shows in the console.
+  start('switchyard', cliScript, ['start', '--port', String(balancerPort), ...backendArgs, '--workers', '2', '--access-log'], (line) => {
     if (!announced && line.includes('"msg":"switchyard ready"')) {
       announced = true;
       const admin = /"admin":"([^"]+)"/.exec(line)?.[1];
