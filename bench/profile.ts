@@ -24,8 +24,8 @@ import { scenarios } from './scenarios';
 const opts = new Command()
   .option('--scenario <name>', 'chat, churn, http or throughput (callgrind: chat, churn or http)', 'chat')
   .option('--tool <name>', 'cpu-prof or callgrind', 'cpu-prof')
-  .option('--seconds <n>', 'seconds profiled (callgrind: the counted window)', Number, 10)
-  .option('--warmup <n>', 'seconds of load before profiling (default: 2; callgrind: what the scenario needs under valgrind)', Number)
+  .option('--seconds <n>', 'seconds of load (callgrind: the counted window)', Number, 10)
+  .option('--warmup <n>', 'seconds of load before those (default 2; callgrind: what the scenario needs under valgrind, 4-20). cpu-prof profiles the worker from its start: startup shows as a few percent', Number)
   .option('--out <dir>', 'where the profile files go (default: a new directory under the system tmpdir)')
   .parse()
   .opts<{ scenario: string; tool: string; seconds: number; warmup?: number; out?: string }>();
