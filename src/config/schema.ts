@@ -33,6 +33,8 @@ const backendSchema = z.strictObject({
   url: backendUrl,
   weight: z.number().int().min(1).max(256).default(1),
   admin: z.enum(ADMIN_STATES).default('ready'),
+  /** Most tunnels the backend holds fleet-wide (NGINX's max_conns, HAProxy's server maxconn); 0: no limit. */
+  maxConnections: z.number().int().min(0).default(0),
 });
 
 /** "200-399" or 200: the statuses an http health check accepts. */

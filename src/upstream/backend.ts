@@ -9,6 +9,8 @@ export class Backend {
   readonly host: string;
   readonly port: number;
   readonly weight: number;
+  /** Most tunnels fleet-wide; 0: no limit. */
+  readonly maxConnections: number;
   /** Stable name for logs and (later) metric labels: host:port. */
   readonly name: string;
   /** pool/host:port: the backend's name in shared state (the same server in two pools is two entries). */
@@ -31,6 +33,7 @@ export class Backend {
     this.host = u.hostname.replace(/^\[|\]$/g, '');
     this.port = Number(u.port) || 80;
     this.weight = config.weight;
+    this.maxConnections = config.maxConnections;
     this.admin = config.admin;
     this.name = `${u.hostname}:${this.port}`;
     this.key = `${pool}/${this.name}`;
@@ -44,5 +47,13 @@ export class Backend {
   /** May this backend get a new tunnel or request? Drain and maintenance both say no; drain keeps what it has. */
   get eligible(): boolean {
     return this.admin === 'ready' && this.health === 'up';
+  }
+
+  /**
+   * Below maxConnections, counting fleet-wide: exact for this worker, as last synced for the others
+   * (so a burst spread over workers can pass the limit by what they opened within one syncInterval).
+   */
+  get hasRoom(): boolean {
+    return this.maxConnections === 0 || this.connections < this.maxConnections;
   }
 }

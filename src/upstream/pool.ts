@@ -24,7 +24,7 @@ export class Pool {
 
   /** An eligible backend not in `tried`, or undefined when none is left. */
   pick(clientIp: string, tried?: ReadonlySet<Backend>): Backend | undefined {
-    const candidates = this.backends.filter((b) => b.eligible && !tried?.has(b));
+    const candidates = this.backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
     if (candidates.length === 0) return undefined;
     return candidates.length === 1 ? candidates[0] : this.balancer.pick(candidates, clientIp);
   }
