@@ -37,7 +37,7 @@ export function formatStatus(report: StatusReport): string {
       String(b.ejections),
       b.admin,
       String(b.connections.machine),
-      String(b.connections.fleet),
+      b.maxConnections > 0 ? `${b.connections.fleet}/${b.maxConnections}` : String(b.connections.fleet),
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     const fmt = (r: string[]): string => '  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();

@@ -35,6 +35,8 @@ export interface BackendStatus {
   ejections: number;
   admin: AdminState;
   connections: { machine: number; fleet: number };
+  /** The most tunnels it may hold fleet-wide; 0: no limit. */
+  maxConnections: number;
 }
 
 export interface StatusReport {
@@ -173,6 +175,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         ejections: view.ejections,
         admin: view.admin,
         connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
+        maxConnections: e.backend.maxConnections,
       });
     }
     return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };

@@ -67,6 +67,17 @@ void describe('maxConnections', { timeout: 60_000 }, () => {
     assert.equal((await again.request('x')).text, 'x');
     await waitFor(() => b.openCount() === 1, 3000, 'the new tunnel on b');
     assert.equal(a.openCount(), 2);
+
+    // `switchyard status` shows each backend's fleet count against its limit.
+    await waitFor(
+      async () => {
+        const out = await runCli(['status', '--admin', `127.0.0.1:${balancer.adminPort}`]);
+        const row = (port: number): string => out.stdout.split('\n').find((l) => l.includes(`127.0.0.1:${port}`)) ?? '';
+        return /\s2\/2$/.test(row(a.port)) && /\s1\/1$/.test(row(b.port));
+      },
+      5000,
+      'status rows ending in 2/2 and 1/1',
+    );
   });
 
   void it('is not a limit by default, and a config error below 0', async (t) => {
