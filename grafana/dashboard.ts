@@ -97,6 +97,17 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
         .span(12)
         .mappings(upDown)
         .targets(refIds([query(`min by (pool, backend) (switchyard_backend_up{${POOL}})`, '{{pool}} / {{backend}}')])),
+      timeseries(
+        'Backend fill',
+        'Tunnels over maxConnections, for backends that have one (Prometheus sums the tunnels of every balancer it scrapes).',
+        'percentunit',
+        [
+          query(
+            `sum by (pool, backend) (switchyard_tunnels_active{${POOL}}) / on (pool, backend) max by (pool, backend) (switchyard_backend_max_connections{${POOL}} > 0)`,
+            '{{pool}} / {{backend}}',
+          ),
+        ],
+      ),
       timeseries('Ejections', 'Backends ejected by outlier detection, per interval.', 'short', [
         query(`sum by (pool, backend) (increase(switchyard_backend_ejections_total{${POOL}}[$__rate_interval]))`, '{{pool}} / {{backend}}'),
       ]),

@@ -243,6 +243,14 @@ readAtScrape('switchyard_backend_admin_state', 'Backend admin state: 1 for the c
   }),
 );
 
+readAtScrape(
+  'switchyard_backend_max_connections',
+  'The most tunnels a backend may hold fleet-wide (its maxConnections); 0 = no limit.',
+  POOL_BACKEND,
+  'max',
+  (emit) => eachBackend((pool, b) => emit(b.maxConnections, { pool: pool.name, backend: b.name })),
+);
+
 // Ejections are decided by the primary and mirrored into every worker: the same count everywhere, so max.
 countedAtScrape(
   'switchyard_backend_ejections_total',

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { runCli, startBalancer, writeConfig } from '../helpers/balancer';
 import { closeAll, startEchoBackend } from '../helpers/backends';
+import { scrape } from '../helpers/metrics';
 import { closeClients, connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 
@@ -67,6 +68,11 @@ void describe('maxConnections', { timeout: 60_000 }, () => {
     assert.equal((await again.request('x')).text, 'x');
     await waitFor(() => b.openCount() === 1, 3000, 'the new tunnel on b');
     assert.equal(a.openCount(), 2);
+
+    // The limit is a metric (the same in every worker, so not summed), for Grafana's backend-fill panel.
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_backend_max_connections', { pool: 'chat', backend: `127.0.0.1:${a.port}` }), 2);
+    assert.equal(metrics.sum('switchyard_backend_max_connections', { pool: 'chat', backend: `127.0.0.1:${b.port}` }), 1);
 
     // `switchyard status` shows each backend's fleet count against its limit.
     await waitFor(

@@ -69,6 +69,7 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
     assert.equal(s.sum('switchyard_upgrades_total', { outcome: 'backend_unreachable' }), 0);
     assert.equal(s.sum('switchyard_upgrade_duration_seconds_count', { pool: 'chat' }), N);
     assert.equal(s.sum('switchyard_backend_up', labels), 1);
+    assert.equal(s.sum('switchyard_backend_max_connections', labels), 0, 'no limit configured');
     assert.equal(s.sum('switchyard_backend_admin_state', { ...labels, state: 'ready' }), 1);
     assert.equal(s.sum('switchyard_backend_admin_state', { ...labels, state: 'drain' }), 0);
     assert.equal(s.sum('switchyard_backend_ejections_total', labels), 0);

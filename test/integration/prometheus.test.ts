@@ -60,9 +60,14 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
       `the \`${PROMETHEUS}\` binary is missing (${probe.error?.message ?? probe.stderr}): install it with "apt-get install -y prometheus" (.ci/run does), or set PROMETHEUS_PATH`,
     );
     backend = await startEchoBackend({ name: 'prom' });
-    // Active tcp checks every 200 ms, so the health-check latency panel has data too.
+    // Active tcp checks every 200 ms, so the health-check latency panel has data too; a
+    // maxConnections for the backend-fill panel.
     balancer = await startBalancer({
-      config: { admin: { port: 0 }, pools: { chat: { backends: [{ url: backend.url }], healthCheck: { type: 'tcp', interval: '200ms' } } }, routes: [{ path: '/', pool: 'chat' }] },
+      config: {
+        admin: { port: 0 },
+        pools: { chat: { backends: [{ url: backend.url, maxConnections: 1000 }], healthCheck: { type: 'tcp', interval: '200ms' } } },
+        routes: [{ path: '/', pool: 'chat' }],
+      },
     });
 
     dataDir = mkdtempSync(join(tmpdir(), 'switchyard-prometheus-'));
