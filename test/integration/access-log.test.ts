@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
-import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startRawHttpBackend, type EchoBackend } from '../helpers/backends';
+import { waitFor } from '../helpers/wait';
 import { openSocket, readResponseHead } from '../helpers/raw-client';
 import { connect, upgradeStatus } from '../helpers/ws-client';
 
@@ -94,6 +95,19 @@ void describe('access log', { timeout: 60_000 }, () => {
       balancer.logs.filter(isAccess).map((l) => `${String(l.msg)} ${String(l.status)}`),
       ['tunnel 101', 'tunnel 101', 'upgrade 403', 'upgrade 404', 'http 200', 'http 503', 'http 404', `http ${status}`],
     );
+  });
+
+  void it('a client that leaves before the answer is logged with status 0 and client_gone', async (t) => {
+    const silent = await startRawHttpBackend(() => {}); // takes requests, never answers
+    t.after(() => closeAll(silent));
+    const balancer = await startBalancer({ args: ['--backend', silent.url, '--access-log', '--workers', '1'] });
+    t.after(() => balancer.stop());
+    const socket = await openSocket(balancer.port);
+    socket.write('GET /slow HTTP/1.1\r\nHost: t\r\n\r\n');
+    await waitFor(() => silent.heads.length === 1, 5000, 'the backend to get the request');
+    socket.destroy();
+    const line = await balancer.waitForLog((l) => isAccess(l) && l.msg === 'http', 5000, 'the abandoned request line');
+    assert.deepEqual([line.url, line.status, line.outcome, line.backend], ['/slow', 0, 'client_gone', `127.0.0.1:${silent.port}`]);
   });
 
   void it('is off by default', async (t) => {
