@@ -38,7 +38,7 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="tile"><div class="v" id="worker-count">-</div><div class="k">workers listening</div></div>
 </div>
 <h2>Backends</h2>
-<table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th></tr></thead><tbody id="backends"></tbody></table>
+<table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th></tr></thead><tbody id="backends"></tbody></table>
 <h2>Workers</h2>
 <table><thead><tr><th>slot</th><th>pid</th><th>listening</th><th>restarts</th><th>uptime</th><th>event-loop lag p99</th><th>memory</th></tr></thead><tbody id="workers"></tbody></table>
 <script>
@@ -72,7 +72,7 @@ function render(s) {
   $("worker-count").textContent = s.workers.filter((w) => w.listening).length + " / " + s.workers.length;
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {
-    backends.push(row([cell(p.name), cell(b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections)],
+    backends.push(row([cell(p.name), cell(b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-")],
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);

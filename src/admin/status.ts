@@ -13,6 +13,8 @@ export interface BackendStatus {
   tunnels: number;
   tunnelsOpened: number;
   ejections: number;
+  /** The most tunnels it may hold fleet-wide; 0: no limit. */
+  maxConnections: number;
 }
 
 export interface Status {
@@ -98,6 +100,7 @@ export class StatusReporter {
           tunnels: m.sum('switchyard_tunnels_active', labels),
           tunnelsOpened: m.sum('switchyard_tunnels_opened_total', labels),
           ejections: m.sum('switchyard_backend_ejections_total', labels),
+          maxConnections: b.maxConnections,
         };
       }),
     }));

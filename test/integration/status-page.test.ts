@@ -30,7 +30,7 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     balancer = await startBalancer({
       config: {
         admin: { port: 0 },
-        pools: { chat: { algorithm: 'round-robin', backends: backends.map((b) => ({ url: b.url })) } },
+        pools: { chat: { algorithm: 'round-robin', backends: backends.map((b, i) => ({ url: b.url, maxConnections: i === 0 ? 100 : 0 })) } },
         routes: [{ path: '/', pool: 'chat' }],
       },
     });
@@ -81,6 +81,7 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
       assert.deepEqual(row.slice(0, 5), ['chat', `127.0.0.1:${backends[i].port}`, 'ready', 'up', String(backends[i].openCount())], `backend row ${i}`);
     }
     assert.equal(rows.reduce((n, row) => n + Number(row[4]), 0), N);
+    assert.deepEqual(rows.map((row) => row[7]), ['100', '-'], 'each backend\'s maxConnections');
     const workers = await tableCells(page, 'workers');
     assert.deepEqual(workers.map((w) => Number(w[1])).sort(), [...b.initialPids].sort());
     for (const w of workers) assert.equal(w[2], 'yes');
