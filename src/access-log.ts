@@ -9,6 +9,7 @@
 // within PIPE_BUF, so the workers' lines never interleave on a shared pipe; at least once a second,
 // and at exit. The writes go through pino's destination (sonic-boom), which retries a full pipe.
 import pino from 'pino';
+import type { ClientRequest } from './proxy/forwarded-headers';
 
 /** The client side of one upgrade or request, as the access log names it. */
 export interface AccessEntry {
@@ -19,6 +20,11 @@ export interface AccessEntry {
   url: string;
   /** performance.now() when the request arrived. */
   startedAt: number;
+}
+
+/** The entry of a request whose client is `client` (clientIp's answer), arrived at `startedAt`. */
+export function accessEntry(request: ClientRequest, client: string, startedAt = performance.now()): AccessEntry {
+  return { client, method: request.method, url: request.url, startedAt };
 }
 
 /** A tunnel's traffic, counted by the tunnel itself. */

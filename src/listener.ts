@@ -1,6 +1,6 @@
 // The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches uWS's
 // request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
-import type { AccessLog } from './access-log';
+import { accessEntry, type AccessLog } from './access-log';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
@@ -165,7 +165,7 @@ export class Listener implements TunnelOwner {
         }
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
-        if (this.deps.accessLog) tunnel.access = { client: ip, method: request.method, url: request.url, startedAt, pool };
+        if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
           log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
@@ -205,8 +205,7 @@ export class Listener implements TunnelOwner {
   private logAccess(request: ClientRequest, status: number, outcome: string, startedAt = performance.now(), pool?: string, backend?: string): void {
     const accessLog = this.deps.accessLog;
     if (!accessLog) return;
-    const entry = { client: clientIp(request, this.deps.trusted), method: request.method, url: request.url, startedAt };
-    accessLog.request(entry, header(request, 'upgrade') !== '' ? 'upgrade' : 'http', status, outcome, pool, backend);
+    accessLog.request(accessEntry(request, clientIp(request, this.deps.trusted), startedAt), header(request, 'upgrade') !== '' ? 'upgrade' : 'http', status, outcome, pool, backend);
   }
 
   onTunnelClosed(tunnel: Tunnel): void {

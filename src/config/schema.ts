@@ -153,7 +153,7 @@ export const configSchema = z
       )
       .default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** One JSON line per tunnel when it ends and per plain request when answered, whatever logLevel says. */
+    /** One JSON line per tunnel when it ends, per upgrade refused and per plain request answered, whatever logLevel says. */
     accessLog: z.boolean().default(false),
     pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
     routes: z.array(routeSchema).min(1, 'needs at least one route'),

@@ -3,7 +3,7 @@
 // Failed connects are retried on another backend only for idempotent methods without a body; a
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
 // Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
-import type { AccessEntry, AccessLog } from '../access-log';
+import { accessEntry, type AccessEntry, type AccessLog } from '../access-log';
 import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import type { Logger } from '../log';
@@ -70,7 +70,7 @@ export class HttpProxy {
     if (chunked) head += 'transfer-encoding: chunked\r\n';
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
-    const access = this.accessLog && { client: clientIp(request, this.trusted), method: request.method, url: request.url, startedAt: performance.now() };
+    const access = this.accessLog && accessEntry(request, clientIp(request, this.trusted));
     const exchange = new Exchange(this, res, request, pool, head, body, access);
     this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
