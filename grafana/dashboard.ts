@@ -124,14 +124,21 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
         .description('Workers the primary restarted after they died, in the selected time range.')
         .datasource(DATASOURCE)
         .height(8)
-        .span(6)
+        .span(4)
         .targets(refIds([query('sum(increase(switchyard_worker_restarts_total[$__range]))', 'restarts')])),
+      new StatPanel()
+        .title('Config reloads')
+        .description('Reloads (SIGHUP, switchyard reload) that took, in the selected time range; refused ones are in switchyard_config_reloads_total{result="refused"} and the log.')
+        .datasource(DATASOURCE)
+        .height(8)
+        .span(4)
+        .targets(refIds([query('sum(increase(switchyard_config_reloads_total{result="ok"}[$__range]))', 'reloads')])),
       new StatPanel()
         .title('Redis')
         .description('Shared-state connection: connected, disconnected (some process lost it), or not configured (in-memory state).')
         .datasource(DATASOURCE)
         .height(8)
-        .span(6)
+        .span(4)
         .mappings([
           {
             type: MappingType.ValueToText,

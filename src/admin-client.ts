@@ -1,12 +1,13 @@
-// `switchyard status` and `switchyard admin`: clients of the primary's admin listener
+// `switchyard status`, `switchyard admin` and `switchyard reload`: clients of the primary's admin listener
 // (src/admin/admin-server.ts). The status table is what an operator reads; --json gives the report.
 import { request } from 'undici';
 import type { StatusReport } from './primary/coordination';
+import type { ReloadResult } from './primary/supervisor';
 
-async function call(address: string, method: 'GET' | 'POST', path: string): Promise<unknown> {
+async function call(address: string, method: 'GET' | 'POST', path: string, timeoutMs = 5000): Promise<unknown> {
   let res;
   try {
-    res = await request(`http://${address}${path}`, { method, headersTimeout: 5000, bodyTimeout: 5000 });
+    res = await request(`http://${address}${path}`, { method, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   } catch (err) {
     throw new Error(`cannot reach the admin endpoint at ${address}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
@@ -22,6 +23,12 @@ export async function fetchStatus(address: string): Promise<StatusReport> {
 export async function setAdminState(address: string, pool: string, backend: string, state: string): Promise<void> {
   const q = new URLSearchParams({ pool, backend, state });
   await call(address, 'POST', `/admin?${q.toString()}`);
+}
+
+/** Asks the running balancer to reload its config; rejects with its one-line reason when refused. */
+export async function reload(address: string): Promise<ReloadResult & { ok: true }> {
+  // A reload waits for the new workers to listen (up to 15 s in the primary).
+  return (await call(address, 'POST', '/reload', 20_000)) as ReloadResult & { ok: true };
 }
 
 /** One table per pool: backend, health, active check (* = checked from this machine), ejection, admin, tunnels. */

@@ -1,6 +1,6 @@
 // switchyard: flags -> config -> primary.
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
-import { fetchStatus, formatStatus, setAdminState } from './admin-client';
+import { fetchStatus, formatStatus, reload, setAdminState } from './admin-client';
 import { ConfigError, loadConfig, type ConfigFlags } from './config/load';
 import { ADMIN_STATES } from './config/schema';
 import { createLogger } from './log';
@@ -58,7 +58,8 @@ program
     const log = createLogger(config.logLevel, { role: 'primary' });
     log.info({ binding }, 'uWebSockets.js binding loaded');
     try {
-      await runPrimary(config, log);
+      // SIGHUP and `switchyard reload` read the same file with the same flags again.
+      await runPrimary(config, log, () => loadConfig(flags));
     } catch (err) {
       if (err instanceof StartupError) fail(`switchyard: ${err.message}`);
       throw err;
@@ -126,6 +127,20 @@ program
       process.stdout.write(`${pool}/${backend}: ${state}\n`);
     } catch (err) {
       fail(`switchyard: ${(err as Error).message}`);
+    }
+  });
+
+program
+  .command('reload')
+  .description('reload the config of a running balancer (as SIGHUP): new workers start with it, the old ones keep their tunnels until they end or retireTimeout')
+  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
+  .option('--admin <host:port>', 'admin endpoint address')
+  .action(async (flags: { config?: string; admin?: string }) => {
+    try {
+      const result = await reload(adminAddress(flags));
+      process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels\n`);
+    } catch (err) {
+      fail(`switchyard: reload refused: ${(err as Error).message}`);
     }
   });
 

@@ -1,12 +1,13 @@
 // The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches uWS's
 // request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
+import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
-import { countHttpAnswer, counters } from './stats/counters';
+import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
 import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
@@ -72,6 +73,11 @@ function passRefusal(res: HttpResponse, { head, body }: Refused): void {
   });
 }
 
+/** uWS closes an HTTP connection idle for 10 s, checked on a 4 s tick: after this none is left. */
+const KEPT_ALIVE_MS = 15_000;
+/** After a retired worker stops listening: how long a connection it had just accepted may take to send its request. */
+const ACCEPTED_GRACE_MS = 2000;
+
 /** Seconds for uWS: 0 disables; otherwise at least 8, uWS's timer granularity being 4 s. */
 function idleSeconds(ms: number): number {
   return ms === 0 ? 0 : Math.max(8, Math.round(ms / 1000));
@@ -82,6 +88,8 @@ export class Listener implements TunnelOwner {
   private listenSocket: ListenSocket | null = null;
   private readonly tunnels = new Set<Tunnel>();
   private draining = false;
+  /** Retired by a reload: answers close the client's connection (see retire()). */
+  private retiring = false;
   private onIdle: (() => void) | null = null;
 
   constructor(private readonly deps: ListenerDeps) {
@@ -198,7 +206,7 @@ export class Listener implements TunnelOwner {
     else countHttpAnswer(outcome);
     this.deps.log.debug({ code: outcome.code, status: outcome.status, method: request.method, url: request.url, peer: request.peerIp }, outcome.message);
     this.logAccess(request, outcome.status, outcome.label, startedAt, pool);
-    respondOutcome(res, outcome, headers);
+    respondOutcome(res, outcome, headers, this.retiring);
   }
 
   /** The access-log line of an upgrade or request that got no tunnel; `status` 0: the client left first. */
@@ -237,14 +245,52 @@ export class Listener implements TunnelOwner {
   }
 
   /**
+   * After a reload: stop accepting; tunnels and requests in flight go on, and plain responses now
+   * carry `Connection: close`, so kept-alive clients reconnect to the new workers. Resolves when every
+   * tunnel has closed, every request has its answer and no kept-alive client can still be waiting
+   * to send one more (uWS closes an idle HTTP connection after ~10 s), or after `timeoutMs`.
+   */
+  async retire(timeoutMs: number): Promise<void> {
+    this.retiring = true;
+    this.deps.httpProxy.closeConnections = true;
+    this.stopAccepting();
+    const deadline = Date.now() + timeoutMs;
+    // Connections accepted in the instant before the listen socket closed send their request just
+    // after; a worker that answered plain requests may have kept-alive clients about to send another,
+    // which get their answer (and Connection: close) rather than a reset. Answers are read from the
+    // counters once a second, so the hot path pays nothing for this.
+    let answers = keptAliveAnswers();
+    let quietUntil = Date.now() + (answers > 0 ? KEPT_ALIVE_MS : ACCEPTED_GRACE_MS);
+    for (;;) {
+      await this.whenIdle(deadline - Date.now());
+      const seen = keptAliveAnswers();
+      if (seen !== answers) {
+        answers = seen;
+        quietUntil = Math.max(quietUntil, Date.now() + KEPT_ALIVE_MS);
+      }
+      const wait = Math.min(quietUntil, deadline) - Date.now();
+      if (wait <= 0) return;
+      await delay(Math.min(wait, 1000));
+    }
+  }
+
+  /**
    * Stop accepting, send 1001 on every tunnel (new plain requests get 503); resolves when every
    * tunnel is closed and every plain HTTP request in flight has its response, or after `timeoutMs`.
    */
   drain(timeoutMs: number): Promise<void> {
     this.draining = true;
+    this.stopAccepting();
+    for (const t of this.tunnels) t.shutdown();
+    return this.whenIdle(timeoutMs);
+  }
+
+  private stopAccepting(): void {
     if (this.listenSocket) closeListenSocket(this.listenSocket);
     this.listenSocket = null;
-    for (const t of this.tunnels) t.shutdown();
+  }
+
+  private whenIdle(timeoutMs: number): Promise<void> {
     const http = this.deps.httpProxy;
     const idle = (): boolean => this.tunnels.size === 0 && http.requestsInFlight === 0;
     if (idle()) return Promise.resolve();

@@ -11,8 +11,8 @@ import { HttpProxy } from '../src/proxy/http-proxy';
 import { RouteTable } from '../src/route';
 import { DEFAULT_TIMINGS } from '../src/state/shared-state';
 import { BackendSync } from '../src/upstream/backend-sync';
-import { answerMetricsRequest } from '../src/stats/cluster-metrics';
-import { bindWorker } from '../src/stats/metrics';
+import { answerMetricsRequest, sendFinalMetrics } from '../src/stats/cluster-metrics';
+import { bindWorker, unbindWorkerSlot } from '../src/stats/metrics';
 import { Pool } from '../src/upstream/pool';
 import { uwsBindingName } from '../src/uws';
 
@@ -52,11 +52,22 @@ async function main(): Promise<void> {
     await listener.drain(timeoutMs);
     send({ type: 'drained', tunnelsLeft: listener.tunnelCount });
     await httpProxy.close().catch(() => undefined);
+    // What this worker counted stays in the primary's totals after it is gone.
+    await sendFinalMetrics();
     // Let the last close frames leave before the process goes.
     setTimeout(() => process.exit(0), 50);
   };
+  // A reload started a new generation: finish the tunnels (or close them after timeoutMs), then go.
+  const retire = async (timeoutMs: number): Promise<void> => {
+    unbindWorkerSlot();
+    const retired = listener.retire(timeoutMs); // no longer listening once this returns
+    log.info({ tunnels: listener.tunnelCount, timeoutMs }, 'retiring after a reload');
+    await retired;
+    await drain(config.drainTimeout);
+  };
   process.on('message', (m: PrimaryMessage) => {
     if (m.type === 'drain') void drain(m.timeoutMs);
+    else if (m.type === 'retire') void retire(m.timeoutMs);
     else if (m.type === 'metrics-request') void answerMetricsRequest(m.id);
   });
   // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.

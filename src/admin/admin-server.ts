@@ -1,13 +1,14 @@
 // The admin listener, in the primary: Prometheus metrics aggregated over the workers, liveness and
-// readiness probes, a JSON status (with the shared state's fleet view), a status page, and the
-// admin-state switch used by `switchyard admin`. Plain node:http: it is not the hot path, and it
-// never shares the public port (binds 127.0.0.1 by default).
+// readiness probes, a JSON status (with the shared state's fleet view), a status page, the
+// admin-state switch used by `switchyard admin` and the reload of `switchyard reload`. Plain
+// node:http: it is not the hot path, and it never shares the public port (binds 127.0.0.1 by default).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { LoadedConfig } from '../config/load';
 import { ADMIN_STATES, type AdminState } from '../config/schema';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
 import type { StatusReport } from '../primary/coordination';
+import type { ReloadResult } from '../primary/supervisor';
 import type { WorkerView } from '../stats/metrics';
 import { STATUS_PAGE } from './status-page';
 import { StatusReporter, type Status } from './status';
@@ -20,6 +21,10 @@ export interface AdminView {
   fleet(): StatusReport;
   /** Sets a backend's admin state fleet-wide (POST /admin). */
   setAdmin(pool: string, backend: string, state: AdminState): Promise<void>;
+  /** The config the current workers run (a reload replaces it). */
+  config(): LoadedConfig;
+  /** Reads the config again and starts new workers with it (POST /reload, `switchyard reload`). */
+  reload(): Promise<ReloadResult>;
 }
 
 export interface AdminListener {
@@ -35,7 +40,7 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 const json = (res: ServerResponse, status: number, value: unknown): void => send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
 
 export async function startAdminListener(config: LoadedConfig, publicPort: number, view: AdminView, log: Logger): Promise<AdminListener> {
-  const reporter = new StatusReporter(config, publicPort);
+  const reporter = new StatusReporter(() => view.config(), publicPort);
 
   const status = async (): Promise<Status & { fleet: StatusReport }> => {
     const gathered = await gatherClusterMetrics();
@@ -77,17 +82,30 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     json(res, 200, { pool, backend, admin: state });
   };
 
+  // POST /reload: `switchyard reload`, as SIGHUP; 200 when the new workers listen, 409 when the
+  // config was refused or they did not start (the old workers keep serving either way).
+  const reload = async (res: ServerResponse): Promise<void> => {
+    const result = await view.reload();
+    json(res, result.ok ? 200 : 409, result);
+  };
+
+  const posts: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
+    '/admin': setAdmin,
+    '/reload': (_req, res) => reload(res),
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/admin') {
+    const post = posts[path];
+    if (post !== undefined) {
       if (req.method !== 'POST') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'POST' });
-      return void setAdmin(req, res).catch((err: unknown) => {
+      return void post(req, res).catch((err: unknown) => {
         log.error({ err, path }, 'admin request failed');
         if (!res.headersSent) json(res, 500, { error: 'internal error' });
       });
     }
     const route = routes[path];
-    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /healthz, /readyz, POST /admin\n');
+    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /healthz, /readyz, POST /admin, POST /reload\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
     Promise.resolve(route(res)).catch((err: unknown) => {
       log.error({ err, path }, 'admin request failed');

@@ -76,7 +76,7 @@ function render(s) {
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);
-  $("workers").replaceChildren(...s.workers.map((w) => row([cell(w.slot), cell(w.pid === undefined ? "-" : w.pid), cell(w.listening ? "yes" : "no", w.listening ? "yes" : "no"),
+  $("workers").replaceChildren(...s.workers.map((w) => row([cell(w.slot), cell(w.pid === undefined ? "-" : w.pid), cell(w.retiring ? "retiring" : w.listening ? "yes" : "no", w.listening ? "yes" : "no"),
     cell(w.restarts), cell(w.uptimeSeconds + " s"), cell(w.eventLoopLagSeconds === null ? "-" : fmt(w.eventLoopLagSeconds * 1000, 1) + " ms"), cell(mib(w.residentMemoryBytes))],
     { "data-slot": String(w.slot) })));
   $("updated").textContent = new Date().toLocaleTimeString();

@@ -78,12 +78,14 @@ export class StatusReporter {
   private readonly samples: Sample[] = [];
   private readonly startedAt = Date.now();
 
-  constructor(private readonly config: LoadedConfig, private readonly publicPort: number) {}
+  /** `config`: the running one (a reload replaces it). */
+  constructor(private readonly config: () => LoadedConfig, private readonly publicPort: number) {}
 
   build(json: MetricsJson, inputs: ReadinessInputs, metricsFrom: { asked: number; answered: number }): Status {
     const m = new MetricReader(json);
     const now = Date.now();
-    const pools = Object.entries(this.config.pools).map(([name, pool]) => ({
+    const config = this.config();
+    const pools = Object.entries(config.pools).map(([name, pool]) => ({
       name,
       algorithm: pool.algorithm,
       backends: pool.backends.map((b): BackendStatus => {
@@ -127,7 +129,7 @@ export class StatusReporter {
       ready: notReady.length === 0,
       notReady,
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),
-      listen: { host: this.config.listen.host, port: this.publicPort },
+      listen: { host: config.listen.host, port: this.publicPort },
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },
       bytesPerSecond: { toBackend: rates[2], toClient: rates[3] },

@@ -140,3 +140,16 @@ function withRedisEnv(raw: Raw, redisUrl: string | undefined): Raw {
   if (typeof redis === 'object' && !('url' in redis)) return { ...raw, redis: { ...redis, url: redisUrl } };
   return raw;
 }
+
+/**
+ * Settings a reload cannot change, because a process holds them: the public port (shared by both
+ * generations of workers during a reload), the admin listener and the shared-state connection (the
+ * primary's). Throws a ConfigError naming the first one changed.
+ */
+export function checkReloadable(running: LoadedConfig, next: LoadedConfig): void {
+  for (const key of ['listen', 'admin', 'redis'] as const) {
+    if (JSON.stringify(running[key]) !== JSON.stringify(next[key])) {
+      throw new ConfigError(`config error: ${key}: cannot change on reload; restart switchyard to change it`);
+    }
+  }
+}

@@ -142,6 +142,11 @@ export const configSchema = z
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
     /** On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway. */
     drainTimeout: duration('drainTimeout').default(10_000),
+    /**
+     * After a reload (SIGHUP, `switchyard reload`): how long the old workers keep their tunnels
+     * before closing them with 1001 (as NGINX's worker_shutdown_timeout, HAProxy's hard-stop-after).
+     */
+    retireTimeout: duration('retireTimeout').default(600_000),
     /** Peers whose X-Forwarded-For is trusted (appended to, and used as the client IP for ip-hash). */
     trustedProxies: z
       .array(

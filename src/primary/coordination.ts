@@ -66,6 +66,11 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     private readonly now: () => number = Date.now,
   ) {
     super();
+    this.build(config);
+  }
+
+  /** The backends and active checkers of `config`. */
+  private build(config: LoadedConfig): void {
     for (const [pool, pc] of Object.entries(config.pools)) {
       const backends = pc.backends.map((b) => new Backend(b, pool));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
@@ -86,6 +91,34 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         this.checkers.push(checker);
       }
     }
+  }
+
+  /** Starts the active checkers from the fleet's last verdicts. */
+  private startCheckers(): void {
+    for (const c of this.checkers) {
+      for (const key of this.entries.keys()) {
+        const h = this.state.healthOf(key);
+        if (h !== undefined) c.adopt(key, h);
+      }
+      c.start();
+    }
+  }
+
+  /**
+   * A reload: the backends and checks of `config` replace the current ones. Active-check verdicts
+   * and admin overrides are the shared state's, by backend key, so a backend kept by the reload
+   * keeps them; outlier ejections start over (as NGINX's max_fails counts do in new workers).
+   * Workers of the old generation still report their tunnels, so fleet counts stay whole.
+   */
+  reconfigure(config: LoadedConfig): void {
+    for (const c of this.checkers) c.stop();
+    this.checkers.length = 0;
+    this.entries.clear();
+    this.build(config);
+    this.state.track([...this.entries.keys()]);
+    this.startCheckers();
+    this.broadcastState();
+    this.pushElsewhere();
   }
 
   async start(): Promise<void> {
@@ -114,13 +147,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       this.emit('status', status, detail);
     });
     await this.state.start([...this.entries.keys()]);
-    for (const c of this.checkers) {
-      for (const key of this.entries.keys()) {
-        const h = this.state.healthOf(key);
-        if (h !== undefined) c.adopt(key, h);
-      }
-      c.start();
-    }
+    this.startCheckers();
     this.timer = setInterval(() => this.sync(), this.syncInterval);
     this.timer.unref();
   }

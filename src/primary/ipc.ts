@@ -7,6 +7,8 @@ export type WorkerMessage =
   | { type: 'listening'; port: number; binding: string }
   | { type: 'listen-failed'; error: string }
   | { type: 'drained'; tunnelsLeft: number }
+  /** Just before a worker exits on its own (drained or retired): its counters, kept by the primary so totals never go back. */
+  | { type: 'final-metrics'; metrics: MetricsJson }
   /** Sent before listening: the worker wants the backends' current state. */
   | { type: 'state-request' }
   /** Every sync interval when something changed: live tunnels per backend key, and passive health outcomes in order. */
@@ -23,6 +25,11 @@ export interface BackendView {
 
 export type PrimaryMessage =
   | { type: 'drain'; timeoutMs: number }
+  /**
+   * After a reload, to the old generation: stop accepting, finish what is in flight (plain responses
+   * get `Connection: close`), keep the tunnels until they end or `timeoutMs` passes, then drain.
+   */
+  | { type: 'retire'; timeoutMs: number }
   | { type: 'backend-state'; backends: BackendView[] }
   /** Tunnels per backend key held by the machine's other workers and by other machines. */
   | { type: 'elsewhere'; counts: Record<string, number> }

@@ -1,13 +1,16 @@
 // The primary: forks one worker per core, restarts the ones that die (with backoff, so a crash
-// loop does not spin the CPU), and on SIGTERM/SIGINT drains them all. It never handles traffic.
+// loop does not spin the CPU), on SIGHUP reloads the config into a new generation of workers, and
+// on SIGTERM/SIGINT drains them all. It never handles traffic.
 import cluster, { type Worker } from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startAdminListener, type AdminListener } from '../admin/admin-server';
-import type { LoadedConfig } from '../config/load';
+import { checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
-import { bindPrimary, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { keepFinalMetrics } from '../stats/cluster-metrics';
+import { bindPrimary, countReload, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
 
@@ -33,7 +36,37 @@ function checkPortFree(host: string, port: number): Promise<number> {
   });
 }
 
+/** One set of workers started from one config: the first at startup, a new one at each reload. */
+interface Generation {
+  id: number;
+  config: LoadedConfig;
+  /** The config as the workers get it (JSON, with the port the primary resolved). */
+  workerConfig: string;
+}
+
+/**
+ * With SO_REUSEPORT, a listen socket that closes drops the connections queued on it (they are
+ * reset), unless the kernel moves them to another listener of the port: net.ipv4.tcp_migrate_req
+ * (Linux 5.14+). Said once per reload, when it is off.
+ */
+function warnIfQueuesDrop(log: Logger): void {
+  let value: string;
+  try {
+    value = readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim();
+  } catch {
+    return; // not Linux 5.14+: nothing to suggest
+  }
+  if (value === '0') log.warn('net.ipv4.tcp_migrate_req is 0: connections queued on an old worker when it stops listening are reset; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1)');
+}
+
 interface Slot {
+  index: number;
+  generation: Generation;
+  /**
+   * current: serving, restarted when it dies; starting: forked by a reload that has not finished;
+   * retiring: an old generation's, finishing its tunnels; abandoned: a failed reload's, killed.
+   */
+  role: 'current' | 'starting' | 'retiring' | 'abandoned';
   worker: Worker | null;
   startedAt: number;
   failures: number;
@@ -42,10 +75,28 @@ interface Slot {
   restarts: number;
 }
 
-export async function runPrimary(config: LoadedConfig, log: Logger): Promise<void> {
+/** What a reload did, for the log, the admin endpoint and `switchyard reload`. */
+export type ReloadResult =
+  | { ok: true; generation: number; workers: number; retiring: number }
+  | { ok: false; error: string };
+
+/** How long a reload waits for its new workers to listen before giving up (the old ones keep serving). */
+const RELOAD_START_TIMEOUT_MS = 15_000;
+
+/**
+ * `loadNext` reads the config again (the same file and flags) for a reload, on SIGHUP or
+ * POST /reload; without it, reloads are refused.
+ */
+export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: () => LoadedConfig): Promise<void> {
+  let config = first;
   // Port 0 means "any": pick one here so that every worker shares it.
   const port = await checkPortFree(config.listen.host, config.listen.port);
-  const workerConfig = JSON.stringify({ ...config, listen: { ...config.listen, port }, workerCount: undefined });
+  let generations = 0;
+  const generation = (c: LoadedConfig): Generation => ({
+    id: ++generations,
+    config: c,
+    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, workerCount: undefined }),
+  });
   // A 4 MiB young generation (V8's default grows to 16 MiB a semi-space): a burst of upgrades
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
   // 10k tunnels, for 0.6% more instructions per relayed message (bench/README.md).
@@ -59,7 +110,13 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   });
   if (config.redis) coordination.on('status', (status) => setRedisConnected(status === 'ok'));
 
-  const slots: Slot[] = Array.from({ length: config.workerCount }, () => ({ worker: null, startedAt: 0, failures: 0, listening: false, restarts: 0 }));
+  const newSlots = (g: Generation, role: Slot['role']): Slot[] =>
+    Array.from({ length: g.config.workerCount }, (_, index) => ({ index, generation: g, role, worker: null, startedAt: 0, failures: 0, listening: false, restarts: 0 }));
+  let slots = newSlots(generation(config), 'current');
+  /** The workers of a reload in progress, and of old generations still finishing their tunnels. */
+  let starting: Slot[] = [];
+  const retiring = new Set<Slot>();
+  let reloadStarted: ((error?: string) => void) | null = null;
   let ready = false;
   let listening = 0;
   let shuttingDown = false;
@@ -69,15 +126,23 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     resolveDone = resolve;
     rejectStart = reject;
   });
+  const allSlots = (): Slot[] => [...slots, ...starting, ...retiring];
 
   const workerViews = (): WorkerView[] =>
-    slots.map((s, slot) => ({ slot, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt }));
+    [...slots, ...retiring].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
   bindPrimary(workerViews);
   if (config.redis) setRedisConnected(coordination.status().state.status === 'ok');
   else setRedisNotConfigured();
   let admin: AdminListener | undefined;
   if (config.admin.enabled) {
-    const view = { started: () => ready, workers: workerViews, fleet: () => coordination.status(), setAdmin: coordination.setAdmin.bind(coordination) };
+    const view = {
+      started: () => ready,
+      workers: workerViews,
+      fleet: () => coordination.status(),
+      config: () => config,
+      setAdmin: coordination.setAdmin.bind(coordination),
+      reload: () => reload('admin'),
+    };
     admin = await startAdminListener(config, port, view, log).catch((err: NodeJS.ErrnoException) => {
       const what = err.code === 'EADDRINUSE' ? 'port in use' : (err.code ?? err.message);
       throw new StartupError(`admin listener cannot listen on ${config.admin.host}:${config.admin.port}: ${what} (set admin.port, --admin-port, or --no-admin)`);
@@ -85,18 +150,23 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
   }
 
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [CONFIG_ENV]: workerConfig, [WORKER_SLOT_ENV]: String(slots.indexOf(slot)) });
+    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index) });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
-      if (m.type === 'listen-failed') {
+      if (m.type === 'final-metrics') keepFinalMetrics(m.metrics);
+      else if (m.type === 'listen-failed') {
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
+        else if (slot.role === 'starting') reloadStarted?.(`a new worker could not listen: ${m.error}`);
         else log.error({ workerPid: worker.process.pid, error: m.error }, 'worker could not listen');
       } else if (m.type === 'listening') {
+        if (slot.role === 'abandoned' || slot.role === 'retiring') return;
         slot.listening = true;
-        if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
+        if (slot.role === 'starting') {
+          if (starting.every((s) => s.listening)) reloadStarted?.();
+        } else if (ready) log.info({ workerPid: worker.process.pid }, 'worker started');
         else if (slots.every((s) => s.worker !== null) && ++listening === slots.length) {
           ready = true;
           log.info(
@@ -121,10 +191,16 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
         slot.worker = null;
         slot.listening = false;
       }
+      if (slot.role === 'retiring') {
+        retiring.delete(slot);
+        log.info({ workerPid: worker.process.pid, generation: slot.generation.id, code, signal, retiring: retiring.size }, 'old worker exited');
+      }
       if (shuttingDown) {
-        if (slots.every((s) => s.worker === null)) resolveDone();
+        if (allSlots().every((s) => s.worker === null)) resolveDone();
         return;
       }
+      if (slot.role === 'retiring' || slot.role === 'abandoned') return;
+      if (slot.role === 'starting') return reloadStarted?.(`a new worker exited while starting (code ${code}, signal ${signal ?? 'none'})`);
       if (!ready) return rejectStart(new StartupError(`a worker exited during startup (code ${code}, signal ${signal ?? 'none'})`));
       if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.failures = 0;
       const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
@@ -132,13 +208,86 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
       log.warn({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
       slot.restartTimer = setTimeout(() => {
         slot.restarts++;
-        countWorkerRestart(slots.indexOf(slot));
+        countWorkerRestart(slot.index);
         fork(slot);
       }, delay);
     });
   };
 
   for (const slot of slots) fork(slot);
+
+  /**
+   * NGINX's reload: read the config again; if it is valid, start a new generation of workers with it
+   * next to the old one (both listen on the port: SO_REUSEPORT), and once every new worker listens,
+   * retire the old ones (they stop accepting and keep their tunnels up to retireTimeout). A config
+   * that does not validate, or new workers that do not start, change nothing.
+   */
+  async function reload(by: string): Promise<ReloadResult> {
+    const refuse = (error: string): ReloadResult => {
+      countReload(false);
+      log.error({ by, error }, 'reload refused: still running the previous config');
+      return { ok: false, error };
+    };
+    if (!ready || shuttingDown) return refuse('switchyard is starting or stopping');
+    if (loadNext === undefined) return refuse('no config to reload');
+    if (starting.length > 0) return refuse('a reload is already in progress');
+    let next: LoadedConfig;
+    try {
+      next = loadNext();
+      checkReloadable(config, next);
+    } catch (err) {
+      if (err instanceof ConfigError) return refuse(err.message);
+      throw err;
+    }
+    const previous = config;
+    warnIfQueuesDrop(log);
+    const g = generation(next);
+    log.info({ by, generation: g.id, workers: next.workerCount }, 'reloading: starting new workers');
+    coordination.reconfigure(next);
+    starting = newSlots(g, 'starting');
+    const started = new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(`the new workers did not listen within ${RELOAD_START_TIMEOUT_MS / 1000}s`), RELOAD_START_TIMEOUT_MS);
+      reloadStarted = (error) => {
+        clearTimeout(timer);
+        resolve(error);
+      };
+    });
+    for (const slot of starting) fork(slot);
+    const error = await started;
+    reloadStarted = null;
+    const fresh = starting;
+    starting = [];
+    if (shuttingDown) {
+      for (const s of fresh) s.role = 'abandoned';
+      return { ok: false, error: 'switchyard is stopping' };
+    }
+    if (error !== undefined) {
+      for (const s of fresh) {
+        s.role = 'abandoned';
+        s.worker?.process.kill('SIGKILL');
+      }
+      coordination.reconfigure(previous);
+      return refuse(error);
+    }
+    const old = slots;
+    for (const s of fresh) s.role = 'current';
+    slots = fresh;
+    config = next;
+    log.level = next.logLevel;
+    bindPrimary(workerViews);
+    const message: PrimaryMessage = { type: 'retire', timeoutMs: next.retireTimeout };
+    for (const s of old) {
+      clearTimeout(s.restartTimer);
+      s.listening = false;
+      if (s.worker === null) continue;
+      s.role = 'retiring';
+      retiring.add(s);
+      if (s.worker.isConnected()) s.worker.send(message);
+    }
+    countReload(true);
+    log.info({ by, generation: g.id, workers: fresh.length, pids: fresh.map((s) => s.worker?.process.pid), retiring: retiring.size, retireTimeoutMs: next.retireTimeout }, 'reloaded');
+    return { ok: true, generation: g.id, workers: fresh.length, retiring: retiring.size };
+  }
 
   const shutdown = (signal: string): void => {
     if (shuttingDown) {
@@ -147,26 +296,28 @@ export async function runPrimary(config: LoadedConfig, log: Logger): Promise<voi
     }
     shuttingDown = true;
     log.info({ signal, drainTimeoutMs: config.drainTimeout }, 'draining');
+    reloadStarted?.('switchyard is stopping');
     const message: PrimaryMessage = { type: 'drain', timeoutMs: config.drainTimeout };
-    for (const slot of slots) {
+    for (const slot of allSlots()) {
       clearTimeout(slot.restartTimer);
       if (slot.worker?.isConnected()) slot.worker.send(message);
     }
-    if (slots.every((s) => s.worker === null)) resolveDone();
+    if (allSlots().every((s) => s.worker === null)) resolveDone();
     // Workers exit by themselves after the drain; this is the backstop.
     setTimeout(() => {
-      for (const s of slots) s.worker?.process.kill('SIGKILL');
+      for (const s of allSlots()) s.worker?.process.kill('SIGKILL');
       resolveDone();
     }, config.drainTimeout + 3000).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => void reload('SIGHUP'));
 
   try {
     await done;
   } catch (err) {
     shuttingDown = true;
-    for (const s of slots) s.worker?.process.kill('SIGKILL');
+    for (const s of allSlots()) s.worker?.process.kill('SIGKILL');
     await coordination.close(true);
     throw err;
   } finally {

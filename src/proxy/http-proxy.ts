@@ -32,6 +32,8 @@ export class HttpProxy {
   requestsInFlight = 0;
   /** Called when the last request in flight finished. */
   onIdle: (() => void) | null = null;
+  /** Retired by a reload: every response tells the client to close (it reconnects to a new worker). */
+  closeConnections = false;
 
   constructor(
     readonly trusted: TrustedProxies,
@@ -180,7 +182,7 @@ class Exchange implements UpstreamExchange {
     this.outcome = outcome.label;
     this.finish();
     countHttpAnswer(outcome);
-    respondOutcome(this.res, outcome, [], close);
+    respondOutcome(this.res, outcome, [], close || this.proxy.closeConnections);
   }
 
   /** The response is done with, one way or another: uWS's response may not be touched again. */
@@ -291,6 +293,7 @@ class Exchange implements UpstreamExchange {
       // framing): the backend's header lines ride along in one call instead of one writeHeader each
       // (the parser checked every line: no CR, LF or NUL but the CRLFs between them).
       res.writeStatus(head);
+      if (this.proxy.closeConnections) res.writeHeader('connection', 'close');
     }
     if (body === null) {
       if (this.upstream?.bodyless) {

@@ -31,6 +31,8 @@ export interface SharedState extends EventEmitter<SharedStateEvents> {
 
   /** Begins leasing and syncing for these backend keys (`pool/host:port`). Resolves once usable. */
   start(backendKeys: readonly string[]): Promise<void>;
+  /** Changes the backend keys after a reload; leases of keys no longer configured are let go (they lapse). */
+  track(backendKeys: readonly string[]): void;
   /**
    * Stops. `graceful` releases this machine's leases and removes its counts at once; without it the
    * machine just goes silent, as a killed one would, and its leases and counts expire.
@@ -100,6 +102,12 @@ export abstract class CachedState extends EventEmitter<SharedStateEvents> implem
   abstract close(graceful?: boolean): Promise<void>;
   abstract publishHealth(key: string, health: HealthState): void;
   abstract setAdmin(key: string, admin: AdminState): Promise<void>;
+
+  track(backendKeys: readonly string[]): void {
+    this.keys = backendKeys;
+    const kept = new Set(backendKeys);
+    for (const key of [...this.held]) if (!kept.has(key)) this.setHeld(key, false);
+  }
 
   holdsLease(key: string): boolean {
     return this.held.has(key);

@@ -13,6 +13,28 @@ interface Pending {
 }
 
 const pending = new Map<number, Pending>();
+/**
+ * Counters and histograms of workers that exited on their own (retired after a reload, drained),
+ * summed: a total keeps what they counted, so it never goes back, and Prometheus sees no reset.
+ */
+let departed: MetricsJson[] = [];
+let compacting = false;
+
+/** In the primary: a worker's last counters, sent just before it exits. */
+export function keepFinalMetrics(metrics: MetricsJson): void {
+  // prom-client's types say MetricType (a numeric enum); the JSON holds the text name.
+  departed.push(metrics.filter((m) => ['counter', 'histogram'].includes(m.type as unknown as string)));
+  if (departed.length <= 8 || compacting) return;
+  // Every few exits, merge them into one (async in prom-client); scrapes meanwhile use the list.
+  compacting = true;
+  const merged = departed.length;
+  void AggregatorRegistry.aggregate(departed.slice(0, merged))
+    .getMetricsAsJSON()
+    .then((json) => {
+      departed = [json, ...departed.slice(merged)];
+    })
+    .finally(() => (compacting = false));
+}
 let nextId = 1;
 let listening = false;
 
@@ -59,7 +81,7 @@ export async function gatherClusterMetrics(timeoutMs = 2000): Promise<ClusterMet
     pending.delete(id);
   }
   const own = await registry.getMetricsAsJSON();
-  return { registry: AggregatorRegistry.aggregate([...request.responses, own]), asked, answered: request.responses.length };
+  return { registry: AggregatorRegistry.aggregate([...request.responses, own, ...departed]), asked, answered: request.responses.length };
 }
 
 /** In a worker: answer the primary's request with this process's metrics. */
@@ -67,4 +89,14 @@ export async function answerMetricsRequest(id: number): Promise<void> {
   const metrics = await registry.getMetricsAsJSON();
   const reply: WorkerMessage = { type: 'metrics', id, metrics };
   process.send?.(reply);
+}
+
+/** In a worker about to exit: hand its counters to the primary; resolves once sent. */
+export async function sendFinalMetrics(): Promise<void> {
+  const metrics = await registry.getMetricsAsJSON();
+  const message: WorkerMessage = { type: 'final-metrics', metrics };
+  await new Promise<void>((resolve) => {
+    if (process.send === undefined || !process.connected) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
 }

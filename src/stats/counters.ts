@@ -60,3 +60,11 @@ export function countHttpAnswer(outcome: Outcome): void {
   counters.httpRequests[outcome.label]++;
   counters.httpResponses[(outcome.status / 100) | 0]++;
 }
+
+/** Answers after which an HTTP/1.1 connection stays open for another request: plain responses and refused upgrades. */
+export function keptAliveAnswers(): number {
+  let n = 0;
+  for (const c of counters.httpResponses) n += c;
+  for (const label in counters.upgrades) if (label !== 'ok') n += counters.upgrades[label];
+  return n;
+}

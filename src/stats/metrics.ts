@@ -42,6 +42,8 @@ export interface WorkerView {
   listening: boolean;
   restarts: number;
   startedAt: number;
+  /** An old generation's worker after a reload: no longer accepting, finishing its tunnels. */
+  retiring: boolean;
 }
 let primaryWorkers: (() => readonly WorkerView[]) | undefined;
 
@@ -320,6 +322,23 @@ readAtScrape('switchyard_workers', 'Worker processes listening on the public por
   if (primaryWorkers) emit(primaryWorkers().filter((w) => w.listening).length);
 });
 
+readAtScrape('switchyard_workers_retiring', 'Workers of an older config generation, finishing their tunnels after a reload.', [], 'sum', (emit) => {
+  if (primaryWorkers) emit(primaryWorkers().filter((w) => w.retiring).length);
+});
+
+const RELOAD_RESULTS = ['ok', 'refused'] as const;
+const configReloads = new Counter({
+  name: 'switchyard_config_reloads_total',
+  help: 'Config reloads asked of the primary (SIGHUP, POST /reload): ok, or refused (the config did not validate, changed a key that needs a restart, or its workers did not start).',
+  labelNames: ['result'],
+  registers: [registry],
+});
+
+/** The primary finished a reload (or refused one). */
+export function countReload(ok: boolean): void {
+  configReloads.inc({ result: ok ? 'ok' : 'refused' });
+}
+
 const workerRestarts = new Counter({
   name: 'switchyard_worker_restarts_total',
   help: 'Workers the primary restarted after they died, per worker slot.',
@@ -344,8 +363,17 @@ export function bindWorker(workerPools: Iterable<Pool>, slot: string): void {
   loopWindowStart = Date.now();
 }
 
+/**
+ * In a worker retired by a reload: its slot's per-worker gauges now belong to the new worker of
+ * that slot (summing both would mislead); its tunnels and counters are still published.
+ */
+export function unbindWorkerSlot(): void {
+  workerSlot = undefined;
+}
+
 /** In the primary: publish the worker slots (and start every slot's restart count at zero). */
 export function bindPrimary(workers: () => readonly WorkerView[]): void {
   primaryWorkers = workers;
   for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
+  for (const result of RELOAD_RESULTS) configReloads.inc({ result }, 0);
 }

@@ -49,6 +49,10 @@ export interface Balancer {
   stderr(): string;
   url(path?: string): string;
   httpUrl(path?: string): string;
+  /** The config file written from `options.config`, if any. */
+  configFile: string | undefined;
+  /** Writes `config` over that file (for a reload). */
+  rewriteConfig(config: Record<string, unknown>): void;
   /** Resolves with the first log line (already seen or future) matching `predicate`. */
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs: number, what?: string): Promise<LogLine>;
   /** Resolves when the primary has exited. */
@@ -132,10 +136,12 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   const port = options.port ?? (await freePort());
   const workers = options.workers ?? 2;
   let cleanupConfig = (): void => {};
+  let configFile: string | undefined;
   const args = ['start', '--host', '127.0.0.1', '--port', String(port), '--workers', String(workers)];
   if (options.config) {
     const written = writeConfig(options.config);
     cleanupConfig = written.cleanup;
+    configFile = written.file;
     args.push('--config', written.file);
   }
   args.push(...(options.args ?? []));
@@ -170,6 +176,10 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     if (line.msg === 'worker started') {
       const pid = workerPidOf(line, primaryPid);
       if (pid !== undefined && !pids.includes(pid)) pids.push(pid);
+    }
+    // A reload's new workers.
+    if (line.msg === 'reloaded' && Array.isArray(line.pids)) {
+      for (const pid of line.pids) if (typeof pid === 'number' && !pids.includes(pid)) pids.push(pid);
     }
     for (const l of [...listeners]) l(line);
   };
@@ -234,6 +244,11 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     pids,
     initialPids,
     logs,
+    configFile,
+    rewriteConfig: (config) => {
+      if (configFile === undefined) throw new Error('this balancer was started without a config file');
+      writeFileSync(configFile, toYaml(config));
+    },
     stdout: () => stdoutText,
     stderr: () => stderrText,
     url: (path = '/') => `ws://127.0.0.1:${port}${path}`,

@@ -1,0 +1,241 @@
+// Config reload (SIGHUP, `switchyard reload`, POST /reload), as NGINX's: a new generation of workers
+// starts with the new config next to the old one; the old workers stop accepting and keep their
+// tunnels until these end (or retireTimeout); a config that does not validate changes nothing.
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { request } from 'undici';
+import { runCli, startBalancer, type Balancer } from '../helpers/balancer';
+import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { adminStatus, backendStatus } from '../helpers/admin';
+import { scrape } from '../helpers/metrics';
+import { deadPort } from '../helpers/ports';
+import { isAlive } from '../helpers/proc';
+import { openSocket, readResponseHead } from '../helpers/raw-client';
+import { startRedis } from '../helpers/redis';
+import { delay, waitFor } from '../helpers/wait';
+import { closeClients, connectMany, type TestClient } from '../helpers/ws-client';
+
+const poolOf = (...backends: EchoBackend[]): Record<string, unknown> => ({
+  pools: { chat: { backends: backends.map((b) => ({ url: b.url })) } },
+  routes: [{ path: '/', pool: 'chat' }],
+});
+
+/** Sends SIGHUP and returns the "reloaded" line that follows it. */
+async function sighup(balancer: Balancer, generation: number): Promise<Record<string, unknown>> {
+  process.kill(balancer.pid, 'SIGHUP');
+  return balancer.waitForLog((l) => l.msg === 'reloaded' && l.generation === generation, 15_000, `"reloaded" generation ${generation}`);
+}
+
+const adminAddress = (balancer: Balancer): string => `127.0.0.1:${balancer.adminPort}`;
+
+/** Backends a and b, and two workers balancing over a; all closed after the test. */
+async function twoBackends(t: TestContext): Promise<{ a: EchoBackend; b: EchoBackend; clients: TestClient[]; balancer: Balancer }> {
+  const a = await startEchoBackend({ name: 'a' });
+  const b = await startEchoBackend({ name: 'b' });
+  const clients: TestClient[] = [];
+  t.after(async () => {
+    await closeClients(clients);
+    await closeAll(a, b);
+  });
+  const balancer = await startBalancer({ workers: 2, config: poolOf(a) });
+  t.after(() => balancer.stop());
+  return { a, b, clients, balancer };
+}
+
+void describe('reload', { timeout: 120_000 }, () => {
+  void it('SIGHUP: new workers take the new backends; old tunnels live on, then the old workers exit; totals keep their counts', async (t) => {
+    const { a, b, clients, balancer } = await twoBackends(t);
+
+    const old = await connectMany(6, (i) => balancer.url(`/old?i=${i}`));
+    clients.push(...old);
+    for (const c of old) assert.equal(await c.whoami(), 'a');
+
+    balancer.rewriteConfig(poolOf(b));
+    const reloaded = await sighup(balancer, 2);
+    const newPids = reloaded.pids as number[];
+    assert.equal(newPids.length, 2);
+    assert.ok(newPids.every((p) => !balancer.initialPids.includes(p)), 'a new generation of workers');
+    assert.equal(reloaded.retiring, 2);
+    // Connect once the old workers have closed their listen sockets: a connection the kernel queued
+    // on one in that instant is reset (SO_REUSEPORT drops a closed listener's queue; README, "Reload").
+    await waitFor(() => balancer.logs.filter((l) => l.msg === 'retiring after a reload').length === 2, 5000, 'both old workers retiring');
+
+    // New tunnels go to b only; the old ones still echo through a, untouched.
+    const fresh = await connectMany(6, (i) => balancer.url(`/new?i=${i}`));
+    clients.push(...fresh);
+    for (const c of fresh) assert.equal(await c.whoami(), 'b');
+    for (const c of old) assert.equal((await c.request('still here')).text, 'still here');
+    assert.ok(old.every((c) => c.closeInfo === undefined), 'no old tunnel was closed');
+    assert.ok(balancer.initialPids.every(isAlive), 'the old workers keep running while they hold tunnels');
+
+    // The fleet view is the new config's; the old workers show as retiring.
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as {
+      fleet: { pools: Record<string, { backend: string }[]> };
+      workers: { pid: number; retiring: boolean }[];
+    };
+    assert.deepEqual(status.fleet.pools.chat.map((r) => r.backend), [`127.0.0.1:${b.port}`]);
+    assert.deepEqual(status.workers.filter((w) => w.retiring).map((w) => w.pid).sort(), [...balancer.initialPids].sort());
+    let metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_workers_retiring'), 2);
+    assert.equal(metrics.sum('switchyard_config_reloads_total', { result: 'ok' }), 1);
+    assert.equal(metrics.sum('switchyard_tunnels_active'), 12, 'old and new tunnels');
+
+    // The old tunnels end: the old workers exit, and what they counted stays in the totals.
+    await closeClients(old);
+    await waitFor(() => balancer.logs.filter((l) => l.msg === 'old worker exited').length === 2, 10_000, '"old worker exited" twice');
+    assert.ok(balancer.initialPids.every((p) => !isAlive(p)), 'the old workers are gone');
+    metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_workers_retiring'), 0);
+    assert.equal(metrics.sum('switchyard_tunnels_opened_total', { backend: `127.0.0.1:${a.port}` }), 6, "the old workers' tunnels are still counted");
+    assert.equal(metrics.sum('switchyard_tunnels_opened_total', { backend: `127.0.0.1:${b.port}` }), 6);
+    assert.equal(metrics.sum('switchyard_workers'), 2);
+    for (const c of fresh) assert.equal((await c.request('after')).text, 'after');
+  });
+
+  void it('with Redis and active checks: the new backends are checked, the removed one no more; old tunnels stay counted', async (t) => {
+    const redis = await startRedis();
+    const a = await startEchoBackend({ name: 'a' });
+    const b = await startEchoBackend({ name: 'b' });
+    const dead = await deadPort();
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await closeClients(clients);
+      await closeAll(a, b);
+      await redis.stop();
+    });
+    const config = (urls: string[]): Record<string, unknown> => ({
+      redis: { url: redis.url, clusterName: 'reload', syncInterval: '50ms' },
+      pools: {
+        chat: {
+          backends: urls.map((url) => ({ url })),
+          healthCheck: { type: 'http', path: '/health', interval: '100ms', timeout: '500ms', fall: 2, rise: 2 },
+          outlierDetection: { enabled: false },
+        },
+      },
+      routes: [{ path: '/', pool: 'chat' }],
+    });
+    const balancer = await startBalancer({ workers: 2, config: config([a.url]) });
+    t.after(() => balancer.stop());
+    const old = await connectMany(3, (i) => balancer.url(`/old?i=${i}`));
+    clients.push(...old);
+
+    balancer.rewriteConfig(config([b.url, `ws://127.0.0.1:${dead}`]));
+    await sighup(balancer, 2);
+    await waitFor(async () => (await backendStatus(balancer.adminPort!, 'chat', `127.0.0.1:${dead}`)).health === 'down', 5000, 'the added dead backend checked down');
+    const report = await adminStatus(balancer.adminPort!);
+    assert.deepEqual(report.pools.chat.map((r) => [r.backend, r.health, r.activeCheck]), [
+      [`127.0.0.1:${b.port}`, 'up', 'up'],
+      [`127.0.0.1:${dead}`, 'down', 'down'],
+    ]);
+    // a's checks stopped with the reload (a check every 100 ms would add ~5 here).
+    const checksOfA = (): number => a.httpRequests.filter((r) => r.url === '/health').length;
+    const before = checksOfA();
+    await delay(500);
+    assert.ok(checksOfA() - before <= 1, `a was checked ${checksOfA() - before} more times after the reload`);
+    assert.ok(b.httpRequests.some((r) => r.url === '/health'), 'b is checked');
+
+    const fresh = await connectMany(4, (i) => balancer.url(`/new?i=${i}`));
+    clients.push(...fresh);
+    for (const c of fresh) assert.equal(await c.whoami(), 'b');
+    for (const c of old) assert.equal(await c.whoami(), 'a');
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_tunnels_active', { backend: `127.0.0.1:${a.port}` }), 3, "the old workers' tunnels");
+    assert.equal(metrics.sum('switchyard_tunnels_active', { backend: `127.0.0.1:${b.port}` }), 4);
+  });
+
+  void it('refuses a config that does not validate, or changes what needs a restart, with one line; nothing changes', async (t) => {
+    const { b, clients, balancer } = await twoBackends(t);
+    clients.push(...(await connectMany(2, (i) => balancer.url(`/x?i=${i}`))));
+
+    balancer.rewriteConfig({ ...poolOf(b), routes: [{ path: '/', pool: 'nope' }] });
+    let cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    assert.equal(cli.code, 1);
+    assert.equal(cli.stderr.trim().split('\n').length, 1, `one line: ${cli.stderr}`);
+    assert.match(cli.stderr, /reload refused: config error: routes\[0\]\.pool: names pool "nope"/);
+
+    balancer.rewriteConfig({ ...poolOf(b), redis: { url: 'redis://127.0.0.1:1' } });
+    cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    assert.equal(cli.code, 1);
+    assert.match(cli.stderr, /redis: cannot change on reload; restart switchyard to change it/);
+
+    // Still the first generation, untouched.
+    assert.ok(balancer.initialPids.every(isAlive));
+    assert.equal(balancer.logs.filter((l) => l.msg === 'reloading: starting new workers').length, 0);
+    assert.equal(balancer.logs.filter((l) => l.msg === 'reload refused: still running the previous config').length, 2);
+    for (const c of clients) assert.equal(await c.whoami(), 'a');
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_config_reloads_total', { result: 'refused' }), 2);
+    assert.equal(metrics.sum('switchyard_config_reloads_total', { result: 'ok' }), 0);
+    const more = await connectMany(2, (i) => balancer.url(`/y?i=${i}`));
+    clients.push(...more);
+    for (const c of more) assert.equal(await c.whoami(), 'a');
+
+    // Fixed: `switchyard reload` succeeds and says so.
+    balancer.rewriteConfig(poolOf(b));
+    cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /^reloaded: generation 2, 2 workers; 2 old workers finishing their tunnels$/m);
+    const fresh = await connectMany(2, (i) => balancer.url(`/z?i=${i}`));
+    clients.push(...fresh);
+    for (const c of fresh) assert.equal(await c.whoami(), 'b');
+    const get = await request(balancer.adminUrl('/reload'));
+    await get.body.dump();
+    assert.equal(get.statusCode, 405, 'GET /reload is not a reload');
+  });
+
+  void it('closes what is left on the old workers with 1001 after retireTimeout', async (t) => {
+    const a = await startEchoBackend({ name: 'a' });
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await closeClients(clients);
+      await closeAll(a);
+    });
+    const config = { ...poolOf(a), retireTimeout: '1s' };
+    const balancer = await startBalancer({ workers: 1, config });
+    t.after(() => balancer.stop());
+    clients.push(...(await connectMany(3, (i) => balancer.url(`/x?i=${i}`))));
+
+    await sighup(balancer, 2);
+    for (const c of clients) {
+      const info = await c.waitClose(6000);
+      assert.equal(info.code, 1001);
+    }
+    await waitFor(() => !isAlive(balancer.initialPids[0]), 5000, 'the old worker to exit');
+    const c = (await connectMany(1, () => balancer.url('/after')))[0];
+    clients.push(c);
+    assert.equal(await c.whoami(), 'a');
+  });
+
+  void it('a kept-alive HTTP client of an old worker gets its answer with Connection: close, not a 503', async (t) => {
+    const a = await startEchoBackend({ name: 'a' });
+    t.after(() => closeAll(a));
+    const balancer = await startBalancer({ workers: 1, config: poolOf(a) });
+    t.after(() => balancer.stop());
+
+    const socket = await openSocket(balancer.port);
+    t.after(() => socket.destroy());
+    // A Content-Length answer, read whole, so the socket is at the next response.
+    const get = `GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const body = 'status 200 from a';
+    socket.write(get);
+    const first = await readResponseHead(socket);
+    assert.equal(first.status, 200);
+    assert.equal(first.headers.connection, undefined);
+    assert.equal(first.rest.toString(), body, 'the body came with the head');
+
+    await sighup(balancer, 2);
+    socket.write(get);
+    const second = await readResponseHead(socket);
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.connection, 'close');
+    assert.equal(second.headers['x-backend'], 'a');
+    assert.equal(second.rest.toString(), body);
+
+    const res = await request(balancer.httpUrl('/page'));
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers.connection, undefined, 'the new worker keeps connections alive');
+    // With nothing left to answer, the old worker goes once uWS would have closed any idle kept-alive connection.
+    await waitFor(() => !isAlive(balancer.initialPids[0]), 25_000, 'the old worker to exit');
+  });
+});
