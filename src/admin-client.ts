@@ -37,7 +37,7 @@ export function formatStatus(report: StatusReport): string {
   const header = ['BACKEND', 'HEALTH', 'CHECK', 'EJECTED', 'EJECTIONS', 'ADMIN', 'TUNNELS(MACHINE)', 'TUNNELS(FLEET)'];
   for (const [pool, backends] of Object.entries(report.pools)) {
     const rows = backends.map((b) => [
-      b.backend,
+      b.backup ? `${b.backend} (backup)` : b.backend,
       b.health,
       b.activeCheck === 'off' ? 'off' : `${b.activeCheck}${b.checkedHere ? '*' : ''}`,
       b.ejected ? 'yes' : 'no',

@@ -72,7 +72,7 @@ function render(s) {
   $("worker-count").textContent = s.workers.filter((w) => w.listening).length + " / " + s.workers.length;
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {
-    backends.push(row([cell(p.name), cell(b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-")],
+    backends.push(row([cell(p.name), cell(b.backup ? b.name + " (backup)" : b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-")],
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);

@@ -15,6 +15,7 @@ export interface BackendStatus {
   ejections: number;
   /** The most tunnels it may hold fleet-wide; 0: no limit. */
   maxConnections: number;
+  backup: boolean;
 }
 
 export interface Status {
@@ -103,6 +104,7 @@ export class StatusReporter {
           tunnelsOpened: m.sum('switchyard_tunnels_opened_total', labels),
           ejections: m.sum('switchyard_backend_ejections_total', labels),
           maxConnections: b.maxConnections,
+          backup: b.backup,
         };
       }),
     }));

@@ -35,6 +35,8 @@ const backendSchema = z.strictObject({
   admin: z.enum(ADMIN_STATES).default('ready'),
   /** Most tunnels the backend holds fleet-wide (NGINX's max_conns, HAProxy's server maxconn); 0: no limit. */
   maxConnections: z.number().int().min(0).default(0),
+  /** Gets tunnels and requests only while no other backend of the pool can take them (NGINX's and HAProxy's `backup`). */
+  backup: z.boolean().default(false),
 });
 
 /** "200-399" or 200: the statuses an http health check accepts. */

@@ -37,6 +37,8 @@ export interface BackendStatus {
   connections: { machine: number; fleet: number };
   /** The most tunnels it may hold fleet-wide; 0: no limit. */
   maxConnections: number;
+  /** Takes tunnels only while no other backend of the pool can. */
+  backup: boolean;
 }
 
 export interface StatusReport {
@@ -203,6 +205,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         admin: view.admin,
         connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
         maxConnections: e.backend.maxConnections,
+        backup: e.backend.backup,
       });
     }
     return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };

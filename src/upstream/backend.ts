@@ -11,6 +11,8 @@ export class Backend {
   readonly weight: number;
   /** Most tunnels fleet-wide; 0: no limit. */
   readonly maxConnections: number;
+  /** Used only while no primary (non-backup) backend of the pool can take a tunnel. */
+  readonly backup: boolean;
   /** Stable name for logs and (later) metric labels: host:port. */
   readonly name: string;
   /** pool/host:port: the backend's name in shared state (the same server in two pools is two entries). */
@@ -34,6 +36,7 @@ export class Backend {
     this.port = Number(u.port) || 80;
     this.weight = config.weight;
     this.maxConnections = config.maxConnections;
+    this.backup = config.backup;
     this.admin = config.admin;
     this.name = `${u.hostname}:${this.port}`;
     this.key = `${pool}/${this.name}`;

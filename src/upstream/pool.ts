@@ -4,8 +4,15 @@ import { createLoadBalancer } from '../load-balancer';
 import type { LoadBalancer } from '../load-balancer/load-balancer';
 import { Backend } from './backend';
 
+function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined): Backend[] {
+  return backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
+}
+
 export class Pool {
   readonly backends: readonly Backend[];
+  /** The backends that are not backups, and those that are (tried only when no primary can be picked). */
+  private readonly primaries: readonly Backend[];
+  private readonly backups: readonly Backend[];
   readonly connectTimeout: number;
   readonly responseTimeout: number;
   readonly retries: number;
@@ -16,15 +23,21 @@ export class Pool {
     config: PoolConfig,
   ) {
     this.backends = config.backends.map((b) => new Backend(b, name));
+    this.primaries = this.backends.filter((b) => !b.backup);
+    this.backups = this.backends.filter((b) => b.backup);
     this.connectTimeout = config.connectTimeout;
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
     this.balancer = createLoadBalancer(config.algorithm, config.herdingGuard);
   }
 
-  /** An eligible backend not in `tried`, or undefined when none is left. */
+  /**
+   * An eligible backend with room, not in `tried`; a backup only when no primary is left (down,
+   * drained, full or tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
+   */
   pick(clientIp: string, tried?: ReadonlySet<Backend>): Backend | undefined {
-    const candidates = this.backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
+    let candidates = available(this.primaries, tried);
+    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried);
     if (candidates.length === 0) return undefined;
     return candidates.length === 1 ? candidates[0] : this.balancer.pick(candidates, clientIp);
   }
