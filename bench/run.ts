@@ -22,6 +22,7 @@ const program = new Command()
   .option('--no-variants', `leave out the Switchyard variants (${VARIANTS.join(', ')}) in chat and churn; they need redis-server`)
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
+  .option('--switchyard-node-args <flags>', 'node flags for the Switchyard primary and its workers, space-separated (for example --single-threaded-gc)')
   .option('--label <text>', 'a name for this run in the results file')
   .option('--no-readme', 'do not update the tables in README.md and bench/README.md')
   .parse();
@@ -33,6 +34,7 @@ const opts = program.opts<{
   proxies: string;
   out: string;
   switchyardExtra?: string;
+  switchyardNodeArgs?: string;
   label?: string;
   readme: boolean;
   variants: boolean;
@@ -174,7 +176,7 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
         for (const name of rotated) {
-          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url });
+          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url, switchyardNodeArgs: opts.switchyardNodeArgs?.split(' ').filter(Boolean) });
           // Redis goes away after the balancer has connected to it: the outage is what is measured.
           if (name === 'switchyard-redis-down') await redis!.stop();
           try {
