@@ -73,6 +73,8 @@ async function main(): Promise<void> {
   // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
+  // A terminal hangup too (SIGHUP reloads in the primary; a worker that died of it would be restarted).
+  process.on('SIGHUP', () => undefined);
   // The primary is gone: nobody will restart or stop us, so drain and leave.
   process.on('disconnect', () => void drain(config.drainTimeout));
 }

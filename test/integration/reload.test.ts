@@ -158,8 +158,13 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /redis: cannot change on reload; restart switchyard to change it/);
 
+    // A hangup that reaches a worker (a terminal's, to the whole group) is the primary's to act on.
+    process.kill(balancer.initialPids[0], 'SIGHUP');
+    await delay(300);
+
     // Still the first generation, untouched.
     assert.ok(balancer.initialPids.every(isAlive));
+    assert.equal(balancer.logs.filter((l) => l.msg === 'worker exited').length, 0);
     assert.equal(balancer.logs.filter((l) => l.msg === 'reloading: starting new workers').length, 0);
     assert.equal(balancer.logs.filter((l) => l.msg === 'reload refused: still running the previous config').length, 2);
     for (const c of clients) assert.equal(await c.whoami(), 'a');
