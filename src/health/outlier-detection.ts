@@ -39,6 +39,11 @@ export class OutlierDetector {
     }
   }
 
+  /** After a reload: the streaks, ejections and multipliers `previous` holds for backends this detector also has. */
+  carryOver(previous: OutlierDetector): void {
+    for (const [key, r] of previous.records) if (this.records.has(key)) this.records.set(key, { ...r });
+  }
+
   /** A failed connect, upgrade or plain HTTP request, or an abnormal close. Returns the ejection it caused, if any. */
   recordFailure(key: string, now: number): Ejection | undefined {
     const r = this.records.get(key);

@@ -109,14 +109,19 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   /**
    * A reload: the backends and checks of `config` replace the current ones. Active-check verdicts
    * and admin overrides are the shared state's, by backend key, so a backend kept by the reload
-   * keeps them; outlier ejections start over (as NGINX's max_fails counts do in new workers).
+   * keeps them, and its outlier-detection record (streak, ejection, multiplier) is carried over.
    * Workers of the old generation still report their tunnels, so fleet counts stay whole.
    */
   reconfigure(config: LoadedConfig): void {
     for (const c of this.checkers) c.stop();
     this.checkers.length = 0;
+    const previous = new Map(this.entries);
     this.entries.clear();
     this.build(config);
+    // A backend the reload keeps keeps its passive-health record: an ejected one stays out.
+    const oldDetectors = new Set([...previous.values()].map((e) => e.detector));
+    for (const detector of new Set([...this.entries.values()].map((e) => e.detector))) for (const old of oldDetectors) detector.carryOver(old);
+    for (const [key, e] of this.entries) e.ejected = previous.get(key)?.ejected ?? false;
     this.state.track([...this.entries.keys()]);
     this.startCheckers();
     this.broadcastState();

@@ -80,4 +80,21 @@ void describe('outlier detection', () => {
     assert.equal(failTimes(d, 'p/a:1', 10, 500), undefined, 'in-flight failures of an ejected backend do not extend it');
     assert.equal(d.ejections('p/a:1'), 1);
   });
+  void it('carries a kept backend\'s record over to a reload\'s detector, and only those backends', () => {
+    const before = new OutlierDetector(settings, keys);
+    failTimes(before, 'p/a:1', 3, 0); // ejected until 1000, multiplier 1
+    failTimes(before, 'p/b:1', 2, 0); // a streak of two
+    const after = new OutlierDetector(settings, ['p/a:1', 'p/b:1', 'p/e:1', 'p/f:1']);
+    after.carryOver(before);
+    assert.equal(after.isEjected('p/a:1', 500), true);
+    assert.equal(after.ejections('p/a:1'), 1);
+    assert.equal(after.isEjected('p/e:1', 0), false);
+    // b's streak came along: one more failure ejects it.
+    assert.deepEqual(after.recordFailure('p/b:1', 100), { key: 'p/b:1', durationMs: 1000, ejections: 1 });
+    // a's multiplier came along: its next ejection lasts twice as long.
+    assert.deepEqual(after.expire(1100), ['p/a:1', 'p/b:1']);
+    assert.deepEqual(failTimes(after, 'p/a:1', 3, 1200), { key: 'p/a:1', durationMs: 2000, ejections: 2 });
+    // The old detector's records were copied: it is unchanged.
+    assert.equal(before.ejections('p/a:1'), 1);
+  });
 });

@@ -143,6 +143,45 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.equal(metrics.sum('switchyard_tunnels_active', { backend: `127.0.0.1:${b.port}` }), 4);
   });
 
+  void it('keeps an ejected backend out across a reload (its outlier-detection record is carried over)', async (t) => {
+    const a = await startEchoBackend({ name: 'a' });
+    const dead = await deadPort();
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      await closeClients(clients);
+      await closeAll(a);
+    });
+    const config = {
+      pools: {
+        chat: {
+          algorithm: 'round-robin',
+          retries: 1,
+          outlierDetection: { consecutiveFailures: 2, baseEjectionTime: '60s' },
+          backends: [{ url: a.url }, { url: `ws://127.0.0.1:${dead}` }],
+        },
+      },
+      routes: [{ path: '/', pool: 'chat' }],
+    };
+    const balancer = await startBalancer({ workers: 1, config });
+    t.after(() => balancer.stop());
+    const deadStatus = () => backendStatus(balancer.adminPort!, 'chat', `127.0.0.1:${dead}`);
+    // Every other upgrade tries the dead backend first (and is retried on a): two failures eject it.
+    await waitFor(
+      async () => {
+        clients.push(...(await connectMany(2, (i) => balancer.url(`/x?i=${i}`))));
+        return (await deadStatus()).ejected;
+      },
+      5000,
+      'the dead backend ejected',
+    );
+
+    await sighup(balancer, 2);
+    const after = await deadStatus();
+    assert.equal(after.ejected, true, 'still ejected after the reload');
+    assert.equal(after.health, 'down');
+    assert.equal(after.ejections, 1);
+  });
+
   void it('refuses a config that does not validate, or changes what needs a restart, with one line; nothing changes', async (t) => {
     const { b, clients, balancer } = await twoBackends(t);
     clients.push(...(await connectMany(2, (i) => balancer.url(`/x?i=${i}`))));
