@@ -191,8 +191,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
         slot.worker = null;
         slot.listening = false;
       }
-      if (slot.role === 'retiring') {
-        retiring.delete(slot);
+      if (retiring.delete(slot) && slot.role === 'retiring') {
         log.info({ workerPid: worker.process.pid, generation: slot.generation.id, code, signal, retiring: retiring.size }, 'old worker exited');
       }
       if (shuttingDown) {
@@ -258,13 +257,25 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     const fresh = starting;
     starting = [];
     if (shuttingDown) {
-      for (const s of fresh) s.role = 'abandoned';
+      // They were told to drain with the rest; the primary waits for them too.
+      for (const s of fresh) {
+        s.role = 'abandoned';
+        if (s.worker !== null) retiring.add(s);
+      }
       return { ok: false, error: 'switchyard is stopping' };
     }
     if (error !== undefined) {
+      // A new worker that listened may already hold connections: it retires like an old one.
       for (const s of fresh) {
-        s.role = 'abandoned';
-        s.worker?.process.kill('SIGKILL');
+        if (s.worker?.isConnected() && s.listening) {
+          s.role = 'retiring';
+          s.listening = false;
+          retiring.add(s);
+          s.worker.send({ type: 'retire', timeoutMs: previous.retireTimeout } satisfies PrimaryMessage);
+        } else {
+          s.role = 'abandoned';
+          s.worker?.process.kill('SIGKILL');
+        }
       }
       coordination.reconfigure(previous);
       return refuse(error);
