@@ -10,6 +10,8 @@ import {
   MappingType,
   QueryVariableBuilder,
   RowBuilder,
+  ThresholdsConfigBuilder,
+  ThresholdsMode,
   VariableRefresh,
   VariableSort,
   type Dashboard,
@@ -124,21 +126,36 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
         .description('Workers the primary restarted after they died, in the selected time range.')
         .datasource(DATASOURCE)
         .height(8)
-        .span(4)
+        .span(3)
         .targets(refIds([query('sum(increase(switchyard_worker_restarts_total[$__range]))', 'restarts')])),
       new StatPanel()
         .title('Config reloads')
         .description('Reloads (SIGHUP, switchyard reload) that took, in the selected time range; refused ones are in switchyard_config_reloads_total{result="refused"} and the log.')
         .datasource(DATASOURCE)
         .height(8)
-        .span(4)
+        .span(3)
         .targets(refIds([query('sum(increase(switchyard_config_reloads_total{result="ok"}[$__range]))', 'reloads')])),
+      new StatPanel()
+        .title('TLS certificate')
+        .description('Time left before the soonest-expiring certificate a public listener serves (listen.tls); no data without TLS. Orange under 14 days, red under 7.')
+        .datasource(DATASOURCE)
+        .height(8)
+        .span(3)
+        .unit('dtdurations')
+        .thresholds(
+          new ThresholdsConfigBuilder().mode(ThresholdsMode.Absolute).steps([
+            { value: null, color: 'red' },
+            { value: 7 * 86_400, color: 'orange' },
+            { value: 14 * 86_400, color: 'green' },
+          ]),
+        )
+        .targets(refIds([query('min(switchyard_tls_certificate_expiry_timestamp_seconds) - time()', 'time left')])),
       new StatPanel()
         .title('Redis')
         .description('Shared-state connection: connected, disconnected (some process lost it), or not configured (in-memory state).')
         .datasource(DATASOURCE)
         .height(8)
-        .span(4)
+        .span(3)
         .mappings([
           {
             type: MappingType.ValueToText,

@@ -29,6 +29,8 @@ program
   .option('-c, --config <file>', 'YAML or JSON config file (flags below override it)')
   .option('--host <address>', 'address to listen on (default 0.0.0.0)')
   .option('-p, --port <port>', 'port to listen on (default 8080)', portNumber)
+  .option('--tls-cert <file>', 'terminate TLS with this PEM certificate chain (config listen.tls.cert; needs --tls-key)')
+  .option('--tls-key <file>', 'the PEM private key for --tls-cert (config listen.tls.key)')
   .option('-b, --backend <url>', 'backend ws://host:port; repeat for more; replaces the file\'s pools with one pool behind route /', collect)
   .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(['least-connections', 'ip-hash', 'round-robin']))
   .option('-w, --workers <n>', 'worker processes, or "auto" for one per core (default auto)')
@@ -75,7 +77,8 @@ program
     try {
       const config = loadConfig({ config: flags.config });
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
-      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes)\n`);
+      const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
+      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert})\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;

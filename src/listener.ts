@@ -3,7 +3,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
 import type { LoadedConfig } from './config/load';
-import type { RouteConfig } from './config/schema';
+import type { RouteConfig, TlsConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
@@ -35,7 +35,7 @@ function captureHeader(k: string, v: string): void {
 }
 
 /** Reads what outlives the handler from uWS's stack-allocated request (valid only until return). */
-function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
+function captureRequest(req: HttpRequest, res: HttpResponse, secure: boolean): ClientRequest {
   const headers: [string, string][] = (capturing = []);
   req.forEachHeader(captureHeader);
   const query = req.getQuery();
@@ -44,7 +44,7 @@ function captureRequest(req: HttpRequest, res: HttpResponse): ClientRequest {
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
     peerIp: formatPeerAddress(new Uint8Array(res.getRemoteAddress())),
     headers,
-    secure: false,
+    secure,
   };
 }
 
@@ -73,6 +73,22 @@ function passRefusal(res: HttpResponse, { head, body }: Refused): void {
   });
 }
 
+/** uWS's TLS app; it reads the PEM files now. */
+function sslApp(tls: TlsConfig): TemplatedApp {
+  try {
+    return uws.SSLApp({
+      cert_file_name: tls.cert,
+      key_file_name: tls.key,
+      passphrase: tls.passphrase,
+      ssl_ciphers: tls.ciphers,
+      // SSL_MODE_RELEASE_BUFFERS, as NGINX sets it: an idle tunnel holds no TLS record buffers.
+      ssl_prefer_low_memory_usage: true,
+    });
+  } catch {
+    throw new Error(`listen.tls: uWS could not load ${tls.cert} and ${tls.key}` + (tls.ciphers ? ' with the ciphers in listen.tls.ciphers' : ''));
+  }
+}
+
 /** uWS closes an HTTP connection idle for 10 s, checked on a 4 s tick: after this none is left. */
 const KEPT_ALIVE_MS = 15_000;
 /** After a retired worker stops listening: how long a connection it had just accepted may take to send its request. */
@@ -92,8 +108,14 @@ export class Listener implements TunnelOwner {
   private retiring = false;
   private onIdle: (() => void) | null = null;
 
+  /** TLS is terminated here: X-Forwarded-Proto says https. */
+  private readonly secure: boolean;
+
+  /** Throws when listen.tls's files cannot be loaded (the primary checked them, but they may have changed since). */
   constructor(private readonly deps: ListenerDeps) {
-    this.app = uws.App();
+    const tls = deps.config.listen.tls;
+    this.secure = tls !== undefined;
+    this.app = tls ? sslApp(tls) : uws.App();
     // One ws() behaviour per distinct route path: uWS fixes client-side settings per URL pattern.
     const seen = new Set<string>();
     const byPath = [...deps.config.routes].sort((a, b) => b.path.length - a.path.length);
@@ -131,7 +153,7 @@ export class Listener implements TunnelOwner {
   }
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
-    const request = captureRequest(req, res);
+    const request = captureRequest(req, res, this.secure);
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
@@ -188,7 +210,7 @@ export class Listener implements TunnelOwner {
   }
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
-    const request = captureRequest(req, res);
+    const request = captureRequest(req, res, this.secure);
     if (header(request, 'upgrade') !== '') {
       // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
       return this.reject(res, request, Outcomes.badRequest);

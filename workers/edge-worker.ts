@@ -28,7 +28,6 @@ async function main(): Promise<void> {
   const accessLog = config.accessLog ? new AccessLog() : null;
   const httpProxy = new HttpProxy(trusted, log, accessLog);
   bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0');
-  const listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog });
   // Backend health, admin state and fleet counts come from the primary; known before the first upgrade.
   const backendSync = new BackendSync(pools.values(), config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval, send);
   process.on('message', (m: PrimaryMessage) => backendSync.onMessage(m));
@@ -36,7 +35,9 @@ async function main(): Promise<void> {
   backendSync.start();
 
   let port: number;
+  let listener: Listener;
   try {
+    listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog });
     port = await listener.listen(config.listen.host, config.listen.port);
   } catch (err) {
     send({ type: 'listen-failed', error: (err as Error).message });

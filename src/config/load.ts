@@ -2,15 +2,22 @@
 // Nothing else reads files or the environment for settings.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { ConfigError } from './config-error';
 import { configSchema, type Config } from './schema';
+import { checkTlsFiles, type CertificateInfo } from './tls-files';
+
+export { ConfigError };
 
 /** Flags of `switchyard start`; each overrides the matching key of the file. */
 export interface ConfigFlags {
   config?: string;
   host?: string;
   port?: number;
+  tlsCert?: string;
+  tlsKey?: string;
   backend?: string[];
   algorithm?: string;
   workers?: string;
@@ -24,13 +31,8 @@ export interface ConfigFlags {
   admin?: boolean;
 }
 
-/** A config that cannot be used; `message` is the one line printed to the operator. */
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG';
-}
-
-/** The validated config plus the resolved worker count. */
-export type LoadedConfig = Readonly<Config & { workerCount: number }>;
+/** The validated config plus the resolved worker count and, with TLS, the certificate it serves. */
+export type LoadedConfig = Readonly<Config & { workerCount: number; certificate?: CertificateInfo }>;
 
 type Raw = Record<string, unknown>;
 
@@ -55,10 +57,16 @@ export function readConfigFile(file: string): Raw {
 
 function applyFlags(raw: Raw, flags: ConfigFlags): Raw {
   const out: Raw = { ...raw };
-  if (flags.host !== undefined || flags.port !== undefined) {
+  if (flags.host !== undefined || flags.port !== undefined || flags.tlsCert !== undefined || flags.tlsKey !== undefined) {
     const listen = { ...((raw.listen as Raw | undefined) ?? {}) };
     if (flags.host !== undefined) listen.host = flags.host;
     if (flags.port !== undefined) listen.port = flags.port;
+    if (flags.tlsCert !== undefined || flags.tlsKey !== undefined) {
+      const tls = { ...((listen.tls as Raw | undefined) ?? {}) };
+      if (flags.tlsCert !== undefined) tls.cert = resolve(flags.tlsCert);
+      if (flags.tlsKey !== undefined) tls.key = resolve(flags.tlsKey);
+      listen.tls = tls;
+    }
     out.listen = listen;
   }
   if (flags.backend && flags.backend.length > 0) {
@@ -124,12 +132,23 @@ export function validateConfig(raw: unknown): LoadedConfig {
 }
 
 export function loadConfig(flags: ConfigFlags): LoadedConfig {
-  const raw = flags.config ? readConfigFile(flags.config) : {};
+  const raw = flags.config ? withFilePathsFrom(dirname(resolve(flags.config)), readConfigFile(flags.config)) : {};
   const merged = applyFlags(raw, flags);
   if (!merged.pools && !merged.routes) {
     throw new ConfigError('config error: pools: no backends; give --backend ws://host:port (repeatable) or --config FILE');
   }
-  return validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
+  const config = validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
+  if (!config.listen.tls) return config;
+  return Object.freeze({ ...config, certificate: Object.freeze(checkTlsFiles(config.listen.tls)) });
+}
+
+/** The file's relative listen.tls paths, made absolute from its directory (as NGINX reads them from its conf dir). */
+function withFilePathsFrom(dir: string, raw: Raw): Raw {
+  const listen = raw.listen as Raw | undefined;
+  const tls = listen?.tls as Raw | undefined;
+  if (!tls || typeof tls !== 'object') return raw;
+  const absolute = (v: unknown): unknown => (typeof v === 'string' && v !== '' ? resolve(dir, v) : v);
+  return { ...raw, listen: { ...listen, tls: { ...tls, cert: absolute(tls.cert), key: absolute(tls.key) } } };
 }
 
 /** REDIS_URL turns on shared state when the file names no Redis URL (the file wins when it does). */
@@ -147,9 +166,13 @@ function withRedisEnv(raw: Raw, redisUrl: string | undefined): Raw {
  * primary's). Throws a ConfigError naming the first one changed.
  */
 export function checkReloadable(running: LoadedConfig, next: LoadedConfig): void {
+  // listen.tls's files and settings may change (a renewed certificate); turning TLS on or off may not.
+  const held = (c: LoadedConfig) => ({ listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined }, admin: c.admin, redis: c.redis });
+  const [a, b] = [held(running), held(next)];
   for (const key of ['listen', 'admin', 'redis'] as const) {
-    if (JSON.stringify(running[key]) !== JSON.stringify(next[key])) {
-      throw new ConfigError(`config error: ${key}: cannot change on reload; restart switchyard to change it`);
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {
+      const what = key === 'listen' && a.listen.tls !== b.listen.tls ? 'listen.tls: TLS cannot be turned on or off' : `${key}: cannot change`;
+      throw new ConfigError(`config error: ${what} on reload; restart switchyard to change it`);
     }
   }
 }

@@ -95,6 +95,20 @@ const poolSchema = z.strictObject({
   outlierDetection: outlierDetectionSchema.prefault({}),
 });
 
+/**
+ * PEM files, read by each worker when it starts (so a reload picks up a renewed certificate at the
+ * same path). A relative path is taken from the config file's directory.
+ */
+const tlsSchema = z.strictObject({
+  /** The certificate, followed by its intermediates (NGINX's ssl_certificate, a full chain). */
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** For an encrypted key. */
+  passphrase: z.string().min(1).optional(),
+  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed); omitted: the library's defaults. */
+  ciphers: z.string().min(1).optional(),
+});
+
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
 
 /** Settings of a client tunnel; uWS applies the client-side ones per URL pattern, see listener.ts. */
@@ -130,6 +144,8 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(8080),
+        /** TLS termination (wss:// and https:// for clients); the backend hop stays plain. */
+        tls: tlsSchema.optional(),
       })
       .prefault({}),
     /** The admin listener (in the primary): /metrics, /healthz, /readyz, /status, the status page and POST /admin. Never on the public port; keep it on loopback. */
@@ -214,3 +230,4 @@ export type RouteConfig = Config['routes'][number];
 export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
+export type TlsConfig = NonNullable<Config['listen']['tls']>;

@@ -10,7 +10,7 @@ import { checkReloadable, ConfigError, type LoadedConfig } from '../config/load'
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindPrimary, countReload, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { bindCertificate, bindPrimary, countReload, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
 
@@ -83,6 +83,20 @@ export type ReloadResult =
 /** How long a reload waits for its new workers to listen before giving up (the old ones keep serving). */
 const RELOAD_START_TIMEOUT_MS = 15_000;
 
+/** Days left under which the certificate's log line is a warning (Let's Encrypt renews at 30). */
+const CERTIFICATE_WARN_DAYS = 14;
+
+/** Logs the certificate the listener serves, with a warning when it has expired or soon will. */
+function announceCertificate(config: LoadedConfig, log: Logger): void {
+  const cert = config.certificate;
+  if (!cert) return;
+  const daysLeft = Math.floor((cert.notAfter * 1000 - Date.now()) / 86_400_000);
+  const fields = { cert: cert.file, subject: cert.subject, altNames: cert.altNames, validTo: cert.validTo, daysLeft, fingerprint256: cert.fingerprint256 };
+  if (daysLeft < 0) log.warn(fields, 'TLS certificate has expired: clients will refuse it');
+  else if (daysLeft < CERTIFICATE_WARN_DAYS) log.warn(fields, 'TLS certificate expires soon');
+  else log.info(fields, 'TLS certificate');
+}
+
 /**
  * `loadNext` reads the config again (the same file and flags) for a reload, on SIGHUP or
  * POST /reload; without it, reloads are refused.
@@ -95,7 +109,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const generation = (c: LoadedConfig): Generation => ({
     id: ++generations,
     config: c,
-    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, workerCount: undefined }),
+    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, workerCount: undefined, certificate: undefined }),
   });
   // A 4 MiB young generation (V8's default grows to 16 MiB a semi-space): a burst of upgrades
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
@@ -131,6 +145,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const workerViews = (): WorkerView[] =>
     [...slots, ...retiring].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
   bindPrimary(workerViews);
+  bindCertificate(() => config.certificate);
+  announceCertificate(config, log);
   if (config.redis) setRedisConnected(coordination.status().state.status === 'ok');
   else setRedisNotConfigured();
   let admin: AdminListener | undefined;
@@ -173,6 +189,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
             {
               port,
               host: config.listen.host,
+              tls: config.listen.tls !== undefined,
               workers: slots.length,
               pids: slots.map((s) => s.worker!.process.pid),
               binding: m.binding,
@@ -296,6 +313,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       if (s.worker.isConnected()) s.worker.send(message);
     }
     countReload(true);
+    announceCertificate(next, log);
     log.info({ by, generation: g.id, workers: fresh.length, pids: fresh.map((s) => s.worker?.process.pid), retiring: retiring.size, retireTimeoutMs: next.retireTimeout }, 'reloaded');
     return { ok: true, generation: g.id, workers: fresh.length, retiring: retiring.size };
   }

@@ -10,6 +10,7 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import { ADMIN_STATES } from '../config/schema';
+import type { CertificateInfo } from '../config/tls-files';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
@@ -325,6 +326,17 @@ readAtScrape('switchyard_workers', 'Worker processes listening on the public por
 readAtScrape('switchyard_workers_retiring', 'Workers of an older config generation, finishing their tunnels after a reload.', [], 'sum', (emit) => {
   if (primaryWorkers) emit(primaryWorkers().filter((w) => w.retiring).length);
 });
+
+let servedCertificate: (() => CertificateInfo | undefined) | undefined;
+readAtScrape('switchyard_tls_certificate_expiry_timestamp_seconds', 'When the certificate the public listener serves expires (Unix seconds), by file; absent without TLS.', ['file'], 'max', (emit) => {
+  const cert = servedCertificate?.();
+  if (cert) emit(cert.notAfter, { file: cert.file });
+});
+
+/** The primary: the certificate of the config in force (it changes on reload). */
+export function bindCertificate(current: () => CertificateInfo | undefined): void {
+  servedCertificate = current;
+}
 
 const RELOAD_RESULTS = ['ok', 'refused'] as const;
 const configReloads = new Counter({

@@ -17,6 +17,8 @@ export interface ClientOptions {
   localAddress?: string;
   timeoutMs?: number;
   perMessageDeflate?: boolean;
+  /** wss://: the certificate to trust (PEM). */
+  ca?: string;
 }
 
 export class TestClient {
@@ -107,6 +109,7 @@ function create(url: string, options: ClientOptions): WebSocket {
     localAddress: options.localAddress,
     perMessageDeflate: options.perMessageDeflate ?? true,
     maxPayload: 512 * 1024 * 1024,
+    ca: options.ca,
   });
 }
 

@@ -1,7 +1,7 @@
 // A real browser (Debian's Chromium, headless) chats through the balancer: the demo page and its
 // WebSocket both come through Switchyard, two tabs land on different backends, and a message typed
-// in one appears in the other. Chromium offers permessage-deflate, as browsers do. (Playwright gives
-// each launch a fresh temporary profile.)
+// in one appears in the other. Chromium offers permessage-deflate, as browsers do. The same page over
+// a TLS listener (https:// and wss://) too. (Playwright gives each launch a fresh temporary profile.)
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { REPO_ROOT, startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { freePort } from '../helpers/ports';
+import { certificateDir, makeCertificate } from '../helpers/tls';
 import { waitFor } from '../helpers/wait';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -26,7 +27,9 @@ async function startChatBackend(port: number, name: string, peer: number): Promi
 void describe('browser: the demo chat through the balancer', { timeout: 90_000 }, () => {
   let browser: Browser | undefined;
   let balancer: Balancer | undefined;
+  let tlsBalancer: Balancer | undefined;
   const backends: ChildProcess[] = [];
+  const certs = certificateDir();
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install it with "apt-get install -y chromium" (.ci/run does), or set CHROMIUM_PATH`);
@@ -34,13 +37,13 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     backends.push(await startChatBackend(a, 'alpha', b), await startChatBackend(b, 'beta', a));
     const backendList = [{ url: `ws://127.0.0.1:${a}` }, { url: `ws://127.0.0.1:${b}` }];
     // Page and WebSocket on separate pools, so the page's HTTP requests don't shift the round-robin of tunnels.
-    balancer = await startBalancer({
-      config: {
-        pools: { web: { backends: backendList }, chat: { algorithm: 'round-robin', backends: backendList } },
-        routes: [{ path: '/ws', pool: 'chat', mode: 'websocket' }, { path: '/', pool: 'web', mode: 'http' }],
-      },
-      workers: 1,
-    });
+    const config = {
+      pools: { web: { backends: backendList }, chat: { algorithm: 'round-robin', backends: backendList } },
+      routes: [{ path: '/ws', pool: 'chat', mode: 'websocket' }, { path: '/', pool: 'web', mode: 'http' }],
+    };
+    balancer = await startBalancer({ config, workers: 1 });
+    const cert = makeCertificate(certs.dir, 'browser');
+    tlsBalancer = await startBalancer({ config: { ...config, listen: { tls: { cert: cert.cert, key: cert.key } } }, workers: 1 });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -49,13 +52,17 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
 
   after(async () => {
     await browser?.close();
-    await stopAll(balancer);
+    await stopAll(balancer, tlsBalancer);
     for (const p of backends) p.kill('SIGTERM');
+    certs.cleanup();
   });
 
-  async function openTab(): Promise<Page> {
-    const page = await browser!.newPage();
-    await page.goto(balancer!.httpUrl('/'));
+  /** Opens the demo page; `sockets` collects the URLs of the WebSockets it opens. */
+  async function openTab(url = balancer!.httpUrl('/'), sockets: string[] = []): Promise<Page> {
+    // The TLS listener's certificate is self-signed: this context trusts it.
+    const page = await browser!.newPage({ ignoreHTTPSErrors: true });
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    await page.goto(url);
     await page.waitForFunction("document.getElementById('status').textContent.startsWith('connected via backend')", undefined, { timeout: 10_000 });
     return page;
   }
@@ -73,5 +80,15 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     await tab2.waitForFunction("document.getElementById('log').textContent.includes('hello from tab one')", undefined, { timeout: 10_000 });
     const line = await tab2.textContent('#log');
     assert.match(line ?? '', /ann:hello from tab one/);
+  });
+
+  void it('over TLS: the page by https:// and its WebSocket by wss://, ended at the balancer', async () => {
+    const sockets: string[] = [];
+    const tab = await openTab(`https://127.0.0.1:${tlsBalancer!.port}/`, sockets);
+    assert.deepEqual(sockets, [`wss://127.0.0.1:${tlsBalancer!.port}/ws`]);
+    await tab.fill('#name', 'tls');
+    await tab.fill('#text', 'hello through wss');
+    await tab.click('#send');
+    await tab.waitForFunction("document.getElementById('log').textContent.includes('hello through wss')", undefined, { timeout: 10_000 });
   });
 });

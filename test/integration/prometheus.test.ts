@@ -1,7 +1,7 @@
 // The Grafana dashboard against a real Prometheus: Switchyard runs with traffic, a real
 // `prometheus` binary scrapes its admin listener every second, and every PromQL expression of
 // grafana/dashboards/switchyard.json must parse and return data. Every metric the dashboard names
-// must exist in /metrics.
+// must exist in /metrics. The balancer terminates TLS, so the certificate panel has data too.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { REPO_ROOT, startBalancer, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { scrape } from '../helpers/metrics';
 import { freePort } from '../helpers/ports';
+import { certificateDir, makeCertificate } from '../helpers/tls';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
 
@@ -52,6 +53,7 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
   let dataDir = '';
   let trafficDone: Promise<void> | undefined;
   let stopTraffic = false;
+  const certs = certificateDir();
 
   before(async () => {
     const probe = spawnSync(PROMETHEUS, ['--version'], { encoding: 'utf8' });
@@ -62,8 +64,10 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     backend = await startEchoBackend({ name: 'prom' });
     // Active tcp checks every 200 ms, so the health-check latency panel has data too; a
     // maxConnections for the backend-fill panel.
+    const cert = makeCertificate(certs.dir, 'prometheus');
     balancer = await startBalancer({
       config: {
+        listen: { tls: { cert: cert.cert, key: cert.key } },
         admin: { port: 0 },
         pools: { chat: { backends: [{ url: backend.url, maxConnections: 1000 }], healthCheck: { type: 'tcp', interval: '200ms' } } },
         routes: [{ path: '/', pool: 'chat' }],
@@ -97,14 +101,14 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     // Traffic for the whole test (bounded): a few long tunnels exchanging messages, and tunnels
     // opened and closed (by either side) so that upgrades and closes have rates too.
     const steady: TestClient[] = [];
-    for (let i = 0; i < 4; i++) steady.push(await connect(balancer.url(`/steady?i=${i}`)));
-    const b = balancer;
+    const url = (path: string): string => `wss://127.0.0.1:${balancer!.port}${path}`;
+    for (let i = 0; i < 4; i++) steady.push(await connect(url(`/steady?i=${i}`), { ca: cert.pem }));
     trafficDone = (async () => {
       const deadline = Date.now() + 100_000;
       for (let round = 0; !stopTraffic && Date.now() < deadline; round++) {
         for (const c of steady) await c.request(`m${round}`);
         if (round % 5 === 0) {
-          const c = await connect(b.url(`/short?r=${round}`));
+          const c = await connect(url(`/short?r=${round}`), { ca: cert.pem });
           await c.request('hello');
           await c.close(round % 2 === 0 ? 1000 : 4000);
         }
@@ -124,6 +128,7 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     await balancer?.stop();
     await closeAll(backend);
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    certs.cleanup();
   });
 
   const query = async (expr: string): Promise<QueryResult> => {
