@@ -4,6 +4,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { sampleTree, TICKS_PER_SECOND } from './proc-tree';
@@ -30,6 +31,25 @@ export interface ProxySetup {
   redisUrl?: string;
   /** Node flags for Switchyard's processes (the workers inherit them), e.g. --cpu-prof. */
   switchyardNodeArgs?: string[];
+  /** Every proxy terminates TLS with this certificate (a --tls run); the backends stay plain. */
+  tls?: BenchCertificate;
+}
+
+export interface BenchCertificate {
+  cert: string;
+  key: string;
+  /** Certificate then key in one file, as HAProxy's `crt` takes them. */
+  combined: string;
+}
+
+/** A throwaway P-256 certificate for 127.0.0.1, made with Debian's openssl, for every proxy of a --tls run. */
+export function makeBenchCertificate(dir: string): BenchCertificate {
+  const cert = join(dir, 'bench-cert.pem');
+  const key = join(dir, 'bench-key.pem');
+  const combined = join(dir, 'bench-combined.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-noenc', '-days', '2', '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  writeFileSync(combined, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  return { cert, key, combined };
 }
 
 export interface RunningProxy {
@@ -156,13 +176,14 @@ export async function startBackends(dir: string): Promise<{ ports: number[]; cpu
 }
 
 /** Resolves when a WebSocket upgrade to port succeeds; rejects after the deadline. */
-export async function waitForUpgrade(port: number, child: ChildProcess | undefined, deadlineMs = 15_000): Promise<void> {
+export async function waitForUpgrade(port: number, child: ChildProcess | undefined, deadlineMs = 15_000, tls = false): Promise<void> {
   const until = Date.now() + deadlineMs;
   let last = 'no answer';
   while (Date.now() < until) {
     if (child && child.exitCode !== null) throw new Error(`exited with code ${child.exitCode} before it accepted an upgrade`);
     const ok = await new Promise<boolean>((resolve) => {
-      const req = request({
+      const req = (tls ? httpsRequest : request)({
+        rejectUnauthorized: false,
         host: '127.0.0.1',
         port,
         path: '/',
@@ -212,7 +233,7 @@ function fill(template: string, values: Record<string, string | number>): string
 async function startChild(name: ProxyName, port: number, command: string, args: string[], setup: ProxySetup): Promise<RunningProxy> {
   const child = spawnWithLimit(command, args, join(setup.dir, `${name}.log`));
   try {
-    await waitForUpgrade(port, child);
+    await waitForUpgrade(port, child, 15_000, setup.tls !== undefined);
   } catch (err) {
     await stopChild(child);
     const log = join(setup.dir, `${name}.log`);
@@ -236,6 +257,9 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         dir,
         port,
         servers: backends.map((b) => `        server ${b};`).join('\n'),
+        ssl: setup.tls ? ' ssl' : '',
+        // NGINX 1.22's default protocols stop at TLS 1.2 (1.23.4 added 1.3); an operator sets them.
+        certificate: setup.tls ? `            ssl_certificate ${setup.tls.cert};\n            ssl_certificate_key ${setup.tls.key};\n            ssl_protocols TLSv1.2 TLSv1.3;` : '',
       });
       writeFileSync(join(dir, 'nginx.conf'), conf);
       return startChild(name, port, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], setup);
@@ -249,6 +273,8 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         dir,
         port,
         servers: backends.map((b, i) => `    server echo${i + 1} ${b}`).join('\n'),
+        ssl: setup.tls ? ` ssl crt ${setup.tls.combined}` : '',
+        scheme: setup.tls ? 'https' : 'http',
       });
       writeFileSync(join(dir, 'haproxy.cfg'), conf);
       return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
@@ -263,7 +289,7 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       while (withMetrics && (adminPort === 0 || adminPort === port)) adminPort = await freePort();
       if (withRedis && !setup.redisUrl) throw new Error(`${name} needs the runner's redis-server`);
       const config = {
-        listen: { host: '127.0.0.1', port },
+        listen: { host: '127.0.0.1', port, ...(setup.tls ? { tls: { cert: setup.tls.cert, key: setup.tls.key } } : {}) },
         workers: setup.workers,
         logLevel: 'warn',
         pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },

@@ -157,7 +157,7 @@ function fmt(v: number | undefined): string {
 
 export function renderMarkdown(run: RunResult): string {
   const lines: string[] = [];
-  lines.push(`Run ${run.date.slice(0, 16).replace('T', ' ')} UTC${run.quick ? ' (quick: harness check, not for reporting)' : ''}, ${run.rounds} round(s), medians; ` +
+  lines.push(`Run ${run.date.slice(0, 16).replace('T', ' ')} UTC${run.label ? ` (${run.label})` : ''}${run.quick ? ' (quick: harness check, not for reporting)' : ''}, ${run.rounds} round(s), medians; ` +
     `${String(run.machine.cpus)} cores, Node ${String(run.machine.node)}; ${Object.entries(run.versions).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
   lines.push(`Command: \`${run.command}\``);
   lines.push('');

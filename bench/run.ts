@@ -10,7 +10,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, hardNofile, PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
+import { freePort, hardNofile, makeBenchCertificate, PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
 import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -23,6 +23,7 @@ const program = new Command()
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
   .option('--switchyard-node-args <flags>', 'node flags for the Switchyard primary and its workers, space-separated (for example --single-threaded-gc)')
+  .option('--tls', 'every proxy terminates TLS (wss://, https://) with one throwaway certificate, backends stay plain; no direct; results go to <date>-tls.*, not the README')
   .option('--label <text>', 'a name for this run in the results file')
   .option('--no-readme', 'do not update the tables in README.md and bench/README.md')
   .parse();
@@ -38,6 +39,7 @@ const opts = program.opts<{
   label?: string;
   readme: boolean;
   variants: boolean;
+  tls?: boolean;
 }>();
 
 const ROOT = join(__dirname, '..');
@@ -51,13 +53,13 @@ function requireBinary(name: string, pkg: string): void {
   }
 }
 
-async function measure(scenario: Scenario, target: string, pid: number | undefined, seconds: number): Promise<Sample> {
+async function measure(scenario: Scenario, target: string, pid: number | undefined, seconds: number, tls: boolean): Promise<Sample> {
   const timeoutMs = (seconds + 120) * 1000;
   if (scenario.name === 'http') {
     // autocannon reports the run; the proxy's CPU is sampled around it.
     const [host] = target.split(',');
     const before = pid ? sampleTree(pid) : undefined;
-    const result = (await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `http://${host}/`], timeoutMs)).result;
+    const result = (await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `${tls ? 'https' : 'http'}://${host}/`], timeoutMs)).result;
     const after = pid ? sampleTree(pid) : undefined;
     const requests = result.requests as { total: number; average: number };
     const latency = result.latency as { p50: number; p99: number; p99_9?: number };
@@ -72,6 +74,7 @@ async function measure(scenario: Scenario, target: string, pid: number | undefin
   }
   const args = [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, ...scenario.args];
   if (pid) args.push('--watch-pid', String(pid));
+  if (tls) args.push('--tls');
   const r = (await runJson(process.execPath, args, timeoutMs)).result;
   const errors = Number(r.errors ?? 0) + Number(r.connectErrors ?? 0) + Number(r.unexpectedCloses ?? 0);
   const sample: Sample = { errors };
@@ -135,7 +138,9 @@ async function startRedis(dir: string): Promise<{ url: string; stop: () => Promi
 async function main(): Promise<void> {
   const quick = opts.quick === true;
   const rounds = opts.rounds ?? (quick ? 1 : 3);
-  const proxies = opts.proxies.split(',').map((p) => p.trim()) as ProxyName[];
+  const tls = opts.tls === true;
+  // The backends speak no TLS: under --tls there is no direct baseline.
+  const proxies = opts.proxies.split(',').map((p) => p.trim()).filter((p) => !tls || p !== 'direct') as ProxyName[];
   if (opts.variants && opts.proxies.split(',').includes('switchyard')) proxies.push(...VARIANTS.filter((v) => !proxies.includes(v)));
   const known: readonly string[] = [...PROXIES, ...VARIANTS];
   for (const p of proxies) if (!known.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${known.join(', ')})`);
@@ -146,7 +151,8 @@ async function main(): Promise<void> {
 
   const nofile = hardNofile();
   // The proxy holds two descriptors per tunnel; keep headroom for listeners, logs and backends' pools.
-  const idleConnections = quick ? 1000 : Math.max(1000, Math.min(50_000, Math.floor((nofile - 500) / 2)));
+  // Under --tls, 10,000: the load generator makes each TLS handshake itself (~1 ms of its CPU each).
+  const idleConnections = quick ? 1000 : Math.max(1000, Math.min(tls ? 10_000 : 50_000, Math.floor((nofile - 500) / 2)));
   let chosen = scenarios({ quick, idleConnections });
   if (opts.only) {
     const names = opts.only.split(',');
@@ -157,10 +163,12 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
   const backends = await startBackends(dir);
   const redis = withRedis ? await startRedis(dir) : undefined;
+  if (tls) requireBinary('openssl', 'openssl');
+  const certificate = tls ? makeBenchCertificate(dir) : undefined;
   const extra = opts.switchyardExtra ? (JSON.parse(opts.switchyardExtra) as Record<string, unknown>) : undefined;
   const startedAt = new Date();
   const result: RunResult = {
-    label: opts.label,
+    label: tls ? ['tls', opts.label].filter(Boolean).join(' ') : opts.label,
     date: startedAt.toISOString(),
     quick,
     rounds,
@@ -176,7 +184,7 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
         for (const name of rotated) {
-          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url, switchyardNodeArgs: opts.switchyardNodeArgs?.split(' ').filter(Boolean) });
+          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url, switchyardNodeArgs: opts.switchyardNodeArgs?.split(' ').filter(Boolean), tls: certificate });
           // Redis goes away after the balancer has connected to it: the outage is what is measured.
           if (name === 'switchyard-redis-down') await redis!.stop();
           try {
@@ -184,7 +192,7 @@ async function main(): Promise<void> {
             const seconds = at >= 0 ? Number(scenario.args[at + 1]) : 10;
             // Switchyard with metrics on is scraped every second, as a (busy) Prometheus would.
             const scraper = proxy.metricsUrl ? setInterval(scrape, 1000, proxy.metricsUrl) : undefined;
-            const sample = await measure(scenario, proxy.target, proxy.pid, seconds).finally(() => clearInterval(scraper));
+            const sample = await measure(scenario, proxy.target, proxy.pid, seconds, tls).finally(() => clearInterval(scraper));
             (samples[name] ??= []).push(sample);
             process.stderr.write(`${scenario.name} round ${round + 1} ${name}: ${JSON.stringify(sample)}\n`);
           } finally {
@@ -203,13 +211,13 @@ async function main(): Promise<void> {
 
   summarise(result);
   mkdirSync(opts.out, { recursive: true });
-  const stem = join(opts.out, startedAt.toISOString().slice(0, 10) + (quick ? '-quick' : '') + (opts.label ? `-${opts.label}` : ''));
+  const stem = join(opts.out, startedAt.toISOString().slice(0, 10) + (quick ? '-quick' : '') + (tls ? '-tls' : '') + (opts.label ? `-${opts.label}` : ''));
   writeFileSync(`${stem}.json`, JSON.stringify(result, null, 2) + '\n');
   const markdown = renderMarkdown(result);
   writeFileSync(`${stem}.md`, markdown);
   writeFileSync(`${stem}.svg`, renderSvg(result));
   process.stdout.write(markdown + `\nwritten: ${stem}.{json,md,svg}\n`);
-  if (!quick && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateReadme(ROOT, markdown, `${stem}.svg`);
+  if (!quick && !tls && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateReadme(ROOT, markdown, `${stem}.svg`);
 }
 
 function versions(proxies: ProxyName[]): Record<string, string> {

@@ -8,10 +8,14 @@
 //   idle   N connections opened and left idle; RSS per connection of the watched process tree
 //   churn  `concurrency` loops of connect -> upgrade -> one echo -> close; upgrades/s
 //
+// With --tls, connections are wss://: TLS 1.3 with one suite (TLS_AES_128_GCM_SHA256), so every
+// proxy does the same cryptography; the certificate is not verified (the runner's throwaway one).
+//
 // With --watch-pid, the CPU seconds and RSS of that process tree are sampled at the edges of the
 // measurement window (after warm-up), so setup and teardown are not counted.
 // Prints one JSON object on stdout.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
 import { Opcode } from '../src/proxy/frame-reader';
@@ -30,6 +34,7 @@ const program = new Command()
   .option('--warmup <s>', 'seconds of traffic before measuring', Number, 1)
   .option('--duration <s>', 'seconds measured', Number, 5)
   .option('--sources <n>', 'loopback source addresses, 127.0.0.2 upwards', Number, 200)
+  .option('--tls', 'connect with TLS (wss://)')
   .option('--watch-pid <pid>', 'process tree whose CPU and RSS are sampled', Number)
   .parse();
 
@@ -45,6 +50,7 @@ const opts = program.opts<{
   warmup: number;
   duration: number;
   sources: number;
+  tls?: boolean;
   watchPid?: number;
 }>();
 
@@ -88,7 +94,8 @@ let nextTarget = 0;
 function openSocket(): Socket {
   const target = targets[nextTarget++ % targets.length];
   const source = `127.0.0.${2 + (nextSource++ % opts.sources)}`;
-  const socket = connect({ host: target.host, port: target.port, localAddress: source, noDelay: true });
+  const tcp = connect({ host: target.host, port: target.port, localAddress: source, noDelay: true });
+  const socket = opts.tls ? tlsConnect({ socket: tcp, rejectUnauthorized: false, minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' }) : tcp;
   socket.setNoDelay(true);
   return socket;
 }
@@ -113,7 +120,7 @@ class Client {
   ) {
     const target = targets[nextTarget % targets.length];
     this.socket = openSocket();
-    this.socket.on('connect', () => this.socket.write(upgradeRequest(`${target.host}:${target.port}`)));
+    this.socket.on(opts.tls ? 'secureConnect' : 'connect', () => this.socket.write(upgradeRequest(`${target.host}:${target.port}`)));
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err) => this.onGone(this, err.message));
     this.socket.on('close', () => this.onGone(this, undefined));

@@ -61,6 +61,33 @@ test('npm run bench -- --quick measures every scenario on every proxy', { timeou
   }
 });
 
+test('npm run bench -- --quick --tls: every proxy terminates TLS for the WebSocket and HTTP loads', { timeout: 180_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'switchyard-bench-tls-test-'));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      execFile('npm', ['run', 'bench', '--', '--quick', '--tls', '--only', 'chat,churn,http', '--no-variants', '--out', out], { cwd: ROOT, timeout: 150_000, maxBuffer: 16 << 20 }, (err, _stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve(),
+      );
+    });
+    const json = readdirSync(out).find((f) => f.endsWith('-quick-tls.json'));
+    assert.ok(json, `no -quick-tls results in ${readdirSync(out).join(', ')}`);
+    const run = JSON.parse(readFileSync(join(out, json), 'utf8')) as RunResult;
+    assert.equal(run.label, 'tls');
+    const key = { chat: 'messagesPerSecond', churn: 'upgradesPerSecond', http: 'requestsPerSecond' } as const;
+    for (const [name, scenario] of Object.entries(run.scenarios)) {
+      assert.equal(scenario.samples.direct, undefined, `${name}: no direct baseline (the backends speak no TLS)`);
+      for (const proxy of ['nginx', 'haproxy', 'switchyard']) {
+        const sample = scenario.samples[proxy]?.[0];
+        const value = sample?.[key[name as keyof typeof key]];
+        assert.ok(typeof value === 'number' && value > 0, `${name}/${proxy} measured over TLS (${JSON.stringify(sample)})`);
+        assert.equal(sample?.errors, 0, `${name}/${proxy}: no errors (${JSON.stringify(sample)})`);
+      }
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('bench/cpu-breakdown.ts splits the machine CPU per request between proxy, backends and load generator', { timeout: 120_000 }, async () => {
   const { stdout } = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
     execFile(process.execPath, ['--import', 'tsx', 'bench/cpu-breakdown.ts', '--scenario', 'http', '--proxies', 'switchyard', '--rounds', '1', '--seconds', '2'], { cwd: ROOT, timeout: 100_000 }, (err, stdout, stderr) =>
