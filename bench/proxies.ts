@@ -120,12 +120,19 @@ function killGroup(pgid: number): void {
 /**
  * Runs a load generator to completion, with the descriptor limit raised. A shell waits for it and
  * then prints its own children's CPU time (cutime and cstime of /proc/self/stat) on stderr.
+ *
+ * It gets its own process group (perl's setpgrp, then exec) but stays in the runner's session. Not
+ * `detached: true`: that is setsid(), a new session, and with the kernel's sched_autogroup (on by
+ * default) a session is a scheduling group of its own, as heavy as the proxy, its primary and both
+ * backends together. On two saturated cores that gave the load generator up to half the machine
+ * and cost the heavier proxies far more than the light ones (bench/README.md, "Scheduling").
  */
 export function runJson(command: string, args: string[], timeoutMs: number): Promise<ChildRun> {
   const script = 'ulimit -n "$(ulimit -Hn)"; "$@"; code=$?; echo "children-ticks $(cut -d" " -f16,17 /proc/$$/stat)" >&2; exit $code';
   return new Promise((resolve, reject) => {
     passSignalsToLoadGroups();
-    const child = spawn('sh', ['-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const ownGroup = 'setpgrp(0, 0) or die "setpgrp: $!"; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!"';
+    const child = spawn('perl', ['-e', ownGroup, 'sh', '-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const pgid = child.pid!;
     loadGroups.add(pgid);
     let out = '';

@@ -58,8 +58,11 @@ async function measure(scenario: Scenario, target: string, pid: number | undefin
   if (scenario.name === 'http') {
     // autocannon reports the run; the proxy's CPU is sampled around it.
     const [host] = target.split(',');
+    const url = `${tls ? 'https' : 'http'}://${host}/`;
+    const autocannon = join(ROOT, 'node_modules/autocannon/autocannon.js');
+    if (scenario.warmup) await runJson(process.execPath, [autocannon, ...scenario.warmup, '--json', url], timeoutMs);
     const before = pid ? sampleTree(pid) : undefined;
-    const result = (await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), ...scenario.args, '--json', `${tls ? 'https' : 'http'}://${host}/`], timeoutMs)).result;
+    const result = (await runJson(process.execPath, [autocannon, ...scenario.args, '--json', url], timeoutMs)).result;
     const after = pid ? sampleTree(pid) : undefined;
     const requests = result.requests as { total: number; average: number };
     const latency = result.latency as { p50: number; p99: number; p99_9?: number };

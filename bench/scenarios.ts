@@ -6,6 +6,11 @@ export interface Scenario {
   workers: number;
   /** ws-load.ts arguments, or autocannon's for the http scenario. */
   args: string[];
+  /**
+   * http: autocannon arguments of a run made first and not measured, as ws-load's --warmup does for
+   * the others (connections opened, Switchyard's JavaScript compiled by V8's optimising tier).
+   */
+  warmup?: string[];
   /** Proxies compared; direct is the backends' own ceiling where it means something. */
   withDirect: boolean;
   /** Whether the Switchyard variants (feature cost) run here too. */
@@ -60,6 +65,7 @@ export function scenarios({ quick, idleConnections }: ScenarioOptions): Scenario
       title: 'HTTP: autocannon, 100 connections, small GET',
       workers: 1,
       args: ['-c', '100', '-d', quick ? '2' : '6'],
+      warmup: ['-c', '100', '-d', warmup],
       withDirect: true,
       variants: false,
     },

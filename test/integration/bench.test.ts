@@ -105,7 +105,7 @@ test('bench/cpu-breakdown.ts splits the machine CPU per request between proxy, b
 });
 
 test('a Ctrl-C on the runner reaches the load generator in its own process group', { timeout: 30_000 }, async () => {
-  // runJson starts the generator detached (so that a timeout kills it with its shell); this stands in
+  // runJson starts the generator in its own process group (so that a timeout kills it with its shell); this stands in
   // for it with a `sleep` whose argument marks it as ours.
   const mark = String(40_000 + (process.pid % 20_000));
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-signal-'));
