@@ -52,6 +52,12 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     const balancer = await startBalancer({ workers: 2, args: ['--backend', a.url, '--tls-cert', cert.cert, '--tls-key', cert.key] });
     t.after(() => balancer.stop());
     assert.equal(balancer.logs.find((l) => l.msg === 'switchyard ready')?.tls, true);
+    // A client that starts its handshake and stalls (a slow-loris on TLS) is closed by uWS's idle timeout.
+    const stalled = await openSocket(balancer.port);
+    stalled.on('error', () => undefined);
+    stalled.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])); // the start of a ClientHello record
+    const stalledAt = Date.now();
+    const stalledClosed = socketClosed(stalled, 20_000);
 
     const client = await connect(wss(balancer, '/chat?room=1'), { ca: cert.pem });
     clients.push(client);
@@ -83,6 +89,11 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     assert.equal(metrics.sum('switchyard_tls_certificate_expiry_timestamp_seconds', { file: cert.cert }), cert.notAfter);
     const announced = balancer.logs.find((l) => l.msg === 'TLS certificate expires soon');
     assert.equal(announced?.fingerprint256, cert.fingerprint256, 'a certificate valid for 2 days is announced with a warning');
+
+    await stalledClosed;
+    const stalledFor = Date.now() - stalledAt;
+    assert.ok(stalledFor > 5000, `the stalled handshake was given uWS's idle timeout, not cut at once (${stalledFor} ms)`);
+    assert.equal((await client.request('after the stall')).text, 'after the stall');
   });
 
   void it('a worker that cannot load the TLS settings stops the start with one line', async (t) => {
