@@ -29,7 +29,7 @@ export const STATUS_PAGE = `<!doctype html>
 </head>
 <body>
 <h1>Switchyard</h1>
-<div class="meta">public port <span id="port">-</span> &middot; <span id="readiness">loading</span> &middot; Redis: <span id="redis">-</span> &middot; updated <span id="updated">never</span> <span id="error"></span></div>
+<div class="meta">public port <span id="port">-</span><span id="tls"></span> &middot; <span id="readiness">loading</span> &middot; Redis: <span id="redis">-</span> &middot; updated <span id="updated">never</span> <span id="error"></span></div>
 <div class="tiles">
   <div class="tile"><div class="v" id="tunnels">-</div><div class="k">open tunnels</div></div>
   <div class="tile"><div class="v" id="rate-to-backend">-</div><div class="k">messages/s to backends</div></div>
@@ -61,6 +61,8 @@ function row(cells, attrs) {
 }
 function render(s) {
   $("port").textContent = s.listen.port;
+  $("tls").textContent = s.tls ? " (TLS: " + s.tls.subject + ", " + s.tls.daysLeft + " days left)" : "";
+  $("tls").className = s.tls && s.tls.daysLeft < 14 ? "down" : "";
   $("readiness").textContent = s.ready ? "ready" : "not ready: " + s.notReady.join(", ");
   $("readiness").className = s.ready ? "ready" : "down";
   $("redis").textContent = s.redis;

@@ -1,6 +1,7 @@
 // The /status document: what an operator wants at a glance, read from the same aggregated metrics
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
+import type { CertificateInfo } from '../config/tls-files';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 
 export interface BackendStatus {
@@ -24,6 +25,8 @@ export interface Status {
   notReady: string[];
   uptimeSeconds: number;
   listen: { host: string; port: number };
+  /** The certificate the listener serves, with whole days left before it expires; null without TLS. */
+  tls: (CertificateInfo & { daysLeft: number }) | null;
   tunnels: number;
   messagesPerSecond: { toBackend: number; toClient: number };
   bytesPerSecond: { toBackend: number; toClient: number };
@@ -73,6 +76,11 @@ export interface ReadinessInputs {
   /** Every worker has listened once (the "switchyard ready" line). */
   started: boolean;
   workers: readonly WorkerView[];
+}
+
+/** Whole days from `now` (ms) to `notAfter` (Unix seconds); negative once it has passed. */
+export function daysUntil(notAfter: number, now: number): number {
+  return Math.floor((notAfter * 1000 - now) / 86_400_000);
 }
 
 export class StatusReporter {
@@ -132,6 +140,7 @@ export class StatusReporter {
       notReady,
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),
       listen: { host: config.listen.host, port: this.publicPort },
+      tls: config.certificate ? { ...config.certificate, daysLeft: daysUntil(config.certificate.notAfter, now) } : null,
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },
       bytesPerSecond: { toBackend: rates[2], toClient: rates[3] },

@@ -7,7 +7,7 @@ import { createSecureContext } from 'node:tls';
 import type { TlsConfig } from './schema';
 import { ConfigError } from './config-error';
 
-/** What the operator is told about the certificate being served (log line, /status, metric). */
+/** What the operator is told about the certificate being served (log line, /status and the status page, metric). */
 export interface CertificateInfo {
   file: string;
   subject: string;

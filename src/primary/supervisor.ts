@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startAdminListener, type AdminListener } from '../admin/admin-server';
+import { daysUntil } from '../admin/status';
 import { checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
@@ -90,7 +91,7 @@ const CERTIFICATE_WARN_DAYS = 14;
 function announceCertificate(config: LoadedConfig, log: Logger): void {
   const cert = config.certificate;
   if (!cert) return;
-  const daysLeft = Math.floor((cert.notAfter * 1000 - Date.now()) / 86_400_000);
+  const daysLeft = daysUntil(cert.notAfter, Date.now());
   const fields = { cert: cert.file, subject: cert.subject, altNames: cert.altNames, validTo: cert.validTo, daysLeft, fingerprint256: cert.fingerprint256 };
   if (daysLeft < 0) log.warn(fields, 'TLS certificate has expired: clients will refuse it');
   else if (daysLeft < CERTIFICATE_WARN_DAYS) log.warn(fields, 'TLS certificate expires soon');

@@ -88,6 +88,7 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
     assert.equal(status.tunnels, N);
     assert.equal(status.totals.messagesToBackend, N * M);
     assert.equal(status.redis, 'not configured');
+    assert.equal(status.tls, null, 'no TLS, no certificate');
     assert.deepEqual(status.workers.map((w) => w.pid).sort(), [...balancer.initialPids].sort());
     assert.deepEqual(status.pools[0].backends[0], { ...status.pools[0].backends[0], name: labels.backend, health: 'up', admin: 'ready', tunnels: N });
     assert.equal((await fetch(balancer.adminUrl('/healthz'))).status, 200);

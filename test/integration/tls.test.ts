@@ -87,6 +87,10 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
 
     const metrics = await scrape(balancer.adminUrl('/metrics'));
     assert.equal(metrics.sum('switchyard_tls_certificate_expiry_timestamp_seconds', { file: cert.cert }), cert.notAfter);
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as { tls: { fingerprint256: string; daysLeft: number; subject: string } | null };
+    assert.equal(status.tls?.fingerprint256, cert.fingerprint256);
+    assert.equal(status.tls?.daysLeft, 1, 'a certificate made for 2 days has 1 whole day left');
+    assert.equal(status.tls?.subject, 'CN=switchyard test served');
     const announced = balancer.logs.find((l) => l.msg === 'TLS certificate expires soon');
     assert.equal(announced?.fingerprint256, cert.fingerprint256, 'a certificate valid for 2 days is announced with a warning');
 
