@@ -81,7 +81,7 @@ void describe('metrics and the admin listener', { timeout: 90_000 }, () => {
 
     // /status says the same.
     const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as {
-      ready: boolean; tunnels: number; redis: string; workers: { pid: number; listening: boolean }[]; totals: { messagesToBackend: number };
+      ready: boolean; tunnels: number; redis: string; tls: unknown; workers: { pid: number; listening: boolean }[]; totals: { messagesToBackend: number };
       pools: { name: string; backends: { name: string; health: string; admin: string; tunnels: number }[] }[];
     };
     assert.equal(status.ready, true);
