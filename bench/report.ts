@@ -87,6 +87,7 @@ const FIGURES: Array<Omit<Figure, 'values' | 'ratios'>> = [
   { scenario: 'idle', key: 'rssBytesPerConnection', label: 'idle: proxy RSS per tunnel (bytes)', better: 'lower' },
   { scenario: 'churn', key: 'upgradesPerSecond', label: 'churn: upgrades/s', better: 'higher' },
   { scenario: 'churn', key: 'upgradeLatencyP99Ms', label: 'churn: upgrade p99 (ms)', better: 'lower' },
+  { scenario: 'churn', key: 'proxyCpuMicrosPerUpgrade', label: 'churn: proxy CPU per upgrade cycle (µs)', better: 'lower' },
   { scenario: 'http', key: 'requestsPerSecond', label: 'HTTP: requests/s', better: 'higher' },
   { scenario: 'http', key: 'proxyCpuMicrosPerRequest', label: 'HTTP: proxy CPU per request (µs)', better: 'lower' },
 ];
