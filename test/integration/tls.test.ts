@@ -122,6 +122,9 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     clients.push(client);
     assert.equal(await client.whoami(), 'a');
     assert.ok(balancer.logs.some((l) => l.msg === 'TLS certificate' && l.daysLeft === 89), 'a certificate with 90 days left is announced as info');
+    const check = await runCli(['check', '--config', balancer.configFile!]);
+    assert.equal(check.code, 0, check.stderr);
+    assert.match(check.stdout, /: ok \(1 pools, 1 backends, 1 routes; TLS certificate CN=switchyard test locked, valid to \d{4}-\d\d-\d\dT/);
   });
 
   void it('reload serves a renewed certificate from the same path; open tunnels keep theirs; a mismatched key or turning TLS off is refused', async (t) => {
