@@ -59,7 +59,7 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
 
   /** Opens the demo page; `sockets` collects the URLs of the WebSockets it opens. */
   async function openTab(url = balancer!.httpUrl('/'), sockets: string[] = []): Promise<Page> {
-    // The TLS listener's certificate is self-signed: this context trusts it.
+    // The TLS listener's certificate is self-signed: this page ignores certificate errors.
     const page = await browser!.newPage({ ignoreHTTPSErrors: true });
     page.on('websocket', (ws) => sockets.push(ws.url()));
     await page.goto(url);
