@@ -19,7 +19,7 @@ const backendUrl = z.string().refine(
       return false;
     }
   },
-  { message: 'must be ws://host:port or http://host:port (wss:// and https:// backends come with TLS support)' },
+  { message: 'must be ws://host:port or http://host:port (the backend hop is plain TCP: no wss:// or https:// backends yet)' },
 );
 
 export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
