@@ -1,5 +1,6 @@
-// The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches uWS's
-// request/response objects. Data path: listener -> route -> pool -> load balancer -> tunnel.
+// The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches its uWS
+// request/response objects (https-redirect.ts has its own app for the plain port of a TLS listener).
+// Data path: listener -> route -> pool -> load balancer -> tunnel.
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
 import type { LoadedConfig } from './config/load';

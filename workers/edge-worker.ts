@@ -7,6 +7,7 @@ import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
 import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
+import { HttpsRedirect } from '../src/https-redirect';
 import { HttpProxy } from '../src/proxy/http-proxy';
 import { RouteTable } from '../src/route';
 import { DEFAULT_TIMINGS } from '../src/state/shared-state';
@@ -36,9 +37,12 @@ async function main(): Promise<void> {
 
   let port: number;
   let listener: Listener;
+  const redirectPort = config.listen.tls?.redirectHttpPort;
+  const redirect = redirectPort === undefined ? null : new HttpsRedirect(config.listen.port);
   try {
     listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog });
     port = await listener.listen(config.listen.host, config.listen.port);
+    if (redirect) await redirect.listen(config.listen.host, redirectPort!);
   } catch (err) {
     send({ type: 'listen-failed', error: (err as Error).message });
     process.exit(1);
@@ -50,6 +54,7 @@ async function main(): Promise<void> {
   const drain = async (timeoutMs: number): Promise<void> => {
     if (draining) return;
     draining = true;
+    redirect?.close();
     await listener.drain(timeoutMs);
     send({ type: 'drained', tunnelsLeft: listener.tunnelCount });
     await httpProxy.close().catch(() => undefined);
@@ -61,6 +66,7 @@ async function main(): Promise<void> {
   // A reload started a new generation: finish the tunnels (or close them after timeoutMs), then go.
   const retire = async (timeoutMs: number): Promise<void> => {
     unbindWorkerSlot();
+    redirect?.close();
     const retired = listener.retire(timeoutMs); // no longer listening once this returns
     log.info({ tunnels: listener.tunnelCount, timeoutMs }, 'retiring after a reload');
     await retired;

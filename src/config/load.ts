@@ -167,7 +167,7 @@ function withRedisEnv(raw: Raw, redisUrl: string | undefined): Raw {
  */
 export function checkReloadable(running: LoadedConfig, next: LoadedConfig): void {
   // listen.tls's files and settings may change (a renewed certificate); turning TLS on or off may not.
-  const held = (c: LoadedConfig) => ({ listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined }, admin: c.admin, redis: c.redis });
+  const held = (c: LoadedConfig) => ({ listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined, redirect: c.listen.tls?.redirectHttpPort }, admin: c.admin, redis: c.redis });
   const [a, b] = [held(running), held(next)];
   for (const key of ['listen', 'admin', 'redis'] as const) {
     if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {

@@ -107,6 +107,8 @@ const tlsSchema = z.strictObject({
   passphrase: z.string().min(1).optional(),
   /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed); omitted: the library's defaults. */
   ciphers: z.string().min(1).optional(),
+  /** Also listen for plain HTTP on this port and answer every request with a 301 to https:// (NGINX's `return 301 https://$host$request_uri`). */
+  redirectHttpPort: z.number().int().min(1).max(65535).optional(),
 });
 
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
@@ -203,6 +205,10 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     if (cfg.admin.enabled && cfg.admin.port !== 0 && cfg.admin.port === cfg.listen.port) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port: the admin listener is never on the public port' });
+    }
+    const redirect = cfg.listen.tls?.redirectHttpPort;
+    if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {

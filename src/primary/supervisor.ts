@@ -106,6 +106,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   let config = first;
   // Port 0 means "any": pick one here so that every worker shares it.
   const port = await checkPortFree(config.listen.host, config.listen.port);
+  const redirectPort = config.listen.tls?.redirectHttpPort;
+  if (redirectPort !== undefined) await checkPortFree(config.listen.host, redirectPort);
   let generations = 0;
   const generation = (c: LoadedConfig): Generation => ({
     id: ++generations,
@@ -191,6 +193,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
               port,
               host: config.listen.host,
               tls: config.listen.tls !== undefined,
+              redirectHttpPort: redirectPort,
               workers: slots.length,
               pids: slots.map((s) => s.worker!.process.pid),
               binding: m.binding,

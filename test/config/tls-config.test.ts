@@ -68,6 +68,7 @@ void describe('listen.tls', () => {
       [{ cert: locked.cert, key: locked.key, passphrase: 'wrong' }, /^config error: listen\.tls\.key: .*: the passphrase does not decrypt it$/],
       [{ cert: good.cert, key: good.key, ciphers: 'NOT-A-CIPHER' }, /^config error: listen\.tls\.ciphers: no cipher matches "NOT-A-CIPHER"$/],
       [{ cert: good.cert }, /^config error: listen\.tls\.key: is required$/],
+      [{ cert: good.cert, key: good.key, redirectHttpPort: 8443 } as unknown as Record<string, string>, /^config error: listen\.tls\.redirectHttpPort: must differ from listen\.port and admin\.port$/],
       [{ cert: good.cert, key: good.key, ca: good.cert }, /^config error: listen\.tls\.ca: unknown key$/],
     ];
     for (const [fields, expected] of cases) assert.match(errorOf({ config: configFile(tls(fields)) }), expected, JSON.stringify(fields));
@@ -85,5 +86,8 @@ void describe('listen.tls', () => {
     }
     const moved = loadConfig({ config: configFile(`{ port: 8444, tls: ${JSON.stringify({ cert: good.cert, key: good.key })} }`) });
     assert.throws(() => checkReloadable(withTls(good), moved), { message: 'config error: listen: cannot change on reload; restart switchyard to change it' });
+    const redirecting = loadConfig({ config: configFile(`{ port: 8443, tls: ${JSON.stringify({ cert: good.cert, key: good.key, redirectHttpPort: 8080 })} }`) });
+    assert.throws(() => checkReloadable(withTls(good), redirecting), { message: 'config error: listen: cannot change on reload; restart switchyard to change it' });
+    assert.doesNotThrow(() => checkReloadable(redirecting, redirecting));
   });
 });

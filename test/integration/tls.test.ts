@@ -13,7 +13,7 @@ import { runCli, startBalancer, writeConfig, type Balancer } from '../helpers/ba
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { scrape } from '../helpers/metrics';
 import { freePort } from '../helpers/ports';
-import { openSocket, socketClosed } from '../helpers/raw-client';
+import { openSocket, rawRequest, socketClosed } from '../helpers/raw-client';
 import { certificateDir, makeCertificate, type TestCertificate } from '../helpers/tls';
 import { closeClients, connect, type TestClient } from '../helpers/ws-client';
 
@@ -108,6 +108,48 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     const run = await runCli(['start', '--config', file, '--host', '127.0.0.1', '--port', String(await freePort()), '--workers', '1', '--no-admin'], 20_000);
     assert.equal(run.code, 1);
     assert.match(run.stderr.trim(), /^switchyard: cannot listen on 127\.0\.0\.1:\d+: listen\.tls: uWS could not load .*ciphers\.pem and .*ciphers\.key with the ciphers in listen\.tls\.ciphers$/);
+  });
+
+  void it('redirectHttpPort: plain HTTP on another port gets a 301 to the same host and URL over https://', async (t) => {
+    const { dir, a, clients } = await setUp(t);
+    const cert = makeCertificate(dir, 'redirect');
+    const httpPort = await freePort();
+    const balancer = await startBalancer({
+      workers: 2,
+      config: { listen: { tls: { cert: cert.cert, key: cert.key, redirectHttpPort: httpPort } }, pools: { chat: { backends: [{ url: a.url }] } }, routes: [{ path: '/', pool: 'chat' }] },
+    });
+    t.after(() => balancer.stop());
+    assert.equal(balancer.logs.find((l) => l.msg === 'switchyard ready')?.redirectHttpPort, httpPort);
+    const ask = async (request: string): Promise<{ status: number; headers: Record<string, string> }> => {
+      const res = await rawRequest(httpPort, request);
+      res.socket.destroy();
+      return res;
+    };
+    const cases: [string, string][] = [
+      [`chat.example.com:${httpPort}`, `https://chat.example.com:${balancer.port}/room/7?x=1&y=%20`],
+      ['chat.example.com', `https://chat.example.com:${balancer.port}/room/7?x=1&y=%20`],
+      [`[::1]:${httpPort}`, `https://[::1]:${balancer.port}/room/7?x=1&y=%20`],
+    ];
+    for (const [host, location] of cases) {
+      const res = await ask(`GET /room/7?x=1&y=%20 HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      assert.equal(res.status, 301, host);
+      assert.equal(res.headers.location, location, host);
+    }
+    // An upgrade on the plain port is redirected too (a client can then retry with wss://); a bad Host is a 400.
+    const upgrade = await ask(`GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    assert.equal(upgrade.status, 301);
+    assert.equal(upgrade.headers.location, `https://localhost:${balancer.port}/chat`);
+    assert.equal((await ask('GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n')).status, 400);
+    assert.equal(a.httpRequests.length + a.connections.length, 0, 'nothing reached the backend from the plain port');
+    // The https side works as ever.
+    const client = await connect(wss(balancer, '/'), { ca: cert.pem });
+    clients.push(client);
+    assert.equal(await client.whoami(), 'a');
+    // After a reload the new workers answer on the plain port; the old ones stopped listening there.
+    const reloaded = await runCli(['reload', '--admin', `127.0.0.1:${balancer.adminPort}`], 25_000);
+    assert.equal(reloaded.code, 0, reloaded.stderr);
+    for (let i = 0; i < 6; i++) assert.equal((await ask('GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n')).headers.location, `https://localhost:${balancer.port}/again`);
+    assert.equal(await client.whoami(), 'a', 'the tunnel opened before the reload lives on');
   });
 
   void it('serves an encrypted key given its passphrase', async (t) => {
