@@ -107,7 +107,11 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   // Port 0 means "any": pick one here so that every worker shares it.
   const port = await checkPortFree(config.listen.host, config.listen.port);
   const redirectPort = config.listen.tls?.redirectHttpPort;
-  if (redirectPort !== undefined) await checkPortFree(config.listen.host, redirectPort);
+  if (redirectPort !== undefined) {
+    await checkPortFree(config.listen.host, redirectPort).catch((err: Error) => {
+      throw new StartupError(`${err.message} (listen.tls.redirectHttpPort)`);
+    });
+  }
   let generations = 0;
   const generation = (c: LoadedConfig): Generation => ({
     id: ++generations,

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { Agent, request } from 'undici';
@@ -150,6 +151,20 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     assert.equal(reloaded.code, 0, reloaded.stderr);
     for (let i = 0; i < 6; i++) assert.equal((await ask('GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n')).headers.location, `https://localhost:${balancer.port}/again`);
     assert.equal(await client.whoami(), 'a', 'the tunnel opened before the reload lives on');
+  });
+
+  void it('redirectHttpPort taken by another program: the start fails with one line naming the key', async (t) => {
+    const { dir, a } = await setUp(t);
+    const cert = makeCertificate(dir, 'taken');
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+    const taken = (squatter.address() as AddressInfo).port;
+    const { file, cleanup } = writeConfig({ listen: { tls: { cert: cert.cert, key: cert.key, redirectHttpPort: taken } }, pools: { chat: { backends: [{ url: a.url }] } }, routes: [{ path: '/', pool: 'chat' }] });
+    t.after(cleanup);
+    const run = await runCli(['start', '--config', file, '--host', '127.0.0.1', '--port', String(await freePort()), '--workers', '1', '--no-admin'], 20_000);
+    assert.equal(run.code, 1);
+    assert.equal(run.stderr.trim(), `switchyard: port ${taken} on 127.0.0.1 is already in use (listen.tls.redirectHttpPort)`);
   });
 
   void it('serves an encrypted key given its passphrase', async (t) => {
