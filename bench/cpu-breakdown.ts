@@ -15,8 +15,9 @@ const opts = new Command()
   .option('--proxies <names>', 'comma-separated, run in turn every round', 'nginx,switchyard')
   .option('--rounds <n>', 'rounds', Number, 3)
   .option('--seconds <n>', 'load per proxy and round', Number, 6)
+  .option('--own-session', 'start the load generator in a session of its own, as the runner did before 2026-12-03 (bench/README.md, "Scheduling")')
   .parse()
-  .opts<{ scenario: string; proxies: string; rounds: number; seconds: number }>();
+  .opts<{ scenario: string; proxies: string; rounds: number; seconds: number; ownSession?: boolean }>();
 
 const ROOT = join(__dirname, '..');
 const TSX = ['--import', 'tsx'];
@@ -26,12 +27,12 @@ const micros = (seconds: number, ops: number): number => Math.round((seconds / o
 async function load(target: string): Promise<{ ops: number; cpuSeconds: number }> {
   const seconds = String(opts.seconds);
   if (opts.scenario === 'http') {
-    const run = await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '100', '-d', seconds, '--json', `http://${target}/`], 120_000);
+    const run = await runJson(process.execPath, [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-c', '100', '-d', seconds, '--json', `http://${target}/`], 120_000, opts.ownSession);
     return { ops: (run.result.requests as { total: number }).total, cpuSeconds: run.cpuSeconds };
   }
   if (opts.scenario !== 'churn') throw new Error(`--scenario: http or churn, not ${opts.scenario}`);
   // No warmup: every cycle of the run is counted, as is every CPU second.
-  const run = await runJson(process.execPath, [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, '--mode', 'churn', '--concurrency', '50', '--warmup', '0', '--duration', seconds], 120_000);
+  const run = await runJson(process.execPath, [...TSX, join(__dirname, 'ws-load.ts'), '--target', target, '--mode', 'churn', '--concurrency', '50', '--warmup', '0', '--duration', seconds], 120_000, opts.ownSession);
   return { ops: run.result.cycles as number, cpuSeconds: run.cpuSeconds };
 }
 

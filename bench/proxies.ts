@@ -126,13 +126,16 @@ function killGroup(pgid: number): void {
  * default) a session is a scheduling group of its own, as heavy as the proxy, its primary and both
  * backends together. On two saturated cores that gave the load generator up to half the machine
  * and cost the heavier proxies far more than the light ones (bench/README.md, "Scheduling").
+ * `ownSession` brings that back, only to measure the difference (cpu-breakdown.ts --own-session).
  */
-export function runJson(command: string, args: string[], timeoutMs: number): Promise<ChildRun> {
+export function runJson(command: string, args: string[], timeoutMs: number, ownSession = false): Promise<ChildRun> {
   const script = 'ulimit -n "$(ulimit -Hn)"; "$@"; code=$?; echo "children-ticks $(cut -d" " -f16,17 /proc/$$/stat)" >&2; exit $code';
   return new Promise((resolve, reject) => {
     passSignalsToLoadGroups();
     const ownGroup = 'setpgrp(0, 0) or die "setpgrp: $!"; exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!"';
-    const child = spawn('perl', ['-e', ownGroup, 'sh', '-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = ownSession
+      ? spawn('sh', ['-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      : spawn('perl', ['-e', ownGroup, 'sh', '-c', script, 'sh', command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const pgid = child.pid!;
     loadGroups.add(pgid);
     let out = '';
