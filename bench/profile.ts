@@ -27,8 +27,9 @@ const opts = new Command()
   .option('--seconds <n>', 'seconds of load (callgrind: the counted window)', Number, 10)
   .option('--warmup <n>', 'seconds of load before those (default 2; callgrind: what the scenario needs under valgrind, 4-20). cpu-prof profiles the worker from its start: startup shows as a few percent', Number)
   .option('--out <dir>', 'where the profile files go (default: a new directory under the system tmpdir)')
+  .option('--proxy <name>', 'callgrind: switchyard (a worker) or floor (bench/floor-proxy.ts, the least this stack can do)', 'switchyard')
   .parse()
-  .opts<{ scenario: string; tool: string; seconds: number; warmup?: number; out?: string }>();
+  .opts<{ scenario: string; tool: string; seconds: number; warmup?: number; out?: string; proxy: string }>();
 
 const ROOT = join(__dirname, '..');
 const TSX = ['--import', 'tsx'];
@@ -303,12 +304,14 @@ async function callgrind(dir: string): Promise<void> {
     pools: { chat: { backends: backends.ports.map((p) => ({ url: `ws://127.0.0.1:${p}` })) } },
     routes: [{ path: '/', pool: 'chat' }],
   };
+  if (opts.proxy !== 'switchyard' && opts.proxy !== 'floor') throw new Error(`--proxy: switchyard or floor, not ${opts.proxy}`);
   // The worker alone (no primary), with the flags the primary gives its workers; counting starts off.
-  const worker = spawn(
-    'valgrind',
-    ['--tool=callgrind', `--callgrind-out-file=${dump}`, '--instr-atstart=no', process.execPath, '--max-semi-space-size=4', join(ROOT, 'dist/workers/edge-worker.js')],
-    { cwd: dir, env: { ...process.env, SWITCHYARD_CONFIG: JSON.stringify(config) }, stdio: 'ignore' },
-  );
+  const program = opts.proxy === 'floor' ? [...TSX, join(__dirname, 'floor-proxy.ts'), String(port), ...backends.ports.map(String)] : [join(ROOT, 'dist/workers/edge-worker.js')];
+  const worker = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${dump}`, '--instr-atstart=no', process.execPath, '--max-semi-space-size=4', ...program], {
+    cwd: opts.proxy === 'floor' ? ROOT : dir, // where --import finds tsx
+    env: { ...process.env, SWITCHYARD_CONFIG: JSON.stringify(config) },
+    stdio: 'ignore',
+  });
   const control = (...args: string[]): void => void execFileSync('callgrind_control', [...args, String(worker.pid)], { stdio: 'ignore' });
   try {
     await waitForUpgrade(port, worker, 180_000);

@@ -17,7 +17,12 @@ export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
  * state in Redis, and Redis stopped after the balancer connected to it.
  */
 export const VARIANTS = ['switchyard-metrics-off', 'switchyard-redis', 'switchyard-redis-down'] as const;
-export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number];
+/**
+ * Measuring instruments, for bench/cpu-breakdown.ts only: `floor` is bench/floor-proxy.ts, the least a
+ * proxy on this stack can spend per operation (bench/README.md, "The floor of the stack").
+ */
+export const PROBES = ['floor'] as const;
+export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number] | (typeof PROBES)[number];
 
 export interface ProxySetup {
   workers: number;
@@ -288,6 +293,11 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       });
       writeFileSync(join(dir, 'haproxy.cfg'), conf);
       return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
+    }
+    case 'floor': {
+      if (setup.workers !== 1 || setup.tls) throw new Error('floor runs as one process, without TLS');
+      const args = ['--max-semi-space-size=4', '--import', 'tsx', join(__dirname, 'floor-proxy.ts'), String(port), ...setup.backendPorts.map(String)];
+      return startChild(name, port, process.execPath, args, setup);
     }
     case 'switchyard':
     case 'switchyard-metrics-off':

@@ -237,7 +237,7 @@ function percentiles(h: hdr.Histogram): { p50: number; p99: number; p999: number
   return { p50: ms(h.getValueAtPercentile(50)), p99: ms(h.getValueAtPercentile(99)), p999: ms(h.getValueAtPercentile(99.9)), max: ms(h.maxValue) };
 }
 
-async function measureWindow(): Promise<{ seconds: number; cpuSeconds?: number; rssBytes?: number }> {
+async function measureWindow(): Promise<{ seconds: number; cpuSeconds?: number; userSeconds?: number; systemSeconds?: number; rssBytes?: number }> {
   await sleep(opts.warmup * 1000);
   latency.reset();
   messages = 0;
@@ -249,7 +249,14 @@ async function measureWindow(): Promise<{ seconds: number; cpuSeconds?: number; 
   const end = sampleWatched();
   const seconds = (performance.now() - t0) / 1000;
   measuring = false;
-  return { seconds, cpuSeconds: end && watchStart ? end.cpuSeconds - watchStart.cpuSeconds : undefined, rssBytes: end?.rssBytes };
+  const start = watchStart;
+  return {
+    seconds,
+    cpuSeconds: end && start ? end.cpuSeconds - start.cpuSeconds : undefined,
+    userSeconds: end && start ? end.userSeconds - start.userSeconds : undefined,
+    systemSeconds: end && start ? end.systemSeconds - start.systemSeconds : undefined,
+    rssBytes: end?.rssBytes,
+  };
 }
 
 async function echoMode(): Promise<Record<string, unknown>> {
@@ -288,6 +295,8 @@ async function echoMode(): Promise<Record<string, unknown>> {
     messagesPerSecond: Math.round(messages / window.seconds),
     latencyMs: percentiles(latency),
     proxyCpuSeconds: window.cpuSeconds,
+    proxyUserSeconds: window.userSeconds,
+    proxySystemSeconds: window.systemSeconds,
     proxyCpuMicrosPerMessage: window.cpuSeconds !== undefined && messages > 0 ? Math.round((window.cpuSeconds / messages) * 1e7) / 10 : undefined,
     proxyRssBytes: window.rssBytes,
     proxyRssBefore: rssBefore,

@@ -104,6 +104,20 @@ test('bench/cpu-breakdown.ts splits the machine CPU per request between proxy, b
   assert.ok(Math.abs(all - (user + system + backends + loadgen)) < 0.5, row);
 });
 
+test('bench/floor-proxy.ts, the floor of the stack, relays the chat, churn and HTTP loads that cpu-breakdown puts on it', { timeout: 150_000 }, async () => {
+  for (const scenario of ['chat', 'churn', 'http']) {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--import', 'tsx', 'bench/cpu-breakdown.ts', '--scenario', scenario, '--proxies', 'floor', '--rounds', '1', '--seconds', '1'], { cwd: ROOT, timeout: 60_000 }, (err, out, stderr) =>
+        err ? reject(new Error(`${scenario}: ${err.message}\n${stderr.slice(-2000)}`)) : resolve(out),
+      );
+    });
+    const row = stdout.split('\n').find((l) => l.startsWith('| 1 | floor |'));
+    assert.ok(row, stdout);
+    const [ops, user, system] = row.split('|').slice(3, 6).map((c) => Number(c.trim().replace(/,/g, '')));
+    assert.ok(ops > 0 && user > 0 && system > 0, `${scenario}: ${row}`);
+  }
+});
+
 test('a Ctrl-C on the runner reaches the load generator in its own process group', { timeout: 30_000 }, async () => {
   // runJson starts the generator in its own process group (so that a timeout kills it with its shell); this stands in
   // for it with a `sleep` whose argument marks it as ours.
