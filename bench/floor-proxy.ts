@@ -43,9 +43,10 @@ const READ = Buffer.allocUnsafe(64 * 1024);
 const READ_AB = READ.buffer;
 // One write request serves every write that completes at once (libuv holds a request only when it queues).
 let writeReq = new WriteWrap();
+const ignore = (): void => {};
 function spareReq(handle: Handle): Req {
   if (streamBaseState[kLastWriteWasAsync] !== 0) writeReq = new WriteWrap();
-  writeReq.oncomplete = () => {};
+  writeReq.oncomplete = ignore;
   writeReq.handle = handle;
   return writeReq;
 }
@@ -140,18 +141,28 @@ class Upstream implements Peer {
     if (!res || aborted) return;
     const headEnd = READ.indexOf('\r\n\r\n', 0, 'latin1');
     const status = READ.toString('latin1', 9, READ.indexOf('\r\n', 0, 'latin1'));
-    const body = new Uint8Array(READ_AB, READ.byteOffset + headEnd + 4, length - headEnd - 4);
-    res.cork(() => res.writeStatus(status).end(body));
+    reply = { res, status, body: new Uint8Array(READ_AB, READ.byteOffset + headEnd + 4, length - headEnd - 4) };
+    res.cork(respond);
   }
+}
+// No closure per response: cork() calls this for the response being sent.
+let reply: { res: HttpResponse; status: string; body: Uint8Array } | null = null;
+function respond(): void {
+  reply!.res.writeStatus(reply!.status).end(reply!.body);
+  reply = null;
 }
 const idle: Upstream[] = [];
 
+// No closure per request: forEachHeader's callback appends to this.
+let head = '';
+function addHeader(name: string, value: string): void {
+  head += `${name}: ${value}\r\n`;
+}
+
 /** The request as the backend gets it: the client's header lines, then X-Forwarded-For. */
 function requestHead(res: HttpResponse, req: HttpRequest): string {
-  let head = `${req.getCaseSensitiveMethod()} ${req.getUrl()} HTTP/1.1\r\n`;
-  req.forEachHeader((name, value) => {
-    head += `${name}: ${value}\r\n`;
-  });
+  head = `${req.getCaseSensitiveMethod()} ${req.getUrl()} HTTP/1.1\r\n`;
+  req.forEachHeader(addHeader);
   const a = new Uint8Array(res.getRemoteAddress());
   const o = a.length - 4; // IPv4, or IPv4-mapped IPv6: the last four bytes
   return `${head}X-Forwarded-For: ${a[o]}.${a[o + 1]}.${a[o + 2]}.${a[o + 3]}\r\n\r\n`;
