@@ -76,8 +76,10 @@ function write(handle: Handle, data: Uint8Array): void {
   handle.writeBuffer(spareReq(handle), data);
 }
 
-// Client frames go to the backend masked with a zero key (valid, and the payload is left as is).
-const FRAME = Buffer.alloc(64 * 1024 + 14);
+// Client frames go to the backend as binary, masked with a zero key (valid, and the payload is left
+// as is): the first byte and the key are written once, bytes 2-5 stay zero.
+const FRAME = Buffer.alloc(6 + 125);
+FRAME[0] = 0x82;
 const u8 = (ab: ArrayBuffer): Uint8Array => new Uint8Array(ab);
 
 class Tunnel implements Peer {
@@ -110,10 +112,8 @@ class Tunnel implements Peer {
     }
   }
   fromClient(message: ArrayBuffer): void {
-    const length = message.byteLength;
-    FRAME[0] = 0x82;
+    const length = message.byteLength; // under 126 (see onData)
     FRAME[1] = 0x80 | length;
-    FRAME.writeUInt32LE(0, 2);
     FRAME.set(u8(message), 6);
     write(this.handle, FRAME.subarray(0, 6 + length));
   }
@@ -124,6 +124,10 @@ class Upstream implements Peer {
   handle: Handle;
   res: HttpResponse | null = null;
   aborted = false;
+  /** onAborted's handler, made once per connection rather than once per request. */
+  readonly abort = (): void => {
+    this.aborted = true;
+  };
   constructor(private firstHead: string) {
     this.handle = connect(this);
   }
@@ -188,9 +192,7 @@ uws
     const target = upstream ?? new Upstream(head);
     target.res = res;
     target.aborted = false;
-    res.onAborted(() => {
-      target.aborted = true;
-    });
+    res.onAborted(target.abort);
     if (upstream) upstream.send(head);
   })
   .listen('127.0.0.1', port, (socket) => {
