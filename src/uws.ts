@@ -63,8 +63,9 @@ function load(): { module: unknown; name: BindingName } {
       const why =
         (err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && message.includes(`'${name}'`)
           ? 'not installed'
-          : // The packages wrap the loader's error: its last line says what was missing (the ABI's file, or GLIBC_2.38).
-            (message.split('\n').filter((l) => l.trim() !== '').pop() ?? 'failed to load');
+          : // The packages wrap the loader's error in their own text; its "Error: " line says what was
+            // missing (the .node file for this Node's ABI, or GLIBC_2.38).
+            (message.split('\n').find((l) => l.startsWith('Error: '))?.slice('Error: '.length) ?? message.split('\n')[0]);
       failures.push(`${name}: ${why}`);
     }
   }

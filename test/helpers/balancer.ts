@@ -105,10 +105,10 @@ export interface CliResult extends ExitInfo {
   stderr: string;
 }
 
-/** Runs `node dist/cli.js ...args` to completion (killed after `timeoutMs`). */
-export async function runCli(args: string[], timeoutMs = 15_000): Promise<CliResult> {
+/** Runs `node dist/cli.js ...args` to completion (killed after `timeoutMs`), with `env` added to the environment. */
+export async function runCli(args: string[], timeoutMs = 15_000, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   assertBuilt();
-  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -11,6 +11,7 @@ import { scrape } from '../helpers/metrics';
 import { deadPort } from '../helpers/ports';
 import { isAlive } from '../helpers/proc';
 import { openSocket, readResponseHead } from '../helpers/raw-client';
+import { httpIdleCloseMs } from '../../src/uws';
 import { startRedis } from '../helpers/redis';
 import { delay, waitFor } from '../helpers/wait';
 import { closeClients, connectMany, type TestClient } from '../helpers/ws-client';
@@ -280,6 +281,6 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.equal(res.statusCode, 200);
     assert.equal(res.headers.connection, undefined, 'the new worker keeps connections alive');
     // With nothing left to answer, the old worker goes once uWS would have closed any idle kept-alive connection.
-    await waitFor(() => !isAlive(balancer.initialPids[0]), 25_000, 'the old worker to exit');
+    await waitFor(() => !isAlive(balancer.initialPids[0]), httpIdleCloseMs + 13_000, 'the old worker to exit');
   });
 });
