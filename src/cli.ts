@@ -125,19 +125,16 @@ function adminTarget(flags: AdminFlags): AdminTarget {
   }
 }
 
-const adminOptions = (command: Command, writes: boolean): Command => {
+/** The flags of the admin listener's clients; one set serves every command (status reads, so it sends no token). */
+const adminOptions = (command: Command): Command =>
   command
     .option('-c, --config <file>', 'config file of the running balancer (its admin address or socket, and token)')
     .option('--admin <host:port>', 'admin endpoint address')
-    .option('--admin-socket <path>', 'admin.socket of the running balancer');
-  if (writes) command.option('--token-file <file>', 'file holding the admin token (else the config\'s, else SWITCHYARD_ADMIN_TOKEN)');
-  return command;
-};
+    .option('--admin-socket <path>', 'admin.socket of the running balancer')
+    .option('--token-file <file>', 'file holding the admin token for writes (else the config\'s, else SWITCHYARD_ADMIN_TOKEN)');
 
-adminOptions(
-  program.command('status').description("print each pool's backends: health, active check, ejection, admin state, tunnels on this machine and fleet-wide"),
-  false,
-)
+adminOptions(program.command('status'))
+  .description("print each pool's backends: health, active check, ejection, admin state, tunnels on this machine and fleet-wide")
   .option('--json', 'print the raw report')
   .action(async (flags: AdminFlags & { json?: boolean }) => {
     try {
@@ -148,36 +145,30 @@ adminOptions(
     }
   });
 
-adminOptions(
-  program
-    .command('admin')
-    .description('set a backend\'s admin state fleet-wide: drain (keeps its tunnels, gets no new ones), maintenance, ready')
-    .argument('<pool>', 'pool name')
-    .argument('<backend>', 'backend host:port')
-    .addArgument(new Argument('<state>', 'admin state').choices(ADMIN_STATES)),
-  true,
-).action(async (pool: string, backend: string, state: string, flags: AdminFlags) => {
-  try {
-    await setAdminState(adminTarget(flags), pool, backend, state);
-    process.stdout.write(`${pool}/${backend}: ${state}\n`);
-  } catch (err) {
-    fail(`switchyard: ${(err as Error).message}`);
-  }
-});
+adminOptions(program.command('admin'))
+  .description('set a backend\'s admin state fleet-wide: drain (keeps its tunnels, gets no new ones), maintenance, ready')
+  .argument('<pool>', 'pool name')
+  .argument('<backend>', 'backend host:port')
+  .addArgument(new Argument('<state>', 'admin state').choices(ADMIN_STATES))
+  .action(async (pool: string, backend: string, state: string, flags: AdminFlags) => {
+    try {
+      await setAdminState(adminTarget(flags), pool, backend, state);
+      process.stdout.write(`${pool}/${backend}: ${state}\n`);
+    } catch (err) {
+      fail(`switchyard: ${(err as Error).message}`);
+    }
+  });
 
-adminOptions(
-  program
-    .command('reload')
-    .description('reload the config of a running balancer (as SIGHUP): new workers start with it, the old ones keep their tunnels until they end or retireTimeout'),
-  true,
-).action(async (flags: AdminFlags) => {
-  try {
-    const result = await reload(adminTarget(flags));
-    const closing = result.closingNow > 0 ? `; ${result.closingNow} workers of older generations closing their tunnels now (maxRetiringGenerations)` : '';
-    process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels${closing}\n`);
-  } catch (err) {
-    fail(`switchyard: reload refused: ${(err as Error).message}`);
-  }
-});
+adminOptions(program.command('reload'))
+  .description('reload the config of a running balancer (as SIGHUP): new workers start with it, the old ones keep their tunnels until they end or retireTimeout')
+  .action(async (flags: AdminFlags) => {
+    try {
+      const result = await reload(adminTarget(flags));
+      const closing = result.closingNow > 0 ? `; ${result.closingNow} workers of older generations closing their tunnels now (maxRetiringGenerations)` : '';
+      process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels${closing}\n`);
+    } catch (err) {
+      fail(`switchyard: reload refused: ${(err as Error).message}`);
+    }
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => fail(`switchyard: ${(err as Error).stack ?? String(err)}`));
