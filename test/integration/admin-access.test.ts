@@ -10,11 +10,11 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { request } from 'undici';
-import { runCli, startBalancer, type Balancer } from '../helpers/balancer';
+import { runCli, startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { scrape } from '../helpers/metrics';
 import { freePort } from '../helpers/ports';
-import { withTimeout } from '../helpers/wait';
+import { waitFor, withTimeout } from '../helpers/wait';
 import { closeClients, connect, type TestClient } from '../helpers/ws-client';
 
 interface Answer {
@@ -106,7 +106,9 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
     // Counted per refusal; logged once per reason and 10 s, however many come.
     const metrics = await scrape(balancer.adminUrl('/metrics'));
     assert.equal(metrics.sum('switchyard_admin_requests_refused_total', { reason: 'misdirected' }), 12);
-    const lines = balancer.logs.filter((l) => l.msg === 'admin request refused: the Host is not one the admin listener answers to');
+    const misdirected = (l: LogLine): boolean => l.msg === 'admin request refused: the Host is not one the admin listener answers to';
+    await balancer.waitForLog(misdirected, 5000, 'the refusal logged');
+    const lines = balancer.logs.filter(misdirected);
     assert.equal(lines.length, 1, 'one line for 12 refusals within 10 s');
     assert.equal(lines[0].host, `rebind.example:${port}`);
     assert.equal(lines[0].origin, 'http://rebind.example');
@@ -158,7 +160,9 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
     const metrics = await scrape(balancer.adminUrl('/metrics'));
     assert.equal(metrics.sum('switchyard_admin_requests_refused_total', { reason: 'missing_token' }), 5, 'no header (twice), Basic, two words, a bare Bearer');
     assert.equal(metrics.sum('switchyard_admin_requests_refused_total', { reason: 'wrong_token' }), 2);
-    const logged = balancer.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('admin request refused'));
+    const refusedLine = (l: LogLine): boolean => typeof l.msg === 'string' && l.msg.startsWith('admin request refused');
+    await waitFor(() => balancer.logs.filter(refusedLine).length >= 2, 5000, 'both refusals logged');
+    const logged = balancer.logs.filter(refusedLine);
     assert.deepEqual(logged.map((l) => l.reason).sort(), ['missing_token', 'wrong_token'], 'one line per reason');
 
     // The right token: the write happens.
@@ -203,7 +207,8 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
     // A token file that no longer validates refuses the reload and keeps the token in force.
     writeFileSync(file, 'short');
     assert.equal(await post('/reload', second), 409);
-    assert.match(String(balancer.logs.findLast((l) => l.msg === 'reload refused: still running the previous config')?.error), /^config error: admin\.tokenFile \(.*\): must be at least 16 characters/);
+    const refusal = await balancer.waitForLog((l) => l.msg === 'reload refused: still running the previous config', 5000, 'the reload refused');
+    assert.match(String(refusal.error), /^config error: admin\.tokenFile \(.*\): must be at least 16 characters/);
     assert.equal(await post(`/admin?pool=chat&backend=127.0.0.1:${a.port}&state=ready`, second), 200);
   });
 
