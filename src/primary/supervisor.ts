@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AdminSocketError, startAdminListener, type AdminListener } from '../admin/admin-server';
 import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
-import { checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
+import { ADMIN_TOKEN_ENV, checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
@@ -178,7 +178,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   }
 
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index) });
+    // undefined drops the variable from the worker's environment: the admin token stays in the primary.
+    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index), [ADMIN_TOKEN_ENV]: undefined });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);

@@ -4,7 +4,7 @@
 // and every request's Host must be one the listener answers to. Reads stay open to scrapers and
 // probes; with no token, writes are refused, except on admin.socket, whose file mode is the credential.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +102,9 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
       assert.equal((await raw({ port }, http11('GET', '/status', `Host: ${host}`))).status, 200, `Host: ${host}`);
     }
     assert.equal((await raw({ port }, 'GET /metrics HTTP/1.0\r\n\r\n')).status, 200, 'HTTP/1.0 without Host');
+    // The token (SWITCHYARD_ADMIN_TOKEN here) stays in the primary: no worker has it in its environment.
+    assert.ok(readFileSync(`/proc/${balancer.pid}/environ`, 'latin1').includes(balancer.adminToken!));
+    assert.ok(!readFileSync(`/proc/${balancer.initialPids[0]}/environ`, 'latin1').includes(balancer.adminToken!), "not in a worker's environment");
 
     // Counted per refusal; logged once per reason and 10 s, however many come.
     const metrics = await scrape(balancer.adminUrl('/metrics'));
