@@ -192,10 +192,16 @@ export const EXAMPLE_CONFIG = `listen: { host: 0.0.0.0, port: 8080 }   # tls: { 
 workers: auto                  # one per core
 drainTimeout: 10s
 retireTimeout: 10m             # after a reload, how long old workers keep their tunnels
+maxRetiringGenerations: 2      # older generations finishing their tunnels at once; past it the oldest closes them now
 trustedProxies: [10.0.0.0/8]   # peers whose X-Forwarded-For is appended to and used as the client IP
 logLevel: info
 accessLog: false               # true: a JSON line per tunnel when it ends and per request
-admin: { enabled: true, host: 127.0.0.1, port: 9090 }   # metrics, probes, status page; never the public port
+admin:                         # metrics, probes, status page, writes; never the public port
+  host: 127.0.0.1
+  port: 8405
+  tokenFile: /etc/switchyard/admin-token   # writes need it (Authorization: Bearer); or token:, or SWITCHYARD_ADMIN_TOKEN
+  allowedHosts: [lb1.example.com]          # Host names it answers to besides localhost, loopback and its own address
+  # socket: /run/switchyard/admin.sock     # a 0600 Unix socket: writes without a token, its mode is the credential
 pools:
   chat:
     algorithm: least-connections   # or ip-hash, round-robin
@@ -241,8 +247,10 @@ each key's type, default and description.
   (\`--tls-cert\`, \`--tls-key\`) from the working directory.
 - \`REDIS_URL\` in the environment turns on shared state in Redis when the file names no
   \`redis.url\`; the file's value wins.
-- A reload cannot change \`listen\` (except the files and settings of \`listen.tls\`), \`admin\` or
-  \`redis\` ([operations.md](operations.md#reload)).
+- \`SWITCHYARD_ADMIN_TOKEN\` gives the admin token when the file names neither \`admin.token\` nor
+  \`admin.tokenFile\`.
+- A reload cannot change \`listen\` (except the files and settings of \`listen.tls\`), \`admin\`
+  (except its token and \`allowedHosts\`) or \`redis\` ([operations.md](operations.md#reload)).
 
 In the tables, \`<name>\` stands for a name you choose and \`[]\` for each item of a list.
 

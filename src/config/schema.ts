@@ -24,6 +24,25 @@ const backendUrl = z.string().refine(
   { message: 'must be ws://host:port or http://host:port (the backend hop is plain TCP: no wss:// or https:// backends yet)' },
 );
 
+/**
+ * 8405: Prometheus's own ports are 9090-9094 and its default-port list gives every port of
+ * 9100-9999 (and more above) to exporters, so a machine running Prometheus or node_exporter beside
+ * the balancer would clash with any of them; 8405 is outside both, off the common web ports
+ * (8080-8090, 8443) and HAProxy's customary stats port (8404).
+ */
+export const DEFAULT_ADMIN_PORT = 8405;
+
+/** Visible ASCII, no spaces, so it travels as `Authorization: Bearer <token>`; long enough not to be guessed. */
+export const adminToken = z
+  .string()
+  .min(16, 'must be at least 16 characters (e.g. openssl rand -hex 32)')
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+
+/** A name or address as it appears in a Host header, without the port: lb1.example.com, 10.0.0.5, ::1. */
+const hostName = z
+  .string()
+  .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
+
 export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
@@ -211,11 +230,44 @@ export const configSchema = z
     admin: z
       .strictObject({
         enabled: z.boolean().default(true).describe('Run the admin listener.'),
-        host: z.string().min(1).default('127.0.0.1').describe('Address it binds. It has no authentication and can drain backends: keep it off public interfaces.'),
-        port: z.number().int().min(0).max(65535).default(9090).describe('Its port; must differ from listen.port. 0 picks a free one (logged as adminPort).'),
+        host: z.string().min(1).default('127.0.0.1').describe('Address it binds. Its reads are open: keep it on loopback or a private interface.'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .default(DEFAULT_ADMIN_PORT)
+          .describe('Its port; must differ from listen.port. 0 picks a free one (logged as adminPort). 8405 is off Prometheus\'s 9090-9094 and its exporters\' 9100-9999.'),
+        token: adminToken
+          .optional()
+          .describe(
+            'The bearer token every write needs (Authorization: Bearer <token>): 16 or more printable ASCII characters, no spaces. Prefer tokenFile, which keeps it out of the config. A reload may change it.',
+          ),
+        tokenFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'A file holding the token (one line); read at start and at each reload, so a reload rotates it. Not with admin.token. Without either, SWITCHYARD_ADMIN_TOKEN gives it; without any, writes are refused (403) except on admin.socket.',
+          ),
+        allowedHosts: z
+          .array(hostName)
+          .default([])
+          .describe(
+            'Host names or addresses (no port) the listener answers to besides localhost, loopback addresses, admin.host and the address a request came in on; any other Host gets 421. A reload may change it.',
+          ),
+        socket: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Also listen on this Unix socket (created mode 0600, replaced when a dead process left it, removed at exit), with the same paths: its writes need no token, its file mode is the credential (HAProxy\'s stats socket … mode 600 level admin).',
+          ),
       })
       .prefault({})
-      .describe('The admin listener, in the primary: /metrics, /healthz, /readyz, /status, the status page, POST /admin and POST /reload. Never on the public port.'),
+      .describe(
+        'The admin listener, in the primary: /metrics, /healthz, /readyz, /status and the status page (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public port.',
+      ),
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto').describe('Worker processes; auto is one per core.'),
     drainTimeout: duration('drainTimeout')
       .default(10_000)
@@ -224,6 +276,15 @@ export const configSchema = z
       .default(600_000)
       .describe(
         'After a reload (SIGHUP, `switchyard reload`): how long the old workers keep their tunnels before closing them with 1001 (NGINX\'s worker_shutdown_timeout, HAProxy\'s hard-stop-after).',
+      ),
+    maxRetiringGenerations: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(2)
+      .describe(
+        'Older generations of workers that may finish their tunnels at once after reloads; a reload beyond it tells the oldest to close its tunnels now (1001, then drainTimeout), as HAProxy\'s mworker-max-reloads, so reloads in a row cannot pile up workers. 0: each reload closes the previous generation\'s tunnels.',
       ),
     trustedProxies: z
       .array(
@@ -286,6 +347,9 @@ export const configSchema = z
       ),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.admin.token !== undefined && cfg.admin.tokenFile !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'tokenFile'], message: 'give admin.token or admin.tokenFile, not both' });
+    }
     if (cfg.admin.enabled && cfg.admin.port !== 0 && cfg.admin.port === cfg.listen.port) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port: the admin listener is never on the public port' });
     }
