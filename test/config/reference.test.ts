@@ -1,6 +1,7 @@
 // docs/configuration.md is what the schema says now: every key, its default and its description.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { z } from 'zod';
@@ -36,6 +37,14 @@ void describe('configuration reference', () => {
       }),
       ['duration = `10s`', 'duration = `10m`', 'size = `16MiB`', 'duration ≥ 50ms = `5s`', 'duration ≥ 10ms = `100ms`', 'string = required'],
     );
+  });
+
+  void it("the README's minimal config is valid", () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    const yaml = /## A minimal config\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(yaml, 'README.md has a "A minimal config" section with a yaml block');
+    const config = validateConfig(parse(yaml));
+    assert.deepEqual(Object.keys(config.pools), ['chat']);
   });
 
   void it("the page's example config is valid", () => {
