@@ -310,7 +310,7 @@ export const configSchema = z
       .array(routeSchema)
       .min(1, 'needs at least one route')
       .describe(
-        'Host + path prefix -> pool, at least one; the most specific matches first: a route naming a host, then the longest path. uWS fixes idleTimeout, maxPayload and compression per path, so routes sharing a path must share them.',
+        'Host + path prefix -> pool, at least one; the most specific matches first: a route naming a host, then the longest path. uWS fixes idleTimeout, maxPayload and compression per path, so routes sharing a path must share them (the config error names the one that differs).',
       ),
     redis: z
       .strictObject({
