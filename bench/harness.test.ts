@@ -1,15 +1,16 @@
 // The benchmark harness must not rot: `npm run bench -- --quick` runs every scenario against every
 // proxy (direct, NGINX, HAProxy, Switchyard and its metrics/Redis variants) briefly, and this test checks that each produced numbers
-// and wrote its JSON, Markdown and SVG. No speed is asserted here; targets live in bench/README.md.
+// and wrote its JSON, Markdown and SVG; the profiler and the CPU breakdown get the same check. No speed is asserted here; targets
+// live in bench/README.md. It takes minutes, so it is not part of `npm test`: `npm run test:bench` runs it (and .ci/run does).
 import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { RunResult } from '../../bench/report';
+import type { RunResult } from './report';
 
-const ROOT = join(__dirname, '../..');
+const ROOT = join(__dirname, '..');
 
 test('npm run bench -- --quick measures every scenario on every proxy', { timeout: 240_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'switchyard-bench-test-'));
@@ -42,13 +43,16 @@ test('npm run bench -- --quick measures every scenario on every proxy', { timeou
         assert.ok(samples && samples.length === 1, `${name}: one sample for ${proxy}`);
         const value = samples[0][key[name] as 'messagesPerSecond'];
         assert.ok(typeof value === 'number' && Number.isFinite(value), `${name}/${proxy}: ${key[name]} measured (${JSON.stringify(samples[0])})`);
-        assert.equal(samples[0].errors, 0, `${name}/${proxy}: no connection errors (${JSON.stringify(samples[0])})`);
       }
+      assert.equal(scenario.samples.switchyard[0].errors, 0, `${name}/switchyard: no connection errors (${JSON.stringify(scenario.samples.switchyard[0])})`);
       if (name === 'chat' || name === 'throughput') {
         const cpu = scenario.samples.switchyard[0].proxyCpuMicrosPerMessage;
         assert.ok(typeof cpu === 'number' && cpu > 0, `${name}: Switchyard CPU per message sampled from /proc`);
       }
     }
+    // The anchors are Debian's NGINX and HAProxy, not this project's code: one stray connection error of theirs (NGINX has
+    // had one in the quick HTTP run) says nothing about the harness. What the harness must do is count and report them.
+    assert.match(stdout, errorsReported(run));
     assert.equal(run.targets?.length, 4);
     // The Switchyard variants ran in chat and churn, so every feature-cost check has numbers.
     assert.deepEqual(
@@ -80,8 +84,9 @@ test('npm run bench -- --quick --tls: every proxy terminates TLS for the WebSock
         const sample = scenario.samples[proxy]?.[0];
         const value = sample?.[key[name as keyof typeof key]];
         assert.ok(typeof value === 'number' && value > 0, `${name}/${proxy} measured over TLS (${JSON.stringify(sample)})`);
-        assert.equal(sample?.errors, 0, `${name}/${proxy}: no errors (${JSON.stringify(sample)})`);
       }
+      // As above: Switchyard has no errors; the anchors' are the anchors' own.
+      assert.equal(scenario.samples.switchyard[0].errors, 0, `${name}/switchyard: no errors (${JSON.stringify(scenario.samples.switchyard[0])})`);
     }
   } finally {
     rmSync(out, { recursive: true, force: true });
@@ -143,6 +148,12 @@ test('a Ctrl-C on the runner reaches the load generator in its own process group
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The line the report prints about errors: that there were none, or which runs had them. */
+function errorsReported(run: RunResult): RegExp {
+  const any = Object.values(run.scenarios).some((s) => Object.values(s.samples).some((samples) => samples.some((x) => x.errors > 0)));
+  return any ? /Errors \(connect failures, unexpected closes\): / : /No connection errors in any run\./;
+}
 
 function readFileOr(path: string): string {
   try {
