@@ -199,7 +199,7 @@ export class Listener implements TunnelOwner {
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
-          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
+          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see docs/design.md "uWebSockets.js binding")');
         }
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
