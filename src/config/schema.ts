@@ -2,6 +2,7 @@
 // The README's config reference is generated from the same names; keep the two in step.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { HASH_KEY_FORMS, parseHashKey } from '../load-balancer/hash-key';
 import { parseDuration, parseSize } from './units';
 
 const duration = (what: string) =>
@@ -41,7 +42,7 @@ const hostName = z
   .string()
   .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
 
-export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
+export const ALGORITHMS = ['least-connections', 'round-robin', 'hash', 'ip-hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** HAProxy's admin states: ready takes traffic, drain keeps existing tunnels but gets no new ones, maintenance gets nothing. */
@@ -99,8 +100,35 @@ const outlierDetectionSchema = z.strictObject({
   maxEjectionPercent: z.number().int().min(0).max(100).default(50),
 });
 
+const hashKey = z.string().superRefine((text, ctx) => {
+  const parsed = parseHashKey(text);
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+});
+
 const poolSchema = z.strictObject({
-  algorithm: z.enum(ALGORITHMS).default('least-connections'),
+  algorithm: z
+    .enum(ALGORITHMS)
+    .default('least-connections')
+    .describe(
+      'How a new tunnel or request picks a backend. least-connections: the fewest tunnels for its weight, counted fleet-wide. round-robin: in turn, by weight (smooth, as NGINX). hash: by hashKey (a room, a user, a client network), with weighted rendezvous hashing, so removing one of N backends moves only its own ~1/N of the keys. ip-hash: hash with hashKey ip.',
+    ),
+  hashKey: hashKey
+    .optional()
+    .describe(
+      `With algorithm hash, required: what is hashed. ${HASH_KEY_FORMS}. ip is the client IP (trustedProxies decide which); ip/24 its IPv4 /24 (any prefix 1-32; IPv6 clients by whole address), ip/24,64 also the IPv6 /64; header:NAME, cookie:NAME and query:NAME a value of the request (query values as sent, not percent-decoded); path:N the N-th path segment (path:2 keys on 42 in /rooms/42/ws). A request without the key is balanced by least-connections and counted as decision="fallback" in switchyard_balancer_decisions_total.`,
+    ),
+  balanceFactor: z
+    .number()
+    .refine((v) => v === 0 || (v > 1 && v <= 100), 'must be more than 1 (e.g. 1.25; at most 100), or 0 for no bound')
+    .default(0)
+    .describe(
+      'hash and ip-hash: bounded loads (as HAProxy\'s hash-balance-factor). No backend takes a new tunnel while it holds its weight\'s share of balanceFactor x the tunnels of the pool\'s eligible backends (counted fleet-wide, as of the last sync); the key goes to the next backend in its own order, so a hot room spills over to one same backend and comes back when the load falls (counted as decision="spilled"). 1.25: no backend above 125% of the mean. 0: unbounded.',
+    ),
+  slowStart: duration('slowStart')
+    .default(0)
+    .describe(
+      'A backend that joins the pool (a reload adds it) or comes back (health up, admin ready, ejection over) gets a share of its weight that grows linearly from 1% to whole over this time (HAProxy\'s slowstart), with every algorithm: round-robin and hash give it that share of new tunnels (under hash, keys move to it as its weight grows), least-connections lets it hold that share of what it would hold at full weight. Not when the balancer starts. 0: off.',
+    ),
   backends: z.array(backendSchema).min(1, 'needs at least one backend'),
   /** TCP connect plus the backend's answer to the upgrade. */
   connectTimeout: duration('connectTimeout').default(5000),
@@ -108,10 +136,18 @@ const poolSchema = z.strictObject({
   responseTimeout: duration('responseTimeout').pipe(z.number().min(1, 'must be more than 0')).default(60_000),
   /** Further backends tried after a failed connect; NGINX's proxy_next_upstream_tries - 1. */
   retries: z.number().int().min(0).max(16).default(2),
-  /** least-connections: compare two random backends (p2c) instead of all, so balancers with stale fleet counts do not herd. */
+  /** least-connections (and hash's fallback): compare two random backends (p2c) instead of all, so balancers with stale fleet counts do not herd. */
   herdingGuard: z.enum(['p2c', 'off']).default('p2c'),
   healthCheck: healthCheckSchema.optional(),
   outlierDetection: outlierDetectionSchema.prefault({}),
+}).superRefine((pool, ctx) => {
+  const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
+  if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
+  if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
+  else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);
+  if (pool.balanceFactor !== 0 && pool.algorithm !== 'hash' && pool.algorithm !== 'ip-hash') {
+    issue('balanceFactor', `only with algorithm: hash or ip-hash (${pool.algorithm} spreads by itself)`);
+  }
 });
 
 /**
