@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { adminStatus } from '../helpers/admin';
 import { runCli, startBalancer } from '../helpers/balancer';
-import { closeAll, startEchoBackends } from '../helpers/backends';
+import { closeAll, startEchoBackend, startEchoBackends, type EchoBackend } from '../helpers/backends';
 import { scrape, type Scrape } from '../helpers/metrics';
 import { connect, type TestClient } from '../helpers/ws-client';
-import { delay } from '../helpers/wait';
+import { delay, waitFor } from '../helpers/wait';
 
 const SLOW_START_MS = 10_000;
 /** New tunnels per second per pool while the ramp is measured. */
@@ -136,5 +136,43 @@ void describe('slow start', { timeout: 120_000 }, () => {
 
     const m = await scrape(balancer.adminUrl('/metrics'));
     for (const pool of ['lc', 'rr']) assert.ok(m.sum('switchyard_balancer_decisions_total', { pool, decision: 'slow_start' }) > 0, `${pool}: slow_start decisions counted`);
+  });
+
+  void it('ramps a backend that comes back up (health) or joins (reload), not one there at the start or kept by the reload', async (t) => {
+    const [a, first] = await startEchoBackends(2, 'ramp');
+    let b = first;
+    const joiner = await startEchoBackend({ name: 'joiner' });
+    t.after(() => closeAll(a, b, joiner));
+    const pool = (list: EchoBackend[]): Record<string, unknown> => ({
+      pools: { chat: { algorithm: 'round-robin', slowStart: '30s', healthCheck: { type: 'tcp', interval: '100ms', timeout: '500ms', rise: 1, fall: 1 }, backends: list.map((x) => ({ url: x.url })) } },
+      routes: [{ path: '/', pool: 'chat' }],
+    });
+    const balancer = await startBalancer({ workers: 2, config: pool([a, b]) });
+    t.after(() => balancer.stop());
+    const until = async (x: EchoBackend): Promise<number> => (await adminStatus(balancer.adminPort!)).pools.chat.find((s) => s.backend === new URL(x.url).host)!.slowStartUntil;
+    const health = async (x: EchoBackend): Promise<string> => (await adminStatus(balancer.adminPort!)).pools.chat.find((s) => s.backend === new URL(x.url).host)!.health;
+
+    assert.deepEqual([await until(a), await until(b)], [0, 0], 'backends there at the start have their full weight');
+
+    // b goes down, then comes back on the same port: it ramps from then.
+    const port = b.port;
+    await b.close();
+    await waitFor(async () => (await health(b)) === 'down', 10_000, 'b down');
+    b = await startEchoBackend({ name: 'ramp1', port });
+    const back = Date.now();
+    await waitFor(async () => (await health(b)) === 'up', 10_000, 'b up again');
+    const bUntil = await until(b);
+    assert.ok(bUntil >= back + 30_000 - 1000 && bUntil <= Date.now() + 30_000, `b ramps until ${bUntil - back} ms after it came back`);
+    assert.equal(await until(a), 0);
+
+    // A reload adds a backend: it joins, and ramps; a and b keep what they had.
+    balancer.rewriteConfig(pool([a, b, joiner]));
+    const reloaded = Date.now();
+    process.kill(balancer.pid, 'SIGHUP');
+    await balancer.waitForLog((l) => l.msg === 'reloaded', 15_000, '"reloaded"');
+    const joinerUntil = await until(joiner);
+    assert.ok(joinerUntil >= reloaded + 30_000 - 1000 && joinerUntil <= Date.now() + 30_000, `the joiner ramps until ${joinerUntil - reloaded} ms after the reload`);
+    assert.equal(await until(a), 0, 'a kept by the reload: full weight');
+    assert.equal(await until(b), bUntil, 'b kept by the reload: its ramp goes on');
   });
 });
