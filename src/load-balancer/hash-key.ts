@@ -91,7 +91,7 @@ function nonEmpty(value: string): string | undefined {
 export function cookieValue(request: ClientRequest, name: string): string | undefined {
   for (const [k, v] of request.headers) {
     if (k !== 'cookie') continue;
-    const found = listValue(v, name, ';', true);
+    const found = listValue(v, 0, v.length, name, ';', true);
     if (found !== undefined) return found;
   }
   return undefined;
@@ -101,19 +101,19 @@ export function cookieValue(request: ClientRequest, name: string): string | unde
 export function queryValue(url: string, name: string): string | undefined {
   const q = url.indexOf('?');
   if (q < 0) return undefined;
-  const hash = url.indexOf('#', q);
-  return listValue(hash < 0 ? url.slice(q + 1) : url.slice(q + 1, hash), name, '&', false);
+  const fragment = url.indexOf('#', q);
+  return listValue(url, q + 1, fragment < 0 ? url.length : fragment, name, '&', false);
 }
 
-/** The first non-empty value of `name=` in a `sep`-separated list (cookie pairs may have spaces after `;`). */
-function listValue(list: string, name: string, sep: string, skipSpaces: boolean): string | undefined {
-  let at = 0;
-  while (at < list.length) {
-    if (skipSpaces) while (list.charCodeAt(at) === 32) at++;
-    let end = list.indexOf(sep, at);
-    if (end < 0) end = list.length;
-    if (list.startsWith(name, at) && list.charCodeAt(at + name.length) === 61 /* = */) {
-      const value = list.slice(at + name.length + 1, end).trim();
+/** The first non-empty value of `name=` in the `sep`-separated list text[from, to) (cookie pairs may have spaces after `;`). */
+function listValue(text: string, from: number, to: number, name: string, sep: string, skipSpaces: boolean): string | undefined {
+  let at = from;
+  while (at < to) {
+    if (skipSpaces) while (text.charCodeAt(at) === 32) at++;
+    let end = text.indexOf(sep, at);
+    if (end < 0 || end > to) end = to;
+    if (text.startsWith(name, at) && text.charCodeAt(at + name.length) === 61 /* = */ && at + name.length < end) {
+      const value = text.slice(at + name.length + 1, end).trim();
       if (value !== '') return value;
     }
     at = end + 1;

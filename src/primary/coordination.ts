@@ -227,6 +227,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     for (const [key, e] of this.entries) {
       const view = this.view(key, e);
       const here = machine.get(key) ?? 0;
+      const rampEnds = slowStartEnds(view.eligibleSince, e.slowStart);
       (pools[e.pool] ??= []).push({
         backend: e.backend.name,
         url: e.backend.url,
@@ -239,7 +240,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
         maxConnections: e.backend.maxConnections,
         backup: e.backend.backup,
-        slowStartUntil: slowStartEnds(view.eligibleSince, e.slowStart) > now ? slowStartEnds(view.eligibleSince, e.slowStart) : 0,
+        slowStartUntil: rampEnds > now ? rampEnds : 0,
       });
     }
     return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };

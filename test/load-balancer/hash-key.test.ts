@@ -25,6 +25,7 @@ void describe('hashKey', () => {
     assert.equal(keyOf('query:room', request('/ws?room=&room=3')), '3');
     assert.equal(keyOf('query:room', request('/ws?room')), undefined);
     assert.equal(keyOf('query:room', request('/ws')), undefined);
+    assert.equal(keyOf('query:room', request('/ws?x=1#room=2')), undefined, 'not in the fragment');
   });
 
   void it('header:NAME (any case in the config) and cookie:NAME', () => {
