@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { describeAdminWrites } from './admin/admin-token';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
 import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags } from './config/load';
-import { ADMIN_STATES, DEFAULT_ADMIN_PORT } from './config/schema';
+import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, type PoolConfig } from './config/schema';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -34,7 +34,7 @@ program
   .option('--tls-cert <file>', 'terminate TLS with this PEM certificate chain (config listen.tls.cert; needs --tls-key)')
   .option('--tls-key <file>', 'the PEM private key for --tls-cert (config listen.tls.key)')
   .option('-b, --backend <url>', 'backend ws://host:port; repeat for more; replaces the file\'s pools with one pool behind route /', collect)
-  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(['least-connections', 'ip-hash', 'round-robin']))
+  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(ALGORITHMS))
   .option('-w, --workers <n>', 'worker processes, or "auto" for one per core (default auto)')
   .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
   .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
@@ -83,11 +83,20 @@ program
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
       const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
+      for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
     }
   });
+
+/** "hash on path:2, balanceFactor 1.25, slowStart 30s": how a pool picks its backends, for `check`. */
+function describeBalancing(pool: PoolConfig): string {
+  const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
+  if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
+  if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  return parts.join(', ');
+}
 
 interface AdminFlags {
   config?: string;

@@ -173,7 +173,7 @@ export class Listener implements TunnelOwner {
     });
     const { log, trusted } = this.deps;
     const ip = clientIp(request, trusted);
-    openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
+    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);

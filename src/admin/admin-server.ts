@@ -64,8 +64,9 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
 
   const status = async (): Promise<Status & { fleet: StatusReport }> => {
     const gathered = await gatherClusterMetrics();
-    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered });
-    return { ...status, fleet: view.fleet() };
+    const fleet = view.fleet();
+    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered }, fleet);
+    return { ...status, fleet };
   };
 
   // POST /admin?pool=P&backend=HOST:PORT&state=ready|drain|maintenance: `switchyard admin`.

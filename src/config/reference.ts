@@ -204,7 +204,7 @@ admin:                         # metrics, probes, status page, writes; never the
   # socket: /run/switchyard/admin.sock     # a 0600 Unix socket: writes without a token, its mode is the credential
 pools:
   chat:
-    algorithm: least-connections   # or ip-hash, round-robin
+    algorithm: least-connections   # or round-robin, hash, ip-hash
     connectTimeout: 5s             # TCP connect + the backend's answer to the upgrade
     responseTimeout: 60s           # plain HTTP: wait for the backend's response head
     retries: 2                     # further backends tried after a failed connect
@@ -215,6 +215,12 @@ pools:
       - { url: ws://10.0.1.2:9001, weight: 2, admin: drain }   # ready | drain | maintenance
       - { url: ws://10.0.1.3:9001, maxConnections: 5000 }      # holds at most 5,000 tunnels fleet-wide
       - { url: ws://10.0.9.1:9001, backup: true }              # only while no other backend can take a tunnel
+  rooms:
+    algorithm: hash                # every member of a room on the room's backend
+    hashKey: path:2                # /rooms/42/ws -> 42; or ip, ip/24, header:X-Room, cookie:room, query:room
+    balanceFactor: 1.25            # no backend above 1.25 x the mean: a hot room spills to its next backend
+    slowStart: 30s                 # a backend that joins or comes back ramps up over 30 s
+    backends: [{ url: ws://10.0.3.1:9001 }, { url: ws://10.0.3.2:9001 }, { url: ws://10.0.3.3:9001 }]
   notify:
     backends: [{ url: ws://10.0.2.1:9100 }]
 routes:                          # most specific first: a route naming a host, then the longest path
@@ -222,6 +228,7 @@ routes:                          # most specific first: a route naming a host, t
     pool: chat
     mode: both                   # websocket | http | both
     idleTimeout: 120s
+  - { path: /rooms, pool: rooms }
   - { host: notify.example.com, path: /, pool: notify, mode: websocket }
 redis:                           # optional: share health, drains and counts across machines
   url: redis://10.0.0.5:6379     # or set REDIS_URL

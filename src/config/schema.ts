@@ -3,6 +3,7 @@
 // fails when the two differ or a key has no description.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { HASH_KEY_FORMS, parseHashKey } from '../load-balancer/hash-key';
 import { parseDuration, parseSize } from './units';
 
 // `typeName` tells the reference generator what an operator writes here (the zod type is a number).
@@ -43,7 +44,7 @@ const hostName = z
   .string()
   .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
 
-export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
+export const ALGORITHMS = ['least-connections', 'round-robin', 'hash', 'ip-hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** HAProxy's admin states: ready takes traffic, drain keeps existing tunnels but gets no new ones, maintenance gets nothing. */
@@ -124,12 +125,34 @@ const outlierDetectionSchema = z.strictObject({
     .describe('Never eject more than this percentage of the pool\'s backends (so a pool of one is never ejected).'),
 });
 
+const hashKey = z.string().superRefine((text, ctx) => {
+  const parsed = parseHashKey(text);
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+});
+
 const poolSchema = z.strictObject({
   algorithm: z
     .enum(ALGORITHMS)
     .default('least-connections')
     .describe(
-      'least-connections: weight-aware, (active+1)/weight, ties rotated; ip-hash: weighted rendezvous hashing of the client address (removing one of N backends moves only its ~1/N of clients); round-robin: smooth weighted, NGINX\'s order.',
+      'How a new tunnel or request picks a backend. least-connections: the fewest tunnels for its weight, counted fleet-wide. round-robin: in turn, by weight (smooth, as NGINX). hash: by hashKey (a room, a user, a client network), with weighted rendezvous hashing, so removing one of N backends moves only its own ~1/N of the keys. ip-hash: hash with hashKey ip.',
+    ),
+  hashKey: hashKey
+    .optional()
+    .describe(
+      `With algorithm hash, required: what is hashed. ${HASH_KEY_FORMS}. ip is the client IP (trustedProxies decide which); ip/24 its IPv4 /24 (any prefix 1-32; IPv6 clients by whole address), ip/24,64 also the IPv6 /64; header:NAME, cookie:NAME and query:NAME a value of the request (query values as sent, not percent-decoded); path:N the N-th path segment (path:2 keys on 42 in /rooms/42/ws). A request without the key is balanced by least-connections and counted as decision="fallback" in switchyard_balancer_decisions_total.`,
+    ),
+  balanceFactor: z
+    .number()
+    .refine((v) => v === 0 || (v > 1 && v <= 100), 'must be more than 1 (e.g. 1.25; at most 100), or 0 for no bound')
+    .default(0)
+    .describe(
+      'hash and ip-hash: bounded loads (as HAProxy\'s hash-balance-factor). No backend takes a new tunnel while it holds its weight\'s share of balanceFactor x the tunnels of the pool\'s eligible backends (counted fleet-wide, as of the last sync); the key goes to the next backend in its own order, so a hot room spills over to one same backend and comes back when the load falls (counted as decision="spilled"). 1.25: no backend above 125% of the mean. 0: unbounded.',
+    ),
+  slowStart: duration('slowStart')
+    .default(0)
+    .describe(
+      'A backend that joins the pool (a reload adds it) or comes back (health up, admin ready, ejection over) gets a share of its weight that grows linearly from 1% to whole over this time (HAProxy\'s slowstart), with every algorithm: round-robin and hash give it that share of new tunnels (under hash, keys move to it as its weight grows), least-connections lets it hold that share of what it would hold at full weight. Not when the balancer starts. 0: off.',
     ),
   backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
   connectTimeout: duration('connectTimeout')
@@ -154,12 +177,20 @@ const poolSchema = z.strictObject({
     .enum(['p2c', 'off'])
     .default('p2c')
     .describe(
-      'least-connections: p2c compares two random backends (power of two choices), so balancers deciding on fleet counts up to one sync old do not all pick the same emptiest backend; off compares all (exact on one process, herds across many).',
+      'least-connections (and hash\'s fallback): p2c compares two random backends (power of two choices), so balancers deciding on fleet counts up to one sync old do not all pick the same emptiest backend; off compares all (exact on one process, herds across many).',
     ),
   healthCheck: healthCheckSchema
     .optional()
     .describe('Active health checks of every backend of the pool (HAProxy\'s check, Envoy\'s health_checks), run by the primary. Absent: off; present: on.'),
   outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
+}).superRefine((pool, ctx) => {
+  const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
+  if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
+  if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
+  else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);
+  if (pool.balanceFactor !== 0 && pool.algorithm !== 'hash' && pool.algorithm !== 'ip-hash') {
+    issue('balanceFactor', `only with algorithm: hash or ip-hash (${pool.algorithm} spreads by itself)`);
+  }
 });
 
 const tlsSchema = z.strictObject({

@@ -72,8 +72,9 @@ export class HttpProxy {
     if (chunked) head += 'transfer-encoding: chunked\r\n';
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
-    const access = this.accessLog && accessEntry(request, clientIp(request, this.trusted));
-    const exchange = new Exchange(this, res, request, pool, head, body, access);
+    const ip = clientIp(request, this.trusted);
+    const access = this.accessLog && accessEntry(request, ip);
+    const exchange = new Exchange(this, res, request, pool, pool.keyOf(request, ip), head, body, access);
     this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
@@ -154,6 +155,8 @@ class Exchange implements UpstreamExchange {
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
+    /** The request's hash key (Pool.keyOf), the same for every attempt. */
+    private readonly key: string | undefined,
     private readonly requestHead: string,
     private readonly body: Body,
     private readonly access: AccessEntry | null,
@@ -164,7 +167,7 @@ class Exchange implements UpstreamExchange {
   /** Tries the next backend, or answers 502/503 when none is left. */
   next(): void {
     const attempts = this.tried.size;
-    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(clientIp(this.request, this.proxy.trusted), this.tried) : undefined;
+    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(this.key, this.tried) : undefined;
     if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
     this.tried.add(backend);
     this.backend = backend;

@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggreg
 import { ADMIN_STATES } from '../config/schema';
 import { AdminRefusals } from '../errors';
 import type { CertificateInfo } from '../config/tls-files';
+import { DECISION_LABELS } from '../load-balancer/load-balancer';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
@@ -233,6 +234,22 @@ countedAtScrape('switchyard_idle_closes_total', 'Tunnels closed by an idle timeo
   emit(counters.idleClientCloses, { side: 'client' });
   emit(counters.idleBackendCloses, { side: 'backend' });
 });
+
+// ---- balancing ----
+
+countedAtScrape(
+  'switchyard_balancer_decisions_total',
+  'Picks of a backend that were more than plain balancing, per pool: hashed (hash: the key\'s own backend), spilled (hash: its own backend was over balanceFactor, the next in the key\'s order took it), fallback (hash: the request had no key, least-connections picked), slow_start (a ramping backend made the pick differ from what full weights would give). Counted when two or more backends could take the tunnel or request.',
+  ['pool', 'decision'],
+  (emit) => {
+    for (const pool of pools) {
+      const hashing = pool.config.algorithm === 'hash' || pool.config.algorithm === 'ip-hash';
+      DECISION_LABELS.forEach((decision, i) => {
+        if (hashing || decision === 'slow_start') emit(pool.decisions[i], { pool: pool.name, decision });
+      });
+    }
+  },
+);
 
 // ---- backends ----
 

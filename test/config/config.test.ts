@@ -227,6 +227,36 @@ describe('health and shared-state config', () => {
   });
 });
 
+describe('balancing keys', () => {
+  const pool = (keys: string): string => GOOD.replace('algorithm: ip-hash', keys);
+
+  it('hash with a hashKey, balanceFactor and slowStart; defaults: no bound, no slow start; ip-hash keeps its name', () => {
+    const c = loadConfig({ config: file(pool('algorithm: hash\n    hashKey: path:2\n    balanceFactor: 1.25\n    slowStart: 30s')) });
+    assert.deepEqual([c.pools.chat.algorithm, c.pools.chat.hashKey, c.pools.chat.balanceFactor, c.pools.chat.slowStart], ['hash', 'path:2', 1.25, 30_000]);
+    const d = loadConfig({ config: file(GOOD) });
+    assert.deepEqual([d.pools.chat.algorithm, d.pools.chat.hashKey, d.pools.chat.balanceFactor, d.pools.chat.slowStart], ['ip-hash', undefined, 0, 0]);
+    assert.equal(loadConfig({ config: file(pool('algorithm: ip-hash\n    balanceFactor: 1.5')) }).pools.chat.balanceFactor, 1.5);
+    assert.equal(loadConfig({ config: file(pool('algorithm: round-robin\n    slowStart: 10s')) }).pools.chat.slowStart, 10_000);
+  });
+
+  it('names the key of a bad hashKey, balanceFactor or slowStart, and of one that does not fit the algorithm', () => {
+    const cases: [string, RegExp][] = [
+      [pool('algorithm: hash'), /^config error: pools\.chat\.hashKey: is required with algorithm: hash \(ip, ip\/24/],
+      [pool('algorithm: hash\n    hashKey: room'), /^config error: pools\.chat\.hashKey: must be ip, ip\/24, ip\/24,64, header:NAME, cookie:NAME, query:NAME or path:N$/],
+      [pool('algorithm: hash\n    hashKey: ip/33'), /^config error: pools\.chat\.hashKey: ip takes an IPv4 prefix length 1-32/],
+      [pool('algorithm: hash\n    hashKey: path:0'), /^config error: pools\.chat\.hashKey: path: needs a segment number/],
+      [pool('algorithm: hash\n    hashKey: "header:"'), /^config error: pools\.chat\.hashKey: header: needs a header name/],
+      [pool('algorithm: round-robin\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: only with algorithm: hash \(this pool's algorithm is round-robin\)/],
+      [pool('algorithm: ip-hash\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: ip-hash always hashes on the client IP/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 1'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 0.5'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: least-connections\n    balanceFactor: 1.25'), /^config error: pools\.chat\.balanceFactor: only with algorithm: hash or ip-hash/],
+      [pool('algorithm: hash\n    hashKey: ip\n    slowStart: soon'), /^config error: pools\.chat\.slowStart: must be a duration/],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+});
+
 describe('units', () => {
   it('parses durations', () => {
     assert.equal(parseDuration('500ms'), 500);
