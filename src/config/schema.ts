@@ -189,7 +189,7 @@ export const configSchema = z
         url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
         /** Namespace of every key, so two fleets can share one Redis. */
         clusterName: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -').default('default'),
-        /** `url` names one node of a Redis Cluster; ioredis finds the others (all keys share one slot). */
+        /** `url` names one node of a Redis Cluster; ioredis finds the others (each pool's keys share one slot, so pools spread over the shards). */
         cluster: z.boolean().default(false),
         /** Health-check lease: its holder renews it every third of this; another machine takes over after it lapses. */
         leaseTtl: duration('leaseTtl').pipe(z.number().min(300, 'must be at least 300ms')).default(5000),
@@ -197,6 +197,8 @@ export const configSchema = z
         syncInterval: duration('syncInterval').pipe(z.number().min(10, 'must be at least 10ms')).default(100),
         /** A machine's counts expire this long after its last write (a dead balancer leaves no phantom counts). */
         countTtl: duration('countTtl').pipe(z.number().min(100, 'must be at least 100ms')).default(3000),
+        /** How often each pool's fleet totals are proven equal to the sum of the live machines' counts (and repaired if not); each machine also rewrites all its counts this often. */
+        reconcileInterval: duration('reconcileInterval').pipe(z.number().min(1000, 'must be at least 1s')).default(60_000),
         /** Passed to ioredis as they are (e.g. sentinels + name for Sentinel, tls). */
         options: z.record(z.string(), z.unknown()).default({}),
       })

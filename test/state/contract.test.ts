@@ -45,7 +45,7 @@ const redisImpl: Impl = {
   teardown: async () => {
     await redis?.stop();
   },
-  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, cluster: false, options: {}, ...timings }),
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, cluster: false, options: {}, reconcileInterval: 1000, ...timings }),
 };
 
 // The same implementation against a three-node Redis Cluster (`redis.cluster: true`).
@@ -61,7 +61,7 @@ const redisClusterImpl: Impl = {
     await redisCluster?.stop();
     rmSync(clusterDir, { recursive: true, force: true });
   },
-  make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, ...timings }),
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, reconcileInterval: 1000, ...timings }),
 };
 
 // And through a real Sentinel (ioredis's `sentinels` + `name` in `redis.options`; `url` is then unused).
@@ -83,6 +83,7 @@ const redisSentinelImpl: Impl = {
       clusterName: `${cluster}-${run}`,
       cluster: false,
       options: { sentinels: [redisSentinel!.sentinel], name: 'mymaster' },
+      reconcileInterval: 1000,
       ...timings,
     }),
 };
