@@ -1,7 +1,7 @@
 // One pool's tunnel counts as this machine knows them, for redis-state.ts: its own share as last
 // written into the pool's fleet totals, and the totals as last read. Pure bookkeeping (no I/O), so
 // the rules that keep the totals exact are tested without Redis: what to send each sync (only what
-// changed, as absolute values, so a write that may or may not have landed is safe to send again),
+// changed since the last write seen applied, as absolute values; everything when that is in doubt),
 // and what the other machines hold (the totals minus this machine's share as written).
 
 /** How the sync script treats the pairs it is sent (see SYNC_LUA in redis-scripts.ts). */
@@ -9,6 +9,10 @@ export type SyncMode = 'delta' | 'full' | 'leave';
 
 export interface SyncRequest {
   mode: SyncMode;
+  /** This write's number (rising per machine). */
+  seq: number;
+  /** The number of the last write seen applied: a 'delta' applies only on top of it. */
+  base: number;
   /** The totals version this machine holds: the script sends the totals back only when it differs. */
   version: number;
   /** backend, tunnels, backend, tunnels...: absolute counts of this machine. */
@@ -18,8 +22,8 @@ export interface SyncRequest {
 }
 
 export interface SyncReply {
-  /** The script found this machine unknown (first write, expired, or Redis lost it) and registered it. */
-  fresh: boolean;
+  /** False: the script refused the write (a 'delta' on top of a share that is not there, or an overtaken one). */
+  applied: boolean;
   version: number;
   /** backend, total, ... ('#', the version, among them); absent when the caller's version is current. */
   totals?: (string | number)[];
@@ -34,7 +38,9 @@ export class PoolCounts {
   /** backend -> tunnels fleet-wide (this machine included), as last read. */
   private totals = new Map<string, number>();
   private version = 0;
-  /** The next write replaces this machine's whole share: after a failure, a loss or a while. */
+  /** Number of the write that made `written`. */
+  private base = 0;
+  /** The next write replaces this machine's whole share: after a failure, a refusal or a while. */
   private full = true;
 
   /** The next write sends every count, not only the changed ones. */
@@ -47,9 +53,10 @@ export class PoolCounts {
     this.version = 0;
   }
 
-  /** What to send for this machine's counts in this pool (`local`: backend -> tunnels). */
-  request(local: ReadonlyMap<string, number>): SyncRequest {
+  /** What to send for this machine's counts in this pool (`local`: backend -> tunnels) as write number `seq`. */
+  request(local: ReadonlyMap<string, number>, seq: number): SyncRequest {
     const pairs: (string | number)[] = [];
+    const head = { seq, base: this.base, version: this.version };
     if (this.full) {
       const share = new Map<string, number>();
       for (const [b, n] of local) {
@@ -57,7 +64,7 @@ export class PoolCounts {
         pairs.push(b, n);
         share.set(b, n);
       }
-      return { mode: 'full', version: this.version, pairs, share };
+      return { mode: 'full', ...head, pairs, share };
     }
     const share = new Map(this.written);
     for (const [b, n] of local) {
@@ -72,28 +79,25 @@ export class PoolCounts {
       pairs.push(b, 0);
       share.delete(b);
     }
-    return { mode: 'delta', version: this.version, pairs, share };
+    return { mode: 'delta', ...head, pairs, share };
   }
 
   /** The request to take this machine's share out of the pool (shutdown, or the pool is gone). */
-  leave(): SyncRequest {
-    return { mode: 'leave', version: this.version, pairs: [], share: new Map() };
+  leave(seq: number): SyncRequest {
+    return { mode: 'leave', seq, base: this.base, version: this.version, pairs: [], share: new Map() };
   }
 
   /** The script ran `request` and answered `reply`. True when every count must be sent again at once. */
   applied(request: SyncRequest, reply: SyncReply): boolean {
-    if (request.mode === 'full' || !reply.fresh) {
-      this.written = request.share;
-      this.full = false;
-    } else {
-      // Unknown to the script: it dropped whatever it held of ours and took only these pairs.
-      this.written = new Map();
-      for (let i = 0; i + 1 < request.pairs.length; i += 2) {
-        const n = Number(request.pairs[i + 1]);
-        if (n > 0) this.written.set(String(request.pairs[i]), n);
-      }
+    if (!reply.applied) {
+      // Nothing of it was written: the share in Redis is not what this machine believes. The last
+      // totals and share stand until the full write that follows at once.
       this.full = true;
+      return true;
     }
+    this.written = request.share;
+    this.base = request.seq;
+    this.full = false;
     if (reply.totals !== undefined) {
       const totals = new Map<string, number>();
       for (let i = 0; i + 1 < reply.totals.length; i += 2) {
@@ -103,7 +107,7 @@ export class PoolCounts {
       this.totals = totals;
     }
     this.version = reply.version;
-    return this.full;
+    return false;
   }
 
   /** The script may or may not have run: send everything next time (sending absolute counts again is harmless). */

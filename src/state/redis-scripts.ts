@@ -13,18 +13,23 @@
  * Writes one machine's counts in one pool and reads the pool's totals back.
  *
  * KEYS[1] machines (zset: machine id -> deadline, ms), KEYS[2] totals (hash: backend -> tunnels,
- * '#' -> version), KEYS[3] this machine's conns (hash: backend -> tunnels), KEYS[4] reconcile (hash:
- * a running reconciliation, see RECONCILE_LUA).
+ * '#' -> version), KEYS[3] this machine's share (hash: backend -> tunnels, '#' -> number of the
+ * write that made it), KEYS[4] reconcile (hash: a running reconciliation, see RECONCILE_LUA).
  * ARGV[1] machine id, ARGV[2] countTtl ms, ARGV[3] 'delta' | 'full' | 'leave', ARGV[4] the totals
- * version the caller holds, ARGV[5] the conns key prefix, ARGV[6] how long a pool's keys outlive
- * the last full write (ms), then backend, tunnels pairs: this machine's absolute counts ('delta':
- * only those that changed, 0 for gone; 'full': all of them, anything else of its share is dropped).
+ * version the caller holds, ARGV[5] the share key prefix, ARGV[6] how long a pool's keys outlive
+ * the last full write (ms), ARGV[7] this write's number (rising per machine), ARGV[8] the number of
+ * the caller's last write it saw applied, then backend, tunnels pairs: this machine's absolute
+ * counts ('delta': those that changed since that write, 0 for gone; 'full': all of them).
  *
  * Steps: take out up to REAP machines past their deadline (bounded work per call); register this
- * machine with a new deadline (a machine the script did not know starts from an empty share, and
- * the reply says `fresh` so it sends everything); move the totals by the difference between each
- * new count and the share it replaces; bump the version when the totals moved. Returns {fresh,
- * version} and, when the caller's version is not current, the totals (HGETALL, with '#').
+ * machine with a new deadline (one the script did not know starts from an empty share); then
+ * - 'delta' applies only on top of the share the caller believes is there (its '#' is the caller's
+ *   last applied write, or this very write, resent). Otherwise (the machine was taken out while
+ *   alive, a reply was lost, Redis lost a write) it is refused and the caller sends a 'full' at once.
+ * - 'full' replaces the whole share, unless a later write already did (a resend overtaken).
+ * Each count moves the totals by its difference with the share it replaces; counts are absolute,
+ * so a write that runs twice changes nothing the second time. Returns {applied (1/0), version}
+ * and, when the caller's version is not current, the totals (HGETALL, with '#').
  */
 export const SYNC_LUA = `
 local REAP = 8
@@ -45,44 +50,56 @@ local function move(field, delta, mirror)
   moved = true
 end
 -- a registered machine's whole share out of the totals, and the machine out of the pool
-local function drop(machine, conns)
+local function drop(machine, share)
   local mirror = redis.call('HDEL', KEYS[4], 'd:' .. machine) == 1
-  local h = redis.call('HGETALL', conns)
-  for i = 1, #h, 2 do move(h[i], -tonumber(h[i + 1]), mirror) end
-  redis.call('DEL', conns)
+  local h = redis.call('HGETALL', share)
+  for i = 1, #h, 2 do
+    if h[i] ~= '#' then move(h[i], -tonumber(h[i + 1]), mirror) end
+  end
+  redis.call('DEL', share)
   redis.call('ZREM', KEYS[1], machine)
 end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, REAP)) do drop(m, ARGV[5] .. m) end
 
-local fresh = 0
+local applied = 1
 if ARGV[3] == 'leave' then
   if redis.call('ZSCORE', KEYS[1], ARGV[1]) then drop(ARGV[1], KEYS[3]) else redis.call('DEL', KEYS[3]) end
 else
-  fresh = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  if fresh == 1 then
+  if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then
     -- Not registered, so by the rule above not in the totals: whatever is left of its share goes.
     redis.call('DEL', KEYS[3])
     if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HSET', KEYS[4], 'd:' .. ARGV[1], 1) end
   end
-  local mirror = redis.call('HEXISTS', KEYS[4], 'd:' .. ARGV[1]) == 1
   local full = ARGV[3] == 'full'
-  local old = {}
+  local last = redis.call('HGET', KEYS[3], '#') or '0'
   if full then
-    local h = redis.call('HGETALL', KEYS[3])
-    for i = 1, #h, 2 do old[h[i]] = tonumber(h[i + 1]) end
+    if tonumber(last) > tonumber(ARGV[7]) then applied = 0 end
+  elseif last ~= ARGV[8] and last ~= ARGV[7] then
+    applied = 0
   end
-  for i = 7, #ARGV, 2 do
-    local b, n = ARGV[i], tonumber(ARGV[i + 1])
-    local was
-    if full then was = old[b] or 0; old[b] = nil else was = tonumber(redis.call('HGET', KEYS[3], b) or '0') end
-    if n ~= was then
-      if n == 0 then redis.call('HDEL', KEYS[3], b) else redis.call('HSET', KEYS[3], b, n) end
-      move(b, n - was, mirror)
+  if applied == 1 then
+    local mirror = redis.call('HEXISTS', KEYS[4], 'd:' .. ARGV[1]) == 1
+    local old = {}
+    if full then
+      local h = redis.call('HGETALL', KEYS[3])
+      for i = 1, #h, 2 do
+        if h[i] ~= '#' then old[h[i]] = tonumber(h[i + 1]) end
+      end
     end
-  end
-  for b, was in pairs(old) do
-    redis.call('HDEL', KEYS[3], b)
-    move(b, -was, mirror)
+    redis.call('HSET', KEYS[3], '#', ARGV[7])
+    for i = 9, #ARGV, 2 do
+      local b, n = ARGV[i], tonumber(ARGV[i + 1])
+      local was
+      if full then was = old[b] or 0; old[b] = nil else was = tonumber(redis.call('HGET', KEYS[3], b) or '0') end
+      if n ~= was then
+        if n == 0 then redis.call('HDEL', KEYS[3], b) else redis.call('HSET', KEYS[3], b, n) end
+        move(b, n - was, mirror)
+      end
+    end
+    for b, was in pairs(old) do
+      redis.call('HDEL', KEYS[3], b)
+      move(b, -was, mirror)
+    end
   end
   if full then
     -- Keys of a pool that every machine left without a word (a whole fleet gone) do not stay forever.
@@ -92,8 +109,8 @@ else
   end
 end
 if moved then version = redis.call('HINCRBY', KEYS[2], '#', 1) end
-if tonumber(version) == tonumber(ARGV[4]) then return {fresh, tonumber(version)} end
-return {fresh, tonumber(version), redis.call('HGETALL', KEYS[2])}`;
+if tonumber(version) == tonumber(ARGV[4]) then return {applied, tonumber(version)} end
+return {applied, tonumber(version), redis.call('HGETALL', KEYS[2])}`;
 
 /**
  * One step of a pool's reconciliation: proves the totals equal the sum of the registered machines'
@@ -120,7 +137,9 @@ for i = 1, #members, 2 do
   local m = members[i]
   if redis.call('HSETNX', KEYS[3], 'd:' .. m, 1) == 1 then
     local h = redis.call('HGETALL', ARGV[1] .. m)
-    for j = 1, #h, 2 do redis.call('HINCRBY', KEYS[3], 's:' .. h[j], h[j + 1]) end
+    for j = 1, #h, 2 do
+      if h[j] ~= '#' then redis.call('HINCRBY', KEYS[3], 's:' .. h[j], h[j + 1]) end
+    end
   end
 end
 if page[1] ~= '0' then

@@ -4,7 +4,7 @@
 //
 //   P machines            zset    machine id -> deadline (Redis ms); a machine past it is taken out
 //   P totals              hash    <host:port> -> tunnels fleet-wide; '#' -> version
-//   P conns:<machine id>  hash    <host:port> -> that machine's tunnels, as counted in the totals
+//   P conns:<machine id>  hash    <host:port> -> that machine's tunnels, as counted in the totals; '#' -> write number
 //   P reconcile           hash    a reconciliation in progress (transient)
 //   P reconciled          string  PX reconcileInterval: a reconciliation started this interval
 //   P lease:<host:port>   string  machine id of the health checker, PX leaseTtl
@@ -32,7 +32,7 @@ import { CachedState } from './shared-state';
 interface Scripts {
   leases(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
-  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, ...pairs: (string | number)[]): Promise<[number, number, (string | number)[]?]>;
+  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, (string | number)[]?]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
 }
 type ScriptedRedis = (Redis | Cluster) & Scripts;
@@ -133,6 +133,8 @@ export class RedisState extends CachedState {
   private syncStarted: number | undefined;
   /** Bumped by every sync: replies of a sync given up on are not applied. */
   private syncGeneration = 0;
+  /** Sequence number of this machine's writes (see SYNC_LUA). */
+  private writes = 0;
   private lastRewrite = 0;
   private lastStep = 0;
 
@@ -193,7 +195,7 @@ export class RedisState extends CachedState {
     this.stopTimers();
     if (graceful && this.client.status === 'ready') {
       this.syncGeneration++;
-      const leaving = [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, counts.leave(), this.syncGeneration));
+      const leaving = [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, counts.leave(++this.writes), this.syncGeneration));
       const released = [...keysByPool(this.held)].map(([pool, backends]) => {
         const p = this.client.pipeline() as ScriptedPipeline;
         for (const backend of backends) p.release(this.poolKeys(pool).leasePrefix + backend, this.machineId);
@@ -337,7 +339,7 @@ export class RedisState extends CachedState {
     const wanted = new Set([...keysByPool(this.keys).keys(), ...local.keys()]);
     for (const pool of wanted) if (!this.pools.has(pool)) this.pools.set(pool, new PoolCounts());
     const again = await Promise.all(
-      [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, wanted.has(pool) ? counts.request(local.get(pool) ?? new Map()) : counts.leave(), generation)),
+      [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, wanted.has(pool) ? counts.request(local.get(pool) ?? new Map(), ++this.writes) : counts.leave(++this.writes), generation)),
     );
     if (generation !== this.syncGeneration) return;
     this.syncStarted = undefined;
@@ -349,7 +351,8 @@ export class RedisState extends CachedState {
       this.lastStep = startedAt;
       for (const pool of this.pools.keys()) void this.reconcileStep(pool);
     }
-    // This machine was unknown to a pool (expired while alive, or a Redis that lost it): all its counts now.
+    // A pool refused a write on top of a share that is not there (this machine was taken out while
+    // alive, a reply was lost, Redis lost a write): all of its counts, now.
     if (again.some(Boolean)) void this.sync();
   }
 
@@ -368,6 +371,8 @@ export class RedisState extends CachedState {
         request.version,
         k.connsPrefix,
         KEY_LIFETIME_MS,
+        request.seq,
+        request.base,
         ...request.pairs,
       );
       if (generation !== this.syncGeneration) {
@@ -378,7 +383,7 @@ export class RedisState extends CachedState {
         this.pools.delete(pool);
         return false;
       }
-      return counts.applied(request, { fresh: reply[0] === 1, version: Number(reply[1]), totals: reply[2] });
+      return counts.applied(request, { applied: reply[0] === 1, version: Number(reply[1]), totals: reply[2] });
     } catch {
       // Redis went away mid-call, or the call failed: the counts are sent again in full next time.
       counts.failed();
