@@ -28,8 +28,10 @@
  *   alive, a reply was lost, Redis lost a write) it is refused and the caller sends a 'full' at once.
  * - 'full' replaces the whole share, unless a later write already did (a resend overtaken).
  * Each count moves the totals by its difference with the share it replaces; counts are absolute,
- * so a write that runs twice changes nothing the second time. Returns {applied (1/0), version}
- * and, when the caller's version is not current, the totals (HGETALL, with '#').
+ * so a write that runs twice changes nothing the second time. A 'delta' with nothing in it writes
+ * nothing (the caller's last applied write stays the base). Returns {applied (1/0), version} and,
+ * when the caller's version is not current, the totals as one string 'field,value,...' (with '#'):
+ * one bulk reply costs Redis less than a reply of two hundred.
  */
 export const SYNC_LUA = `
 local REAP = 8
@@ -77,7 +79,7 @@ else
   elseif last ~= ARGV[8] and last ~= ARGV[7] then
     applied = 0
   end
-  if applied == 1 then
+  if applied == 1 and (full or #ARGV > 8) then
     local mirror = redis.call('HEXISTS', KEYS[4], 'd:' .. ARGV[1]) == 1
     local old = {}
     if full then
@@ -110,7 +112,7 @@ else
 end
 if moved then version = redis.call('HINCRBY', KEYS[2], '#', 1) end
 if tonumber(version) == tonumber(ARGV[4]) then return {applied, tonumber(version)} end
-return {applied, tonumber(version), redis.call('HGETALL', KEYS[2])}`;
+return {applied, tonumber(version), table.concat(redis.call('HGETALL', KEYS[2]), ',')}`;
 
 /**
  * One step of a pool's reconciliation: proves the totals equal the sum of the registered machines'

@@ -32,7 +32,7 @@ import { CachedState } from './shared-state';
 interface Scripts {
   leases(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
-  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, (string | number)[]?]>;
+  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
 }
 type ScriptedRedis = (Redis | Cluster) & Scripts;
@@ -70,18 +70,6 @@ function poolKeys(cluster: string, pool: string): PoolKeys {
 function splitKey(key: string): [string, string] {
   const i = key.indexOf('/');
   return [key.slice(0, i), key.slice(i + 1)];
-}
-
-/** Counts keyed `pool/host:port`, by pool. */
-function countsByPool(counts: ReadonlyMap<string, number>): Map<string, Map<string, number>> {
-  const pools = new Map<string, Map<string, number>>();
-  for (const [key, n] of counts) {
-    const [pool, backend] = splitKey(key);
-    let m = pools.get(pool);
-    if (m === undefined) pools.set(pool, (m = new Map<string, number>()));
-    m.set(backend, n);
-  }
-  return pools;
 }
 
 /** Backend keys `pool/host:port`, by pool. */
@@ -133,6 +121,10 @@ export class RedisState extends CachedState {
   private syncStarted: number | undefined;
   /** Bumped by every sync: replies of a sync given up on are not applied. */
   private syncGeneration = 0;
+  /** `pool/host:port` -> [pool, host:port], for the keys seen (split once, not every sync). */
+  private readonly split = new Map<string, [string, string]>();
+  /** The pools of `keys`, and the `keys` they were taken from. */
+  private tracked: { keys: readonly string[]; pools: ReadonlySet<string> } = { keys: [], pools: new Set() };
   /** Sequence number of this machine's writes (see SYNC_LUA). */
   private writes = 0;
   private lastRewrite = 0;
@@ -259,6 +251,7 @@ export class RedisState extends CachedState {
   private async onReady(): Promise<void> {
     if (this.closed) return;
     try {
+      await this.adoptFleetWideAdmin();
       const pools = [...keysByPool(this.keys).keys()];
       await Promise.all(pools.map((pool) => this.readBack(pool)));
       this.setStatus('ok');
@@ -287,6 +280,17 @@ export class RedisState extends CachedState {
     } catch (err) {
       this.onDown((err as Error).message);
     }
+  }
+
+  /**
+   * Admin overrides set before each pool had its own keys sat in one fleet-wide hash
+   * (switchyard:{<cluster>}:admin). Those of tracked backends that this machine has no word on are
+   * adopted; readBack then writes them into the pools' hashes unless those already say otherwise.
+   */
+  private async adoptFleetWideAdmin(): Promise<void> {
+    const tracked = new Set(this.keys);
+    const old = await this.client.hgetall(`switchyard:{${this.config.clusterName}}:admin`);
+    for (const [key, v] of Object.entries(old)) if (tracked.has(key) && !this.admin.has(key)) this.applyAdmin(key, v as AdminState);
   }
 
   /** One pool's verdicts and overrides read back; the overrides this machine knows and Redis lacks, written. */
@@ -335,16 +339,17 @@ export class RedisState extends CachedState {
       this.lastRewrite = startedAt;
       for (const counts of this.pools.values()) counts.rewrite();
     }
-    const local = countsByPool(this.local);
-    const wanted = new Set([...keysByPool(this.keys).keys(), ...local.keys()]);
-    for (const pool of wanted) if (!this.pools.has(pool)) this.pools.set(pool, new PoolCounts());
+    const local = this.localByPool();
+    if (this.tracked.keys !== this.keys) this.tracked = { keys: this.keys, pools: new Set(keysByPool(this.keys).keys()) };
+    const wanted = new Set([...this.tracked.pools, ...local.keys()]);
+    for (const pool of wanted) if (!this.pools.has(pool)) this.pools.set(pool, new PoolCounts(pool));
     const again = await Promise.all(
       [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, wanted.has(pool) ? counts.request(local.get(pool) ?? new Map(), ++this.writes) : counts.leave(++this.writes), generation)),
     );
     if (generation !== this.syncGeneration) return;
     this.syncStarted = undefined;
     const remote = new Map<string, number>();
-    for (const [pool, counts] of this.pools) counts.addRemote(pool, remote);
+    for (const counts of this.pools.values()) counts.addRemote(remote);
     this.remote = remote;
     this.emit('counts', startedAt);
     if (startedAt - this.lastStep >= RECONCILE_STEP_MS) {
@@ -354,6 +359,19 @@ export class RedisState extends CachedState {
     // A pool refused a write on top of a share that is not there (this machine was taken out while
     // alive, a reply was lost, Redis lost a write): all of its counts, now.
     if (again.some(Boolean)) void this.sync();
+  }
+
+  /** This machine's counts (keyed `pool/host:port`) by pool, keyed host:port. */
+  private localByPool(): Map<string, Map<string, number>> {
+    const pools = new Map<string, Map<string, number>>();
+    for (const [key, n] of this.local) {
+      let parts = this.split.get(key);
+      if (parts === undefined) this.split.set(key, (parts = splitKey(key)));
+      let m = pools.get(parts[0]);
+      if (m === undefined) pools.set(parts[0], (m = new Map<string, number>()));
+      m.set(parts[1], n);
+    }
+    return pools;
   }
 
   /** One pool's script; true when the reply asks for every count at once. */

@@ -278,6 +278,25 @@ void describe('fleet totals on a single redis-server', { timeout: 120_000 }, () 
     }
   });
 
+  void it('leave a pool a reload removed, and keep drains set before pools had their own keys', async () => {
+    const cluster = 'reload';
+    await raw.hset(`switchyard:{${cluster}}:admin`, KEYS[1], 'drain', 'gone/10.9.9.9:80', 'drain');
+    const a = await machine(redis.url, cluster, 'a');
+    const b = await machine(redis.url, cluster, 'b');
+    assert.equal(a.state.adminOf(KEYS[1]), 'drain', 'a drain from the fleet-wide hash is adopted');
+    assert.equal(a.state.adminOf('gone/10.9.9.9:80'), undefined, 'not for a backend this machine does not have');
+    assert.equal(await raw.hget(`${prefix(cluster, 'chat')}admin`, KEYS[1].split('/')[1]), 'drain', 'and written into the pool\'s hash');
+    setCounts(a, new Map([[KEYS[0], 2], [KEYS[3], 5]]));
+    setCounts(b, new Map([[KEYS[3], 1]]));
+    await waitFor(async () => sameRecord((await snapshot(raw, cluster, 'feed')).totals, truth([a, b], 'feed')), 3000, 'feed counted');
+    // A reload drops pool feed from a: its share leaves feed's totals and a leaves feed's machines.
+    a.state.track(KEYS.filter((k) => k.startsWith('chat/')));
+    setCounts(a, new Map([[KEYS[0], 2]]));
+    await waitFor(async () => sameRecord((await snapshot(raw, cluster, 'feed')).totals, truth([b], 'feed')), 3000, 'a left feed');
+    assert.deepEqual(await raw.zrange(`${prefix(cluster, 'feed')}machines`, 0, -1), ['b']);
+    assert.deepEqual((await snapshot(raw, cluster, 'chat')).totals, truth([a, b], 'chat'));
+  });
+
   void it('cost nothing but a heartbeat while idle: no write, no version change', async () => {
     const cluster = 'idle';
     const ms = [await machine(redis.url, cluster, 'i1'), await machine(redis.url, cluster, 'i2')];
