@@ -9,7 +9,7 @@
 // operation, no JavaScript change to Switchyard can meet a target, and the gap is the stack's.
 // bench/README.md ("The floor of the stack") has the measurements.
 // Usage: node --import tsx bench/floor-proxy.ts PORT BACKEND_PORT [BACKEND_PORT ...]
-import { listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type WebSocket } from '../src/uws';
+import { forEachHeader, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type WebSocket } from '../src/uws';
 
 interface Req {
   oncomplete: (status: number) => void;
@@ -157,7 +157,7 @@ function respond(): void {
 }
 const idle: Upstream[] = [];
 
-// No closure per request: forEachHeader's callback appends to this.
+// No closure per request: the header visitor appends to this.
 let head = '';
 function addHeader(name: string, value: string): void {
   head += `${name}: ${value}\r\n`;
@@ -166,7 +166,7 @@ function addHeader(name: string, value: string): void {
 /** The request as the backend gets it: the client's header lines, then X-Forwarded-For. */
 function requestHead(res: HttpResponse, req: HttpRequest): string {
   head = `${req.getCaseSensitiveMethod()} ${req.getUrl()} HTTP/1.1\r\n`;
-  req.forEachHeader(addHeader);
+  forEachHeader(req, addHeader);
   const a = new Uint8Array(res.getRemoteAddress());
   const o = a.length - 4; // IPv4, or IPv4-mapped IPv6: the last four bytes
   return `${head}X-Forwarded-For: ${a[o]}.${a[o + 1]}.${a[o + 2]}.${a[o + 3]}\r\n\r\n`;

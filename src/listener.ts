@@ -17,7 +17,7 @@ import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
-import { closeListenSocket, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
+import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
   config: LoadedConfig;
@@ -29,7 +29,7 @@ export interface ListenerDeps {
   accessLog?: AccessLog | null;
 }
 
-// forEachHeader's callback is one function for all requests, not a closure per request.
+// The header visitor is one function for all requests, not a closure per request.
 let capturing: [string, string][] = [];
 function captureHeader(k: string, v: string): void {
   capturing.push([k, v]);
@@ -38,7 +38,7 @@ function captureHeader(k: string, v: string): void {
 /** Reads what outlives the handler from uWS's stack-allocated request (valid only until return). */
 function captureRequest(req: HttpRequest, res: HttpResponse, secure: boolean): ClientRequest {
   const headers: [string, string][] = (capturing = []);
-  req.forEachHeader(captureHeader);
+  forEachHeader(req, captureHeader);
   const query = req.getQuery();
   return {
     method: req.getCaseSensitiveMethod(),
@@ -90,8 +90,8 @@ function sslApp(tls: TlsConfig): TemplatedApp {
   }
 }
 
-/** uWS closes an HTTP connection idle for 10 s, checked on a 4 s tick: after this none is left. */
-const KEPT_ALIVE_MS = 15_000;
+/** After this long without a plain answer, uWS has closed every kept-alive connection (src/uws.ts). */
+const KEPT_ALIVE_MS = httpIdleCloseMs + 3000;
 /** After a retired worker stops listening: how long a connection it had just accepted may take to send its request. */
 const ACCEPTED_GRACE_MS = 2000;
 
@@ -144,7 +144,7 @@ export class Listener implements TunnelOwner {
       // We stop reading the backend at clientBufferLimit; one more read and one more whole
       // message may still arrive, so uWS must never drop below that.
       maxBackpressure: route.clientBufferLimit + route.maxPayload + 128 * 1024,
-      closeOnBackpressureLimit: 0,
+      closeOnBackpressureLimit: false,
       upgrade: (res, req, context) => this.onUpgrade(res, req, context),
       open: recordOpened, // the tunnel attaches after upgradeLater() returns (see src/uws.ts)
       message: (ws, message, isBinary) => ws.getUserData().tunnel.fromClient(message, isBinary),
@@ -271,7 +271,7 @@ export class Listener implements TunnelOwner {
    * After a reload: stop accepting; tunnels and requests in flight go on, and plain responses now
    * carry `Connection: close`, so kept-alive clients reconnect to the new workers. Resolves when every
    * tunnel has closed, every request has its answer and no kept-alive client can still be waiting
-   * to send one more (uWS closes an idle HTTP connection after ~10 s), or after `timeoutMs`.
+   * to send one more (uWS closes an idle HTTP connection after httpIdleCloseMs), or after `timeoutMs`.
    */
   async retire(timeoutMs: number): Promise<void> {
     this.retiring = true;

@@ -1,63 +1,123 @@
-// The one place the uWebSockets.js binding is loaded; every other file imports uWS from here.
+// The one place the uWebSockets.js binding is loaded; every other file imports uWS from here, and
+// sees only what both supported builds have in common.
 //
-// The official package ships from GitHub only and its current binaries need glibc >= 2.38.
-// Two npm packages carry prebuilt binaries; we try them in order and say which one loaded:
-//   1. uWebSockets.js               - the official build, if an operator installed it
-//   2. @btc-vision/uwebsockets.js   - uWS.js v20.57 (Node 20-25, glibc >= 2.38)
-//   3. @rjweb/uws                   - uWS.js v20 build (Node 16/18/20, glibc >= 2.27): our dependency
-// Their APIs differ in two names (closing and port-reading a listen socket), normalised below.
-import type * as RjwebUws from '@rjweb/uws';
+// uWebSockets.js ships its binaries from GitHub only; two npm packages republish builds of it, and
+// both are dependencies (exact versions). They are tried in this order and the primary logs which one
+// loaded ("uWebSockets.js binding loaded"):
+//   1. @btc-vision/uwebsockets.js 20.57.0 - uWS.js v20.57.0 (Node 20, 22, 24, 25; glibc >= 2.38)
+//   2. @rjweb/uws 1.5.0                   - an older uWS.js v20 fork (Node 16, 18, 20; glibc >= 2.27),
+//                                           the fallback for Node 20 on an older C library
+// SWITCHYARD_UWS_BINDING=<package> loads that one only (tests, and operators who must pin one).
+// The two differ in three names (reading a request's headers, closing a listen socket and reading
+// its port), normalised below, and in the defects docs/design.md lists: `oldBuild` says which
+// workarounds apply.
+import type * as Current from '@btc-vision/uwebsockets.js';
+import type * as Old from '@rjweb/uws';
 
-export type {
-  HttpRequest,
-  HttpResponse,
-  TemplatedApp,
-  WebSocket,
-  WebSocketBehavior,
-  us_listen_socket as ListenSocket,
-  us_socket_context_t as SocketContext,
-} from '@rjweb/uws';
-
-type Binding = typeof RjwebUws & {
-  us_listen_socket_close?: (s: RjwebUws.us_listen_socket) => void;
-  us_socket_local_port?: (s: RjwebUws.us_listen_socket) => number;
+/** A request; read its headers with forEachHeader() below (the builds name that method differently). */
+export type HttpRequest = Omit<Current.HttpRequest, 'forEach'>;
+export type HttpResponse = Current.HttpResponse;
+export type WebSocket<T> = Current.WebSocket<T>;
+export type ListenSocket = Current.us_listen_socket;
+export type SocketContext = Current.us_socket_context_t;
+/** `dropped` exists in the current build only; `closeOnBackpressureLimit` is typed differently by each (a flag in both). */
+export type WebSocketBehavior<T> = Omit<Current.WebSocketBehavior<T>, 'dropped' | 'closeOnBackpressureLimit' | 'upgrade'> & {
+  closeOnBackpressureLimit?: boolean;
+  upgrade?: (res: HttpResponse, req: HttpRequest, context: SocketContext) => void | Promise<void>;
 };
+/** An app as both builds have it: no `filter`, `close` (current build) or `clear` (old build). */
+export interface TemplatedApp {
+  listen(host: string, port: number, cb: (listenSocket: ListenSocket | false) => void | Promise<void>): TemplatedApp;
+  ws<T>(pattern: string, behavior: WebSocketBehavior<T>): TemplatedApp;
+  any(pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>): TemplatedApp;
+  get(pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>): TemplatedApp;
+}
+export type AppOptions = Current.AppOptions;
 
-const CANDIDATES = ['uWebSockets.js', '@btc-vision/uwebsockets.js', '@rjweb/uws'] as const;
+/** The loaded module, as far as this project uses it. */
+interface Binding {
+  App(options?: AppOptions): TemplatedApp;
+  SSLApp(options: AppOptions): TemplatedApp;
+  readonly DISABLED: number;
+  readonly SHARED_COMPRESSOR: number;
+}
 
-function load(): { uws: Binding; name: string } {
+export const BINDINGS = ['@btc-vision/uwebsockets.js', '@rjweb/uws'] as const;
+export type BindingName = (typeof BINDINGS)[number];
+/** The environment variable that restricts loading to one binding. */
+export const BINDING_ENV = 'SWITCHYARD_UWS_BINDING';
+
+function load(): { module: unknown; name: BindingName } {
+  const wanted = process.env[BINDING_ENV];
+  if (wanted !== undefined && wanted !== '' && !(BINDINGS as readonly string[]).includes(wanted)) {
+    throw new Error(`${BINDING_ENV}=${wanted}: must be one of ${BINDINGS.join(', ')}`);
+  }
+  const candidates = wanted ? [wanted as BindingName] : BINDINGS;
   const failures: string[] = [];
-  for (const name of CANDIDATES) {
+  for (const name of candidates) {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return { uws: require(name) as Binding, name };
+      return { module: require(name) as unknown, name };
     } catch (err) {
-      const why = (err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((err as Error).message).includes(`'${name}'`)
-        ? 'not installed'
-        : String((err as Error).message).split('\n').find((l) => l.trim() !== '') ?? 'failed to load';
+      const message = String((err as Error).message);
+      const why =
+        (err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && message.includes(`'${name}'`)
+          ? 'not installed'
+          : // The packages wrap the loader's error in their own text; its "Error: " line says what was
+            // missing (the .node file for this Node's ABI, or GLIBC_2.38).
+            (message.split('\n').find((l) => l.startsWith('Error: '))?.slice('Error: '.length) ?? message.split('\n')[0]);
       failures.push(`${name}: ${why}`);
     }
   }
   throw new Error(
-    'no uWebSockets.js binding could be loaded (Node ' + process.version + '). Needs either @rjweb/uws (Node 16/18/20, glibc >= 2.27) ' +
-      'or @btc-vision/uwebsockets.js (Node 20+, glibc >= 2.38). Tried: ' + failures.join('; '),
+    `no uWebSockets.js binding could be loaded on Node ${process.version}. Supported: @btc-vision/uwebsockets.js ` +
+      '(Node 20, 22, 24, 25 with glibc >= 2.38) or @rjweb/uws (Node 20 with glibc >= 2.27). Tried: ' +
+      failures.join('; '),
   );
 }
 
 const loaded = load();
 
 /** The loaded binding. */
-export const uws: Binding = loaded.uws;
+export const uws = loaded.module as Binding;
 /** Which package supplied it, for the startup log. */
-export const uwsBindingName: string = loaded.name;
+export const uwsBindingName: BindingName = loaded.name;
+/**
+ * The old build (@rjweb/uws) is loaded: its own defects apply (505 on HTTP/1.0 and on a request
+ * line split across reads, the 16 KiB send fast path, debug prints on SNI); docs/design.md lists them.
+ */
+export const oldBuild: boolean = loaded.name === '@rjweb/uws';
 
-export function closeListenSocket(socket: RjwebUws.us_listen_socket): void {
-  if (uws.us_listen_socket_close) uws.us_listen_socket_close(socket);
-  else uws.closeSocket(socket);
+/**
+ * The longest uWS keeps an HTTP connection that is idle (kept alive after a response, or waiting for
+ * the rest of a request) before closing it without an answer, as measured on each build: the old
+ * one closes after ~10 s on a 4 s tick (9.4-11.9 s seen), the current one after ~30 s (28-32 s).
+ */
+export const httpIdleCloseMs: number = oldBuild ? 12_000 : 32_000;
+
+type HeaderVisitor = (key: string, value: string) => void;
+
+/** Calls `visit` with each header of `req` (lower-case name, value), in arrival order. */
+export const forEachHeader: (req: HttpRequest, visit: HeaderVisitor) => void = oldBuild
+  ? (req, visit) => (req as unknown as Old.HttpRequest).forEachHeader(visit)
+  : (req, visit) => (req as unknown as Current.HttpRequest).forEach(visit);
+
+const closeListen: (socket: ListenSocket) => void = oldBuild
+  ? (loaded.module as typeof Old).closeSocket
+  : (loaded.module as typeof Current).us_listen_socket_close;
+
+const localPort: (socket: ListenSocket) => number = oldBuild
+  ? (loaded.module as typeof Old).getSocketPort
+  : (loaded.module as typeof Current).us_socket_local_port;
+
+/** Stops listening; connections already accepted go on. */
+export function closeListenSocket(socket: ListenSocket): void {
+  closeListen(socket);
 }
 
-export function listenSocketPort(socket: RjwebUws.us_listen_socket): number {
-  return uws.us_socket_local_port ? uws.us_socket_local_port(socket) : uws.getSocketPort(socket);
+/** The port a listen socket is bound to (the one the kernel chose for port 0). */
+export function listenSocketPort(socket: ListenSocket): number {
+  return localPort(socket);
 }
 
 // ---- Completing an upgrade after the handler returned ----
@@ -66,13 +126,12 @@ export function listenSocketPort(socket: RjwebUws.us_listen_socket): number {
 // upgrade reallocs the socket smaller, glibc keeps the address, and cork() then reads the HTTP
 // "state" from memory the realloc gave back; if those bytes look like `Connection: close` it closes
 // the new WebSocket right after its 101 (the client sees 1006). uNetworking/uWebSockets#1928, fixed
-// upstream by #1929, not in @rjweb/uws 1.5.0. The bytes stay stale (harmless) unless something
+// upstream by #1929, which neither build has (both predate it). The bytes stay stale (harmless) unless something
 // allocates between the upgrade and the end of the cork, and JavaScript does: V8 compiles functions
 // that turn hot there (caught under gdb). So nothing written in JavaScript runs in that window: the
 // cork callback is res.upgrade bound to its arguments, and the `open` handler is Reflect.set bound
 // to a slot, both native. The caller attaches the socket after cork() has returned.
-// Upgrading without cork() is safe too, but each header line then goes out in its own send(): twice
-// the CPU per upgrade in bench/ churn.
+// Upgrading inside cork() is what sends the 101 in one write (without it, a send() per header line).
 
 const openedSlot: { ws: unknown } = { ws: null };
 
@@ -80,17 +139,10 @@ const openedSlot: { ws: unknown } = { ws: null };
 export const recordOpened = Reflect.set.bind(null, openedSlot, 'ws') as (ws: unknown) => void;
 
 /** res.upgrade() after the upgrade handler returned; the open client socket, or null if uWS did not open one. */
-export function upgradeLater<T>(
-  res: RjwebUws.HttpResponse,
-  userData: T,
-  key: string,
-  protocol: string,
-  extensions: string,
-  context: RjwebUws.us_socket_context_t,
-): RjwebUws.WebSocket<T> | null {
+export function upgradeLater<T>(res: HttpResponse, userData: T, key: string, protocol: string, extensions: string, context: SocketContext): WebSocket<T> | null {
   openedSlot.ws = null;
   res.cork(res.upgrade.bind(res, userData, key, protocol, extensions, context));
-  const ws = openedSlot.ws as RjwebUws.WebSocket<T> | null;
+  const ws = openedSlot.ws as WebSocket<T> | null;
   openedSlot.ws = null;
   return ws;
 }

@@ -138,6 +138,8 @@ export class TcpConnection {
   private eof = false;
   private error: string | undefined;
   private pending: Uint8Array | Uint8Array[] | undefined;
+  /** Bytes in `pending`. */
+  private pendingBytes = 0;
   /** @internal Writes libuv queued and has not completed yet. */
   asyncWrites = 0;
   private fallback: { addresses: LookupAddress[]; next: number; port: number } | undefined;
@@ -203,9 +205,18 @@ export class TcpConnection {
     return this.asyncWrites === 0 ? 0 : this.handle.writeQueueSize;
   }
 
+  /**
+   * Every byte written and not yet taken by the kernel: this turn's batch plus what libuv holds. A
+   * client can deliver many messages in one turn, all of them batched before the first write.
+   */
+  get unsentBytes(): number {
+    return this.pendingBytes + this.writeQueueSize;
+  }
+
   /** Queues `data` (which must not change afterwards) for one write at the end of this turn. */
   write(data: Uint8Array): void {
     if (this.destroyed || this.ending) return;
+    this.pendingBytes += data.byteLength;
     const pending = this.pending;
     if (pending === undefined) {
       this.pending = data;
@@ -220,6 +231,7 @@ export class TcpConnection {
     const pending = this.pending;
     if (pending === undefined || this.destroyed || !this.connected) return;
     this.pending = undefined;
+    this.pendingBytes = 0;
     const req = writeReq(this.handle);
     const err = Array.isArray(pending) ? this.handle.writev(req, pending, true) : this.handle.writeBuffer(req, pending);
     if (err !== 0) return this.fail(err);
@@ -308,6 +320,7 @@ export class TcpConnection {
     if (this.destroyed) return;
     this.destroyed = true;
     this.pending = undefined;
+    this.pendingBytes = 0;
     this.handle.close();
     closed.push(this);
     scheduleFlush();

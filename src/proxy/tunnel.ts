@@ -8,13 +8,15 @@ import { CloseCodes, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
-import type { WebSocket } from '../uws';
+import { oldBuild, type WebSocket } from '../uws';
 import { FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
 import { deadlineList, type Deadline, type Expiring } from './deadlines';
 import type { ConnectionTarget, TcpConnection } from './tcp-connection';
 
 export interface TunnelSettings {
+  /** The client may have negotiated permessage-deflate: messages to it are offered for compression. */
+  readonly compression: boolean;
   readonly maxPayload: number;
   readonly backendIdleTimeout: number;
   readonly clientBufferLimit: number;
@@ -97,6 +99,14 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   private closedBy: CloseSide | undefined;
   private closeCode = 0;
   readonly reader: FrameReader;
+  /**
+   * send()'s compress flag. The old build (@rjweb/uws) has a fast path for a message of 16 KiB or
+   * more sent uncompressed with nothing buffered that corrupts the stream once the kernel takes only
+   * part of a write; asking for compression skips it, and a socket that did not negotiate
+   * permessage-deflate gets the frame uncompressed anyway. The current build has no such defect, and
+   * there the fast path saves a copy of each large message (docs/design.md, "uWebSockets.js").
+   */
+  private readonly compress: boolean;
   /** For the access log line when the tunnel ends; null when the access log is off. */
   access: (AccessEntry & { pool: string }) | null = null;
   messagesToBackend = 0;
@@ -112,6 +122,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     private leftover: Buffer | null,
   ) {
     this.reader = new FrameReader(this, settings.maxPayload);
+    this.compress = settings.compression || oldBuild;
     socket.target = this; // a connection error ends in onBackendClosed; its cause is not the client's business
   }
 
@@ -146,8 +157,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
       return;
     }
     // Checked before writing, so one message of any allowed size always goes out: what waits for
-    // the backend stays below backendBufferLimit + maxPayload.
-    if (this.socket.writeQueueSize > this.settings.backendBufferLimit) {
+    // the backend (this turn's batch included) stays below backendBufferLimit + maxPayload.
+    if (this.socket.unsentBytes > this.settings.backendBufferLimit) {
       counters.slowBackendCloses++;
       this.endClient(CloseCodes.backendSlow, 'backend too slow');
       this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
@@ -220,11 +231,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     counters.bytesToClient += data.length;
     this.messagesToClient++;
     this.bytesToClient += data.length;
-    // compress=true on purpose: @rjweb/uws (uWS v20) has a fast path for messages >= 16 KiB sent
-    // uncompressed with nothing buffered that corrupts the stream once the kernel takes only part
-    // of a write (fixed upstream later). Asking for compression skips that path; on a socket that
-    // did not negotiate permessage-deflate uWS sends the frame uncompressed anyway. See README.
-    const status = ws.send(data, isBinary, true);
+    const status = ws.send(data, isBinary, this.compress);
     if (status === 1) return;
     if (status === 2) {
       // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.

@@ -12,14 +12,14 @@ import { freePort } from '../helpers/ports';
 import { connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
 import { WebSocket, WebSocketServer } from 'ws';
-import { uws } from '../../src/uws';
+import { closeListenSocket, uws, type ListenSocket } from '../../src/uws';
 
 const OP = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 };
 
 void describe('interop', { timeout: 60_000 }, () => {
   let backend: EchoBackend;
   let uwsPort: number;
-  let uwsListen: unknown;
+  let uwsListen: ListenSocket | false = false;
   let broken: RawWsBackend;
   let liar: RawWsBackend;
   let balancer: Balancer;
@@ -84,7 +84,7 @@ void describe('interop', { timeout: 60_000 }, () => {
     for (const c of clients) c.terminate();
     await stopAll(balancer);
     await closeAll(backend, broken, liar);
-    if (uwsListen) uws.closeSocket(uwsListen);
+    if (uwsListen) closeListenSocket(uwsListen);
   });
 
   void it('reassembles a fragmented backend message, with a ping between fragments, into one client message', async () => {
