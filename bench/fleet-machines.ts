@@ -6,6 +6,7 @@
 // tunnels stay in another machine's view. Driven over IPC by fleet-scale.ts; prints nothing.
 import { performance } from 'node:perf_hooks';
 import Redis from 'ioredis';
+import { seeded } from '../test/helpers/seeded';
 
 export interface MachinesConfig {
   /** Path of the state module (exports RedisState). */
@@ -85,18 +86,6 @@ class SyncRing {
     for (let i = 0; i < SyncRing.SIZE; i++) if (this.answered[i] >= 0 && this.sent[i] > best) best = this.sent[i];
     return best;
   }
-}
-
-/** mulberry32, so runs draw the same churn. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -325,6 +314,8 @@ async function main(config: MachinesConfig): Promise<void> {
   send({ t: 'ready', started: machines.length });
 }
 
+// The runner went away (killed, interrupted): so do its machines.
+process.on('disconnect', () => process.exit(0));
 process.once('message', (m: ToMachines) => {
   if (m.t !== 'start') return;
   main(m.config).catch((err: Error) => send({ t: 'error', message: err.stack ?? err.message }));

@@ -9,8 +9,9 @@
 //   node --import tsx bench/fleet-scale.ts                       # 10, 100, 500 machines x 100 backends, both topologies, 3 rounds
 //   node --import tsx bench/fleet-scale.ts --quick               # 10 machines, one short round (the harness check)
 //   node --import tsx bench/fleet-scale.ts --legacy 2cb663c --designs current,legacy --machines 10,100
+//   node --import tsx bench/fleet-scale.ts --report bench/results/fleet-scale-*.json   # one table over saved runs
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
@@ -38,6 +39,7 @@ const program = new Command()
   .option('--node-args <flags>', 'node flags for the machines processes, space-separated (for example --cpu-prof --cpu-prof-dir /tmp/prof)')
   .option('--quick', 'one short round of 10 machines on a single server (numbers not for reporting)')
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
+  .option('--report <files...>', 'print the table of saved results (JSON files of earlier runs) and exit')
   .option('--label <text>', 'suffix of the results files')
   .parse();
 
@@ -61,6 +63,7 @@ const opts = program.opts<{
   nodeArgs?: string;
   quick?: boolean;
   out: string;
+  report?: string[];
   label?: string;
 }>();
 if (opts.quick) Object.assign(opts, { machines: '10', rounds: 1, seconds: 2, warmup: 1, topologies: 'single', kill: 2 });
@@ -292,8 +295,8 @@ const fmt = (n: number | null, digits = 1): string => (n === null || Number.isNa
 /** One row per design, topology and size: medians over the rounds. */
 function table(runs: FleetRun[]): string {
   const lines = [
-    '| design | topology | machines | pools | Redis CPU (cores) | per node | syncs/s (target) | sync p50 / p99 ms | counts age p50 / p99 ms | dead machine out after ms | backends changed per sync | harness CPU (cores) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| design | topology | machines | pools | syncs/s achieved (target) | Redis CPU, cores | per node | Redis CPU per sync, µs | at the target rate, cores | sync p50 / p99 ms | counts age p50 / p99 ms | dead machine out after, ms | backends changed per sync | harness CPU, cores |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const groups = new Map<string, FleetRun[]>();
   for (const r of runs) {
@@ -306,14 +309,22 @@ function table(runs: FleetRun[]): string {
       return v.length ? median(v) : null;
     };
     const perNode = rs[0].nodes.map((_, i) => fmt(m((r) => r.nodes[i].cores), 3)).join(' / ');
+    // A machine's sync, whatever its pools: Redis's CPU divided by the syncs the harness achieved.
+    const perSync = m((r) => (r.syncsPerSecond > 0 ? r.redisCores / r.syncsPerSecond : null));
     lines.push(
-      `| ${rs[0].design} | ${rs[0].topology} | ${rs[0].machines} | ${rs[0].pools} | ${fmt(m((r) => r.redisCores), 3)} | ${perNode} | ${fmt(m((r) => r.syncsPerSecond), 0)} (${rs[0].targetSyncsPerSecond}) | ${fmt(m((r) => r.syncMs.p50), 2)} / ${fmt(m((r) => r.syncMs.p99), 2)} | ${fmt(m((r) => r.ageMs.p50), 0)} / ${fmt(m((r) => r.ageMs.p99), 0)} | ${fmt(m((r) => r.leaveMs), 0)} | ${fmt(m((r) => r.changedPerSync), 1)} | ${fmt(m((r) => r.harnessCores), 2)} |`,
+      `| ${rs[0].design} | ${rs[0].topology} | ${rs[0].machines} | ${rs[0].pools} | ${fmt(m((r) => r.syncsPerSecond), 0)} (${rs[0].targetSyncsPerSecond}) | ${fmt(m((r) => r.redisCores), 3)} | ${perNode} | ${fmt(perSync === null ? null : perSync * 1e6, 0)} | ${fmt(perSync === null ? null : perSync * rs[0].targetSyncsPerSecond, 2)} | ${fmt(m((r) => r.syncMs.p50), 2)} / ${fmt(m((r) => r.syncMs.p99), 2)} | ${fmt(m((r) => r.ageMs.p50), 0)} / ${fmt(m((r) => r.ageMs.p99), 0)} | ${fmt(m((r) => r.leaveMs), 0)} | ${fmt(m((r) => r.changedPerSync), 1)} | ${fmt(m((r) => r.harnessCores), 2)} |`,
     );
   }
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
+  if (opts.report !== undefined) {
+    // Tables again from saved results (several files: one table over all their runs).
+    const runs = opts.report.flatMap((file) => (JSON.parse(readFileSync(file, 'utf8')) as { runs: FleetRun[] }).runs);
+    process.stdout.write(`${table(runs)}\n`);
+    return;
+  }
   const sizes = opts.machines.split(',').map(Number);
   const designs = opts.designs.split(',') as Design[];
   const topologies = opts.topologies.split(',') as Topology[];
@@ -358,6 +369,8 @@ async function main(): Promise<void> {
   process.stdout.write(`results: ${stem}.json, ${stem}.md\n`);
 }
 
+// Interrupted: exit through 'exit', where the test helpers stop the redis-servers they started.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 main().catch((err: Error) => {
   process.stderr.write(`${err.stack ?? err.message}\n`);
   process.exit(1);

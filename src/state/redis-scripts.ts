@@ -179,13 +179,16 @@ return {2, repaired}`;
 /**
  * Takes or renews the health-check leases of one pool's backends: a free lease is taken, one this
  * machine holds is renewed, another machine's is left alone. One MGET for the whole pool, so a
- * machine that holds nothing costs one command per backend-set, not one per backend.
- * KEYS: the pool's lease keys. ARGV[1] machine id, ARGV[2] leaseTtl ms. Returns '0'/'1' per key.
+ * machine that holds nothing costs one call a pool, not one a backend.
+ * KEYS[1] the pool's lease key prefix (it routes the call to the pool's slot); ARGV[1] machine id,
+ * ARGV[2] leaseTtl ms, then the backends (host:port). Returns '0'/'1' per backend.
  */
 export const LEASES_LUA = `
-local holders = redis.call('MGET', unpack(KEYS))
+local keys = {}
+for i = 3, #ARGV do keys[i - 2] = KEYS[1] .. ARGV[i] end
+local holders = redis.call('MGET', unpack(keys))
 local held = {}
-for i, key in ipairs(KEYS) do
+for i, key in ipairs(keys) do
   local h = holders[i]
   if h == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])

@@ -30,7 +30,7 @@ import { LEASES_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-script
 import { CachedState } from './shared-state';
 
 interface Scripts {
-  leases(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string>;
+  leases(prefix: string, machine: string, ttl: number, ...backends: string[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
   syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
@@ -92,11 +92,11 @@ function keysByPool(keys: Iterable<string>): Map<string, string[]> {
 function connect(config: RedisConfig, options: RedisOptions): Redis | Cluster {
   if (!config.cluster) return new Redis(config.url, options);
   const u = new URL(config.url);
-  const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+  const { enableOfflineQueue, enableAutoPipelining, retryStrategy, ...redisOptions } = options;
   if (u.username) redisOptions.username = decodeURIComponent(u.username);
   if (u.password) redisOptions.password = decodeURIComponent(u.password);
   if (u.protocol === 'rediss:') redisOptions.tls ??= {};
-  return new Cluster([{ host: u.hostname, port: Number(u.port) || 6379 }], { redisOptions, enableOfflineQueue, clusterRetryStrategy: retryStrategy });
+  return new Cluster([{ host: u.hostname, port: Number(u.port) || 6379 }], { redisOptions, enableOfflineQueue, enableAutoPipelining, clusterRetryStrategy: retryStrategy });
 }
 
 /** How long start() waits for a first connection before running degraded. */
@@ -145,8 +145,9 @@ export class RedisState extends CachedState {
       retryStrategy: (times) => Math.min(100 * times, 1000),
       ...(config.options as RedisOptions),
     };
-    this.client = connect(config, options) as ScriptedRedis;
-    this.client.defineCommand('leases', { lua: LEASES_LUA });
+    // A sync's scripts (one a pool) leave in one write per Redis node: fewer system calls for Redis.
+    this.client = connect(config, { enableAutoPipelining: true, ...options }) as ScriptedRedis;
+    this.client.defineCommand('leases', { numberOfKeys: 1, lua: LEASES_LUA });
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.client.defineCommand('syncPool', { numberOfKeys: 4, lua: SYNC_LUA });
     this.client.defineCommand('reconcilePool', { numberOfKeys: 4, lua: RECONCILE_LUA });
@@ -312,8 +313,7 @@ export class RedisState extends CachedState {
     const tracked = new Set(this.keys);
     await Promise.all(
       [...keysByPool(this.keys)].map(async ([pool, names]) => {
-        const prefix = this.poolKeys(pool).leasePrefix;
-        const held = await this.client.leases(names.length, ...names.map((b) => prefix + b), this.machineId, this.timings.leaseTtl).catch(() => null);
+        const held = await this.client.leases(this.poolKeys(pool).leasePrefix, this.machineId, this.timings.leaseTtl, ...names).catch(() => null);
         if (held === null) return;
         names.forEach((b, i) => {
           const key = `${pool}/${b}`;

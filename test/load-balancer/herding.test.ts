@@ -4,18 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LeastConnections } from '../../src/load-balancer/least-connections';
-
-/** mulberry32: a small seeded PRNG, so every run sees the same arrivals and draws. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../helpers/seeded';
 
 interface Scenario {
   balancers: number;

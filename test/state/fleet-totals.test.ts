@@ -16,23 +16,12 @@ import { RedisState } from '../../src/state/redis-state';
 import { SYNC_LUA } from '../../src/state/redis-scripts';
 import { startFaultProxy, type CutPoint, type FaultProxy } from '../helpers/fault-proxy';
 import { startRedis, startRedisCluster, type RedisServer } from '../helpers/redis';
+import { seeded } from '../helpers/seeded';
 import { delay, waitFor } from '../helpers/wait';
 
 const timings = { leaseTtl: 600, syncInterval: 50, countTtl: 400 };
 const POOLS = { chat: ['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80'], feed: ['10.0.1.1:80', '10.0.1.2:80'] };
 const KEYS = Object.entries(POOLS).flatMap(([pool, backends]) => backends.map((b) => `${pool}/${b}`));
-
-/** mulberry32: seeded, so a failing run can be replayed from the seed in its message. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const prefix = (cluster: string, pool: string): string => `switchyard:{${cluster}:${pool}}:`;
 
