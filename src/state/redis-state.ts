@@ -105,8 +105,11 @@ const START_WAIT_MS = 2000;
 const KEY_LIFETIME_MS = 24 * 3600 * 1000;
 /** Machines a reconciliation step visits at most (when the machines zset is large enough to page). */
 const RECONCILE_BATCH = 16;
-/** How often each machine offers a step to its pools' reconciliations. */
-const RECONCILE_STEP_MS = 1000;
+/**
+ * Each machine offers a step to its pools' reconciliations this many times per reconcileInterval:
+ * rare enough to cost Redis little, often enough that a fleet finishes a run within a second or so.
+ */
+const RECONCILE_OFFERS = 20;
 
 export class RedisState extends CachedState {
   readonly kind = 'redis';
@@ -352,7 +355,7 @@ export class RedisState extends CachedState {
     for (const counts of this.pools.values()) counts.addRemote(remote);
     this.remote = remote;
     this.emit('counts', startedAt);
-    if (startedAt - this.lastStep >= RECONCILE_STEP_MS) {
+    if (startedAt - this.lastStep >= Math.max(this.timings.syncInterval, this.config.reconcileInterval / RECONCILE_OFFERS)) {
       this.lastStep = startedAt;
       for (const pool of this.pools.keys()) void this.reconcileStep(pool);
     }
