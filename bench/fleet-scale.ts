@@ -180,7 +180,8 @@ async function runOnce(design: Design, topology: Topology, machines: number, rou
   const server = topology === 'single' ? await startRedis() : await startRedisCluster(dir);
   const ports = 'ports' in server ? server.ports : [server.port];
   const admins = ports.map((port) => new Redis(port));
-  const procs = Math.max(1, Math.min(opts.procs, Math.ceil(machines / 50)));
+  // 0 machines: Redis on its own (a cluster's nodes gossip even when idle), the floor under the rest.
+  const procs = machines === 0 ? 0 : Math.max(1, Math.min(opts.procs, Math.ceil(machines / 50)));
   const children: ReturnType<typeof startChild>[] = [];
   try {
     const keys = keysFor(opts.backends, pools);
@@ -257,7 +258,7 @@ async function runOnce(design: Design, topology: Topology, machines: number, rou
       syncsPerSecond: scripts / (design === 'legacy' ? 1 : pools) / seconds,
       targetSyncsPerSecond: (machines * 1000) / opts.sync,
       // Percentiles of each process, weighted by its share of the scripts (the processes are alike).
-      syncMs: { p50: weight((s) => s.sync[0]), p90: weight((s) => s.sync[1]), p99: weight((s) => s.sync[2]), max: Math.max(...stats.map((s) => s.sync[3])) },
+      syncMs: { p50: weight((s) => s.sync[0]), p90: weight((s) => s.sync[1]), p99: weight((s) => s.sync[2]), max: Math.max(0, ...stats.map((s) => s.sync[3])) },
       ageMs: { p50: weight((s) => s.age[0]), p99: weight((s) => s.age[1]) },
       changedPerSync: weight((s) => s.changedPerSync),
       leaveMs,
@@ -311,6 +312,10 @@ function table(runs: FleetRun[]): string {
     const perNode = rs[0].nodes.map((_, i) => fmt(m((r) => r.nodes[i].cores), 3)).join(' / ');
     // A machine's sync, whatever its pools: Redis's CPU divided by the syncs the harness achieved.
     const perSync = m((r) => (r.syncsPerSecond > 0 ? r.redisCores / r.syncsPerSecond : null));
+    if (rs[0].machines === 0) {
+      lines.push(`| – | ${rs[0].topology} | 0 | – | – | ${fmt(m((r) => r.redisCores), 3)} | ${rs[0].nodes.map((_, i) => fmt(m((r) => r.nodes[i].cores), 3)).join(' / ')} | – | – | – | – | – | – | – |`);
+      continue;
+    }
     lines.push(
       `| ${rs[0].design} | ${rs[0].topology} | ${rs[0].machines} | ${rs[0].pools} | ${fmt(m((r) => r.syncsPerSecond), 0)} (${rs[0].targetSyncsPerSecond}) | ${fmt(m((r) => r.redisCores), 3)} | ${perNode} | ${fmt(perSync === null ? null : perSync * 1e6, 0)} | ${fmt(perSync === null ? null : perSync * rs[0].targetSyncsPerSecond, 2)} | ${fmt(m((r) => r.syncMs.p50), 2)} / ${fmt(m((r) => r.syncMs.p99), 2)} | ${fmt(m((r) => r.ageMs.p50), 0)} / ${fmt(m((r) => r.ageMs.p99), 0)} | ${fmt(m((r) => r.leaveMs), 0)} | ${fmt(m((r) => r.changedPerSync), 1)} | ${fmt(m((r) => r.harnessCores), 2)} |`,
     );
@@ -333,7 +338,7 @@ async function main(): Promise<void> {
     for (const machines of sizes) {
       for (let round = 1; round <= opts.rounds; round++) {
         // Alternate which design goes first, so neither always runs on a warmer machine.
-        const order = round % 2 ? designs : [...designs].reverse();
+        const order = machines === 0 ? designs.slice(0, 1) : round % 2 ? designs : [...designs].reverse();
         for (const design of order) {
           process.stderr.write(`${topology} ${machines} machines, ${design}, round ${round}/${opts.rounds} ... `);
           const run = await runOnce(design, topology, machines, round);
