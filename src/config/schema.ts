@@ -230,9 +230,9 @@ export const configSchema = z
         cluster: z.boolean().default(false),
         /** Health-check lease: its holder renews it every third of this; another machine takes over after it lapses. */
         leaseTtl: duration('leaseTtl').pipe(z.number().min(300, 'must be at least 300ms')).default(5000),
-        /** How often this machine's connection counts are written and the fleet's are read. */
+        /** How often this machine writes what changed in its tunnel counts and reads each pool's fleet totals. */
         syncInterval: duration('syncInterval').pipe(z.number().min(10, 'must be at least 10ms')).default(100),
-        /** A machine's counts expire this long after its last write (a dead balancer leaves no phantom counts). */
+        /** A machine that stops writing has its tunnels taken out of the fleet totals this long after its last write (a dead balancer leaves no phantom counts). */
         countTtl: duration('countTtl').pipe(z.number().min(100, 'must be at least 100ms')).default(3000),
         /** How often each pool's fleet totals are proven equal to the sum of the live machines' counts (and repaired if not); each machine also rewrites all its counts this often. */
         reconcileInterval: duration('reconcileInterval').pipe(z.number().min(1000, 'must be at least 1s')).default(60_000),
