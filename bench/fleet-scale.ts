@@ -179,7 +179,10 @@ function startChild(config: MachinesConfig): { child: ChildProcess; next: (t: Fr
 async function runOnce(design: Design, topology: Topology, machines: number, round: number): Promise<FleetRun> {
   const pools = opts.pools ?? (topology === 'cluster' ? 6 : 1);
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-fleet-scale-'));
-  const server = topology === 'single' ? await startRedis() : await startRedisCluster(dir);
+  const server = await (topology === 'single' ? startRedis() : startRedisCluster(dir)).catch((err: Error) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  });
   const ports = 'ports' in server ? server.ports : [server.port];
   const admins = ports.map((port) => new Redis(port));
   // 0 machines: Redis on its own (a cluster's nodes gossip even when idle), the floor under the rest.
@@ -335,24 +338,6 @@ async function main(): Promise<void> {
   const sizes = opts.machines.split(',').map(Number);
   const designs = opts.designs.split(',') as Design[];
   const topologies = opts.topologies.split(',') as Topology[];
-  const runs: FleetRun[] = [];
-  for (const topology of topologies) {
-    for (const machines of sizes) {
-      for (let round = 1; round <= opts.rounds; round++) {
-        // Alternate which design goes first, so neither always runs on a warmer machine.
-        const here = designs.filter((d) => d !== 'legacy' || machines <= opts.legacyMax);
-        const order = machines === 0 ? here.slice(0, 1) : round % 2 ? here : [...here].reverse();
-        for (const design of order) {
-          process.stderr.write(`${topology} ${machines} machines, ${design}, round ${round}/${opts.rounds} ... `);
-          const run = await runOnce(design, topology, machines, round);
-          runs.push(run);
-          process.stderr.write(
-            `Redis ${run.redisCores.toFixed(3)} cores, ${run.syncsPerSecond.toFixed(0)}/${run.targetSyncsPerSecond} syncs/s, sync p99 ${run.syncMs.p99.toFixed(2)} ms, age p99 ${run.ageMs.p99.toFixed(0)} ms, out after ${fmt(run.leaveMs, 0)} ms, harness ${run.harnessCores.toFixed(2)} cores (${run.harnessSysCores.toFixed(2)} kernel)\n`,
-          );
-        }
-      }
-    }
-  }
   const setup = {
     backends: opts.backends,
     tunnelsPerMachine: opts.tunnels,
@@ -368,13 +353,37 @@ async function main(): Promise<void> {
     redis: execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim(),
     node: process.version,
   };
-  const md = `# Fleet shared state at scale${opts.quick ? ' (quick: not for reporting)' : ''}\n\n\`node --import tsx bench/fleet-scale.ts ${process.argv.slice(2).join(' ')}\`\n\n${JSON.stringify(setup)}\n\n${table(runs)}\n`;
-  process.stdout.write(`\n${table(runs)}\n`);
   mkdirSync(opts.out, { recursive: true });
   const stem = join(opts.out, `fleet-scale-${new Date().toISOString().slice(0, 10)}${opts.quick ? '-quick' : ''}${opts.label ? `-${opts.label}` : ''}`);
-  writeFileSync(`${stem}.json`, `${JSON.stringify({ setup, runs }, null, 2)}\n`);
-  writeFileSync(`${stem}.md`, md);
-  process.stdout.write(`results: ${stem}.json, ${stem}.md\n`);
+  const runs: FleetRun[] = [];
+  // Written after every run, so a long matrix cut short keeps what it measured.
+  const save = (): void => {
+    writeFileSync(`${stem}.json`, `${JSON.stringify({ setup, runs }, null, 2)}\n`);
+    writeFileSync(`${stem}.md`, `# Fleet shared state at scale${opts.quick ? ' (quick: not for reporting)' : ''}\n\n\`node --import tsx bench/fleet-scale.ts ${process.argv.slice(2).join(' ')}\`\n\n${JSON.stringify(setup)}\n\n${table(runs)}\n`);
+  };
+  for (const topology of topologies) {
+    for (const machines of sizes) {
+      for (let round = 1; round <= opts.rounds; round++) {
+        // Alternate which design goes first, so neither always runs on a warmer machine.
+        const here = designs.filter((d) => d !== 'legacy' || machines <= opts.legacyMax);
+        const order = machines === 0 ? here.slice(0, 1) : round % 2 ? here : [...here].reverse();
+        for (const design of order) {
+          process.stderr.write(`${topology} ${machines} machines, ${design}, round ${round}/${opts.rounds} ... `);
+          // A Redis that fails to start (a free port taken meanwhile) gets one more try.
+          const run = await runOnce(design, topology, machines, round).catch((err: Error) => {
+            process.stderr.write(`failed (${err.message.split('\n')[0]}), again ... `);
+            return runOnce(design, topology, machines, round);
+          });
+          runs.push(run);
+          save();
+          process.stderr.write(
+            `Redis ${run.redisCores.toFixed(3)} cores, ${run.syncsPerSecond.toFixed(0)}/${run.targetSyncsPerSecond} syncs/s, sync p99 ${run.syncMs.p99.toFixed(2)} ms, age p99 ${run.ageMs.p99.toFixed(0)} ms, out after ${fmt(run.leaveMs, 0)} ms, harness ${run.harnessCores.toFixed(2)} cores (${run.harnessSysCores.toFixed(2)} kernel)\n`,
+          );
+        }
+      }
+    }
+  }
+  process.stdout.write(`\n${table(runs)}\nresults: ${stem}.json, ${stem}.md\n`);
 }
 
 // Interrupted: exit through 'exit', where the test helpers stop the redis-servers they started.
