@@ -354,7 +354,10 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -')
           .default('default')
           .describe('Namespace of every key (letters, digits, _ . -), so two fleets can share one Redis.'),
-        cluster: z.boolean().default(false).describe('url names one node of a Redis Cluster; ioredis finds the others (all keys share one slot).'),
+        cluster: z
+          .boolean()
+          .default(false)
+          .describe("url names one node of a Redis Cluster; ioredis finds the others (each pool's keys share one slot, so pools spread over the shards)."),
         leaseTtl: duration('leaseTtl')
           .pipe(z.number().min(300, 'must be at least 300ms'))
           .default(5000)
@@ -362,11 +365,15 @@ export const configSchema = z
         syncInterval: duration('syncInterval')
           .pipe(z.number().min(10, 'must be at least 10ms'))
           .default(100)
-          .describe('How often this machine writes its tunnel counts and reads the fleet\'s.'),
+          .describe("How often this machine writes what changed in its tunnel counts and reads each pool's fleet totals."),
         countTtl: duration('countTtl')
           .pipe(z.number().min(100, 'must be at least 100ms'))
           .default(3000)
-          .describe('A machine\'s counts expire this long after its last write (a dead balancer leaves no phantom tunnels).'),
+          .describe('A machine that stops writing has its tunnels taken out of the fleet totals this long after its last write (a dead balancer leaves no phantom counts).'),
+        reconcileInterval: duration('reconcileInterval')
+          .pipe(z.number().min(1000, 'must be at least 1s'))
+          .default(60_000)
+          .describe("How often each pool's fleet totals are proven equal to the sum of the live machines' counts (and repaired if not); each machine also rewrites all its counts this often."),
         options: z
           .record(z.string(), z.unknown())
           .default({})

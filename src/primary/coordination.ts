@@ -172,6 +172,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const e = this.entries.get(key);
       if (e?.checked) this.log.info({ pool: e.pool, backend: e.backend.name, machine: this.state.machineId }, held ? 'health-check lease acquired' : 'health-check lease lost');
     });
+    this.state.on('repaired', (pool, fields) => this.log.warn({ pool, fields }, 'fleet totals repaired: Redis held counts that did not add up'));
     // Workers decide on fleet counts: they hear them as soon as the primary does.
     this.state.on('counts', () => this.pushElsewhere());
     this.state.on('status', (status, detail) => {

@@ -12,7 +12,7 @@ import { ADMIN_TOKEN_ENV, checkReloadable, ConfigError, type LoadedConfig } from
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindCertificate, bindPrimary, countReload, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
 
@@ -124,7 +124,13 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
   // 10k tunnels, for 0.6% more instructions per relayed message (bench/README.md).
   cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js'), execArgv: ['--max-semi-space-size=4', ...process.execArgv] });
-  const coordination = new Coordination(config, createSharedState(config), log, stateTimings(config).syncInterval);
+  const state = createSharedState(config);
+  if (config.redis) {
+    state.on('counts', (startedAt) => observeStateSync((Date.now() - startedAt) / 1000));
+    state.on('repaired', countTotalsRepaired);
+    for (const pool of Object.keys(config.pools)) countTotalsRepaired(pool, 0); // shown from the first scrape
+  }
+  const coordination = new Coordination(config, state, log, stateTimings(config).syncInterval);
   await coordination.start();
   // Health-check latency and the Redis connection, for /metrics (the primary's own registry).
   coordination.on('checked', (key, result) => {

@@ -85,6 +85,6 @@ export class MemoryState extends CachedState {
       else if (machine !== this.machineId) addCounts(remote, entry.counts);
     }
     this.remote = remote;
-    this.emit('counts');
+    this.emit('counts', now);
   }
 }

@@ -14,8 +14,10 @@ export interface SharedStateEvents {
   admin: [key: string, admin: AdminState];
   /** This machine started or stopped holding a backend's health-check lease. */
   lease: [key: string, held: boolean];
-  /** Fresh tunnel counts of the other machines arrived (see remoteCounts()). */
-  counts: [];
+  /** Fresh tunnel counts of the other machines arrived (see remoteCounts()), from a sync begun at `startedAt` (Date.now()). */
+  counts: [startedAt: number];
+  /** A reconciliation found a pool's fleet totals off and repaired `fields` of them (metrics hook). */
+  repaired: [pool: string, fields: number];
   /** Connectivity of the shared store: `degraded` while it cannot be reached (metrics hook). */
   status: [status: StateStatus, detail: string | undefined];
 }

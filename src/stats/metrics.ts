@@ -304,6 +304,30 @@ readAtScrape('switchyard_redis_configured', 'Whether shared state uses Redis: 1 
   if (redis) emit(redis.configured ? 1 : 0);
 });
 
+const totalsRepaired = new Counter({
+  name: 'switchyard_redis_totals_repaired_total',
+  help: "Fleet tunnel totals a reconciliation found off and repaired, per pool (fields of the pool's totals; above 0 means something outside the balancers changed or lost Redis keys).",
+  labelNames: ['pool'],
+  registers: [registry],
+});
+
+/** A reconciliation run by this machine repaired `fields` totals of `pool`. */
+export function countTotalsRepaired(pool: string, fields: number): void {
+  totalsRepaired.inc({ pool }, fields);
+}
+
+const stateSyncDuration = new Histogram({
+  name: 'switchyard_redis_sync_duration_seconds',
+  help: "Duration of this machine's count syncs with Redis (every syncInterval: write what changed, read the fleet totals).",
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  registers: [registry],
+});
+
+/** One count sync finished. */
+export function observeStateSync(seconds: number): void {
+  stateSyncDuration.observe(seconds);
+}
+
 /** Called by the Redis client of the shared state on connect/disconnect. */
 export function setRedisConnected(connected: boolean): void {
   redis = { configured: true, connected };
