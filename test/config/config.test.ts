@@ -193,7 +193,7 @@ describe('health and shared-state config', () => {
     const text = GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    healthCheck: { type: http, expectStatus: 204 }') + 'redis: { url: "redis://10.0.0.5:6379" }\n';
     const c = loadConfig({ config: file(text) });
     assert.deepEqual(c.pools.chat.healthCheck, { type: 'http', path: '/', expectStatus: '204', interval: 5000, timeout: 2000, rise: 2, fall: 3 });
-    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', clusterName: 'default', cluster: false, leaseTtl: 5000, syncInterval: 100, countTtl: 3000, options: {} });
+    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', clusterName: 'default', cluster: false, leaseTtl: 5000, syncInterval: 100, countTtl: 3000, reconcileInterval: 60_000, options: {} });
   });
 
   it('takes REDIS_URL when the file names no Redis URL, and the file when it does', () => {
