@@ -1,8 +1,12 @@
 // switchyard: flags -> config -> primary.
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { fetchStatus, formatStatus, reload, setAdminState } from './admin-client';
-import { ConfigError, loadConfig, type ConfigFlags } from './config/load';
+import { ConfigError, loadConfig, type ConfigFlags, type LoadedConfig } from './config/load';
+import { formatSize } from './config/units';
+import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS, UNKNOWN_LIMIT_CONNECTIONS } from './descriptors';
 import { ADMIN_STATES } from './config/schema';
+import { installLastResort } from './last-resort';
+import { bindLocalFailureLog } from './local-failures';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -58,6 +62,8 @@ program
       fail(`switchyard: ${(err as Error).message}`);
     }
     const log = createLogger(config.logLevel, { role: 'primary' });
+    installLastResort(log);
+    bindLocalFailureLog(log);
     log.info({ binding }, 'uWebSockets.js binding loaded');
     try {
       // SIGHUP and `switchyard reload` read the same file with the same flags again.
@@ -79,11 +85,25 @@ program
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert})\n`);
+      process.stdout.write(`${limitsLine(config)}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
     }
   });
+
+/** What bounds a worker: its connections (with this shell's descriptor limit) and the memory messages may take. */
+function limitsLine(config: LoadedConfig): string {
+  const limit = readDescriptorLimit();
+  const connections =
+    config.workerConnections !== 'auto'
+      ? `workerConnections ${config.workerConnections}`
+      : limit === undefined
+        ? `workerConnections auto (${UNKNOWN_LIMIT_CONNECTIONS}: descriptor limit unknown)`
+        : `workerConnections auto (about ${autoWorkerConnections(limit, TYPICAL_WORKER_DESCRIPTORS)} per worker at this shell's descriptor limit of ${limit.hard})`;
+  const payloads = [...new Set(config.routes.map((r) => r.maxPayload))].map(formatSize).join(', ');
+  return `limits: ${connections}; maxPayload ${payloads}; messageAssemblyLimit ${formatSize(config.messageAssemblyLimit)} per worker`;
+}
 
 /** host:port of the admin listener: --admin, else the config's admin section, else the default 127.0.0.1:9090. */
 function adminAddress(flags: { admin?: string; config?: string }): string {

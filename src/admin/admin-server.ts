@@ -5,6 +5,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { LoadedConfig } from '../config/load';
 import { ADMIN_STATES, type AdminState } from '../config/schema';
+import { isLocalResourceError } from '../errors';
+import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
 import type { StatusReport } from '../primary/coordination';
@@ -123,6 +125,12 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
       server.removeListener('error', reject);
       resolve();
     });
+  });
+  // Once listening, the only 'error' is a failed accept (EMFILE at the descriptor limit): Node
+  // would throw it, taking the primary down. libuv sheds the connection; the listener goes on.
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    if (isLocalResourceError(err.code)) reportLocalFailure(err.code, 'accept', { listener: 'admin' });
+    else log.warn({ err }, 'admin listener error');
   });
   return {
     port: (server.address() as { port: number }).port,

@@ -4,8 +4,8 @@ import { createLoadBalancer } from '../load-balancer';
 import type { LoadBalancer } from '../load-balancer/load-balancer';
 import { Backend } from './backend';
 
-function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined): Backend[] {
-  return backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
+function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined, maxConnecting: number): Backend[] {
+  return backends.filter((b) => b.eligible && b.hasRoom && b.connecting < maxConnecting && !tried?.has(b));
 }
 
 export class Pool {
@@ -16,6 +16,8 @@ export class Pool {
   readonly connectTimeout: number;
   readonly responseTimeout: number;
   readonly retries: number;
+  /** A backend with this many connects in flight from this worker is skipped. */
+  readonly maxConnectsInFlight: number;
   private readonly balancer: LoadBalancer;
 
   constructor(
@@ -28,16 +30,18 @@ export class Pool {
     this.connectTimeout = config.connectTimeout;
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
+    this.maxConnectsInFlight = config.maxConnectsInFlight;
     this.balancer = createLoadBalancer(config.algorithm, config.herdingGuard);
   }
 
   /**
-   * An eligible backend with room, not in `tried`; a backup only when no primary is left (down,
-   * drained, full or tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
+   * An eligible backend with room (below maxConnections, and below maxConnectsInFlight connects
+   * under way), not in `tried`; a backup only when no primary is left (down, drained, full or
+   * tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
    */
   pick(clientIp: string, tried?: ReadonlySet<Backend>): Backend | undefined {
-    let candidates = available(this.primaries, tried);
-    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried);
+    let candidates = available(this.primaries, tried, this.maxConnectsInFlight);
+    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried, this.maxConnectsInFlight);
     if (candidates.length === 0) return undefined;
     return candidates.length === 1 ? candidates[0] : this.balancer.pick(candidates, clientIp);
   }

@@ -29,6 +29,8 @@ export interface StartOptions {
   port?: number;
   /** How long to wait for the "switchyard ready" line. */
   readyTimeoutMs?: number;
+  /** A command the balancer runs under, which execs it (e.g. ['prlimit', '--nofile=80:80']): the pid stays the primary's. */
+  wrapper?: string[];
 }
 
 export interface Balancer {
@@ -148,7 +150,8 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   // Many balancers may run at once: unless the test chooses, the admin listener takes a free port.
   if (options.config?.admin === undefined && !args.some((a) => a.startsWith('--admin') || a === '--no-admin')) args.push('--admin-port', '0');
 
-  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...prefix] = [...(options.wrapper ?? []), process.execPath];
+  const proc = spawn(command, [...prefix, CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error('could not spawn the balancer');
   const primaryPid = proc.pid;
 

@@ -67,6 +67,14 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     }
   });
 
+  void it('says what bounds a worker: workerConnections at this shell\'s descriptor limit, maxPayload, messageAssemblyLimit', async () => {
+    const r = await runCli(['check', '--config', file(GOOD)], 15_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^limits: workerConnections auto \(about \d+ per worker at this shell's descriptor limit of \d+\); maxPayload 16MiB; messageAssemblyLimit 64MiB per worker$/m);
+    const fixed = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { workerConnections: 500 })))]);
+    assert.match(fixed.stdout, /^limits: workerConnections 500;/m);
+  });
+
   const bad: [string, Mutate, RegExp][] = [
     ['a bad backend url', (c) => (c.pools.chat.backends[0].url = 'tcp://nope'), /^config error: pools\.chat\.backends\[0\]\.url: /],
     ['an unknown route key', (c) => ((c.routes[0] as Record<string, unknown>).bogus = 1), /^config error: routes\[0\]\.bogus: unknown key/],
