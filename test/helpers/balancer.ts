@@ -31,6 +31,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   /** A command the balancer runs under, which execs it (e.g. ['prlimit', '--nofile=80:80']): the pid stays the primary's. */
   wrapper?: string[];
+  /** Another build's dist/cli.js (bench/limits.ts measures two builds side by side); default: this checkout's. */
+  cli?: string;
 }
 
 export interface Balancer {
@@ -134,7 +136,8 @@ export function assertBuilt(): void {
 }
 
 export async function startBalancer(options: StartOptions = {}): Promise<Balancer> {
-  assertBuilt();
+  const cli = options.cli ?? CLI;
+  if (!existsSync(cli)) throw new Error(`${cli} does not exist; run \`npm run build\` first`);
   const port = options.port ?? (await freePort());
   const workers = options.workers ?? 2;
   let cleanupConfig = (): void => {};
@@ -151,7 +154,7 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   if (options.config?.admin === undefined && !args.some((a) => a.startsWith('--admin') || a === '--no-admin')) args.push('--admin-port', '0');
 
   const [command, ...prefix] = [...(options.wrapper ?? []), process.execPath];
-  const proc = spawn(command, [...prefix, CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(command, [...prefix, cli, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error('could not spawn the balancer');
   const primaryPid = proc.pid;
 

@@ -9,41 +9,12 @@ import { acceptKey, closeAll, PING_FLOOD, startEchoBackend, startRawWsBackend, t
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { scrape } from '../helpers/metrics';
 import { rssBytes } from '../helpers/proc';
-import { rawWebSocket } from '../helpers/raw-client';
+import { unfinishedMessages } from '../helpers/raw-client';
 import { connect, type TestClient } from '../helpers/ws-client';
-import { waitFor } from '../helpers/wait';
+import { waitFor, waitStable } from '../helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** A masked client frame header announcing `length` bytes of binary payload (64-bit length). */
-function announce(length: number): Buffer {
-  const head = Buffer.alloc(14);
-  head[0] = 0x82;
-  head[1] = 0x80 | 127;
-  head.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
-  head.writeUInt32BE(length >>> 0, 6);
-  head.writeUInt32BE(0x01020304, 10); // the mask
-  return head;
-}
-
-/** Writes `bytes` zero bytes in 64 KiB pieces; resolves when all were taken by the kernel or the socket closed. */
-function stream(socket: Socket, bytes: number): Promise<void> {
-  const piece = Buffer.alloc(64 * KiB);
-  return new Promise((resolve) => {
-    let left = bytes;
-    socket.once('close', () => resolve());
-    const pump = (): void => {
-      while (left > 0 && !socket.destroyed) {
-        const n = Math.min(left, piece.length);
-        left -= n;
-        if (!socket.write(piece.subarray(0, n))) return void socket.once('drain', pump);
-      }
-      if (left === 0) socket.write(Buffer.alloc(0), () => resolve());
-    };
-    pump();
-  });
-}
 
 void describe('memory per connection', { timeout: 120_000 }, () => {
   let echo: EchoBackend;
@@ -74,18 +45,10 @@ void describe('memory per connection', { timeout: 120_000 }, () => {
 
   void it('three clients announcing 30 MiB messages and sending all but the last byte: cut at once, the worker does not grow', async () => {
     const before = rssBytes(worker);
-    const sockets = await Promise.all([1, 2, 3].map(async (i) => (await rawWebSocket(balancer.port, { path: `/big-${i}` })).socket));
+    const sockets = await unfinishedMessages(balancer.port, 3, 30 * MiB);
     try {
-      const size = 30 * MiB;
-      await Promise.all(
-        sockets.map((s) => {
-          s.on('error', () => {});
-          s.resume();
-          s.write(announce(size));
-          return stream(s, size - 1);
-        }),
-      );
-      const grown = rssBytes(worker) - before;
+      // What the kernel took, the worker has read (or refused) once its RSS holds still.
+      const grown = (await waitStable(() => rssBytes(worker), { stableMs: 1000, timeoutMs: 20_000, tolerance: MiB, what: "the worker's RSS" })) - before;
       assert.ok(grown < 16 * MiB, `the worker grew by ${(grown / MiB).toFixed(1)} MiB holding three unfinished 30 MiB messages`);
       await waitFor(() => sockets.every((s) => s.destroyed || s.readableEnded), 5000, 'the balancer to close the three connections');
       await waitFor(async () => (await scrape(balancer.adminUrl('/metrics'))).sum('switchyard_messages_too_big_total', { from: 'client' }) === 3, 5000, 'three messages counted as too big');
