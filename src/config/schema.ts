@@ -22,6 +22,25 @@ const backendUrl = z.string().refine(
   { message: 'must be ws://host:port or http://host:port (the backend hop is plain TCP: no wss:// or https:// backends yet)' },
 );
 
+/**
+ * 8405: Prometheus's own ports are 9090-9094 and its default-port list gives every port of
+ * 9100-9999 (and more above) to exporters, so a machine running Prometheus or node_exporter beside
+ * the balancer would clash with any of them; 8405 is outside both, off the common web ports
+ * (8080-8090, 8443) and HAProxy's customary stats port (8404).
+ */
+export const DEFAULT_ADMIN_PORT = 8405;
+
+/** Visible ASCII, no spaces, so it travels as `Authorization: Bearer <token>`; long enough not to be guessed. */
+export const adminToken = z
+  .string()
+  .min(16, 'must be at least 16 characters (e.g. openssl rand -hex 32)')
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+
+/** A name or address as it appears in a Host header, without the port: lb1.example.com, 10.0.0.5, ::1. */
+const hostName = z
+  .string()
+  .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
+
 export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
@@ -164,12 +183,24 @@ export const configSchema = z
         tls: tlsSchema.optional(),
       })
       .prefault({}),
-    /** The admin listener (in the primary): /metrics, /healthz, /readyz, /status, the status page and POST /admin. Never on the public port; keep it on loopback. */
+    /**
+     * The admin listener (in the primary): /metrics, /healthz, /readyz, /status and the status page
+     * (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public
+     * port; keep it on loopback.
+     */
     admin: z
       .strictObject({
         enabled: z.boolean().default(true),
         host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(9090),
+        port: z.number().int().min(0).max(65535).default(DEFAULT_ADMIN_PORT),
+        /** The bearer token every write needs (Authorization: Bearer …); prefer tokenFile, which keeps it out of the config. */
+        token: adminToken.optional(),
+        /** A file holding the token (one line); read at start and at each reload, so a reload rotates it. */
+        tokenFile: z.string().min(1).optional(),
+        /** Host names (port ignored) the listener answers to besides localhost, loopback addresses and its own address; any other Host gets 421. */
+        allowedHosts: z.array(hostName).default([]),
+        /** A Unix socket (created mode 0600) with the same paths: writes on it need no token, its file permissions are the credential (HAProxy's stats socket). */
+        socket: z.string().min(1).optional(),
       })
       .prefault({}),
     /** Worker processes; "auto" is one per core. */
@@ -194,6 +225,12 @@ export const configSchema = z
      * before closing them with 1001 (as NGINX's worker_shutdown_timeout, HAProxy's hard-stop-after).
      */
     retireTimeout: duration('retireTimeout').default(600_000),
+    /**
+     * Older generations of workers that may finish their tunnels at once after reloads. A reload
+     * beyond it tells the oldest to close its tunnels now (1001, then drainTimeout), as HAProxy's
+     * mworker-max-reloads; so reloads in a row cannot pile up workers.
+     */
+    maxRetiringGenerations: z.number().int().min(0).max(16).default(2),
     /** Peers whose X-Forwarded-For is trusted (appended to, and used as the client IP for ip-hash). */
     trustedProxies: z
       .array(
@@ -230,6 +267,9 @@ export const configSchema = z
       .optional(),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.admin.token !== undefined && cfg.admin.tokenFile !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'tokenFile'], message: 'give admin.token or admin.tokenFile, not both' });
+    }
     if (cfg.admin.enabled && cfg.admin.port !== 0 && cfg.admin.port === cfg.listen.port) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port: the admin listener is never on the public port' });
     }

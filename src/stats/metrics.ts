@@ -14,6 +14,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import { ADMIN_STATES } from '../config/schema';
+import { AdminRefusals } from '../errors';
 import type { CertificateInfo } from '../config/tls-files';
 import { assemblyBudget } from '../proxy/frame-reader';
 import type { Backend } from '../upstream/backend';
@@ -442,6 +443,18 @@ export function countReload(ok: boolean): void {
   configReloads.inc({ result: ok ? 'ok' : 'refused' });
 }
 
+const adminRefused = new Counter({
+  name: 'switchyard_admin_requests_refused_total',
+  help: 'Requests the admin listener refused, by reason: misdirected (a Host it does not answer to, 421), writes_off (a write with no token configured, 403), missing_token / wrong_token (401).',
+  labelNames: ['reason'],
+  registers: [registry],
+});
+
+/** The admin listener refused a request (src/errors.ts AdminRefusals). */
+export function countAdminRefusal(reason: string): void {
+  adminRefused.inc({ reason });
+}
+
 const workerRestarts = new Counter({
   name: 'switchyard_worker_restarts_total',
   help: 'Workers the primary restarted after they died, per worker slot.',
@@ -479,4 +492,5 @@ export function bindPrimary(workers: () => readonly WorkerView[]): void {
   primaryWorkers = workers;
   for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
   for (const result of RELOAD_RESULTS) configReloads.inc({ result }, 0);
+  for (const refusal of Object.values(AdminRefusals)) adminRefused.inc({ reason: refusal.label }, 0);
 }

@@ -75,6 +75,15 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     assert.match(fixed.stdout, /^limits: workerConnections 500;/m);
   });
 
+  void it('says who may use the admin writes: off without a token, the token\'s source, the socket', async () => {
+    let r = await runCli(['check', '--config', file(GOOD)]);
+    assert.match(r.stdout, /: ok \(1 pools, 2 backends, 1 routes; admin writes: off \(no admin token\)\)$/m);
+    r = await runCli(['check', '--config', file(GOOD)], 15_000, { SWITCHYARD_ADMIN_TOKEN: 'x'.repeat(16) });
+    assert.match(r.stdout, /; admin writes: token from SWITCHYARD_ADMIN_TOKEN\)$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { admin: { token: 'y'.repeat(16), socket: '/run/switchyard/admin.sock' } })))]);
+    assert.match(r.stdout, /; admin writes: token from admin\.token, admin\.socket \/run\/switchyard\/admin\.sock\)$/m);
+  });
+
   const bad: [string, Mutate, RegExp][] = [
     ['a bad backend url', (c) => (c.pools.chat.backends[0].url = 'tcp://nope'), /^config error: pools\.chat\.backends\[0\]\.url: /],
     ['an unknown route key', (c) => ((c.routes[0] as Record<string, unknown>).bogus = 1), /^config error: routes\[0\]\.bogus: unknown key/],
@@ -120,7 +129,7 @@ void describe('switchyard --help', () => {
     assert.match(top.stdout, /\bcheck\b/);
     const start = await runCli(['start', '--help']);
     assert.equal(start.code, 0);
-    for (const flag of ['--port', '--host', '--backend', '--algorithm', '--workers', '--config', '--drain-timeout', '--idle-timeout', '--log-level']) {
+    for (const flag of ['--port', '--host', '--backend', '--algorithm', '--workers', '--config', '--drain-timeout', '--idle-timeout', '--log-level', '--admin-port', '--admin-token-file']) {
       assert.ok(start.stdout.includes(flag), `start --help does not mention ${flag}:\n${start.stdout}`);
     }
   });
