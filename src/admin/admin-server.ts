@@ -19,7 +19,7 @@ import type { ReloadResult } from '../primary/supervisor';
 import type { WorkerView } from '../stats/metrics';
 import { checkBearer } from './admin-token';
 import { HostAllowList } from './host-allow-list';
-import { LogThrottle } from './log-throttle';
+import { LogThrottle } from '../log-throttle';
 import { STATUS_PAGE } from './status-page';
 import { StatusReporter, type Status } from './status';
 
