@@ -3,11 +3,13 @@
 // every build given with --cli, in turn, round after round (so no build always runs first), and
 // prints the median of each figure.
 //
-//   node --import tsx bench/limits.ts [--scenario payload,fd-limit,refuse] [--rounds 3] [--cli <dist/cli.js>]...
+//   node --import tsx bench/limits.ts [--scenario payload,pings,fd-limit,refuse] [--rounds 3] [--cli <dist/cli.js>]...
 //
 // payload   three clients announce a 30 MiB message and send all but its last byte: the worker's RSS
 //           before and after; then 10 clients do the same with the largest message the default
 //           maxPayload lets uWS hold (maxPayload + 1 MiB - 1 byte), the worst case of the default.
+// pings     a backend that stops reading and sends 200,000 pings of 125 bytes: the worker's RSS
+//           before, and once every ping has reached it.
 // fd-limit  the worker under `prlimit --nofile=80:80`, five tunnels open, one client opening 70
 //           connections that send nothing: the worker's CPU over 3 s (it spun on accept EMFILE).
 // refuse    a client retrying upgrades as fast as it can, 8 at a time, for 3 s against a worker that
@@ -15,15 +17,15 @@
 //           at the descriptor limit (the listen socket closed: refused by the kernel). Worker CPU.
 import { connect as netConnect, type Socket } from 'node:net';
 import { Command } from 'commander';
-import { closeAll, startEchoBackend, type EchoBackend } from '../test/helpers/backends';
+import { closeAll, PING_FLOOD, startEchoBackend, startRawWsBackend, type EchoBackend } from '../test/helpers/backends';
 import { CLI, startBalancer } from '../test/helpers/balancer';
 import { cpuShare, rssBytes } from '../test/helpers/proc';
 import { openSocket, unfinishedMessages, upgradeRequest } from '../test/helpers/raw-client';
-import { waitStable } from '../test/helpers/wait';
+import { waitFor, waitStable } from '../test/helpers/wait';
 import { connectMany, type TestClient } from '../test/helpers/ws-client';
 
 const opts = new Command()
-  .option('--scenario <names>', 'comma-separated: payload, fd-limit, refuse', 'payload,fd-limit,refuse')
+  .option('--scenario <names>', 'comma-separated: payload, pings, fd-limit, refuse', 'payload,pings,fd-limit,refuse')
   .option('--rounds <n>', 'rounds (median reported)', Number, 3)
   .option('--cli <path>', "a build's dist/cli.js; repeat to compare builds (default: this checkout's)", (v: string, all: string[] = []) => [...all, v])
   .parse()
@@ -54,6 +56,24 @@ async function payload(cli: string, echo: EchoBackend): Promise<Figures> {
     return { 'idle RSS MiB': idle / MiB, '+ 3 x 30 MiB unfinished, RSS MiB': afterThree / MiB, '+ 10 x largest the default holds, RSS MiB': afterTen / MiB };
   } finally {
     await b.stop();
+  }
+}
+
+async function pings(cli: string): Promise<Figures> {
+  const pinger = await startRawWsBackend('ping-flood');
+  const b = await startBalancer({ cli, workers: 1, config: { pools: { pinger: { backends: [{ url: pinger.url }] } }, routes: [{ path: '/', pool: 'pinger' }] } });
+  const clients: TestClient[] = [];
+  try {
+    const worker = b.pids[0];
+    const idle = await waitStable(() => rssBytes(worker), { stableMs: 1000, timeoutMs: 20_000, tolerance: MiB, what: "the worker's RSS" });
+    clients.push(...(await connectMany(1, () => b.url('/pings'))));
+    await waitFor(() => pinger.upgraded.length === 1 && pinger.upgraded[0].writableLength === 0, 30_000, 'every ping sent', 50);
+    const flooded = await waitStable(() => rssBytes(worker), { stableMs: 1000, timeoutMs: 30_000, tolerance: MiB, what: "the worker's RSS" });
+    return { 'idle RSS MiB': idle / MiB, [`after ${PING_FLOOD} pings, RSS MiB`]: flooded / MiB };
+  } finally {
+    for (const c of clients) c.terminate();
+    await b.stop();
+    await pinger.close();
   }
 }
 
@@ -142,14 +162,14 @@ async function refuse(cli: string, echo: EchoBackend): Promise<Figures> {
   return figures;
 }
 
-const SCENARIOS: Record<string, (cli: string, echo: EchoBackend) => Promise<Figures>> = { payload, 'fd-limit': fdLimit, refuse };
+const SCENARIOS: Record<string, (cli: string, echo: EchoBackend) => Promise<Figures>> = { payload, pings, 'fd-limit': fdLimit, refuse };
 
 async function main(): Promise<void> {
   const echo = await startEchoBackend({ name: 'limits-bench' });
   try {
     for (const name of opts.scenario.split(',')) {
       const run = SCENARIOS[name];
-      if (!run) throw new Error(`--scenario: payload, fd-limit or refuse, not ${name}`);
+      if (!run) throw new Error(`--scenario: payload, pings, fd-limit or refuse, not ${name}`);
       const samples = new Map<string, Figures[]>(clis.map((c) => [c, []]));
       for (let round = 0; round < opts.rounds; round++) {
         const order = round % 2 === 0 ? clis : [...clis].reverse();
