@@ -264,9 +264,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   }
 
   /**
-   * Once per read that carried pings, and when the backend has read what was waiting: a pong behind
-   * bytes libuv still holds would wait for them anyway, so it waits here as one frame instead of
-   * queueing one per ping (what waits for the backend stays within backendBufferLimit).
+   * Once per read that carried pings. While libuv still holds bytes for the backend (it is not
+   * reading fast enough), the pong waits here, as one frame however many pings come, until libuv has
+   * written everything (onBackendDrain): a backend that pings without reading costs one pong, where
+   * queueing one per ping grew the worker without bound. A pong may so wait for bytes queued after
+   * its ping too; only a backend that stays behind that long is kept waiting.
    */
   private sendPong(): void {
     if (this.socket.writeQueueSize > 0 || this.state !== State.Open) return;
