@@ -7,9 +7,11 @@ export interface Outcome {
   readonly status: number;
   readonly label: string;
   readonly message: string;
+  /** The answer carries `Connection: close`: keeping the connection would hold what ran short. */
+  readonly close?: boolean;
 }
 
-const outcome = (code: string, status: number, label: string, message: string): Outcome => ({ code, status, label, message });
+const outcome = (code: string, status: number, label: string, message: string, close?: true): Outcome => ({ code, status, label, message, close });
 
 /** Upgrade / request outcomes (before any 101). */
 export const Outcomes = {
@@ -23,7 +25,23 @@ export const Outcomes = {
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
+  /** The worker holds workerConnections client connections (NGINX's worker_connections, HAProxy's maxconn). */
+  workerFull: outcome('ERR_WORKER_FULL', 503, 'worker_full', 'this balancer process is at its connection limit', true),
+  /** The balancer ran out of descriptors, ports or buffers (localResourceErrors below): its fault, never the backend's. */
+  localResources: outcome('ERR_LOCAL_RESOURCES', 503, 'local_resources', 'the balancer is out of local resources (descriptors, ports or buffers)', true),
 } as const;
+
+/**
+ * Errno names that say this machine ran out of something, not that the backend failed: descriptors
+ * (per process, system-wide), socket buffers or kernel memory, ephemeral ports. They never count
+ * against a backend and are never retried on another one, which would fail the same way.
+ */
+export const LOCAL_RESOURCE_ERRORS = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
+export type LocalResourceError = (typeof LOCAL_RESOURCE_ERRORS)[number];
+
+export function isLocalResourceError(code: string | undefined): code is LocalResourceError {
+  return code !== undefined && (LOCAL_RESOURCE_ERRORS as readonly string[]).includes(code);
+}
 
 /**
  * What the admin listener refuses before any of its handlers runs (src/admin/admin-server.ts); the

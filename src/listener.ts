@@ -17,6 +17,7 @@ import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
+import type { Acceptor } from './accept-guard';
 import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
@@ -100,10 +101,19 @@ function idleSeconds(ms: number): number {
   return ms === 0 ? 0 : Math.max(8, Math.round(ms / 1000));
 }
 
-export class Listener implements TunnelOwner {
+export class Listener implements TunnelOwner, Acceptor {
   private readonly app: TemplatedApp;
   private listenSocket: ListenSocket | null = null;
+  private listenOn: { host: string; port: number } | null = null;
   private readonly tunnels = new Set<Tunnel>();
+  /** Upgrades between the request and the tunnel (or their refusal). */
+  private opening = 0;
+  /**
+   * Beyond this many client connections (tunnels, upgrades being opened, plain
+   * requests in flight), new ones get 503 and `Connection: close`. Set by the worker once it knows
+   * what it holds at start (src/descriptors.ts).
+   */
+  workerConnections = Infinity;
   private draining = false;
   /** Retired by a reload: answers close the client's connection (see retire()). */
   private retiring = false;
@@ -135,9 +145,10 @@ export class Listener implements TunnelOwner {
   private behavior(route: RouteConfig): WebSocketBehavior<ClientData> {
     return {
       // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (the client
-      // sees 1006). With headroom, a message up to twice the limit reaches the tunnel, which closes
-      // both sides with a proper 1009; only a grossly oversized one is cut by uWS.
-      maxPayloadLength: Math.min(route.maxPayload * 2, 0x7fffffff),
+      // sees 1006). With headroom, a message up to twice the limit (up to 1 MiB over it) reaches the
+      // tunnel, which closes both sides with a proper 1009; only a grossly oversized one is cut by uWS.
+      // uWS holds a message whole until its last byte: this is what one connection can make it hold.
+      maxPayloadLength: route.maxPayload + Math.min(route.maxPayload, 1024 * 1024),
       idleTimeout: idleSeconds(route.idleTimeout),
       sendPingsAutomatically: true,
       compression: route.compression ? uws.SHARED_COMPRESSOR : uws.DISABLED,
@@ -164,6 +175,7 @@ export class Listener implements TunnelOwner {
     if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
     if (route.config.mode === 'http') return this.reject(res, request, Outcomes.notWebSocket);
     if (this.draining) return this.reject(res, request, Outcomes.draining);
+    if (this.connections >= this.workerConnections) return this.reject(res, request, Outcomes.workerFull);
 
     const startedAt = performance.now();
     const pool = route.pool.name;
@@ -173,8 +185,10 @@ export class Listener implements TunnelOwner {
     });
     const { log, trusted } = this.deps;
     const ip = clientIp(request, trusted);
+    this.opening++;
     openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
+        this.opening--;
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
           else this.logAccess(request, 0, 'client_gone', startedAt, pool);
@@ -204,6 +218,7 @@ export class Listener implements TunnelOwner {
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {
+        this.opening--;
         log.error({ err }, 'upgrade failed unexpectedly');
         if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
@@ -220,6 +235,7 @@ export class Listener implements TunnelOwner {
     if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
     if (route.config.mode === 'websocket') return this.reject(res, request, Outcomes.upgradeRequired, [['upgrade', 'websocket'], ['connection', 'Upgrade']]);
     if (this.draining) return this.reject(res, request, Outcomes.draining);
+    if (this.connections >= this.workerConnections) return this.reject(res, request, Outcomes.workerFull);
     this.deps.httpProxy.handle(res, request, route.pool);
   }
 
@@ -250,13 +266,38 @@ export class Listener implements TunnelOwner {
     return this.tunnels.size;
   }
 
+  /** Client connections counted against workerConnections. */
+  get connections(): number {
+    return this.opening + this.tunnels.size + this.deps.httpProxy.requestsInFlight;
+  }
+
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
         if (!socket) return reject(new Error(`cannot listen on ${host}:${port}`));
         this.listenSocket = socket;
+        const bound = listenSocketPort(socket);
+        this.listenOn = { host, port: bound };
         this.startIdleSweep();
-        resolve(listenSocketPort(socket));
+        resolve(bound);
+      });
+    });
+  }
+
+  /** The accept guard: out of descriptors, stop listening (src/accept-guard.ts). */
+  pauseAccepting(): void {
+    this.stopAccepting();
+  }
+
+  /** The accept guard: descriptors are free again. Never while draining or retired. */
+  resumeAccepting(): Promise<boolean> {
+    const on = this.listenOn;
+    if (this.draining || this.retiring || on === null) return Promise.resolve(false);
+    if (this.listenSocket !== null) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      this.app.listen(on.host, on.port, (socket) => {
+        if (socket) this.listenSocket = socket;
+        resolve(socket !== false);
       });
     });
   }

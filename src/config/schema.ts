@@ -173,6 +173,15 @@ const poolSchema = z.strictObject({
     .max(16)
     .default(2)
     .describe('Further backends tried after a failed connect (refused, timed out, broken handshake); NGINX\'s proxy_next_upstream_tries - 1.'),
+  maxConnectsInFlight: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(128)
+    .describe(
+      'Most connects in flight from one worker to one backend (TCP connect plus the upgrade\'s answer, or a plain-HTTP connect). A backend at it is skipped for new tunnels and requests, so a blackholed one holds at most this many descriptors per worker for connectTimeout.',
+    ),
   herdingGuard: z
     .enum(['p2c', 'off'])
     .default('p2c')
@@ -211,6 +220,9 @@ const tlsSchema = z.strictObject({
 
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
 
+/** The largest maxPayload accepted. */
+export const MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024;
+
 /** Settings of a client tunnel; uWS applies the client-side ones per URL pattern, see listener.ts. */
 const tunnelSettings = {
   idleTimeout: duration('idleTimeout')
@@ -219,7 +231,12 @@ const tunnelSettings = {
   backendIdleTimeout: duration('backendIdleTimeout')
     .default(120_000)
     .describe('Backend side: ping the backend after half of this without traffic; nothing back by the end closes the client with 1011. 0 disables.'),
-  maxPayload: size('maxPayload').default(16 * 1024 * 1024).describe('Largest message either way; a larger one closes the tunnel with 1009.'),
+  maxPayload: size('maxPayload')
+    .pipe(z.number().max(MAX_PAYLOAD_LIMIT, 'must be at most 64MiB (messages are held whole in memory)'))
+    .default(1024 * 1024)
+    .describe(
+      'Largest message either way; a larger one closes the tunnel with 1009. 1 MiB: chat messages are far smaller, and uWS holds a client\'s message whole until it is complete (up to twice this), so this is what one connection can make a worker hold (NGINX\'s client_max_body_size is 1m too). At most 64 MiB.',
+    ),
   clientBufferLimit: size('clientBufferLimit')
     .default(1024 * 1024)
     .describe('Backend to client: stop reading the backend while the client has more than this queued.'),
@@ -300,6 +317,17 @@ export const configSchema = z
         'The admin listener, in the primary: /metrics, /healthz, /readyz, /status and the status page (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public port.',
       ),
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto').describe('Worker processes; auto is one per core.'),
+    workerConnections: z
+      .union([z.literal('auto'), z.number().int().min(1).max(10_000_000)])
+      .default('auto')
+      .describe(
+        'Most client connections one worker serves at once: tunnels, upgrades being opened and plain requests in flight (NGINX\'s worker_connections, HAProxy\'s maxconn). Beyond it, 503 with Connection: close; open tunnels are not touched. auto: from the descriptor limit, two per connection, after what the worker holds at start and a slack of an eighth.',
+      ),
+    messageAssemblyLimit: size('messageAssemblyLimit')
+      .default(64 * 1024 * 1024)
+      .describe(
+        'Bytes one worker may hold for backend messages that arrive split across reads (frames being filled, fragments kept). A message over 64 KiB that would pass it closes its tunnel with 1009; smaller ones always pass. Must be at least every route\'s maxPayload.',
+      ),
     drainTimeout: duration('drainTimeout')
       .default(10_000)
       .describe('On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway.'),
@@ -398,6 +426,11 @@ export const configSchema = z
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
+      }
+    });
+    cfg.routes.forEach((route, i) => {
+      if (route.maxPayload > cfg.messageAssemblyLimit) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.

@@ -4,7 +4,8 @@ import type { MetricsJson } from '../stats/metrics';
 import type { HealthState } from '../upstream/backend';
 
 export type WorkerMessage =
-  | { type: 'listening'; port: number; binding: string }
+  /** `workerConnections`: the cap it applies; `descriptors`: its descriptor limit and what it held at start (undefined off Linux). */
+  | { type: 'listening'; port: number; binding: string; workerConnections: number; descriptors?: { soft: number; hard: number; inUse: number } }
   | { type: 'listen-failed'; error: string }
   | { type: 'drained'; tunnelsLeft: number }
   /** Just before a worker exits on its own (drained or retired): its counters, kept by the primary so totals never go back. */

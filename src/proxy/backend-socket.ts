@@ -4,6 +4,7 @@
 // backend hop costs ~1.7x NGINX's CPU per relayed message and ~50 KB per tunnel; a minimal client
 // costs far less. What makes the difference lives in tcp-connection.ts: reads land in one buffer
 // shared by every backend connection of the worker, and writes are batched per event-loop turn.
+import { isLocalResourceError } from '../errors';
 import type { Backend } from '../upstream/backend';
 import { buildUpgradeRequest, checkSwitchingProtocols, newKey, parseResponseHead, type ResponseHead } from './handshake';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
@@ -25,13 +26,16 @@ export interface Refused {
   body: Buffer;
 }
 
-export type ConnectFailure = 'refused' | 'timeout' | 'handshake';
+/** `local`: this machine ran out of descriptors, ports or buffers (errors.ts): not the backend's fault. */
+export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
 export class BackendConnectError extends Error {
   constructor(
     readonly reason: ConnectFailure,
     message: string,
+    /** The errno name, when a system call failed. */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -129,7 +133,10 @@ class Handshake implements ConnectionTarget, Expiring {
 
   onBackendClosed(error: string | undefined): void {
     const { backend, head } = this;
-    if (error !== undefined) return this.finish(new BackendConnectError(this.connected ? 'handshake' : 'refused', `${backend.name}: ${error}`));
+    if (error !== undefined) {
+      const reason = isLocalResourceError(error) ? 'local' : this.connected ? 'handshake' : 'refused';
+      return this.finish(new BackendConnectError(reason, `${backend.name}: ${error}`, error));
+    }
     if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: this.received.subarray(head.size) });
     this.finish(new BackendConnectError('handshake', `${backend.name}: closed the connection before answering the upgrade`));
   }

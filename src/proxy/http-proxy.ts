@@ -4,8 +4,9 @@
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
 // Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
 import { accessEntry, type AccessEntry, type AccessLog } from '../access-log';
-import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
+import { HTTP_REASONS, Outcomes, type LocalResourceError, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
+import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
 import { countHttpAnswer, counters } from '../stats/counters';
@@ -357,6 +358,11 @@ class Exchange implements UpstreamExchange {
       // The client's fault, not the backend's: 408 and close, as NGINX after client_body_timeout.
       this.proxy.logClientStalled(this.pool, backend);
       return this.fail(Outcomes.clientTimeout, true);
+    }
+    if (failure === 'local') {
+      // Out of descriptors, ports or buffers here: another backend would fail the same way.
+      reportLocalFailure(error as LocalResourceError, 'http_connect', { pool: this.pool.name, backend: backend.name });
+      return this.fail(Outcomes.localResources);
     }
     // A reused connection closed unanswered is keep-alive racing (the backend timed it out), not
     // the backend failing; a client that left aborts without reaching here.

@@ -2,6 +2,7 @@
 // `keepalive`: one request at a time per connection (no pipelining), idle connections reused
 // last-in first-out, closed after the backend's advertised keep-alive timeout (less a second, so we
 // never reuse one the backend is closing) or 4 s when it advertises none, as undici does.
+import { isLocalResourceError } from '../errors';
 import type { Backend } from '../upstream/backend';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
 import { Framing, ResponseParser, type ResponseHandler } from './http-response-parser';
@@ -13,9 +14,10 @@ import { TcpConnection, type ConnectionTarget } from './tcp-connection';
  * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout
  * of the request's last byte, or the backend stopped reading the request body that long;
  * `client-stalled`: the client stopped sending its request body that long (the backend was reading);
- * `broken`: anything else (reset mid-response, a malformed response).
+ * `broken`: anything else (reset mid-response, a malformed response); `local`: the connect failed for
+ * want of local descriptors, ports or buffers (errors.ts), the balancer's failure, not the backend's.
  */
-export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken';
+export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken' | 'local';
 
 /** The request in flight on a connection: hears its response, or its failure, once. */
 export interface UpstreamExchange extends ResponseHandler {
@@ -68,6 +70,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     this.conn = new TcpConnection(this);
     this.connectDeadlines = deadlineList(connectTimeout);
     this.connectDeadline = this.connectDeadlines.add(this);
+    pool.backend.connecting++; // until stopConnectDeadline()
     this.conn.connect(pool.backend.host, pool.backend.port);
   }
 
@@ -155,14 +158,17 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   /** @internal The connect took longer than the pool's connectTimeout. */
   onDeadline(): void {
     this.connectDeadline = null;
+    this.pool.backend.connecting--;
     this.timedOut = true;
     this.conn.destroy();
   }
 
+  /** The connect is over, one way or the other (once). */
   private stopConnectDeadline(): void {
     if (this.connectDeadline === null) return;
     this.connectDeadlines.cancel(this.connectDeadline);
     this.connectDeadline = null;
+    this.pool.backend.connecting--;
   }
 
   onBackendConnected(): void {
@@ -207,7 +213,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     if (error === undefined && this.parser.finish()) return;
     this.exchange = null;
     this.parser.abort();
-    if (!this.connected) exchange.onUpstreamFailed('connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
+    if (!this.connected) exchange.onUpstreamFailed(isLocalResourceError(error) ? 'local' : 'connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
     else if (this.reused && !this.answered) exchange.onUpstreamFailed('stale', error ?? 'closed before answering');
     else exchange.onUpstreamFailed('broken', error ?? 'closed mid-response');
   }

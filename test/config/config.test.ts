@@ -104,6 +104,22 @@ describe('config', () => {
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });
 
+  it('limits are on by default and sized for chat; a maxPayload past 64 MiB or past messageAssemblyLimit is refused', () => {
+    const c = loadConfig({ backend: ['ws://127.0.0.1:9001'] });
+    assert.equal(c.routes[0].maxPayload, 1024 * 1024, 'maxPayload defaults to 1 MiB');
+    assert.equal(c.messageAssemblyLimit, 64 * 1024 * 1024);
+    assert.equal(c.workerConnections, 'auto');
+    assert.equal(c.pools.default.maxConnectsInFlight, 128);
+    assert.equal(loadConfig({ config: file(GOOD.replace('maxPayload: 1MiB', 'maxPayload: 64MiB')) }).routes[0].maxPayload, 64 * 1024 * 1024);
+    const cases: [string, RegExp][] = [
+      [GOOD.replace('maxPayload: 1MiB', 'maxPayload: 1GiB'), /^config error: routes\[0\]\.maxPayload: must be at most 64MiB/],
+      [GOOD.replace('maxPayload: 1MiB', 'maxPayload: 8MiB').replace('workers: 2', 'workers: 2\nmessageAssemblyLimit: 4MiB'), /^config error: routes\[0\]\.maxPayload: exceeds messageAssemblyLimit/],
+      [GOOD.replace('workers: 2', 'workers: 2\nworkerConnections: 0'), /^config error: workerConnections: /],
+      [GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    maxConnectsInFlight: 0'), /^config error: pools\.chat\.maxConnectsInFlight: /],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+
   it('reports a missing file and a missing backend list clearly', () => {
     assert.match(errorOf(() => loadConfig({ config: join(dir, 'nope.yaml') })), /^config error: cannot read .*nope\.yaml/);
     assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);

@@ -67,6 +67,14 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     }
   });
 
+  void it('says what bounds a worker: workerConnections at this shell\'s descriptor limit, maxPayload, messageAssemblyLimit', async () => {
+    const r = await runCli(['check', '--config', file(GOOD)], 15_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^limits: workerConnections auto \(about \d+ per worker at this shell's descriptor limit of \d+\); maxPayload 16MiB; messageAssemblyLimit 64MiB per worker$/m);
+    const fixed = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { workerConnections: 500 })))]);
+    assert.match(fixed.stdout, /^limits: workerConnections 500;/m);
+  });
+
   void it('says who may use the admin writes: off without a token, the token\'s source, the socket', async () => {
     let r = await runCli(['check', '--config', file(GOOD)]);
     assert.match(r.stdout, /: ok \(1 pools, 2 backends, 1 routes; admin writes: off \(no admin token\)\)$/m);
