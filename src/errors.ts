@@ -14,6 +14,8 @@ const outcome = (code: string, status: number, label: string, message: string): 
 /** Upgrade / request outcomes (before any 101). */
 export const Outcomes = {
   badRequest: outcome('ERR_BAD_REQUEST', 400, 'bad_request', 'malformed WebSocket upgrade request'),
+  duplicateHost: outcome('ERR_DUPLICATE_HOST', 400, 'bad_request', 'more than one Host header'),
+  alteredBytes: outcome('ERR_ALTERED_BYTES', 400, 'bad_request', 'bytes that are not UTF-8 in the path, the query or a repeated header: they cannot be forwarded unchanged'),
   noRoute: outcome('ERR_NO_ROUTE', 404, 'no_route', 'no route for this host and path'),
   upgradeRequired: outcome('ERR_UPGRADE_REQUIRED', 426, 'upgrade_required', 'this route only accepts WebSocket upgrades'),
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),

@@ -10,8 +10,9 @@ import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
+import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
@@ -40,13 +41,26 @@ function captureRequest(req: HttpRequest, res: HttpResponse, secure: boolean): C
   const headers: [string, string][] = (capturing = []);
   forEachHeader(req, captureHeader);
   const query = req.getQuery();
-  return {
+  const request: ClientRequest = {
     method: req.getCaseSensitiveMethod(),
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
     peerIp: formatPeerAddress(new Uint8Array(res.getRemoteAddress())),
     headers,
     secure,
   };
+  // uWS decoded something that was not UTF-8 (rare; includes() of a two-byte character in a
+  // one-byte string is answered at once): get the bytes back where uWS still has them.
+  let replaced = request.url.includes('\ufffd');
+  for (let i = 0; i < headers.length && !replaced; i++) replaced = headers[i][1].includes('\ufffd');
+  if (replaced) recoverBytes(request, (name) => req.getHeader(name));
+  return request;
+}
+
+/** What makes a request unfit to forward whatever its route: two Host lines (as NGINX), or bytes uWS altered. */
+function defectOf(request: ClientRequest): Outcome | undefined {
+  if (request.altered === true) return Outcomes.alteredBytes;
+  if (headerCount(request, 'host') > 1) return Outcomes.duplicateHost;
+  return undefined;
 }
 
 /**
@@ -59,18 +73,24 @@ function isUpgradeHandshake(request: ClientRequest): boolean {
   return connection === 'upgrade' || connection.split(',').some((t) => t.trim() === 'upgrade');
 }
 
-/** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */
+/**
+ * The backend said no to the upgrade: the client gets its status, body and the headers that explain
+ * it, their bytes as the backend sent them (latin1 text until asSent). A 204 or 304 goes without a
+ * body or Content-Length, so a kept-alive client reads the next answer where it begins.
+ */
 function passRefusal(res: HttpResponse, { head, body }: Refused): void {
-  const passOn: [string, string][] = [];
+  const passOn: [string, string | Buffer][] = [];
   for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
     const v = head.headers.get(name);
-    if (v !== undefined) passOn.push([name, v]);
+    if (v !== undefined) passOn.push([name, asSent(v)]);
   }
-  for (const c of head.setCookie) passOn.push(['set-cookie', c]);
+  for (const c of head.setCookie) passOn.push(['set-cookie', asSent(c)]);
+  const bodiless = head.status === 204 || head.status === 304;
   res.cork(() => {
-    res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
+    res.writeStatus(asSent(`${head.status} ${head.reason}`.trimEnd()));
     for (const [k, v] of passOn) res.writeHeader(k, v);
-    res.end(body);
+    if (bodiless) res.endWithoutBody();
+    else res.end(body);
   });
 }
 
@@ -155,6 +175,8 @@ export class Listener implements TunnelOwner {
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
@@ -212,6 +234,8 @@ export class Listener implements TunnelOwner {
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     if (header(request, 'upgrade') !== '') {
       // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
       return this.reject(res, request, Outcomes.badRequest);
