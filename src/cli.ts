@@ -78,7 +78,12 @@ program
       const config = loadConfig({ config: flags.config });
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
-      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert})\n`);
+      const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
+      const perClient =
+        maxTunnels === 0 && upgradesPerSecond === 0
+          ? 'no per-client limits'
+          : `per client IP and ${scope}: ${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`}`;
+      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes; ${perClient}${cert})\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;

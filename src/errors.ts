@@ -24,6 +24,8 @@ export const Outcomes = {
   backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
+  clientTunnelLimit: outcome('ERR_CLIENT_TUNNELS', 429, 'client_tunnel_limit', 'this client IP holds as many tunnels as clientLimits.maxTunnels allows'),
+  clientRateLimit: outcome('ERR_CLIENT_RATE', 429, 'client_rate_limit', 'this client IP started upgrades faster than clientLimits.upgradesPerSecond allows'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
 } as const;
 

@@ -3,6 +3,7 @@
 // Data path: listener -> route -> pool -> load balancer -> tunnel.
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
+import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
@@ -28,7 +29,12 @@ export interface ListenerDeps {
   log: Logger;
   /** null or absent when the access log is off. */
   accessLog?: AccessLog | null;
+  /** Per-client limits (absent: none). */
+  clientLimits?: ClientLimits;
 }
+
+/** At most one warning line this often about clients over their limits (the rest are counted in it). */
+const CLIENT_LIMIT_LOG_MS = 10_000;
 
 // The header visitor is one function for all requests, not a closure per request.
 let capturing: [string, string][] = [];
@@ -128,6 +134,8 @@ export class Listener implements TunnelOwner {
   /** Retired by a reload: answers close the client's connection (see retire()). */
   private retiring = false;
   private onIdle: (() => void) | null = null;
+  private clientLimitLoggedAt = -Infinity;
+  private clientsRefusedUnlogged = 0;
 
   /** TLS is terminated here: X-Forwarded-Proto says https. */
   private readonly secure: boolean;
@@ -189,14 +197,17 @@ export class Listener implements TunnelOwner {
 
     const startedAt = performance.now();
     const pool = route.pool.name;
+    const { log, trusted, clientLimits } = this.deps;
+    const ip = clientIp(request, trusted);
+    const refusal = clientLimits === undefined ? null : clientLimits.admit(ip, startedAt);
+    if (refusal !== null) return this.refuseClient(res, request, ip, refusal, startedAt, pool);
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const { log, trusted } = this.deps;
-    const ip = clientIp(request, trusted);
     openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
+        if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
           else this.logAccess(request, 0, 'client_gone', startedAt, pool);
@@ -218,6 +229,7 @@ export class Listener implements TunnelOwner {
         }
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
+        tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
@@ -226,6 +238,7 @@ export class Listener implements TunnelOwner {
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {
+        clientLimits?.release(ip);
         log.error({ err }, 'upgrade failed unexpectedly');
         if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
@@ -256,6 +269,17 @@ export class Listener implements TunnelOwner {
     respondOutcome(res, outcome, headers, this.retiring);
   }
 
+  /** An upgrade over its client IP's limit: 429 and Retry-After; a warning now and then, counting the others. */
+  private refuseClient(res: HttpResponse, request: ClientRequest, ip: string, refusal: ClientRefusal, now: number, pool: string): void {
+    this.clientsRefusedUnlogged++;
+    if (now - this.clientLimitLoggedAt >= CLIENT_LIMIT_LOG_MS) {
+      this.deps.log.warn({ client: ip, outcome: refusal.outcome.label, refused: this.clientsRefusedUnlogged }, `${refusal.outcome.message}: 429 (refused: upgrades refused by client limits since the last such line)`);
+      this.clientLimitLoggedAt = now;
+      this.clientsRefusedUnlogged = 0;
+    }
+    this.reject(res, request, refusal.outcome, [['retry-after', String(refusal.retryAfter)]], now, pool);
+  }
+
   /** The access-log line of an upgrade or request that got no tunnel; `status` 0: the client left first. */
   private logAccess(request: ClientRequest, status: number, outcome: string, startedAt = performance.now(), pool?: string, backend?: string): void {
     const accessLog = this.deps.accessLog;
@@ -266,6 +290,7 @@ export class Listener implements TunnelOwner {
   onTunnelClosed(tunnel: Tunnel): void {
     if (tunnel.access !== null) this.deps.accessLog?.tunnel(tunnel.access, tunnel.backend.name, tunnel.closeSide, tunnel.firstCloseCode, tunnel);
     tunnel.backend.active--;
+    this.deps.clientLimits?.release(tunnel.clientIp);
     this.tunnels.delete(tunnel);
     if (this.tunnels.size === 0) this.onIdle?.();
   }

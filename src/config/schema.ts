@@ -177,6 +177,25 @@ export const configSchema = z
         }, 'must be an IP address or CIDR range such as 10.0.0.0/8'),
       )
       .default([]),
+    /**
+     * Limits per client IP (the peer, or the X-Forwarded-For address behind trustedProxies), as
+     * NGINX's limit_conn and limit_req, HAProxy's sc_conn_cur and sc_http_req_rate. Over a limit an
+     * upgrade gets 429 with Retry-After; tunnels already open stay. Sized for chat: a client holds 1-3
+     * tunnels, and an office of 200 behind one NAT address with 3 tabs each holds 600 and, after an
+     * outage, asks for them all at once.
+     */
+    clientLimits: z
+      .strictObject({
+        /** Most tunnels one IP holds at once (open or being opened); 0: no limit. 1024 leaves that office room, and stops one address from holding a worker's descriptors. */
+        maxTunnels: z.number().int().min(0).default(1024),
+        /** Upgrades one IP may start per second, on average (token bucket); 0: no limit. A chat client reconnects a few times an hour; 20/s stops a reconnect loop or a flood from one address. */
+        upgradesPerSecond: z.number().min(0).max(100_000).default(20),
+        /** Upgrades one IP may start at once, before upgradesPerSecond applies: 100 lets the office's reload come back within ~25 s. */
+        upgradeBurst: z.number().int().min(1).max(1_000_000).default(100),
+        /** machine: each balancer machine counts its own clients; fleet: counts add up over every machine through Redis (needs redis). */
+        scope: z.enum(['machine', 'fleet']).default('machine'),
+      })
+      .prefault({}),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** One JSON line per tunnel when it ends, per upgrade refused and per plain request answered, whatever logLevel says. */
     accessLog: z.boolean().default(false),
@@ -210,6 +229,9 @@ export const configSchema = z
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
+    if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });
+    }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
@@ -237,3 +259,4 @@ export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type TlsConfig = NonNullable<Config['listen']['tls']>;
+export type ClientLimitsConfig = Config['clientLimits'];

@@ -7,6 +7,9 @@
 //   switchyard:{<cluster>}:admin                      hash    <pool>/<host:port> -> ready | drain | maintenance
 //   switchyard:{<cluster>}:machines                   set     machine ids that wrote counts
 //   switchyard:{<cluster>}:conns:<machine id>         hash    <pool>/<host:port> -> live tunnels, PX countTtl
+//   switchyard:{<cluster>}:client-machines            set     machine ids that wrote per-client counts
+//   switchyard:{<cluster>}:clients:<machine id>       hash    client IP -> "tunnels:debt", PX countTtl
+//                                                             (clientLimits.scope: fleet only; IPs near a limit)
 //   switchyard:{<cluster>}:events                     pub/sub {"t":"health"|"admin","key",...}
 //
 // Failure behaviour: nothing waits on Redis. Reads answer from the last known state; when Redis is
@@ -14,6 +17,7 @@
 // reconnects; on reconnect the state is read back and this machine's counts, verdicts and admin
 // overrides are written again, so a restarted (empty) Redis converges without a balancer restart.
 import Redis, { Cluster, type ChainableCommander, type RedisOptions } from 'ioredis';
+import type { ClientCount } from '../client-limits';
 import type { AdminState, RedisConfig } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
 import { CachedState } from './shared-state';
@@ -51,10 +55,41 @@ local flat = {}
 for k, v in pairs(sums) do flat[#flat + 1] = k; flat[#flat + 1] = v end
 return flat`;
 
+/**
+ * The same for per-client counts (clientLimits.scope: fleet): this machine's hot IPs replace its
+ * hash, and the other machines' are summed by IP. KEYS: client machines set, own clients key. ARGV:
+ * machine id, countTtl ms, clients key prefix, then ip/"tunnels:debt" pairs. Returns ip, tunnels, debt
+ * triples (debt as text: Redis would truncate a Lua number to an integer).
+ */
+const CLIENT_SYNC_LUA = `
+redis.call('DEL', KEYS[2])
+if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+redis.call('HSET', KEYS[2], '', '0:0')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[1])
+local tunnels, debt = {}, {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if m ~= ARGV[1] then
+    local h = redis.call('HGETALL', ARGV[3] .. m)
+    if #h == 0 then redis.call('SREM', KEYS[1], m) end
+    for i = 1, #h, 2 do
+      if h[i] ~= '' then
+        local colon = string.find(h[i + 1], ':', 1, true)
+        tunnels[h[i]] = (tunnels[h[i]] or 0) + tonumber(string.sub(h[i + 1], 1, colon - 1))
+        debt[h[i]] = (debt[h[i]] or 0) + tonumber(string.sub(h[i + 1], colon + 1))
+      end
+    end
+  end
+end
+local flat = {}
+for ip, n in pairs(tunnels) do flat[#flat + 1] = ip; flat[#flat + 1] = n; flat[#flat + 1] = tostring(debt[ip]) end
+return flat`;
+
 interface Scripts {
   lease(key: string, machine: string, ttl: number): Promise<number>;
   release(key: string, machine: string): Promise<number>;
   syncCounts(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: (string | number)[]): Promise<(string | number)[]>;
+  syncClients(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: string[]): Promise<(string | number)[]>;
 }
 type ScriptedRedis = Redis & Scripts;
 type ScriptedPipeline = ChainableCommander & {
@@ -105,6 +140,7 @@ export class RedisState extends CachedState {
     this.client.defineCommand('lease', { numberOfKeys: 1, lua: LEASE_LUA });
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.client.defineCommand('syncCounts', { numberOfKeys: 2, lua: SYNC_LUA });
+    this.client.defineCommand('syncClients', { numberOfKeys: 2, lua: CLIENT_SYNC_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
     this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
@@ -144,6 +180,7 @@ export class RedisState extends CachedState {
       for (const key of this.held) p.release(this.key(`lease:${key}`), this.machineId);
       p.del(this.key(`conns:${this.machineId}`));
       p.srem(this.key('machines'), this.machineId);
+      if (this.localClients !== null) p.del(this.key(`clients:${this.machineId}`)).srem(this.key('client-machines'), this.machineId);
       await p.exec().catch(() => undefined);
       await Promise.all([this.client.quit().catch(() => undefined), this.sub.quit().catch(() => undefined)]);
     }
@@ -192,6 +229,12 @@ export class RedisState extends CachedState {
   private onDown(detail: string): void {
     if (this.closed) return;
     this.setStatus('degraded', detail);
+    // Other machines' client counts cannot be refreshed: each machine limits on its own counts
+    // rather than on old ones (which could keep refusing a client that has left).
+    if (this.remoteClientCounts.length > 0) {
+      this.remoteClientCounts = [];
+      this.emit('clients');
+    }
   }
 
   /** (Re)connected: read the fleet's state back, then write ours again (a restarted Redis is empty). */
@@ -252,6 +295,23 @@ export class RedisState extends CachedState {
       this.emit('counts');
     } catch {
       // Redis went away mid-call: keep the last counts; the status already says degraded.
+    }
+    if (this.localClients !== null) await this.syncClients(this.localClients);
+  }
+
+  /** Writes this machine's hot client IPs and reads the other machines' (clientLimits.scope: fleet). */
+  private async syncClients(local: readonly ClientCount[]): Promise<void> {
+    if (this.client.status !== 'ready') return;
+    const pairs: string[] = [];
+    for (const [ip, tunnels, debt] of local) pairs.push(ip, `${tunnels}:${debt}`);
+    try {
+      const flat = await this.client.syncClients(this.key('client-machines'), this.key(`clients:${this.machineId}`), this.machineId, this.timings.countTtl, this.key('clients:'), ...pairs);
+      const remote: ClientCount[] = [];
+      for (let i = 0; i + 2 < flat.length; i += 3) remote.push([String(flat[i]), Number(flat[i + 1]), Number(flat[i + 2])]);
+      this.remoteClientCounts = remote;
+      this.emit('clients');
+    } catch {
+      // As for the counts above.
     }
   }
 }
