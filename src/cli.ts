@@ -83,7 +83,7 @@ program
         maxTunnels === 0 && upgradesPerSecond === 0
           ? 'no per-client limits'
           : `per client IP and ${scope}: ${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`}`;
-      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes; ${perClient}${cert})\n`);
+      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}; ${perClient})\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
