@@ -1,34 +1,58 @@
 // `switchyard status`, `switchyard admin` and `switchyard reload`: clients of the primary's admin listener
 // (src/admin/admin-server.ts). The status table is what an operator reads; --json gives the report.
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import type { StatusReport } from './primary/coordination';
 import type { ReloadResult } from './primary/supervisor';
 
-async function call(address: string, method: 'GET' | 'POST', path: string, timeoutMs = 5000): Promise<unknown> {
-  let res;
+/** Where the admin listener is, and the token writes carry (none: writes work only on admin.socket). */
+export interface AdminTarget {
+  /** host:port over TCP. */
+  address: string;
+  /** admin.socket's path: used instead of `address` when set. */
+  socket?: string;
+  token?: string;
+}
+
+async function call(target: AdminTarget, method: 'GET' | 'POST', path: string, timeoutMs = 5000): Promise<unknown> {
+  const where = target.socket ?? target.address;
+  // Over the socket, Host is localhost (what curl --unix-socket sends); the socket checks no Host.
+  const url = target.socket === undefined ? `http://${target.address}${path}` : `http://localhost${path}`;
+  const dispatcher = target.socket === undefined ? undefined : new Agent({ connect: { socketPath: target.socket } });
+  const headers: Record<string, string> = method === 'POST' && target.token !== undefined ? { authorization: `Bearer ${target.token}` } : {};
+  let status: number;
+  let text: string;
   try {
-    res = await request(`http://${address}${path}`, { method, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    const res = await request(url, { method, headers, dispatcher, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    status = res.statusCode;
+    text = await res.body.text();
   } catch (err) {
-    throw new Error(`cannot reach the admin endpoint at ${address}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`cannot reach the admin ${target.socket === undefined ? 'endpoint' : 'socket'} at ${where}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    await dispatcher?.close();
   }
-  const body = (await res.body.json()) as { error?: string };
-  if (res.statusCode !== 200) throw new Error(body.error ?? `admin endpoint answered ${res.statusCode}`);
+  let body: { error?: string } = {};
+  try {
+    body = JSON.parse(text) as { error?: string };
+  } catch {
+    // not JSON: the status line says enough
+  }
+  if (status !== 200) throw new Error(body.error ?? `admin endpoint answered ${status}`);
   return body;
 }
 
-export async function fetchStatus(address: string): Promise<StatusReport> {
-  return ((await call(address, 'GET', '/status')) as { fleet: StatusReport }).fleet;
+export async function fetchStatus(target: AdminTarget | string): Promise<StatusReport> {
+  return ((await call(typeof target === 'string' ? { address: target } : target, 'GET', '/status')) as { fleet: StatusReport }).fleet;
 }
 
-export async function setAdminState(address: string, pool: string, backend: string, state: string): Promise<void> {
+export async function setAdminState(target: AdminTarget, pool: string, backend: string, state: string): Promise<void> {
   const q = new URLSearchParams({ pool, backend, state });
-  await call(address, 'POST', `/admin?${q.toString()}`);
+  await call(target, 'POST', `/admin?${q.toString()}`);
 }
 
 /** Asks the running balancer to reload its config; rejects with its one-line reason when refused. */
-export async function reload(address: string): Promise<ReloadResult & { ok: true }> {
+export async function reload(target: AdminTarget): Promise<ReloadResult & { ok: true }> {
   // A reload waits for the new workers to listen (up to 15 s in the primary).
-  return (await call(address, 'POST', '/reload', 20_000)) as ReloadResult & { ok: true };
+  return (await call(target, 'POST', '/reload', 20_000)) as ReloadResult & { ok: true };
 }
 
 /** One table per pool: backend, health, active check (* = checked from this machine), ejection, admin, tunnels. */
@@ -36,8 +60,9 @@ export function formatStatus(report: StatusReport): string {
   const lines = [`machine ${report.machine}  shared state: ${report.state.kind} ${report.state.status}`];
   const header = ['BACKEND', 'HEALTH', 'CHECK', 'EJECTED', 'EJECTIONS', 'ADMIN', 'TUNNELS(MACHINE)', 'TUNNELS(FLEET)'];
   for (const [pool, backends] of Object.entries(report.pools)) {
+    const now = Date.now();
     const rows = backends.map((b) => [
-      b.backup ? `${b.backend} (backup)` : b.backend,
+      b.backend + (b.backup ? ' (backup)' : '') + (b.slowStartUntil > now ? ` (slow start, ${Math.ceil((b.slowStartUntil - now) / 1000)} s left)` : ''),
       b.health,
       b.activeCheck === 'off' ? 'off' : `${b.activeCheck}${b.checkedHere ? '*' : ''}`,
       b.ejected ? 'yes' : 'no',

@@ -1,8 +1,10 @@
 // switchyard: flags -> config -> primary.
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
-import { fetchStatus, formatStatus, reload, setAdminState } from './admin-client';
-import { ConfigError, loadConfig, type ConfigFlags } from './config/load';
-import { ADMIN_STATES } from './config/schema';
+import { resolve } from 'node:path';
+import { describeAdminWrites } from './admin/admin-token';
+import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
+import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags } from './config/load';
+import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, type PoolConfig } from './config/schema';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -32,14 +34,15 @@ program
   .option('--tls-cert <file>', 'terminate TLS with this PEM certificate chain (config listen.tls.cert; needs --tls-key)')
   .option('--tls-key <file>', 'the PEM private key for --tls-cert (config listen.tls.key)')
   .option('-b, --backend <url>', 'backend ws://host:port; repeat for more; replaces the file\'s pools with one pool behind route /', collect)
-  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(['least-connections', 'ip-hash', 'round-robin']))
+  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(ALGORITHMS))
   .option('-w, --workers <n>', 'worker processes, or "auto" for one per core (default auto)')
   .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
   .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
   .option('--access-log', 'a JSON line on stdout per tunnel when it ends and per request (config accessLog)')
   .option('--admin-host <address>', 'admin listener address: /metrics, /status, /healthz, /readyz (default 127.0.0.1)')
-  .option('--admin-port <port>', 'admin listener port (default 9090; 0 picks a free one)', portNumber)
+  .option('--admin-port <port>', `admin listener port (default ${DEFAULT_ADMIN_PORT}; 0 picks a free one)`, portNumber)
+  .option('--admin-token-file <file>', 'file holding the token admin writes need (config admin.tokenFile; or set SWITCHYARD_ADMIN_TOKEN); without one, POST /admin and /reload are refused')
   .option('--no-admin', 'no admin listener')
   .action(async (flags: ConfigFlags) => {
     let config;
@@ -78,75 +81,106 @@ program
       const config = loadConfig({ config: flags.config });
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
+      const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
       const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
       const perClient =
         maxTunnels === 0 && upgradesPerSecond === 0
-          ? 'no per-client limits'
-          : `per client IP and ${scope}: ${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`}`;
-      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}; ${perClient})\n`);
+          ? 'off'
+          : `${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`} per client IP, counted per ${scope}`;
+      process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
+      for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
+      process.stdout.write(`client limits: ${perClient}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
     }
   });
 
-/** host:port of the admin listener: --admin, else the config's admin section, else the default 127.0.0.1:9090. */
-function adminAddress(flags: { admin?: string; config?: string }): string {
-  if (flags.admin) return flags.admin;
-  if (!flags.config) return '127.0.0.1:9090';
-  let config;
+/** "hash on path:2, balanceFactor 1.25, slowStart 30s": how a pool picks its backends, for `check`. */
+function describeBalancing(pool: PoolConfig): string {
+  const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
+  if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
+  if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  return parts.join(', ');
+}
+
+interface AdminFlags {
+  config?: string;
+  admin?: string;
+  adminSocket?: string;
+  tokenFile?: string;
+}
+
+/**
+ * Where the admin listener is and the token writes carry. Where: --admin-socket, else --admin, else
+ * the config's admin section (admin.socket when it has one), else 127.0.0.1:8405. The token:
+ * --token-file, else the config's (admin.token, admin.tokenFile, SWITCHYARD_ADMIN_TOKEN), else
+ * SWITCHYARD_ADMIN_TOKEN: the same the balancer reads.
+ */
+function adminTarget(flags: AdminFlags): AdminTarget {
   try {
-    config = loadConfig({ config: flags.config });
+    let target: AdminTarget = { address: `127.0.0.1:${DEFAULT_ADMIN_PORT}` };
+    let token: string | undefined;
+    if (flags.config) {
+      const config = loadConfig({ config: flags.config });
+      if (!config.admin.enabled) fail(`config error: admin.enabled: false in ${flags.config}; this command needs the admin listener`);
+      const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host === '::' ? '::1' : config.admin.host;
+      target = { address: `${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`, socket: config.admin.socket };
+      token = config.adminToken?.value;
+    } else {
+      token = resolveAdminToken({}, process.env)?.value;
+    }
+    if (flags.admin) target = { address: flags.admin };
+    if (flags.adminSocket) target = { ...target, socket: resolve(flags.adminSocket) };
+    if (flags.tokenFile) token = readAdminTokenFile(flags.tokenFile, '--token-file');
+    return { ...target, token };
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  if (!config.admin.enabled) fail(`config error: admin.enabled: false in ${flags.config}; this command needs the admin listener`);
-  const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host;
-  return `${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
 }
 
-program
-  .command('status')
+/** The flags of the admin listener's clients; one set serves every command (status reads, so it sends no token). */
+const adminOptions = (command: Command): Command =>
+  command
+    .option('-c, --config <file>', 'config file of the running balancer (its admin address or socket, and token)')
+    .option('--admin <host:port>', 'admin endpoint address')
+    .option('--admin-socket <path>', 'admin.socket of the running balancer')
+    .option('--token-file <file>', 'file holding the admin token for writes (else the config\'s, else SWITCHYARD_ADMIN_TOKEN)');
+
+adminOptions(program.command('status'))
   .description("print each pool's backends: health, active check, ejection, admin state, tunnels on this machine and fleet-wide")
-  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
-  .option('--admin <host:port>', 'admin endpoint address')
   .option('--json', 'print the raw report')
-  .action(async (flags: { config?: string; admin?: string; json?: boolean }) => {
+  .action(async (flags: AdminFlags & { json?: boolean }) => {
     try {
-      const report = await fetchStatus(adminAddress(flags));
+      const report = await fetchStatus(adminTarget(flags));
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
     } catch (err) {
       fail(`switchyard: ${(err as Error).message}`);
     }
   });
 
-program
-  .command('admin')
+adminOptions(program.command('admin'))
   .description('set a backend\'s admin state fleet-wide: drain (keeps its tunnels, gets no new ones), maintenance, ready')
   .argument('<pool>', 'pool name')
   .argument('<backend>', 'backend host:port')
   .addArgument(new Argument('<state>', 'admin state').choices(ADMIN_STATES))
-  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
-  .option('--admin <host:port>', 'admin endpoint address')
-  .action(async (pool: string, backend: string, state: string, flags: { config?: string; admin?: string }) => {
+  .action(async (pool: string, backend: string, state: string, flags: AdminFlags) => {
     try {
-      await setAdminState(adminAddress(flags), pool, backend, state);
+      await setAdminState(adminTarget(flags), pool, backend, state);
       process.stdout.write(`${pool}/${backend}: ${state}\n`);
     } catch (err) {
       fail(`switchyard: ${(err as Error).message}`);
     }
   });
 
-program
-  .command('reload')
+adminOptions(program.command('reload'))
   .description('reload the config of a running balancer (as SIGHUP): new workers start with it, the old ones keep their tunnels until they end or retireTimeout')
-  .option('-c, --config <file>', 'config file of the running balancer (its admin.host/admin.port)')
-  .option('--admin <host:port>', 'admin endpoint address')
-  .action(async (flags: { config?: string; admin?: string }) => {
+  .action(async (flags: AdminFlags) => {
     try {
-      const result = await reload(adminAddress(flags));
-      process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels\n`);
+      const result = await reload(adminTarget(flags));
+      const closing = result.closingNow > 0 ? `; ${result.closingNow} workers of older generations closing their tunnels now (maxRetiringGenerations)` : '';
+      process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels${closing}\n`);
     } catch (err) {
       fail(`switchyard: reload refused: ${(err as Error).message}`);
     }

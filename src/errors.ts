@@ -29,9 +29,20 @@ export const Outcomes = {
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
 } as const;
 
+/**
+ * What the admin listener refuses before any of its handlers runs (src/admin/admin-server.ts); the
+ * label is `switchyard_admin_requests_refused_total`'s reason.
+ */
+export const AdminRefusals = {
+  misdirected: outcome('ERR_ADMIN_MISDIRECTED', 421, 'misdirected', 'the Host is not one the admin listener answers to'),
+  writesOff: outcome('ERR_ADMIN_WRITES_OFF', 403, 'writes_off', 'a write, and no admin token is configured'),
+  missingToken: outcome('ERR_ADMIN_TOKEN_MISSING', 401, 'missing_token', 'a write without the admin token'),
+  wrongToken: outcome('ERR_ADMIN_TOKEN_WRONG', 401, 'wrong_token', 'a write with a wrong admin token'),
+} as const;
+
 export const HTTP_REASONS: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
-  408: 'Request Timeout', 426: 'Upgrade Required', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  408: 'Request Timeout', 409: 'Conflict', 421: 'Misdirected Request', 426: 'Upgrade Required', 429: 'Too Many Requests', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 

@@ -205,7 +205,7 @@ export class Listener implements TunnelOwner {
     res.onAborted(() => {
       aborted = true;
     });
-    openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
+    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
@@ -233,7 +233,7 @@ export class Listener implements TunnelOwner {
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
-          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
+          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see docs/design.md "uWebSockets.js binding")');
         }
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },

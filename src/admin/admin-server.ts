@@ -2,14 +2,23 @@
 // readiness probes, a JSON status (with the shared state's fleet view), a status page, the
 // admin-state switch used by `switchyard admin` and the reload of `switchyard reload`. Plain
 // node:http: it is not the hot path, and it never shares the public port (binds 127.0.0.1 by default).
+// Reads are open; writes need the admin token (or come through admin.socket); on TCP every request's
+// Host must be one the listener answers to, so no web page can drive it or read it by DNS rebinding.
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { LoadedConfig } from '../config/load';
+import { connect, type ListenOptions } from 'node:net';
+import { ADMIN_TOKEN_ENV, type LoadedConfig } from '../config/load';
 import { ADMIN_STATES, type AdminState } from '../config/schema';
+import { AdminRefusals, type Outcome } from '../errors';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
+import { countAdminRefusal } from '../stats/metrics';
 import type { StatusReport } from '../primary/coordination';
 import type { ReloadResult } from '../primary/supervisor';
 import type { WorkerView } from '../stats/metrics';
+import { checkBearer } from './admin-token';
+import { HostAllowList } from './host-allow-list';
+import { LogThrottle } from './log-throttle';
 import { STATUS_PAGE } from './status-page';
 import { StatusReporter, type Status } from './status';
 
@@ -29,40 +38,35 @@ export interface AdminView {
 
 export interface AdminListener {
   port: number;
+  /** admin.socket's path, when it is set. */
+  socket: string | undefined;
   close(): Promise<void>;
 }
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+/** TCP: Host allow-list, and writes need the token. The Unix socket: its file mode is the credential. */
+type Via = 'tcp' | 'socket';
+
+/** Repeated refusals of one reason log one line per this long (with the count held back). */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...extra });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-const json = (res: ServerResponse, status: number, value: unknown): void => send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`);
+const json = (res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void =>
+  send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(value, null, 2)}\n`, extra);
 
 export async function startAdminListener(config: LoadedConfig, publicPort: number, view: AdminView, log: Logger): Promise<AdminListener> {
   const reporter = new StatusReporter(() => view.config(), publicPort);
+  const socketPath = config.admin.socket;
 
   const status = async (): Promise<Status & { fleet: StatusReport }> => {
     const gathered = await gatherClusterMetrics();
-    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered });
-    return { ...status, fleet: view.fleet() };
-  };
-
-  const routes: Record<string, (res: ServerResponse) => Promise<void> | void> = {
-    '/metrics': async (res) => {
-      const { registry } = await gatherClusterMetrics();
-      send(res, 200, registry.contentType, await registry.metrics());
-    },
-    // Liveness: the primary answers, so the process is up.
-    '/healthz': (res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n'),
-    // Readiness: listening, and at least one backend that may take new tunnels.
-    '/readyz': async (res) => {
-      const s = await status();
-      if (s.ready) send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
-      else send(res, 503, 'text/plain; charset=utf-8', `not ready: ${s.notReady.join(', ')}\n`);
-    },
-    '/status': async (res) => json(res, 200, await status()),
-    '/': (res) => send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE),
+    const fleet = view.fleet();
+    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered }, fleet);
+    return { ...status, fleet };
   };
 
   // POST /admin?pool=P&backend=HOST:PORT&state=ready|drain|maintenance: `switchyard admin`.
@@ -82,54 +86,182 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     json(res, 200, { pool, backend, admin: state });
   };
 
-  // POST /reload: `switchyard reload`, as SIGHUP; 200 when the new workers listen, 409 when the
-  // config was refused or they did not start (the old workers keep serving either way).
-  const reload = async (res: ServerResponse): Promise<void> => {
-    const result = await view.reload();
-    json(res, result.ok ? 200 : 409, result);
+  /**
+   * Every path, by method. GET (and HEAD) are reads, open to any client whose Host passes. Every
+   * other method is a write: the dispatcher checks the token before it calls the handler, so a write
+   * added here cannot skip the check.
+   */
+  const routes: Record<string, Partial<Record<'GET' | 'POST', Handler>>> = {
+    '/metrics': {
+      GET: async (_req, res) => {
+        const { registry } = await gatherClusterMetrics();
+        send(res, 200, registry.contentType, await registry.metrics());
+      },
+    },
+    // Liveness: the primary answers, so the process is up.
+    '/healthz': { GET: (_req, res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n') },
+    // Readiness: listening, and at least one backend that may take new tunnels.
+    '/readyz': {
+      GET: async (_req, res) => {
+        const s = await status();
+        if (s.ready) send(res, 200, 'text/plain; charset=utf-8', 'ready\n');
+        else send(res, 503, 'text/plain; charset=utf-8', `not ready: ${s.notReady.join(', ')}\n`);
+      },
+    },
+    '/status': { GET: async (_req, res) => json(res, 200, await status()) },
+    '/': { GET: (_req, res) => send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE) },
+    '/admin': { POST: setAdmin },
+    // `switchyard reload`, as SIGHUP; 200 when the new workers listen, 409 when the config was
+    // refused, they did not start, or another reload is under way (the old workers keep serving).
+    '/reload': {
+      POST: async (_req, res) => {
+        const result = await view.reload();
+        json(res, result.ok ? 200 : 409, result);
+      },
+    },
   };
 
-  const posts: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
-    '/admin': setAdmin,
-    '/reload': (_req, res) => reload(res),
+  // The allow-list follows the config in force (admin.allowedHosts may change on reload).
+  let hostsFor: LoadedConfig | undefined;
+  let hosts: HostAllowList | undefined;
+  const allowedHosts = (): HostAllowList => {
+    const current = view.config();
+    if (hosts === undefined || hostsFor !== current) [hosts, hostsFor] = [new HostAllowList(config.admin.host, current.admin.allowedHosts), current];
+    return hosts;
   };
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0];
-    const post = posts[path];
-    if (post !== undefined) {
-      if (req.method !== 'POST') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'POST' });
-      return void post(req, res).catch((err: unknown) => {
-        log.error({ err, path }, 'admin request failed');
-        if (!res.headersSent) json(res, 500, { error: 'internal error' });
-      });
+  /** Why a write over TCP may not go ahead, or undefined when its token is right. */
+  const unauthorized = (req: IncomingMessage): { refusal: Outcome; error: string; challenge?: string } | undefined => {
+    const token = view.config().adminToken;
+    if (token === undefined) {
+      const socket = socketPath === undefined ? '' : `, or write through admin.socket (${socketPath})`;
+      return { refusal: AdminRefusals.writesOff, error: `admin writes are off: no admin token is configured; set admin.tokenFile, admin.token or ${ADMIN_TOKEN_ENV}${socket}` };
     }
+    const check = checkBearer(req.headers.authorization, token.value);
+    if (check === 'ok') return undefined;
+    if (check === 'missing') {
+      return { refusal: AdminRefusals.missingToken, error: `this needs the admin token: send Authorization: Bearer <token> (switchyard admin and reload read it from --config, --token-file or ${ADMIN_TOKEN_ENV})`, challenge: 'Bearer realm="switchyard admin"' };
+    }
+    return { refusal: AdminRefusals.wrongToken, error: 'the admin token does not match', challenge: 'Bearer realm="switchyard admin", error="invalid_token"' };
+  };
+
+  const throttle = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
+  const refuse = (req: IncomingMessage, res: ServerResponse, refusal: Outcome, error: string, challenge?: string): void => {
+    countAdminRefusal(refusal.label);
+    const held = throttle.pass(refusal.label);
+    if (held !== undefined) {
+      const { host, origin } = req.headers;
+      log.warn({ reason: refusal.label, method: req.method, url: req.url?.slice(0, 200), host: host?.slice(0, 200), origin: origin?.slice(0, 200), remote: req.socket.remoteAddress, heldBack: held }, `admin request refused: ${refusal.message}`);
+    }
+    json(res, refusal.status, { ok: false, error }, challenge === undefined ? undefined : { 'www-authenticate': challenge });
+  };
+
+  const handle = (via: Via) => (req: IncomingMessage, res: ServerResponse): void => {
+    if (via === 'tcp' && !allowedHosts().allows(req.headers.host, req.socket.localAddress)) {
+      const error = `Host "${(req.headers.host ?? '').slice(0, 200)}" is not one this admin listener answers to: it answers to localhost, loopback addresses, the address it was reached on and admin.allowedHosts (add the name there to use it)`;
+      return refuse(req, res, AdminRefusals.misdirected, error);
+    }
+    const path = (req.url ?? '/').split('?')[0];
     const route = routes[path];
     if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /healthz, /readyz, POST /admin, POST /reload\n');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
-    Promise.resolve(route(res)).catch((err: unknown) => {
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const handler = method === 'GET' || method === 'POST' ? route[method] : undefined;
+    if (handler === undefined) {
+      const allow = Object.keys(route).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]));
+      return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: allow.join(', ') });
+    }
+    if (method !== 'GET' && via === 'tcp') {
+      const denied = unauthorized(req);
+      if (denied !== undefined) return refuse(req, res, denied.refusal, denied.error, denied.challenge);
+    }
+    Promise.resolve(handler(req, res)).catch((err: unknown) => {
       log.error({ err, path }, 'admin request failed');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
       else res.destroy();
     });
   };
 
-  const server: Server = createServer(handle);
+  const server: Server = createServer(handle('tcp'));
   server.keepAliveTimeout = 5000;
   const { host, port } = config.admin;
-  await new Promise<void>((resolve, reject) => {
+  await listen(server, { host, port, exclusive: true });
+  let socketServer: Server | undefined;
+  if (socketPath !== undefined) {
+    socketServer = createServer(handle('socket'));
+    socketServer.keepAliveTimeout = 5000;
+    try {
+      await listenOnSocket(socketServer, socketPath);
+    } catch (err) {
+      await closeServer(server);
+      throw err;
+    }
+  }
+  return {
+    port: (server.address() as { port: number }).port,
+    socket: socketPath,
+    close: async () => {
+      await Promise.all([closeServer(server), socketServer && closeServer(socketServer)]);
+    },
+  };
+}
+
+function listen(server: Server, options: ListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, exclusive: true }, () => {
+    server.listen(options, () => {
       server.removeListener('error', reject);
       resolve();
     });
   });
-  return {
-    port: (server.address() as { port: number }).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
+
+/** An error whose message is the whole line for the operator (the caller names no port). */
+export class AdminSocketError extends Error {}
+
+/**
+ * Listens on admin.socket, created mode 0600 (the umask is set around the bind, so the file is never
+ * reachable by others, even for an instant). A socket file left by a process that is gone is
+ * replaced; one that answers, or a file that is not a socket, is an error.
+ */
+async function listenOnSocket(server: Server, path: string): Promise<void> {
+  let stats;
+  try {
+    stats = lstatSync(path);
+  } catch {
+    stats = undefined; // nothing there
+  }
+  if (stats !== undefined) {
+    if (!stats.isSocket()) throw new AdminSocketError(`admin.socket: ${path} exists and is not a socket`);
+    if (await answers(path)) throw new AdminSocketError(`admin.socket: ${path} is in use by another process`);
+    unlinkSync(path);
+  }
+  const umask = process.umask(0o177);
+  try {
+    server.listen({ path });
+  } finally {
+    process.umask(umask);
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new AdminSocketError(`admin.socket: cannot listen on ${path}: ${err.code ?? err.message}`)));
+    server.once('listening', resolve);
+  });
+  chmodSync(path, 0o600);
+}
+
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }

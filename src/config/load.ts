@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './config-error';
-import { configSchema, type Config } from './schema';
+import { adminToken, configSchema, type Config } from './schema';
 import { checkTlsFiles, type CertificateInfo } from './tls-files';
 
 export { ConfigError };
@@ -27,12 +27,26 @@ export interface ConfigFlags {
   accessLog?: boolean;
   adminHost?: string;
   adminPort?: number;
+  adminTokenFile?: string;
   /** false from --no-admin. */
   admin?: boolean;
 }
 
-/** The validated config plus the resolved worker count and, with TLS, the certificate it serves. */
-export type LoadedConfig = Readonly<Config & { workerCount: number; certificate?: CertificateInfo }>;
+/** The admin token in force and where it came from (a config key or the environment variable), for `check` and the ready line. */
+export interface AdminToken {
+  readonly value: string;
+  readonly from: 'admin.token' | 'admin.tokenFile' | typeof ADMIN_TOKEN_ENV;
+}
+
+/**
+ * The validated config plus the resolved worker count, with TLS the certificate it serves, and the
+ * admin token (read from admin.tokenFile or the environment). The token stays in the primary: the
+ * workers' copy of the config goes without it.
+ */
+export type LoadedConfig = Readonly<Config & { workerCount: number; certificate?: CertificateInfo; adminToken?: AdminToken }>;
+
+/** The environment variable that gives the admin token when the file names none (as REDIS_URL gives redis.url). */
+export const ADMIN_TOKEN_ENV = 'SWITCHYARD_ADMIN_TOKEN';
 
 type Raw = Record<string, unknown>;
 
@@ -82,10 +96,14 @@ function applyFlags(raw: Raw, flags: ConfigFlags): Raw {
   if (flags.idleTimeout !== undefined && Array.isArray(out.routes)) {
     out.routes = (out.routes as Raw[]).map((r) => ({ ...r, idleTimeout: flags.idleTimeout }));
   }
-  if (flags.adminHost !== undefined || flags.adminPort !== undefined || flags.admin === false) {
+  if (flags.adminHost !== undefined || flags.adminPort !== undefined || flags.adminTokenFile !== undefined || flags.admin === false) {
     const admin = { ...((raw.admin as Raw | undefined) ?? {}) };
     if (flags.adminHost !== undefined) admin.host = flags.adminHost;
     if (flags.adminPort !== undefined) admin.port = flags.adminPort;
+    if (flags.adminTokenFile !== undefined) {
+      delete admin.token; // the flag overrides the file's token, whichever key gave it
+      admin.tokenFile = resolve(flags.adminTokenFile);
+    }
     if (flags.admin === false) admin.enabled = false;
     out.admin = admin;
   }
@@ -138,17 +156,56 @@ export function loadConfig(flags: ConfigFlags): LoadedConfig {
     throw new ConfigError('config error: pools: no backends; give --backend ws://host:port (repeatable) or --config FILE');
   }
   const config = validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
-  if (!config.listen.tls) return config;
-  return Object.freeze({ ...config, certificate: Object.freeze(checkTlsFiles(config.listen.tls)) });
+  const token = resolveAdminToken(config.admin, process.env);
+  const certificate = config.listen.tls ? Object.freeze(checkTlsFiles(config.listen.tls)) : undefined;
+  if (!token && !certificate) return config;
+  return Object.freeze({ ...config, ...(certificate && { certificate }), ...(token && { adminToken: Object.freeze(token) }) });
 }
 
-/** The file's relative listen.tls paths, made absolute from its directory (as NGINX reads them from its conf dir). */
+/**
+ * The admin token: admin.token, else the first line of admin.tokenFile, else SWITCHYARD_ADMIN_TOKEN;
+ * undefined when none is given (writes are then refused on TCP). Also used by `switchyard admin` and
+ * `switchyard reload` without a config file.
+ */
+export function resolveAdminToken(admin: { token?: string; tokenFile?: string }, env: NodeJS.ProcessEnv): AdminToken | undefined {
+  if (admin.token !== undefined) return { value: admin.token, from: 'admin.token' };
+  if (admin.tokenFile !== undefined) return { value: readAdminTokenFile(admin.tokenFile, 'admin.tokenFile'), from: 'admin.tokenFile' };
+  const fromEnv = env[ADMIN_TOKEN_ENV];
+  if (fromEnv === undefined || fromEnv === '') return undefined;
+  return { value: checkAdminToken(fromEnv, ADMIN_TOKEN_ENV), from: ADMIN_TOKEN_ENV };
+}
+
+/** Reads a token file: one line (a trailing newline is allowed, as `openssl rand -hex 32 > file` writes it). */
+export function readAdminTokenFile(file: string, key: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config error: ${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return checkAdminToken(text.replace(/\r?\n$/, ''), `${key} (${file})`);
+}
+
+function checkAdminToken(value: string, key: string): string {
+  const result = adminToken.safeParse(value);
+  if (!result.success) throw new ConfigError(`config error: ${key}: ${result.error.issues[0].message}`);
+  return result.data;
+}
+
+/** The file's relative paths (listen.tls, admin.tokenFile, admin.socket), made absolute from its directory (as NGINX reads them from its conf dir). */
 function withFilePathsFrom(dir: string, raw: Raw): Raw {
+  const absolute = (v: unknown): unknown => (typeof v === 'string' && v !== '' ? resolve(dir, v) : v);
+  const out = { ...raw };
   const listen = raw.listen as Raw | undefined;
   const tls = listen?.tls as Raw | undefined;
-  if (!tls || typeof tls !== 'object') return raw;
-  const absolute = (v: unknown): unknown => (typeof v === 'string' && v !== '' ? resolve(dir, v) : v);
-  return { ...raw, listen: { ...listen, tls: { ...tls, cert: absolute(tls.cert), key: absolute(tls.key) } } };
+  if (tls && typeof tls === 'object') out.listen = { ...listen, tls: { ...tls, cert: absolute(tls.cert), key: absolute(tls.key) } };
+  const admin = raw.admin as Raw | undefined;
+  if (admin && typeof admin === 'object') {
+    const paths: Raw = {};
+    for (const key of ['tokenFile', 'socket']) if (key in admin) paths[key] = absolute(admin[key]);
+    out.admin = { ...admin, ...paths };
+  }
+  return out;
 }
 
 /** REDIS_URL turns on shared state when the file names no Redis URL (the file wins when it does). */
@@ -167,7 +224,12 @@ function withRedisEnv(raw: Raw, redisUrl: string | undefined): Raw {
  */
 export function checkReloadable(running: LoadedConfig, next: LoadedConfig): void {
   // listen.tls's files and settings may change (a renewed certificate); turning TLS on or off may not.
-  const held = (c: LoadedConfig) => ({ listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined, redirect: c.listen.tls?.redirectHttpPort }, admin: c.admin, redis: c.redis });
+  // The admin token and allowed hosts are read per request, so a reload may change them (rotate a token).
+  const held = (c: LoadedConfig) => ({
+    listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined, redirect: c.listen.tls?.redirectHttpPort },
+    admin: { enabled: c.admin.enabled, host: c.admin.host, port: c.admin.port, socket: c.admin.socket },
+    redis: c.redis,
+  });
   const [a, b] = [held(running), held(next)];
   for (const key of ['listen', 'admin', 'redis'] as const) {
     if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {

@@ -9,6 +9,7 @@ import type { LoadedConfig } from '../config/load';
 import type { AdminState } from '../config/schema';
 import { ActiveChecker, type ProbeResult } from '../health/active-check';
 import { OutlierDetector } from '../health/outlier-detection';
+import { slowStartEnds } from '../load-balancer/slow-start';
 import type { Logger } from '../log';
 import type { SharedState, StateStatus } from '../state/shared-state';
 import { Backend, type HealthState } from '../upstream/backend';
@@ -22,6 +23,12 @@ interface Entry {
   checked: boolean;
   detector: OutlierDetector;
   ejected: boolean;
+  /** The pool's slowStart, ms. */
+  slowStart: number;
+  /** Eligible (up and ready) when last looked at; undefined before the first look (no ramp for the state found at start). */
+  eligible: boolean | undefined;
+  /** When it last became eligible, epoch ms; 0: since the start. Sent to workers for slow start. */
+  eligibleSince: number;
 }
 
 export interface BackendStatus {
@@ -40,6 +47,8 @@ export interface BackendStatus {
   maxConnections: number;
   /** Takes tunnels only while no other backend of the pool can. */
   backup: boolean;
+  /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
+  slowStartUntil: number;
 }
 
 export interface StatusReport {
@@ -81,7 +90,17 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const backends = pc.backends.map((b) => new Backend(b, pool));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
       for (const [i, backend] of backends.entries()) {
-        this.entries.set(backend.key, { pool, backend, configAdmin: pc.backends[i].admin, checked: pc.healthCheck !== undefined, detector, ejected: false });
+        this.entries.set(backend.key, {
+          pool,
+          backend,
+          configAdmin: pc.backends[i].admin,
+          checked: pc.healthCheck !== undefined,
+          detector,
+          ejected: false,
+          slowStart: pc.slowStart,
+          eligible: undefined,
+          eligibleSince: 0,
+        });
       }
       if (pc.healthCheck) {
         const checker = new ActiveChecker(pc.healthCheck, backends.map((backend) => ({ key: backend.key, backend })), {
@@ -125,7 +144,14 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     // A backend the reload keeps keeps its passive-health record: an ejected one stays out.
     const oldDetectors = new Set([...previous.values()].map((e) => e.detector));
     for (const detector of new Set([...this.entries.values()].map((e) => e.detector))) for (const old of oldDetectors) detector.carryOver(old);
-    for (const [key, e] of this.entries) e.ejected = previous.get(key)?.ejected ?? false;
+    const now = this.now();
+    for (const [key, e] of this.entries) {
+      const old = previous.get(key);
+      e.ejected = old?.ejected ?? false;
+      // Slow start: a backend the reload adds joins now; a kept one keeps its ramp.
+      e.eligible = old?.eligible;
+      e.eligibleSince = old === undefined ? now : old.eligibleSince;
+    }
     this.state.track([...this.entries.keys()]);
     this.startCheckers();
     this.broadcastState();
@@ -159,6 +185,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       this.emit('status', status, detail);
     });
     await this.state.start([...this.entries.keys()]);
+    this.views(); // what is eligible at start: no slow start for it
     this.startCheckers();
     this.timer = setInterval(() => this.sync(), this.syncInterval);
     this.timer.unref();
@@ -201,12 +228,14 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   }
 
   status(): StatusReport {
+    const now = this.now();
     const machine = this.machineCounts();
     const remote = this.state.remoteCounts();
     const pools: Record<string, BackendStatus[]> = {};
     for (const [key, e] of this.entries) {
       const view = this.view(key, e);
       const here = machine.get(key) ?? 0;
+      const rampEnds = slowStartEnds(view.eligibleSince, e.slowStart);
       (pools[e.pool] ??= []).push({
         backend: e.backend.name,
         url: e.backend.url,
@@ -219,19 +248,21 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
         maxConnections: e.backend.maxConnections,
         backup: e.backend.backup,
+        slowStartUntil: rampEnds > now ? rampEnds : 0,
       });
     }
     return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };
   }
 
+  /** What workers are told of a backend; notes when it became eligible (every change of health or admin state passes here). */
   private view(key: string, e: Entry): BackendView {
     const activeDown = e.checked && this.state.healthOf(key) === 'down';
-    return {
-      key,
-      health: activeDown || e.ejected ? 'down' : 'up',
-      admin: this.state.adminOf(key) ?? e.configAdmin,
-      ejections: e.detector.ejections(key),
-    };
+    const health = activeDown || e.ejected ? 'down' : 'up';
+    const admin = this.state.adminOf(key) ?? e.configAdmin;
+    const eligible = health === 'up' && admin === 'ready';
+    if (eligible && e.eligible === false) e.eligibleSince = this.now();
+    e.eligible = eligible;
+    return { key, health, admin, ejections: e.detector.ejections(key), eligibleSince: e.eligibleSince };
   }
 
   private views(): BackendView[] {

@@ -24,6 +24,8 @@ export interface BackendView {
   health: HealthState;
   admin: AdminState;
   ejections: number;
+  /** When it last became eligible (joined by a reload, or came back up), epoch ms; 0: since the start. Slow start ramps from it. */
+  eligibleSince: number;
 }
 
 export type PrimaryMessage =

@@ -5,9 +5,10 @@ import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { startAdminListener, type AdminListener } from '../admin/admin-server';
+import { AdminSocketError, startAdminListener, type AdminListener } from '../admin/admin-server';
+import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
-import { checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
+import { ADMIN_TOKEN_ENV, checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
@@ -78,7 +79,7 @@ interface Slot {
 
 /** What a reload did, for the log, the admin endpoint and `switchyard reload`. */
 export type ReloadResult =
-  | { ok: true; generation: number; workers: number; retiring: number }
+  | { ok: true; generation: number; workers: number; retiring: number; closingNow: number }
   | { ok: false; error: string };
 
 /** How long a reload waits for its new workers to listen before giving up (the old ones keep serving). */
@@ -116,7 +117,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const generation = (c: LoadedConfig): Generation => ({
     id: ++generations,
     config: c,
-    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, workerCount: undefined, certificate: undefined }),
+    // The admin token stays in the primary: workers never need it.
+    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, admin: { ...c.admin, token: undefined, tokenFile: undefined }, adminToken: undefined, workerCount: undefined, certificate: undefined }),
   });
   // A 4 MiB young generation (V8's default grows to 16 MiB a semi-space): a burst of upgrades
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
@@ -137,6 +139,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   /** The workers of a reload in progress, and of old generations still finishing their tunnels. */
   let starting: Slot[] = [];
   const retiring = new Set<Slot>();
+  /** Retiring workers told to close their tunnels now (past maxRetiringGenerations), until they exit. */
+  const closingNow = new Set<Slot>();
   let reloadStarted: ((error?: string) => void) | null = null;
   let ready = false;
   let listening = 0;
@@ -167,13 +171,15 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       reload: () => reload('admin'),
     };
     admin = await startAdminListener(config, port, view, log).catch((err: NodeJS.ErrnoException) => {
+      if (err instanceof AdminSocketError) throw new StartupError(err.message);
       const what = err.code === 'EADDRINUSE' ? 'port in use' : (err.code ?? err.message);
       throw new StartupError(`admin listener cannot listen on ${config.admin.host}:${config.admin.port}: ${what} (set admin.port, --admin-port, or --no-admin)`);
     });
   }
 
   const fork = (slot: Slot): void => {
-    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index) });
+    // undefined drops the variable from the worker's environment: the admin token stays in the primary.
+    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index), [ADMIN_TOKEN_ENV]: undefined });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);
@@ -204,6 +210,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
               state: coordination.status().state,
               admin: admin ? `${config.admin.host}:${admin.port}` : 'disabled',
               adminPort: admin?.port,
+              adminWrites: describeAdminWrites(config.admin, config.adminToken),
             },
             'switchyard ready',
           );
@@ -216,6 +223,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
         slot.worker = null;
         slot.listening = false;
       }
+      closingNow.delete(slot);
       if (retiring.delete(slot) && slot.role === 'retiring') {
         log.info({ workerPid: worker.process.pid, generation: slot.generation.id, code, signal, retiring: retiring.size }, 'old worker exited');
       }
@@ -255,6 +263,11 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     if (!ready || shuttingDown) return refuse('switchyard is starting or stopping');
     if (loadNext === undefined) return refuse('no config to reload');
     if (starting.length > 0) return refuse('a reload is already in progress');
+    if (closingNow.size > 0) {
+      return refuse(
+        `old workers told by an earlier reload to close their tunnels (more than maxRetiringGenerations: ${config.maxRetiringGenerations}) are still closing them, for at most drainTimeout (${config.drainTimeout / 1000}s); try again then`,
+      );
+    }
     let next: LoadedConfig;
     try {
       next = loadNext();
@@ -302,6 +315,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
           s.worker?.process.kill('SIGKILL');
         }
       }
+      capRetiring(previous);
       coordination.reconfigure(previous);
       return refuse(error);
     }
@@ -320,10 +334,39 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       retiring.add(s);
       if (s.worker.isConnected()) s.worker.send(message);
     }
+    const closing = capRetiring(next);
     countReload(true);
     announceCertificate(next, log);
-    log.info({ by, generation: g.id, workers: fresh.length, pids: fresh.map((s) => s.worker?.process.pid), retiring: retiring.size, retireTimeoutMs: next.retireTimeout }, 'reloaded');
-    return { ok: true, generation: g.id, workers: fresh.length, retiring: retiring.size };
+    const finishing = retiring.size - closingNow.size;
+    log.info({ by, generation: g.id, workers: fresh.length, pids: fresh.map((s) => s.worker?.process.pid), retiring: finishing, closingNow: closing, retireTimeoutMs: next.retireTimeout }, 'reloaded');
+    return { ok: true, generation: g.id, workers: fresh.length, retiring: finishing, closingNow: closing };
+  }
+
+  /**
+   * HAProxy's mworker-max-reloads: past `maxRetiringGenerations` older generations finishing their
+   * tunnels, the oldest are told to close them now (1001, then drainTimeout; killed if still there
+   * 3 s later). With the refusal above while they do, reloads in a row cannot pile up workers: at
+   * most maxRetiringGenerations + 2 generations run at once. Returns how many workers were told.
+   */
+  function capRetiring(c: LoadedConfig): number {
+    const finishing = [...retiring].filter((s) => s.role === 'retiring' && !closingNow.has(s));
+    const ids = [...new Set(finishing.map((s) => s.generation.id))].sort((a, b) => a - b);
+    const over = ids.slice(0, Math.max(0, ids.length - c.maxRetiringGenerations));
+    const told = finishing.filter((s) => over.includes(s.generation.id));
+    if (told.length === 0) return 0;
+    const message: PrimaryMessage = { type: 'drain', timeoutMs: c.drainTimeout };
+    for (const s of told) {
+      closingNow.add(s);
+      if (s.worker?.isConnected()) s.worker.send(message);
+    }
+    log.warn(
+      { generations: over, pids: told.map((s) => s.worker?.process.pid), maxRetiringGenerations: c.maxRetiringGenerations, drainTimeoutMs: c.drainTimeout },
+      'old workers closing their tunnels now: more generations finishing their tunnels than maxRetiringGenerations',
+    );
+    setTimeout(() => {
+      for (const s of told) if (closingNow.has(s)) s.worker?.process.kill('SIGKILL');
+    }, c.drainTimeout + 3000).unref();
+    return told.length;
   }
 
   const shutdown = (signal: string): void => {

@@ -1,6 +1,6 @@
 // The backend side of a tunnel: a TCP connection (tcp-connection.ts) speaking RFC 6455 as a client.
 //
-// Why not the `ws` package here: measured on this machine (shared/ANCHORS.md), a `ws` client on the
+// Why not the `ws` package here: measured on this machine (bench/README.md, "Anchor figures"), a `ws` client on the
 // backend hop costs ~1.7x NGINX's CPU per relayed message and ~50 KB per tunnel; a minimal client
 // costs far less. What makes the difference lives in tcp-connection.ts: reads land in one buffer
 // shared by every backend connection of the worker, and writes are batched per event-loop turn.

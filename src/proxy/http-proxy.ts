@@ -74,8 +74,9 @@ export class HttpProxy {
     head += '\r\n';
     // Values that are bytes rather than text (recoverBytes) leave as those bytes.
     const requestHead = request.bytes === true ? Buffer.from(head, 'latin1') : head;
-    const access = this.accessLog && accessEntry(request, clientIp(request, this.trusted));
-    const exchange = new Exchange(this, res, request, pool, requestHead, body, access);
+    const ip = clientIp(request, this.trusted);
+    const access = this.accessLog && accessEntry(request, ip);
+    const exchange = new Exchange(this, res, request, pool, pool.keyOf(request, ip), requestHead, body, access);
     this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
@@ -156,6 +157,8 @@ class Exchange implements UpstreamExchange {
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
+    /** The request's hash key (Pool.keyOf), the same for every attempt. */
+    private readonly key: string | undefined,
     private readonly requestHead: string | Buffer,
     private readonly body: Body,
     private readonly access: AccessEntry | null,
@@ -166,7 +169,7 @@ class Exchange implements UpstreamExchange {
   /** Tries the next backend, or answers 502/503 when none is left. */
   next(): void {
     const attempts = this.tried.size;
-    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(clientIp(this.request, this.proxy.trusted), this.tried) : undefined;
+    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(this.key, this.tried) : undefined;
     if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
     this.tried.add(backend);
     this.backend = backend;

@@ -20,14 +20,14 @@ export type BackendOpenResult =
  */
 export function openBackend(
   pool: Pool,
-  clientIp: string,
+  key: string | undefined,
   pathAndQuery: string,
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   log: Logger,
 ): Promise<BackendOpenResult> {
   return new Promise((resolve, reject) => {
-    new BackendOpening(pool, clientIp, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
+    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
   });
 }
 
@@ -42,7 +42,8 @@ class BackendOpening implements HandshakeOwner {
 
   constructor(
     private readonly pool: Pool,
-    private readonly clientIp: string,
+    /** The request's hash key (Pool.keyOf), the same for every attempt. */
+    private readonly key: string | undefined,
     private readonly pathAndQuery: string,
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
@@ -53,7 +54,7 @@ class BackendOpening implements HandshakeOwner {
 
   next(): void {
     const { pool, tried } = this;
-    const backend = this.attempt++ <= pool.retries ? pool.pick(this.clientIp, tried) : undefined;
+    const backend = this.attempt++ <= pool.retries ? pool.pick(this.key, tried) : undefined;
     if (backend === undefined) {
       this.resolve({ kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable });
       return;

@@ -10,7 +10,9 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import { ADMIN_STATES } from '../config/schema';
+import { AdminRefusals } from '../errors';
 import type { CertificateInfo } from '../config/tls-files';
+import { DECISION_LABELS } from '../load-balancer/load-balancer';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
@@ -240,6 +242,22 @@ countedAtScrape('switchyard_idle_closes_total', 'Tunnels closed by an idle timeo
   emit(counters.idleBackendCloses, { side: 'backend' });
 });
 
+// ---- balancing ----
+
+countedAtScrape(
+  'switchyard_balancer_decisions_total',
+  'Picks of a backend that were more than plain balancing, per pool: hashed (hash: the key\'s own backend), spilled (hash: its own backend was over balanceFactor, the next in the key\'s order took it), fallback (hash: the request had no key, least-connections picked), slow_start (a ramping backend made the pick differ from what full weights would give). Counted when two or more backends could take the tunnel or request.',
+  ['pool', 'decision'],
+  (emit) => {
+    for (const pool of pools) {
+      const hashing = pool.config.algorithm === 'hash' || pool.config.algorithm === 'ip-hash';
+      DECISION_LABELS.forEach((decision, i) => {
+        if (hashing || decision === 'slow_start') emit(pool.decisions[i], { pool: pool.name, decision });
+      });
+    }
+  },
+);
+
 // ---- backends ----
 
 // A backend counts as up only when every worker sees it up.
@@ -358,6 +376,18 @@ export function countReload(ok: boolean): void {
   configReloads.inc({ result: ok ? 'ok' : 'refused' });
 }
 
+const adminRefused = new Counter({
+  name: 'switchyard_admin_requests_refused_total',
+  help: 'Requests the admin listener refused, by reason: misdirected (a Host it does not answer to, 421), writes_off (a write with no token configured, 403), missing_token / wrong_token (401).',
+  labelNames: ['reason'],
+  registers: [registry],
+});
+
+/** The admin listener refused a request (src/errors.ts AdminRefusals). */
+export function countAdminRefusal(reason: string): void {
+  adminRefused.inc({ reason });
+}
+
 const workerRestarts = new Counter({
   name: 'switchyard_worker_restarts_total',
   help: 'Workers the primary restarted after they died, per worker slot.',
@@ -396,4 +426,5 @@ export function bindPrimary(workers: () => readonly WorkerView[]): void {
   primaryWorkers = workers;
   for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
   for (const result of RELOAD_RESULTS) configReloads.inc({ result }, 0);
+  for (const refusal of Object.values(AdminRefusals)) adminRefused.inc({ reason: refusal.label }, 0);
 }

@@ -28,6 +28,8 @@ export class Backend {
   tunnelsOpened = 0;
   /** Times outlier detection ejected this backend (published as switchyard_backend_ejections_total). */
   ejections = 0;
+  /** When it last became eligible (joined or came back up), epoch ms, decided by the primary; 0: since the start. Slow start ramps from it. */
+  eligibleSince = 0;
 
   constructor(config: BackendConfig, pool = '') {
     const u = new URL(config.url);

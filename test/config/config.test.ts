@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/load';
+import { checkReloadable, ConfigError, loadConfig } from '../../src/config/load';
 import { parseDuration, parseSize } from '../../src/config/units';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchyard-config-'));
@@ -23,6 +23,19 @@ function errorOf(fn: () => unknown): string {
     return err.message;
   }
   assert.fail('expected a config error');
+}
+
+/** Runs `fn` with SWITCHYARD_ADMIN_TOKEN set to `value` (or unset). */
+function withTokenEnv<T>(value: string | undefined, fn: () => T): T {
+  const saved = process.env.SWITCHYARD_ADMIN_TOKEN;
+  if (value === undefined) delete process.env.SWITCHYARD_ADMIN_TOKEN;
+  else process.env.SWITCHYARD_ADMIN_TOKEN = value;
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) delete process.env.SWITCHYARD_ADMIN_TOKEN;
+    else process.env.SWITCHYARD_ADMIN_TOKEN = saved;
+  }
 }
 
 const GOOD = `
@@ -96,16 +109,59 @@ describe('config', () => {
     assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);
   });
 
-  it('admin listener: on by default at 127.0.0.1:9090; flags and file set it; bad keys named', () => {
-    const c = loadConfig({ config: file(GOOD) });
-    assert.deepEqual(c.admin, { enabled: true, host: '127.0.0.1', port: 9090 });
+  it('admin listener: on by default at 127.0.0.1:8405 (no Prometheus port); flags and file set it; bad keys named', () => {
+    const c = withTokenEnv(undefined, () => loadConfig({ config: file(GOOD) }));
+    assert.deepEqual(c.admin, { enabled: true, host: '127.0.0.1', port: 8405, allowedHosts: [] });
+    assert.equal(c.adminToken, undefined, 'no token unless one is given');
+    assert.equal(c.maxRetiringGenerations, 2);
     const f = loadConfig({ config: file(`${GOOD}\nadmin: { port: 9191, enabled: true }`), adminHost: '10.0.0.5', adminPort: 0 });
-    assert.deepEqual(f.admin, { enabled: true, host: '10.0.0.5', port: 0 });
+    assert.deepEqual(f.admin, { enabled: true, host: '10.0.0.5', port: 0, allowedHosts: [] });
     assert.equal(loadConfig({ config: file(GOOD), admin: false }).admin.enabled, false);
     assert.equal(loadConfig({ config: file(`${GOOD}\nadmin: { enabled: false }`), admin: true }).admin.enabled, false, 'commander\'s default true does not override the file');
     assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: 9000 }`) })), /^config error: admin\.port: must differ from listen\.port/);
     assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { path: /x }`) })), /^config error: admin\.path: unknown key/);
     assert.match(errorOf(() => loadConfig({ config: file(`${GOOD}\nadmin: { port: -1 }`) })), /^config error: admin\.port: /);
+  });
+
+  it('admin token: admin.token, else admin.tokenFile (relative to the config, one line), else SWITCHYARD_ADMIN_TOKEN; --admin-token-file overrides; bad ones named', () => {
+    const token = 'a'.repeat(20);
+    const sub = mkdtempSync(join(dir, 'token-'));
+    writeFileSync(join(sub, 'admin-token'), `${'f'.repeat(32)}\n`);
+    const inSub = (text: string): string => {
+      const path = join(sub, `c${n++}.yaml`);
+      writeFileSync(path, text);
+      return path;
+    };
+    withTokenEnv('e'.repeat(24), () => {
+      assert.deepEqual(loadConfig({ config: file(`${GOOD}admin: { token: ${token} }\n`) }).adminToken, { value: token, from: 'admin.token' });
+      assert.deepEqual(loadConfig({ config: inSub(`${GOOD}admin: { tokenFile: admin-token }\n`) }).adminToken, { value: 'f'.repeat(32), from: 'admin.tokenFile' });
+      assert.deepEqual(loadConfig({ config: file(GOOD) }).adminToken, { value: 'e'.repeat(24), from: 'SWITCHYARD_ADMIN_TOKEN' });
+      const flagged = loadConfig({ config: file(`${GOOD}admin: { token: ${token} }\n`), adminTokenFile: join(sub, 'admin-token') });
+      assert.deepEqual(flagged.adminToken, { value: 'f'.repeat(32), from: 'admin.tokenFile' });
+    });
+    withTokenEnv('short', () => assert.equal(errorOf(() => loadConfig({ config: file(GOOD) })), 'config error: SWITCHYARD_ADMIN_TOKEN: must be at least 16 characters (e.g. openssl rand -hex 32)'));
+    withTokenEnv(undefined, () => {
+      const cases: [string, RegExp][] = [
+        [`${GOOD}admin: { token: tooshort }\n`, /^config error: admin\.token: must be at least 16 characters/],
+        [`${GOOD}admin: { token: "has a space in it, long enough" }\n`, /^config error: admin\.token: must be printable ASCII without spaces/],
+        [`${GOOD}admin: { token: ${token}, tokenFile: /x }\n`, /^config error: admin\.tokenFile: give admin\.token or admin\.tokenFile, not both/],
+        [`${GOOD}admin: { tokenFile: ${join(sub, 'missing')} }\n`, /^config error: admin\.tokenFile: cannot read .*missing: ENOENT/],
+        [`${GOOD}admin: { allowedHosts: ["lb1:8405"] }\n`, /^config error: admin\.allowedHosts\[0\]: must be a host name or an IP address, without a port/],
+        [`${GOOD}maxRetiringGenerations: -1\n`, /^config error: maxRetiringGenerations: /],
+      ];
+      for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+      writeFileSync(join(sub, 'two-lines'), `${'f'.repeat(32)}\nmore\n`);
+      assert.match(errorOf(() => loadConfig({ config: inSub(`${GOOD}admin: { tokenFile: two-lines }\n`) })), /^config error: admin\.tokenFile \(.*two-lines\): must be printable ASCII without spaces/);
+    });
+  });
+
+  it('a reload may change the admin token and allowed hosts, not where the admin listener is', () => {
+    const load = (admin: string): ReturnType<typeof loadConfig> => loadConfig({ config: file(`${GOOD}admin: ${admin}\n`) });
+    const running = load(`{ token: ${'a'.repeat(16)} }`);
+    checkReloadable(running, load(`{ token: ${'b'.repeat(16)}, allowedHosts: [lb1] }`));
+    checkReloadable(running, load('{}'));
+    assert.equal(errorOf(() => checkReloadable(running, load('{ port: 9999 }'))), 'config error: admin: cannot change on reload; restart switchyard to change it');
+    assert.equal(errorOf(() => checkReloadable(running, load('{ socket: /tmp/x.sock }'))), 'config error: admin: cannot change on reload; restart switchyard to change it');
   });
 
   it('rejects routes on one path with different client-side settings', () => {
@@ -178,6 +234,36 @@ describe('health and shared-state config', () => {
       [GOOD + 'clientLimits: { maxTunnels: -1 }\n', /^config error: clientLimits\.maxTunnels: /],
       [GOOD + 'clientLimits: { upgradeBurst: 0 }\n', /^config error: clientLimits\.upgradeBurst: /],
       [GOOD + 'clientLimits: { perIp: 3 }\n', /^config error: clientLimits\.perIp: unknown key/],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+});
+
+describe('balancing keys', () => {
+  const pool = (keys: string): string => GOOD.replace('algorithm: ip-hash', keys);
+
+  it('hash with a hashKey, balanceFactor and slowStart; defaults: no bound, no slow start; ip-hash keeps its name', () => {
+    const c = loadConfig({ config: file(pool('algorithm: hash\n    hashKey: path:2\n    balanceFactor: 1.25\n    slowStart: 30s')) });
+    assert.deepEqual([c.pools.chat.algorithm, c.pools.chat.hashKey, c.pools.chat.balanceFactor, c.pools.chat.slowStart], ['hash', 'path:2', 1.25, 30_000]);
+    const d = loadConfig({ config: file(GOOD) });
+    assert.deepEqual([d.pools.chat.algorithm, d.pools.chat.hashKey, d.pools.chat.balanceFactor, d.pools.chat.slowStart], ['ip-hash', undefined, 0, 0]);
+    assert.equal(loadConfig({ config: file(pool('algorithm: ip-hash\n    balanceFactor: 1.5')) }).pools.chat.balanceFactor, 1.5);
+    assert.equal(loadConfig({ config: file(pool('algorithm: round-robin\n    slowStart: 10s')) }).pools.chat.slowStart, 10_000);
+  });
+
+  it('names the key of a bad hashKey, balanceFactor or slowStart, and of one that does not fit the algorithm', () => {
+    const cases: [string, RegExp][] = [
+      [pool('algorithm: hash'), /^config error: pools\.chat\.hashKey: is required with algorithm: hash \(ip, ip\/24/],
+      [pool('algorithm: hash\n    hashKey: room'), /^config error: pools\.chat\.hashKey: must be ip, ip\/24, ip\/24,64, header:NAME, cookie:NAME, query:NAME or path:N$/],
+      [pool('algorithm: hash\n    hashKey: ip/33'), /^config error: pools\.chat\.hashKey: ip takes an IPv4 prefix length 1-32/],
+      [pool('algorithm: hash\n    hashKey: path:0'), /^config error: pools\.chat\.hashKey: path: needs a segment number/],
+      [pool('algorithm: hash\n    hashKey: "header:"'), /^config error: pools\.chat\.hashKey: header: needs a header name/],
+      [pool('algorithm: round-robin\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: only with algorithm: hash \(this pool's algorithm is round-robin\)/],
+      [pool('algorithm: ip-hash\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: ip-hash always hashes on the client IP/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 1'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 0.5'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: least-connections\n    balanceFactor: 1.25'), /^config error: pools\.chat\.balanceFactor: only with algorithm: hash or ip-hash/],
+      [pool('algorithm: hash\n    hashKey: ip\n    slowStart: soon'), /^config error: pools\.chat\.slowStart: must be a duration/],
     ];
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });

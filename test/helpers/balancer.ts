@@ -1,6 +1,7 @@
 // Starts the real balancer (`node dist/cli.js start ...`, the build output) and watches its JSON logs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -29,6 +30,13 @@ export interface StartOptions {
   port?: number;
   /** How long to wait for the "switchyard ready" line. */
   readyTimeoutMs?: number;
+  /**
+   * The admin token, given to the balancer as SWITCHYARD_ADMIN_TOKEN (a token in `config` wins, as
+   * in the product); default a fresh random one; false: none (admin writes are refused).
+   */
+  adminToken?: string | false;
+  /** More environment for the balancer. */
+  env?: Record<string, string>;
 }
 
 export interface Balancer {
@@ -37,6 +45,12 @@ export interface Balancer {
   adminPort: number | undefined;
   /** http://127.0.0.1:adminPort + path. */
   adminUrl(path?: string): string;
+  /** The admin token writes need (undefined when the balancer has none). */
+  adminToken: string | undefined;
+  /** `Authorization: Bearer <token>` for fetch/undici. */
+  adminHeaders(): Record<string, string>;
+  /** `--admin 127.0.0.1:PORT --token-file FILE` for `switchyard admin`, `reload` and `status`. */
+  adminArgs(): string[];
   proc: ChildProcess;
   /** The primary's pid. */
   pid: number;
@@ -97,6 +111,7 @@ function childEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT; // the test runner's marker; the balancer is not a test file
   delete env.NODE_OPTIONS;
+  delete env.SWITCHYARD_ADMIN_TOKEN; // each test says which token its balancer and CLI have
   return env;
 }
 
@@ -144,11 +159,22 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     configFile = written.file;
     args.push('--config', written.file);
   }
+  const adminToken = adminTokenOf(options);
+  // The token as `switchyard admin --token-file` reads it (the CLI tests pass it so).
+  const tokenDir = mkdtempSync(join(tmpdir(), 'switchyard-token-'));
+  const tokenFile = join(tokenDir, 'admin-token');
+  if (adminToken !== undefined) writeFileSync(tokenFile, `${adminToken}\n`, { mode: 0o600 });
+  const cleanupFiles = (): void => {
+    cleanupConfig();
+    rmSync(tokenDir, { recursive: true, force: true });
+  };
+  const env: Record<string, string> = { ...options.env };
+  if (options.adminToken !== false && adminToken !== undefined) env.SWITCHYARD_ADMIN_TOKEN = adminToken;
   args.push(...(options.args ?? []));
   // Many balancers may run at once: unless the test chooses, the admin listener takes a free port.
   if (options.config?.admin === undefined && !args.some((a) => a.startsWith('--admin') || a === '--no-admin')) args.push('--admin-port', '0');
 
-  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error('could not spawn the balancer');
   const primaryPid = proc.pid;
 
@@ -196,7 +222,7 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     // 'close' (not 'exit'): stdout is fully read by then, so no log line is missed.
     proc.once('close', (code, signal) => {
       exitInfo = { code, signal };
-      cleanupConfig();
+      cleanupFiles();
       resolve(exitInfo);
       for (const l of [...exitListeners]) l();
     });
@@ -239,6 +265,9 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
       if (balancer.adminPort === undefined) throw new Error('this balancer has no admin listener');
       return `http://127.0.0.1:${balancer.adminPort}${path}`;
     },
+    adminToken,
+    adminHeaders: (): Record<string, string> => (adminToken === undefined ? {} : { authorization: `Bearer ${adminToken}` }),
+    adminArgs: () => ['--admin', `127.0.0.1:${balancer.adminPort}`, ...(adminToken === undefined ? [] : ['--token-file', tokenFile])],
     proc,
     pid: primaryPid,
     pids,
@@ -303,6 +332,15 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
     throw err;
   }
   return balancer;
+}
+
+/** The token the balancer will use: the config's own when it names one, else options.adminToken, else a random one. */
+function adminTokenOf(options: StartOptions): string | undefined {
+  const admin = options.config?.admin as { token?: unknown; tokenFile?: unknown } | undefined;
+  if (typeof admin?.token === 'string') return admin.token;
+  if (typeof admin?.tokenFile === 'string') return readFileSync(admin.tokenFile, 'utf8').trim();
+  if (options.adminToken === false) return undefined;
+  return options.adminToken ?? randomBytes(24).toString('hex');
 }
 
 /** Stops every balancer given (ignoring undefined), in parallel. */

@@ -43,7 +43,7 @@ void describe('backup backends', { timeout: 60_000 }, () => {
       },
     });
     t.after(() => balancer.stop());
-    const admin = ['--admin', `127.0.0.1:${balancer.adminPort}`];
+    const admin = balancer.adminArgs();
     const open = async (n: number, path: string): Promise<TestClient[]> => {
       const opened = await connectMany(n, (i) => balancer.url(`${path}?i=${i}`));
       clients.push(...opened);

@@ -95,7 +95,8 @@ void describe('two instances sharing one Redis', { timeout: 120_000 }, () => {
     }
 
     // Drain through p's admin endpoint reaches q through Redis; q then sends everything to b.
-    await fetch(`http://127.0.0.1:${p.adminPort}/admin?pool=chat&backend=${name(a)}&state=drain`, { method: 'POST' });
+    const drained = await fetch(`http://127.0.0.1:${p.adminPort}/admin?pool=chat&backend=${name(a)}&state=drain`, { method: 'POST', headers: p.balancer.adminHeaders() });
+    assert.equal(drained.status, 200);
     await waitFor(async () => (await backendStatus(q.adminPort, 'chat', name(a))).admin === 'drain', 5000, 'q sees the drain');
     await waitFor(async () => {
       const c = await connect(q.balancer.url('/'));
@@ -106,7 +107,8 @@ void describe('two instances sharing one Redis', { timeout: 120_000 }, () => {
     await open(q, 6 - b.openCount());
     assert.equal(b.openCount(), 6);
     assert.equal(a.openCount(), 0);
-    await fetch(`http://127.0.0.1:${q.adminPort}/admin?pool=chat&backend=${name(a)}&state=ready`, { method: 'POST' });
+    const readied = await fetch(`http://127.0.0.1:${q.adminPort}/admin?pool=chat&backend=${name(a)}&state=ready`, { method: 'POST', headers: q.balancer.adminHeaders() });
+    assert.equal(readied.status, 200);
     await waitFor(async () => (await backendStatus(p.adminPort, 'chat', name(a))).admin === 'ready', 5000, 'p sees ready');
     await waitFor(async () => (await backendStatus(p.adminPort, 'chat', name(b))).connections.fleet === 6, 5000, 'p sees q\'s 6 tunnels on b');
 

@@ -160,7 +160,7 @@ void describe('operator surface', { timeout: 60_000 }, () => {
     assert.deepEqual(new Set([await first.whoami(), await second.whoami()]), new Set(['a', 'b']));
     const onA = (await first.whoami()) === 'a' ? first : second;
 
-    const set = await runCli(['admin', 'chat', `127.0.0.1:${a.port}`, 'drain', '--admin', `127.0.0.1:${adminPort}`]);
+    const set = await runCli(['admin', 'chat', `127.0.0.1:${a.port}`, 'drain', ...balancer.adminArgs()]);
     assert.equal(set.code, 0, set.stderr);
     await waitFor(async () => (await backendStatus(adminPort, 'chat', `127.0.0.1:${a.port}`)).admin === 'drain', 3000, 'drain applied');
     await waitFor(async () => (await whoamiOf(balancer.url('/'))) === 'b', 3000, 'a drained worker-side');
@@ -176,7 +176,7 @@ void describe('operator surface', { timeout: 60_000 }, () => {
     await waitFor(async () => (await fleetOnB()) === b.openCount(), 3000, 'status counts = the backend\'s own count');
     assert.ok(b.openCount() >= 7);
 
-    const bad = await runCli(['admin', 'chat', '127.0.0.1:1', 'drain', '--admin', `127.0.0.1:${adminPort}`]);
+    const bad = await runCli(['admin', 'chat', '127.0.0.1:1', 'drain', ...balancer.adminArgs()]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /no backend 127\.0\.0\.1:1 in pool chat/);
   });

@@ -2,6 +2,7 @@
 // starts with the new config next to the old one; the old workers stop accepting and keep their
 // tunnels until these end (or retireTimeout); a config that does not validate changes nothing.
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { describe, it, type TestContext } from 'node:test';
 import { request } from 'undici';
 import { runCli, startBalancer, type Balancer } from '../helpers/balancer';
@@ -26,8 +27,6 @@ async function sighup(balancer: Balancer, generation: number): Promise<Record<st
   process.kill(balancer.pid, 'SIGHUP');
   return balancer.waitForLog((l) => l.msg === 'reloaded' && l.generation === generation, 15_000, `"reloaded" generation ${generation}`);
 }
-
-const adminAddress = (balancer: Balancer): string => `127.0.0.1:${balancer.adminPort}`;
 
 /** Backends a and b, and two workers balancing over a; all closed after the test. */
 async function twoBackends(t: TestContext): Promise<{ a: EchoBackend; b: EchoBackend; clients: TestClient[]; balancer: Balancer }> {
@@ -58,7 +57,7 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.ok(newPids.every((p) => !balancer.initialPids.includes(p)), 'a new generation of workers');
     assert.equal(reloaded.retiring, 2);
     // Connect once the old workers have closed their listen sockets: a connection the kernel queued
-    // on one in that instant is reset (SO_REUSEPORT drops a closed listener's queue; README, "Reload").
+    // on one in that instant is reset (SO_REUSEPORT drops a closed listener's queue; docs/operations.md, "Reload").
     await waitFor(() => balancer.logs.filter((l) => l.msg === 'retiring after a reload').length === 2, 5000, 'both old workers retiring');
 
     // New tunnels go to b only; the old ones still echo through a, untouched.
@@ -188,13 +187,13 @@ void describe('reload', { timeout: 120_000 }, () => {
     clients.push(...(await connectMany(2, (i) => balancer.url(`/x?i=${i}`))));
 
     balancer.rewriteConfig({ ...poolOf(b), routes: [{ path: '/', pool: 'nope' }] });
-    let cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    let cli = await runCli(['reload', ...balancer.adminArgs()], 25_000);
     assert.equal(cli.code, 1);
     assert.equal(cli.stderr.trim().split('\n').length, 1, `one line: ${cli.stderr}`);
     assert.match(cli.stderr, /reload refused: config error: routes\[0\]\.pool: names pool "nope"/);
 
     balancer.rewriteConfig({ ...poolOf(b), redis: { url: 'redis://127.0.0.1:1' } });
-    cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    cli = await runCli(['reload', ...balancer.adminArgs()], 25_000);
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /redis: cannot change on reload; restart switchyard to change it/);
 
@@ -217,7 +216,7 @@ void describe('reload', { timeout: 120_000 }, () => {
 
     // Fixed: `switchyard reload` succeeds and says so.
     balancer.rewriteConfig(poolOf(b));
-    cli = await runCli(['reload', '--admin', adminAddress(balancer)], 25_000);
+    cli = await runCli(['reload', ...balancer.adminArgs()], 25_000);
     assert.equal(cli.code, 0, cli.stderr);
     assert.match(cli.stdout, /^reloaded: generation 2, 2 workers; 2 old workers finishing their tunnels$/m);
     const fresh = await connectMany(2, (i) => balancer.url(`/z?i=${i}`));
@@ -226,6 +225,70 @@ void describe('reload', { timeout: 120_000 }, () => {
     const get = await request(balancer.adminUrl('/reload'));
     await get.body.dump();
     assert.equal(get.statusCode, 405, 'GET /reload is not a reload');
+  });
+
+  void it('reloads are serialised and bounded: a second one while one runs gets 409; rapid reloads past maxRetiringGenerations close the oldest generation now, and wait while it closes', async (t) => {
+    // A plain request held by the backend keeps a generation's worker busy until the test lets it go.
+    const held: ServerResponse[] = [];
+    const a = await startEchoBackend({ name: 'a', onRequest: (req, res) => (req.url === '/hold' ? held.push(res) > 0 : false) });
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const res of held) res.end();
+      await closeClients(clients);
+      await closeAll(a);
+    });
+    const balancer = await startBalancer({ workers: 1, config: { ...poolOf(a), maxRetiringGenerations: 1, drainTimeout: '20s' } });
+    t.after(() => balancer.stop());
+    const reload = async (): Promise<{ status: number; body: { ok: boolean; error?: string; generation?: number; closingNow?: number } }> => {
+      const res = await request(balancer.adminUrl('/reload'), { method: 'POST', headers: balancer.adminHeaders() });
+      return { status: res.statusCode, body: (await res.body.json()) as { ok: boolean; error?: string } };
+    };
+    const alive = (): number => balancer.pids.filter(isAlive).length;
+    const retired = (n: number): Promise<unknown> => waitFor(() => balancer.logs.filter((l) => l.msg === 'retiring after a reload').length >= n, 5000, `${n} workers retiring`);
+
+    // Generation 1 holds a tunnel and a plain request in flight.
+    const first = (await connectMany(1, () => balancer.url('/g1')))[0];
+    clients.push(first);
+    const inFlight = request(balancer.httpUrl('/hold'));
+    await waitFor(() => held.length === 1, 5000, 'the held request at the backend');
+
+    // Two at once: one reload runs, the other is refused and changes nothing.
+    const pair = await Promise.all([reload(), reload()]);
+    assert.deepEqual(pair.map((r) => r.status).sort(), [200, 409]);
+    assert.deepEqual(pair.find((r) => r.status === 409)?.body, { ok: false, error: 'a reload is already in progress' });
+    await retired(1);
+    const second = (await connectMany(1, () => balancer.url('/g2')))[0];
+    clients.push(second);
+
+    // Generation 3: two older generations would retire, one more than allowed: the oldest closes its tunnels now.
+    const third = await reload();
+    assert.equal(third.status, 200);
+    assert.equal(third.body.closingNow, 1);
+    assert.equal((await first.waitClose(5000)).code, 1001, "generation 1's tunnel is closed with 1001");
+    assert.equal(await second.whoami(), 'a', "generation 2's tunnel lives on");
+    // While generation 1 still finishes its request, reloads are refused (HTTP and SIGHUP alike): no pile-up.
+    const refused = await reload();
+    assert.equal(refused.status, 409);
+    assert.match(String(refused.body.error), /^old workers told by an earlier reload to close their tunnels \(more than maxRetiringGenerations: 1\) are still closing them, for at most drainTimeout \(20s\); try again then$/);
+    process.kill(balancer.pid, 'SIGHUP');
+    await balancer.waitForLog((l) => l.msg === 'reload refused: still running the previous config' && /still closing them/.test(String(l.error)), 5000, 'SIGHUP refused');
+    assert.equal(alive(), 3, 'generations 1 (closing), 2 (retiring) and 3');
+
+    // Generation 1's request gets its answer; its worker goes; the next reload is taken and closes generation 2.
+    held[0].end('held answer');
+    const answer = await inFlight;
+    assert.equal(answer.statusCode, 200);
+    assert.equal(await answer.body.text(), 'held answer');
+    await balancer.waitForLog((l) => l.msg === 'old worker exited' && l.workerPid === balancer.initialPids[0], 10_000, 'the generation 1 worker to exit');
+    await retired(2);
+    const fourth = await reload();
+    assert.equal(fourth.status, 200, JSON.stringify(fourth.body));
+    assert.equal(fourth.body.generation, 4);
+    assert.equal((await second.waitClose(5000)).code, 1001);
+    await waitFor(() => alive() <= 2, 10_000, 'at most two generations (the current and one retiring)');
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_config_reloads_total', { result: 'ok' }), 3);
+    assert.equal(metrics.sum('switchyard_config_reloads_total', { result: 'refused' }), 3);
   });
 
   void it('closes what is left on the old workers with 1001 after retireTimeout', async (t) => {

@@ -149,7 +149,7 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     clients.push(client);
     assert.equal(await client.whoami(), 'a');
     // After a reload the new workers answer on the plain port; the old ones stopped listening there.
-    const reloaded = await runCli(['reload', '--admin', `127.0.0.1:${balancer.adminPort}`], 25_000);
+    const reloaded = await runCli(['reload', ...balancer.adminArgs()], 25_000);
     assert.equal(reloaded.code, 0, reloaded.stderr);
     for (let i = 0; i < 6; i++) assert.equal((await ask('GET /again HTTP/1.1\r\nHost: localhost\r\n\r\n')).headers.location, `https://localhost:${balancer.port}/again`);
     assert.equal(await client.whoami(), 'a', 'the tunnel opened before the reload lives on');
@@ -196,7 +196,7 @@ void describe('TLS termination', { timeout: 90_000 }, () => {
     const config = { listen: { tls: { cert: live.cert, key: live.key } }, ...pools };
     const balancer = await startBalancer({ workers: 2, config });
     t.after(() => balancer.stop());
-    const admin = ['--admin', `127.0.0.1:${balancer.adminPort}`];
+    const admin = balancer.adminArgs();
     assert.equal(await servedFingerprint(balancer.port), first.fingerprint256);
     const old = await connect(wss(balancer, '/old'), { ca: first.pem });
     clients.push(old);
