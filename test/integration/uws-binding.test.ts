@@ -141,6 +141,7 @@ void describe('the uWebSockets.js build', { timeout: 90_000 }, () => {
   let stalledAt = 0;
   // Slow things watched from the start, so that their waits overlap the stalled connections' one.
   let manyLines: Watched;
+  let noHost: Watched;
   let slowUpload: Watched;
   let steadyUpload: Watched;
   /** Seconds the steady upload lasts: past the time the slow one is cut. */
@@ -159,6 +160,7 @@ void describe('the uWebSockets.js build', { timeout: 90_000 }, () => {
       stalled.push(entry);
     }
     manyLines = watch(balancer.port, (socket) => socket.write(withHeaderLines(49)));
+    noHost = watch(balancer.port, (socket) => socket.write('GET /no-host HTTP/1.1\r\n\r\n'));
     const upload = (bytesPerSecond: number, total: number) => (socket: Socket) => {
       socket.write(`POST /upload HTTP/1.1\r\nHost: y\r\nContent-Length: ${total}\r\n\r\n`);
       pace(socket, bytesPerSecond, total);
@@ -168,7 +170,7 @@ void describe('the uWebSockets.js build', { timeout: 90_000 }, () => {
   });
 
   after(async () => {
-    for (const s of [...stalled, manyLines, slowUpload, steadyUpload]) s?.socket.destroy();
+    for (const s of [...stalled, manyLines, noHost, slowUpload, steadyUpload]) s?.socket.destroy();
     tunnel?.terminate();
     await stopAll(balancer);
     await closeAll(backend);
@@ -327,6 +329,18 @@ void describe('the uWebSockets.js build', { timeout: 90_000 }, () => {
       }
     },
   );
+
+  void it(oldBuild ? 'leaves an HTTP/1.1 request without Host unanswered until the idle close' : 'answers an HTTP/1.1 request without Host with its own 400 and closes the connection', async () => {
+    if (oldBuild) {
+      await waitFor(() => noHost.closedAt !== undefined, httpIdleCloseMs + 8000, 'the request without Host to be closed');
+      assert.equal(noHost.answer, '');
+      assert.ok(noHost.closedAt! - noHost.openedAt > httpIdleCloseMs - 8000, 'closed by the idle timeout');
+    } else {
+      await waitFor(() => noHost.closedAt !== undefined, 5000, 'the request without Host to be answered and closed');
+      assert.match(noHost.answer, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*<h1>Bad Request<\/h1>/);
+    }
+    assert.equal(backend.httpRequests.filter((r) => r.url === '/no-host').length, 0);
+  });
 
   void it(oldBuild ? 'passes two Host lines to JavaScript (the balancer answers 400)' : 'answers two Host lines with its own 400 and closes the connection', async () => {
     const { answer, closed } = await rawExchange(balancer.port, 'GET /two-hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
