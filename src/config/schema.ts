@@ -164,7 +164,7 @@ const poolSchema = z.strictObject({
     .pipe(z.number().min(1, 'must be more than 0'))
     .default(60_000)
     .describe(
-      'Plain HTTP: how long a backend may take to start its response, counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend.',
+      'Plain HTTP: how long a backend may take to send its whole response head (part of one, or interim 1xx answers, do not stop the clock), counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend; but uWS itself closes, unanswered, an upload slower than 16 KiB/s after ~10 s (old build) or ~30 s (current), so the 408 comes only when this is shorter.',
     ),
   retries: z
     .number()
