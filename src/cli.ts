@@ -88,9 +88,15 @@ program
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
       const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
+      const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
+      const perClient =
+        maxTunnels === 0 && upgradesPerSecond === 0
+          ? 'off'
+          : `${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`} per client IP, counted per ${scope}`;
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
       for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
       process.stdout.write(`${limitsLine(config)}\n`);
+      process.stdout.write(`client limits: ${perClient}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;

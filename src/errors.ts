@@ -16,6 +16,8 @@ const outcome = (code: string, status: number, label: string, message: string, c
 /** Upgrade / request outcomes (before any 101). */
 export const Outcomes = {
   badRequest: outcome('ERR_BAD_REQUEST', 400, 'bad_request', 'malformed WebSocket upgrade request'),
+  duplicateHost: outcome('ERR_DUPLICATE_HOST', 400, 'bad_request', 'more than one Host header'),
+  alteredBytes: outcome('ERR_ALTERED_BYTES', 400, 'bad_request', 'bytes that are not UTF-8 in the path, the query or a repeated header: they cannot be forwarded unchanged'),
   noRoute: outcome('ERR_NO_ROUTE', 404, 'no_route', 'no route for this host and path'),
   upgradeRequired: outcome('ERR_UPGRADE_REQUIRED', 426, 'upgrade_required', 'this route only accepts WebSocket upgrades'),
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
@@ -24,6 +26,8 @@ export const Outcomes = {
   backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
+  clientTunnelLimit: outcome('ERR_CLIENT_TUNNELS', 429, 'client_tunnel_limit', 'this client IP holds as many tunnels as clientLimits.maxTunnels allows'),
+  clientRateLimit: outcome('ERR_CLIENT_RATE', 429, 'client_rate_limit', 'this client IP started upgrades faster than clientLimits.upgradesPerSecond allows'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
   /** The worker holds workerConnections client connections (NGINX's worker_connections, HAProxy's maxconn). */
   workerFull: outcome('ERR_WORKER_FULL', 503, 'worker_full', 'this balancer process is at its connection limit', true),

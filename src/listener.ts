@@ -3,6 +3,7 @@
 // Data path: listener -> route -> pool -> load balancer -> tunnel.
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
+import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
@@ -10,8 +11,9 @@ import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
+import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
@@ -28,7 +30,12 @@ export interface ListenerDeps {
   log: Logger;
   /** null or absent when the access log is off. */
   accessLog?: AccessLog | null;
+  /** Per-client limits (absent: none). */
+  clientLimits?: ClientLimits;
 }
+
+/** At most one warning line this often about clients over their limits (the rest are counted in it). */
+const CLIENT_LIMIT_LOG_MS = 10_000;
 
 // The header visitor is one function for all requests, not a closure per request.
 let capturing: [string, string][] = [];
@@ -41,13 +48,26 @@ function captureRequest(req: HttpRequest, res: HttpResponse, secure: boolean): C
   const headers: [string, string][] = (capturing = []);
   forEachHeader(req, captureHeader);
   const query = req.getQuery();
-  return {
+  const request: ClientRequest = {
     method: req.getCaseSensitiveMethod(),
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
     peerIp: formatPeerAddress(new Uint8Array(res.getRemoteAddress())),
     headers,
     secure,
   };
+  // uWS decoded something that was not UTF-8 (rare; includes() of a two-byte character in a
+  // one-byte string is answered at once): get the bytes back where uWS still has them.
+  let replaced = request.url.includes('\ufffd');
+  for (let i = 0; i < headers.length && !replaced; i++) replaced = headers[i][1].includes('\ufffd');
+  if (replaced) recoverBytes(request, (name) => req.getHeader(name));
+  return request;
+}
+
+/** What makes a request unfit to forward whatever its route: two Host lines (as NGINX), or bytes uWS altered. */
+function defectOf(request: ClientRequest): Outcome | undefined {
+  if (request.altered === true) return Outcomes.alteredBytes;
+  if (headerCount(request, 'host') > 1) return Outcomes.duplicateHost;
+  return undefined;
 }
 
 /**
@@ -60,18 +80,24 @@ function isUpgradeHandshake(request: ClientRequest): boolean {
   return connection === 'upgrade' || connection.split(',').some((t) => t.trim() === 'upgrade');
 }
 
-/** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */
+/**
+ * The backend said no to the upgrade: the client gets its status, body and the headers that explain
+ * it, their bytes as the backend sent them (latin1 text until asSent). A 204 or 304 goes without a
+ * body or Content-Length, so a kept-alive client reads the next answer where it begins.
+ */
 function passRefusal(res: HttpResponse, { head, body }: Refused): void {
-  const passOn: [string, string][] = [];
+  const passOn: [string, string | Buffer][] = [];
   for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
     const v = head.headers.get(name);
-    if (v !== undefined) passOn.push([name, v]);
+    if (v !== undefined) passOn.push([name, asSent(v)]);
   }
-  for (const c of head.setCookie) passOn.push(['set-cookie', c]);
+  for (const c of head.setCookie) passOn.push(['set-cookie', asSent(c)]);
+  const bodiless = head.status === 204 || head.status === 304;
   res.cork(() => {
-    res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
+    res.writeStatus(asSent(`${head.status} ${head.reason}`.trimEnd()));
     for (const [k, v] of passOn) res.writeHeader(k, v);
-    res.end(body);
+    if (bodiless) res.endWithoutBody();
+    else res.end(body);
   });
 }
 
@@ -118,6 +144,8 @@ export class Listener implements TunnelOwner, Acceptor {
   /** Retired by a reload: answers close the client's connection (see retire()). */
   private retiring = false;
   private onIdle: (() => void) | null = null;
+  private clientLimitLoggedAt = -Infinity;
+  private clientsRefusedUnlogged = 0;
 
   /** TLS is terminated here: X-Forwarded-Proto says https. */
   private readonly secure: boolean;
@@ -166,6 +194,8 @@ export class Listener implements TunnelOwner, Acceptor {
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
@@ -179,16 +209,19 @@ export class Listener implements TunnelOwner, Acceptor {
 
     const startedAt = performance.now();
     const pool = route.pool.name;
+    const { log, trusted, clientLimits } = this.deps;
+    const ip = clientIp(request, trusted);
+    const refusal = clientLimits === undefined ? null : clientLimits.admit(ip, startedAt);
+    if (refusal !== null) return this.refuseClient(res, request, ip, refusal, startedAt, pool);
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const { log, trusted } = this.deps;
-    const ip = clientIp(request, trusted);
     this.opening++;
     openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
         this.opening--;
+        if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
           else this.logAccess(request, 0, 'client_gone', startedAt, pool);
@@ -210,6 +243,7 @@ export class Listener implements TunnelOwner, Acceptor {
         }
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
+        tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
@@ -219,6 +253,7 @@ export class Listener implements TunnelOwner, Acceptor {
       },
       (err: unknown) => {
         this.opening--;
+        clientLimits?.release(ip);
         log.error({ err }, 'upgrade failed unexpectedly');
         if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
@@ -227,6 +262,8 @@ export class Listener implements TunnelOwner, Acceptor {
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     if (header(request, 'upgrade') !== '') {
       // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
       return this.reject(res, request, Outcomes.badRequest);
@@ -248,6 +285,17 @@ export class Listener implements TunnelOwner, Acceptor {
     respondOutcome(res, outcome, headers, this.retiring);
   }
 
+  /** An upgrade over its client IP's limit: 429 and Retry-After; a warning now and then, counting the others. */
+  private refuseClient(res: HttpResponse, request: ClientRequest, ip: string, refusal: ClientRefusal, now: number, pool: string): void {
+    this.clientsRefusedUnlogged++;
+    if (now - this.clientLimitLoggedAt >= CLIENT_LIMIT_LOG_MS) {
+      this.deps.log.warn({ client: ip, outcome: refusal.outcome.label, refused: this.clientsRefusedUnlogged }, `${refusal.outcome.message}: 429 (refused: upgrades refused by client limits since the last such line)`);
+      this.clientLimitLoggedAt = now;
+      this.clientsRefusedUnlogged = 0;
+    }
+    this.reject(res, request, refusal.outcome, [['retry-after', String(refusal.retryAfter)]], now, pool);
+  }
+
   /** The access-log line of an upgrade or request that got no tunnel; `status` 0: the client left first. */
   private logAccess(request: ClientRequest, status: number, outcome: string, startedAt = performance.now(), pool?: string, backend?: string): void {
     const accessLog = this.deps.accessLog;
@@ -258,6 +306,7 @@ export class Listener implements TunnelOwner, Acceptor {
   onTunnelClosed(tunnel: Tunnel): void {
     if (tunnel.access !== null) this.deps.accessLog?.tunnel(tunnel.access, tunnel.backend.name, tunnel.closeSide, tunnel.firstCloseCode, tunnel);
     tunnel.backend.active--;
+    this.deps.clientLimits?.release(tunnel.clientIp);
     this.tunnels.delete(tunnel);
     if (this.tunnels.size === 0) this.onIdle?.();
   }

@@ -3,6 +3,8 @@
 // drains on the primary's word.
 import { AcceptGuard } from '../src/accept-guard';
 import { AccessLog } from '../src/access-log';
+import { ClientLimits } from '../src/client-limits';
+import { ClientLimitsSync } from '../src/client-limits-sync';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
@@ -39,19 +41,23 @@ async function main(): Promise<void> {
   const accessLog = config.accessLog ? new AccessLog() : null;
   const httpProxy = new HttpProxy(trusted, log, accessLog);
   assemblyBudget.limit = config.messageAssemblyLimit;
-  bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0');
+  const clientLimits = new ClientLimits(config.clientLimits);
+  bindWorker(pools.values(), process.env[WORKER_SLOT_ENV] ?? '0', () => clientLimits.size);
   // Backend health, admin state and fleet counts come from the primary; known before the first upgrade.
-  const backendSync = new BackendSync(pools.values(), config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval, send);
-  process.on('message', (m: PrimaryMessage) => backendSync.onMessage(m));
+  const syncInterval = config.redis?.syncInterval ?? DEFAULT_TIMINGS.syncInterval;
+  const backendSync = new BackendSync(pools.values(), syncInterval, send);
+  const clientSync = new ClientLimitsSync(clientLimits, syncInterval, send);
+  process.on('message', (m: PrimaryMessage) => backendSync.onMessage(m) || clientSync.onMessage(m));
   await backendSync.ready(2000);
   backendSync.start();
+  clientSync.start();
 
   let port: number;
   let listener: Listener;
   const redirectPort = config.listen.tls?.redirectHttpPort;
   const redirect = redirectPort === undefined ? null : new HttpsRedirect(config.listen.port);
   try {
-    listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog });
+    listener = new Listener({ config, routes: new RouteTable(config.routes, pools), trusted, httpProxy, log, accessLog, clientLimits: clientLimits.enabled ? clientLimits : undefined });
     port = await listener.listen(config.listen.host, config.listen.port);
     if (redirect) await redirect.listen(config.listen.host, redirectPort!);
   } catch (err) {

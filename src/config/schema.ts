@@ -164,7 +164,7 @@ const poolSchema = z.strictObject({
     .pipe(z.number().min(1, 'must be more than 0'))
     .default(60_000)
     .describe(
-      'Plain HTTP: how long a backend may take to start its response, counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend.',
+      'Plain HTTP: how long a backend may take to send its whole response head (part of one, or interim 1xx answers, do not stop the clock), counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend; but uWS itself closes, unanswered, an upload slower than 16 KiB/s after ~10 s (old build) or ~30 s (current), so the 408 comes only when this is shorter.',
     ),
   retries: z
     .number()
@@ -357,6 +357,36 @@ export const configSchema = z
       .describe(
         'Peers (addresses or CIDR ranges) whose X-Forwarded-For, -Proto and -Host are believed: X-Forwarded-For is appended to, and its client address used for ip-hash and the access log.',
       ),
+    clientLimits: z
+      .strictObject({
+        maxTunnels: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024)
+          .describe('Most tunnels one client IP holds at once (open or being opened); 0: no limit. 1024 leaves an office of 200 behind one NAT address, 3 tabs each, room, and keeps one address from holding a worker\'s descriptors.'),
+        upgradesPerSecond: z
+          .number()
+          .min(0)
+          .max(100_000)
+          .default(20)
+          .describe('Upgrades one client IP may start per second, on average (a token bucket); 0: no limit. A chat client reconnects a few times an hour; 20/s stops a reconnect loop or a flood from one address.'),
+        upgradeBurst: z
+          .number()
+          .int()
+          .min(1)
+          .max(1_000_000)
+          .default(100)
+          .describe('Upgrades one client IP may start at once before upgradesPerSecond applies: 100 lets that office\'s 600 tunnels come back within ~25 s of an outage, told when by Retry-After.'),
+        scope: z
+          .enum(['machine', 'fleet'])
+          .default('machine')
+          .describe('machine: each balancer machine counts its own clients (its workers together); fleet: the counts add up over every machine through Redis (needs redis), ~3 sync intervals late.'),
+      })
+      .prefault({})
+      .describe(
+        'Limits per client IP (the peer, or the X-Forwarded-For address behind trustedProxies), as NGINX\'s limit_conn and limit_req and HAProxy\'s sc_conn_cur and sc_http_req_rate: over a limit an upgrade gets 429 with Retry-After, and the tunnels the client holds stay open. Sized for chat: a client holds 1-3 tunnels.',
+      ),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Level of the JSON log lines (pino) every process writes to stdout.'),
     accessLog: z
       .boolean()
@@ -423,6 +453,9 @@ export const configSchema = z
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
+    if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });
+    }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
@@ -455,3 +488,4 @@ export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type TlsConfig = NonNullable<Config['listen']['tls']>;
+export type ClientLimitsConfig = Config['clientLimits'];

@@ -48,8 +48,10 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   private connectDeadline: Deadline | null;
   /** This connection carried an earlier request. */
   reused = false;
-  /** Some byte of the current response arrived. */
+  /** Some byte of the current response arrived (a reused connection closed before that is stale). */
   private answered = false;
+  /** The current response's final head arrived: responseTimeout no longer applies. */
+  private headReceived = false;
   /** The whole request, body included, was written. */
   private requestSent = true;
   private ended = false;
@@ -78,16 +80,19 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
    * Sends a request head (and, unless `bodyFollows`, that is the whole request); the response goes to
    * `exchange`. `noBody`: a HEAD request, whose response has headers only.
    */
-  send(exchange: UpstreamExchange, head: string, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
+  send(exchange: UpstreamExchange, head: string | Buffer, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
     this.exchange = exchange;
     this.responseTimeout = responseTimeout;
     this.answered = false;
+    this.headReceived = false;
     this.ended = false;
     this.requestSent = !bodyFollows;
     this.bodyBlocked = false;
     this.sentAt = now;
     this.parser.expect(noBody);
-    this.conn.writeNow(head);
+    // A Buffer: a head with bytes that are not UTF-8 text (see recoverBytes in forwarded-headers.ts).
+    if (typeof head === 'string') this.conn.writeNow(head);
+    else this.conn.write(head);
   }
 
   /**
@@ -105,6 +110,11 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   /** The current response's Content-Length (for a HEAD answer too), or -1 when it has none or is chunked. */
   get declaredLength(): number {
     return this.parser.contentLength;
+  }
+
+  /** The current response's head holds bytes 0x80-0xFF: it goes to uWS as bytes (asSent in http-head.ts). */
+  get obsText(): boolean {
+    return this.parser.obsText;
   }
 
   /** The current response has no body (HEAD, 204, 304). */
@@ -135,9 +145,13 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     this.conn.destroy();
   }
 
-  /** @internal Called by the sweep (once a second, so up to a second late): true if this busy connection waited too long for a response head. */
+  /**
+   * @internal Called by the sweep (once a second, so up to a second late): true if this busy
+   * connection waited too long for a response head. Part of a head, or interim (1xx) responses, do
+   * not count as one: a backend that sends half a head and stalls is as late as a silent one.
+   */
   headersOverdue(at: number): boolean {
-    return this.exchange !== null && !this.answered && at - this.sentAt >= this.responseTimeout + 1000; // the clock is coarse: late, never early
+    return this.exchange !== null && !this.headReceived && at - this.sentAt >= this.responseTimeout + 1000; // the clock is coarse: late, never early
   }
 
   /** @internal */
@@ -219,6 +233,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   }
 
   onResponseHead(status: number, reason: string, fields: string): void {
+    this.headReceived = true;
     const advertised = this.parser.keepAliveTimeout;
     if (advertised >= 0) this.keepAliveMs = Math.min(MAX_KEEPALIVE_MS, Math.max(0, advertised * 1000 - 1000));
     this.exchange?.onResponseHead(status, reason, fields);

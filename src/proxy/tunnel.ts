@@ -116,6 +116,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   private readonly compress: boolean;
   /** For the access log line when the tunnel ends; null when the access log is off. */
   access: (AccessEntry & { pool: string }) | null = null;
+  /** The client IP it counts against (client-limits.ts), released when it ends. */
+  clientIp = '';
   messagesToBackend = 0;
   bytesToBackend = 0;
   messagesToClient = 0;

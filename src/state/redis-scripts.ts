@@ -204,3 +204,34 @@ return table.concat(held)`;
 
 /** Lets go of one lease if this machine holds it. KEYS[1] lease key; ARGV[1] machine id. */
 export const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/**
+ * Per-client counts (clientLimits.scope: fleet): this machine's IPs near a limit (a bounded few)
+ * replace its hash, and the other machines' are summed by IP. KEYS: client machines set, own clients key. ARGV:
+ * machine id, countTtl ms, clients key prefix, then ip/"tunnels:debt" pairs. Returns ip, tunnels, debt
+ * triples (debt as text: Redis would truncate a Lua number to an integer).
+ */
+export const CLIENT_SYNC_LUA = `
+redis.call('DEL', KEYS[2])
+if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
+redis.call('HSET', KEYS[2], '', '0:0')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[1])
+local tunnels, debt = {}, {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if m ~= ARGV[1] then
+    local h = redis.call('HGETALL', ARGV[3] .. m)
+    if #h == 0 then redis.call('SREM', KEYS[1], m) end
+    for i = 1, #h, 2 do
+      if h[i] ~= '' then
+        local colon = string.find(h[i + 1], ':', 1, true)
+        tunnels[h[i]] = (tunnels[h[i]] or 0) + tonumber(string.sub(h[i + 1], 1, colon - 1))
+        debt[h[i]] = (debt[h[i]] or 0) + tonumber(string.sub(h[i + 1], colon + 1))
+      end
+    end
+  end
+end
+local flat = {}
+for ip, n in pairs(tunnels) do flat[#flat + 1] = ip; flat[#flat + 1] = n; flat[#flat + 1] = tostring(debt[ip]) end
+return flat`;
+

@@ -11,6 +11,8 @@
 //   P health              hash    <host:port> -> up | down
 //   P admin               hash    <host:port> -> ready | drain | maintenance
 //   switchyard:{<cluster>}:events   pub/sub {"t":"health"|"admin","key",...} (rare, so one channel)
+//   F client-machines     set     machine ids that wrote per-client counts (F = switchyard:{<cluster>}:;
+//   F clients:<machine>   hash    client IP -> "tunnels:debt", PX countTtl   clientLimits.scope: fleet only, IPs near a limit)
 //
 // Counts are aggregated in Redis (redis-scripts.ts): each sync writes only the counts that changed
 // and reads the pool's totals back in the same call, so a sync costs Redis the same whatever the
@@ -23,10 +25,11 @@
 // reconnects; on reconnect the state is read back and this machine's counts, verdicts and admin
 // overrides are written again, so a restarted (empty) Redis converges without a balancer restart.
 import Redis, { Cluster, type ChainableCommander, type RedisOptions } from 'ioredis';
+import type { ClientCount } from '../client-limits';
 import type { AdminState, RedisConfig } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
 import { PoolCounts, type SyncRequest } from './pool-counts';
-import { LEASES_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-scripts';
+import { CLIENT_SYNC_LUA, LEASES_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-scripts';
 import { CachedState } from './shared-state';
 
 interface Scripts {
@@ -34,6 +37,7 @@ interface Scripts {
   release(key: string, machine: string): Promise<number>;
   syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
+  syncClients(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: string[]): Promise<(string | number)[]>;
 }
 type ScriptedRedis = (Redis | Cluster) & Scripts;
 type ScriptedPipeline = ChainableCommander & { release(key: string, machine: string): ScriptedPipeline };
@@ -116,6 +120,8 @@ export class RedisState extends CachedState {
   private readonly client: ScriptedRedis;
   private readonly sub: Redis | Cluster;
   private readonly channel: string;
+  /** switchyard:{<cluster>}: for the keys that are not a pool's (per-client counts). */
+  private readonly fleetPrefix: string;
   private readonly keysOf = new Map<string, PoolKeys>();
   /** Per pool: this machine's share as written, and the totals as read. */
   private readonly pools = new Map<string, PoolCounts>();
@@ -139,7 +145,8 @@ export class RedisState extends CachedState {
   ) {
     super(machineId, config);
     this.status = 'degraded'; // until the first 'ready'
-    this.channel = `switchyard:{${config.clusterName}}:events`;
+    this.fleetPrefix = `switchyard:{${config.clusterName}}:`;
+    this.channel = `${this.fleetPrefix}events`;
     const options: RedisOptions = {
       // Commands fail at once while disconnected instead of queueing: callers go on with what they know.
       enableOfflineQueue: false,
@@ -154,6 +161,7 @@ export class RedisState extends CachedState {
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.client.defineCommand('syncPool', { numberOfKeys: 4, lua: SYNC_LUA });
     this.client.defineCommand('reconcilePool', { numberOfKeys: 4, lua: RECONCILE_LUA });
+    this.client.defineCommand('syncClients', { numberOfKeys: 2, lua: CLIENT_SYNC_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
     this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
@@ -197,7 +205,8 @@ export class RedisState extends CachedState {
         for (const backend of backends) p.release(this.poolKeys(pool).leasePrefix + backend, this.machineId);
         return p.exec().catch(() => undefined);
       });
-      await Promise.all([...leaving, ...released]);
+      const clients = this.localClients === null ? [] : [this.client.multi().del(`${this.fleetPrefix}clients:${this.machineId}`).srem(`${this.fleetPrefix}client-machines`, this.machineId).exec().catch(() => undefined)];
+      await Promise.all([...leaving, ...released, ...clients]);
       await Promise.all([this.client.quit().catch(() => undefined), this.sub.quit().catch(() => undefined)]);
     }
     this.client.disconnect();
@@ -249,6 +258,12 @@ export class RedisState extends CachedState {
   private onDown(detail: string): void {
     if (this.closed) return;
     this.setStatus('degraded', detail);
+    // Other machines' client counts cannot be refreshed: each machine limits on its own counts
+    // rather than on old ones (which could keep refusing a client that has left).
+    if (this.remoteClientCounts.length > 0) {
+      this.remoteClientCounts = [];
+      this.emit('clients');
+    }
   }
 
   /** (Re)connected: read the fleet's state back, then write ours again (a restarted Redis is empty). */
@@ -355,6 +370,7 @@ export class RedisState extends CachedState {
     for (const counts of this.pools.values()) counts.addRemote(remote);
     this.remote = remote;
     this.emit('counts', startedAt);
+    if (this.localClients !== null) void this.syncClients(this.localClients);
     if (startedAt - this.lastStep >= Math.max(this.timings.syncInterval, this.config.reconcileInterval / RECONCILE_OFFERS)) {
       this.lastStep = startedAt;
       for (const pool of this.pools.keys()) void this.reconcileStep(pool);
@@ -420,6 +436,22 @@ export class RedisState extends CachedState {
       if (phase === 2 && repaired > 0) this.emit('repaired', pool, repaired);
     } catch {
       // The next step (any machine's) goes on from the same cursor.
+    }
+  }
+
+  /** Writes this machine's hot client IPs and reads the other machines' (clientLimits.scope: fleet). */
+  private async syncClients(local: readonly ClientCount[]): Promise<void> {
+    if (this.client.status !== 'ready') return;
+    const pairs: string[] = [];
+    for (const [ip, tunnels, debt] of local) pairs.push(ip, `${tunnels}:${debt}`);
+    try {
+      const flat = await this.client.syncClients(`${this.fleetPrefix}client-machines`, `${this.fleetPrefix}clients:${this.machineId}`, this.machineId, this.timings.countTtl, `${this.fleetPrefix}clients:`, ...pairs);
+      const remote: ClientCount[] = [];
+      for (let i = 0; i + 2 < flat.length; i += 3) remote.push([String(flat[i]), Number(flat[i + 1]), Number(flat[i + 2])]);
+      this.remoteClientCounts = remote;
+      this.emit('clients');
+    } catch {
+      // As for the counts above.
     }
   }
 }

@@ -131,6 +131,13 @@ readAtScrape(
   (emit) => eachBackend((pool, b) => emit(b.connecting, { pool: pool.name, backend: b.name })),
 );
 
+/** A worker's count of client IPs with per-client state (client-limits.ts); unset in the primary. */
+let clientIps: (() => number) | undefined;
+
+readAtScrape('switchyard_client_ips_tracked', 'Client IPs with per-client limit state (tunnels open, or upgrades not yet paid back), summed over workers.', [], 'sum', (emit) => {
+  if (clientIps !== undefined) emit(clientIps());
+});
+
 countedAtScrape('switchyard_tunnels_opened_total', 'Tunnels opened (client got its 101), per backend.', POOL_BACKEND, (emit) =>
   eachBackend((pool, b) => emit(b.tunnelsOpened, { pool: pool.name, backend: b.name })),
 );
@@ -511,8 +518,9 @@ export function countWorkerRestart(slot: number): void {
 // ---- binding to a process ----
 
 /** In a worker: publish these pools' backends and this slot's process metrics. */
-export function bindWorker(workerPools: Iterable<Pool>, slot: string): void {
+export function bindWorker(workerPools: Iterable<Pool>, slot: string, trackedClientIps?: () => number): void {
   pools = [...workerPools];
+  clientIps = trackedClientIps;
   workerSlot = slot;
   for (const pool of pools) upgradeDuration.of(pool.name);
   loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });

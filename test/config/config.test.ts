@@ -205,6 +205,14 @@ describe('health and shared-state config', () => {
     assert.equal(c.redis, undefined);
   });
 
+  it('has per-client limits on by default, sized for chat, per machine', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.deepEqual(c.clientLimits, { maxTunnels: 1024, upgradesPerSecond: 20, upgradeBurst: 100, scope: 'machine' });
+    const fleet = loadConfig({ config: file(GOOD + 'redis: { url: "redis://127.0.0.1:1" }\nclientLimits: { scope: fleet, maxTunnels: 0 }\n') });
+    assert.equal(fleet.clientLimits.scope, 'fleet');
+    assert.equal(fleet.clientLimits.maxTunnels, 0);
+  });
+
   it('fills health-check and Redis defaults', () => {
     const text = GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    healthCheck: { type: http, expectStatus: 204 }') + 'redis: { url: "redis://10.0.0.5:6379" }\n';
     const c = loadConfig({ config: file(text) });
@@ -238,6 +246,10 @@ describe('health and shared-state config', () => {
       [GOOD + 'redis: { url: "http://x" }\n', /^config error: redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
       [GOOD + 'redis: { url: "redis://x", clusterName: "a b" }\n', /^config error: redis\.clusterName: /],
       [GOOD + 'admin: { host: 127.0.0.1, port: 99999 }\n', /^config error: admin\.port: /],
+      [GOOD + 'clientLimits: { scope: fleet }\n', /^config error: clientLimits\.scope: fleet needs redis/],
+      [GOOD + 'clientLimits: { maxTunnels: -1 }\n', /^config error: clientLimits\.maxTunnels: /],
+      [GOOD + 'clientLimits: { upgradeBurst: 0 }\n', /^config error: clientLimits\.upgradeBurst: /],
+      [GOOD + 'clientLimits: { perIp: 3 }\n', /^config error: clientLimits\.perIp: unknown key/],
     ];
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });

@@ -64,6 +64,7 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
       const r = await runCli(['check', '--config', file(GOOD, name)]);
       assert.equal(r.code, 0, `${name}: exit ${r.code}, stderr: ${r.stderr}`);
       assert.equal(r.stderr.trim(), '');
+      assert.match(r.stdout, /^client limits: 1024 tunnels, 20 upgrades\/s \(burst 100\) per client IP, counted per machine$/m);
     }
   });
 

@@ -153,6 +153,23 @@ for (const impl of [memory, redisImpl, redisClusterImpl, redisSentinelImpl]) {
       await waitFor(() => c.remoteCounts().get(KEYS[0]) === 2 && (c.remoteCounts().get(KEYS[1]) ?? 0) === 0 && (c.remoteCounts().get(KEYS[2]) ?? 0) === 0, timings.countTtl * 6, 'a\'s counts expire');
     });
 
+    void it('sums the other machines\' per-client counts by IP; a killed machine\'s expire, a closed one\'s go at once', async () => {
+      run++;
+      const a = await machine('a');
+      const b = await machine('b');
+      const c = await machine('c');
+      const byIp = (s: SharedState): Record<string, [number, number]> => Object.fromEntries(s.remoteClients().map(([ip, t, d]) => [ip, [t, d]]));
+      a.setLocalClients([['203.0.113.1', 3, 1.5], ['203.0.113.2', 1, 0]]);
+      b.setLocalClients([['203.0.113.1', 2, 12]]);
+      c.setLocalClients([]);
+      await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [5, 13.5], '203.0.113.2': [1, 0] }), 3000, 'c sees a + b by IP');
+      await waitFor(() => JSON.stringify(byIp(a)) === JSON.stringify({ '203.0.113.1': [2, 12] }), 3000, 'a sees only b');
+      await a.close(false);
+      await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [2, 12] }), timings.countTtl * 6, 'a\'s counts expire');
+      await b.close(true);
+      await waitFor(() => c.remoteClients().length === 0, 3000, 'b\'s go with it');
+    });
+
     void it('keeps fleets with different cluster names apart', async () => {
       run++;
       const a = await machine('a', 'east');
