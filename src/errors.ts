@@ -28,6 +28,8 @@ export const Outcomes = {
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
   clientTunnelLimit: outcome('ERR_CLIENT_TUNNELS', 429, 'client_tunnel_limit', 'this client IP holds as many tunnels as clientLimits.maxTunnels allows'),
   clientRateLimit: outcome('ERR_CLIENT_RATE', 429, 'client_rate_limit', 'this client IP started upgrades faster than clientLimits.upgradesPerSecond allows'),
+  /** The backend's queue of upgrades waiting for their turn (maxUpgradesPerSecond) is full: 503 with Retry-After. */
+  paced: outcome('ERR_PACED', 503, 'paced', 'the backend is taking new tunnels at its pool\'s maxUpgradesPerSecond and its queue is full: retry after Retry-After'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
   /** The worker holds workerConnections client connections (NGINX's worker_connections, HAProxy's maxconn). */
   workerFull: outcome('ERR_WORKER_FULL', 503, 'worker_full', 'this balancer process is at its connection limit', true),

@@ -223,7 +223,7 @@ export class Listener implements TunnelOwner, Acceptor {
         this.opening--;
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
-          if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
+          if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
           else this.logAccess(request, 0, 'client_gone', startedAt, pool);
           return;
         }

@@ -8,7 +8,7 @@ import { ClientLimitsSync } from '../src/client-limits-sync';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { CONFIG_ENV, WORKER_COUNT_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpsRedirect } from '../src/https-redirect';
 import { installLastResort } from '../src/last-resort';
@@ -36,7 +36,9 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel, { role: 'worker' });
   installLastResort(log);
   bindLocalFailureLog(log);
-  const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc)]));
+  // The workers of a machine share its maxUpgradesPerSecond: each paces at its part.
+  const workers = Number(process.env[WORKER_COUNT_ENV]) || 1;
+  const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc, { workers })]));
   const trusted = new TrustedProxies(config.trustedProxies);
   const accessLog = config.accessLog ? new AccessLog() : null;
   const httpProxy = new HttpProxy(trusted, log, accessLog);

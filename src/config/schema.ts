@@ -154,6 +154,19 @@ const poolSchema = z.strictObject({
     .describe(
       'A backend that joins the pool (a reload adds it) or comes back (health up, admin ready, ejection over) gets a share of its weight that grows linearly from 1% to whole over this time (HAProxy\'s slowstart), with every algorithm: round-robin and hash give it that share of new tunnels (under hash, keys move to it as its weight grows), least-connections lets it hold that share of what it would hold at full weight. Not when the balancer starts. 0: off.',
     ),
+  maxUpgradesPerSecond: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .describe(
+      'Most new tunnels one backend gets per second from this balancer machine (its workers share it, each at its part); upgrades beyond it wait their turn up to upgradeQueueTimeout, then get 503 with Retry-After. So the clients of a backend that died, reconnecting at once, reach the others at this rate, not in one instant. Size it to what one backend can set up per second (authentication, session restore); with N balancer machines a backend gets up to N x it. Plain HTTP requests are not paced. 0: off (the default: only the operator knows what a backend takes, and a wrong guess would refuse a flash crowd).',
+    ),
+  upgradeQueueTimeout: duration('upgradeQueueTimeout')
+    .default(2000)
+    .describe(
+      'With maxUpgradesPerSecond: the longest an upgrade waits for its backend\'s turn (so at most maxUpgradesPerSecond x this many wait at once); one that would wait longer gets 503 with Retry-After at once, counted as outcome="paced". 0: no waiting.',
+    ),
   backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
   connectTimeout: duration('connectTimeout')
     .default(5000)

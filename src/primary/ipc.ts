@@ -47,6 +47,8 @@ export type PrimaryMessage =
 export const CONFIG_ENV = 'SWITCHYARD_CONFIG';
 /** The environment variable carrying a worker's slot number (0..workers-1), its metrics label. */
 export const WORKER_SLOT_ENV = 'SWITCHYARD_WORKER_SLOT';
+/** How many workers its generation has (they share per-machine rates such as maxUpgradesPerSecond). */
+export const WORKER_COUNT_ENV = 'SWITCHYARD_WORKER_COUNT';
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -17,7 +17,7 @@ import { keepFinalMetrics } from '../stats/cluster-metrics';
 import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
-import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from './ipc';
+import { CONFIG_ENV, isWorkerMessage, WORKER_COUNT_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from './ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -214,7 +214,12 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
 
   const fork = (slot: Slot): void => {
     // undefined drops the variable from the worker's environment: the admin token stays in the primary.
-    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index), [ADMIN_TOKEN_ENV]: undefined });
+    const worker = cluster.fork({
+      [CONFIG_ENV]: slot.generation.workerConfig,
+      [WORKER_SLOT_ENV]: String(slot.index),
+      [WORKER_COUNT_ENV]: String(slot.generation.config.workerCount),
+      [ADMIN_TOKEN_ENV]: undefined,
+    });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);

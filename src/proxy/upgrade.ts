@@ -2,9 +2,11 @@
 // connect failure try another (up to the pool's `retries`), as NGINX's proxy_next_upstream does
 // for "error timeout". A backend that answers with an HTTP status has spoken: no retry. A connect
 // that failed for want of local descriptors, ports or buffers is the balancer's failure: 503, no
-// retry (another backend would fail the same way), nothing counted against the backend.
+// retry (another backend would fail the same way), nothing counted against the backend. A backend
+// paced by maxUpgradesPerSecond makes the upgrade wait its turn, or refuses it when its queue is full.
 import type { Logger } from '../log';
 import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
+import { Decision } from '../load-balancer/load-balancer';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import { reportLocalFailure } from '../local-failures';
 import type { Backend } from '../upstream/backend';
@@ -14,7 +16,8 @@ import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, t
 export type BackendOpenResult =
   | { kind: 'upgraded'; backend: Backend; upgraded: Upgraded }
   | { kind: 'refused'; backend: Backend; refused: Refused }
-  | { kind: 'failed'; outcome: Outcome };
+  /** `retryAfter`: seconds, for the Retry-After header (paced). */
+  | { kind: 'failed'; outcome: Outcome; retryAfter?: number };
 
 /**
  * On 'upgraded' the backend's `active` count stays raised for the tunnel; whoever ends the tunnel
@@ -32,6 +35,11 @@ export function openBackend(
   return new Promise((resolve, reject) => {
     new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
   });
+}
+
+/** A paced upgrade's turn has come (one function for all, not a closure per upgrade). */
+function connectInTurn(opening: BackendOpening): void {
+  opening.connect();
 }
 
 /**
@@ -63,11 +71,32 @@ class BackendOpening implements HandshakeOwner {
       return;
     }
     tried.add(backend);
+    // Counted from the pick, also while it waits its turn, so that least-connections sees it.
     backend.active++;
-    backend.connecting++;
     this.backend = backend;
+    const pacer = backend.pacer;
+    if (pacer !== null) {
+      const now = performance.now();
+      const wait = pacer.schedule(now);
+      if (wait < 0) {
+        backend.active--;
+        this.resolve({ kind: 'failed', outcome: Outcomes.paced, retryAfter: pacer.retryAfter(now, Math.random) });
+        return;
+      }
+      if (wait > 0) {
+        pool.decisions[Decision.Paced]++;
+        setTimeout(connectInTurn, wait, this);
+        return;
+      }
+    }
+    this.connect();
+  }
+
+  connect(): void {
+    const backend = this.backend!;
+    backend.connecting++;
     try {
-      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, pool.connectTimeout);
+      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, this.pool.connectTimeout);
     } catch (err) {
       backend.active--;
       backend.connecting--;

@@ -1,6 +1,7 @@
 // A backend server of a pool. Whether it may get new tunnels is decided here and only here:
 // admin state (set by the operator) x health state (set by the primary from health checks and outlier detection).
 import type { AdminState, BackendConfig } from '../config/schema';
+import type { UpgradePacer } from './upgrade-pacer';
 
 export type HealthState = 'up' | 'down';
 
@@ -32,6 +33,8 @@ export class Backend {
   ejections = 0;
   /** When it last became eligible (joined or came back up), epoch ms, decided by the primary; 0: since the start. Slow start ramps from it. */
   eligibleSince = 0;
+  /** Paces this worker's new upgrades to it (the pool's maxUpgradesPerSecond); null: not paced. */
+  pacer: UpgradePacer | null = null;
 
   constructor(config: BackendConfig, pool = '') {
     const u = new URL(config.url);
