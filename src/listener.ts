@@ -20,6 +20,7 @@ import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type Tun
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
+import { closeTimes, closeWindow, spreadCloses } from './close-spread';
 import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
@@ -115,6 +116,11 @@ function sslApp(tls: TlsConfig): TemplatedApp {
   } catch {
     throw new Error(`listen.tls: uWS could not load ${tls.cert} and ${tls.key}` + (tls.ciphers ? ' with the ciphers in listen.tls.ciphers' : ''));
   }
+}
+
+/** A tunnel's drain: 1001 to both sides (a no-op for one that has closed meanwhile). */
+function shutDown(tunnel: Tunnel): void {
+  tunnel.shutdown();
 }
 
 /** After this long without a plain answer, uWS has closed every kept-alive connection (src/uws.ts). */
@@ -388,13 +394,22 @@ export class Listener implements TunnelOwner, Acceptor {
   }
 
   /**
-   * Stop accepting, send 1001 on every tunnel (new plain requests get 503); resolves when every
-   * tunnel is closed and every plain HTTP request in flight has its response, or after `timeoutMs`.
+   * Stop accepting, send 1001 on every tunnel, spread over closeSpread (src/close-spread.ts; new
+   * plain requests get 503); resolves when every tunnel is closed and every plain HTTP request in
+   * flight has its response, or after `timeoutMs`.
    */
   drain(timeoutMs: number): Promise<void> {
     this.draining = true;
     this.stopAccepting();
-    for (const t of this.tunnels) t.shutdown();
+    const tunnels = [...this.tunnels];
+    const window = closeWindow(tunnels.length, this.deps.config.closeSpread, timeoutMs);
+    if (window === 0) for (const t of tunnels) t.shutdown();
+    else {
+      const stop = spreadCloses(tunnels, closeTimes(tunnels.length, window, Math.random), shutDown);
+      const idle = this.whenIdle(timeoutMs);
+      void idle.then(stop);
+      return idle;
+    }
     return this.whenIdle(timeoutMs);
   }
 

@@ -344,6 +344,11 @@ export const configSchema = z
     drainTimeout: duration('drainTimeout')
       .default(10_000)
       .describe('On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway.'),
+    closeSpread: duration('closeSpread')
+      .default(10_000)
+      .describe(
+        'When the balancer itself closes its tunnels (the drain on SIGTERM/SIGINT, old workers at the end of retireTimeout after a reload or told to close theirs by maxRetiringGenerations), each worker sends the 1001s over this time, one at a random moment of its own equal slot, so their clients do not all reconnect in one instant (HAProxy\'s close-spread-time). Bounded by drainTimeout less 2 s for the last close handshakes; a worker with so few tunnels that they would close slower than 50 a second closes them sooner. 0: all at once.',
+      ),
     retireTimeout: duration('retireTimeout')
       .default(600_000)
       .describe(

@@ -4,6 +4,7 @@
 // Hot path (per message): fromClient() and onBackendData()/onMessage(). They allocate only the
 // outgoing frame, create no closures or promises, and log nothing.
 import type { AccessEntry, TunnelTraffic } from '../access-log';
+import { CLOSE_HANDSHAKE_MS } from '../close-spread';
 import { CloseCodes, isLocalResourceError, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
@@ -52,7 +53,7 @@ export function idleSweepInterval(smallestTimeoutMs: number): number {
 }
 
 /** How long the backend gets to answer our close frame before its socket is destroyed. */
-const CLOSE_TIMEOUT_MS = 2000;
+const CLOSE_TIMEOUT_MS = CLOSE_HANDSHAKE_MS;
 const closeDeadlines = deadlineList(CLOSE_TIMEOUT_MS);
 
 /** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
