@@ -8,9 +8,10 @@
 //
 //   node --import tsx bench/storm.ts [--rounds 3] [--tunnels 3000] [--rate 200] [--queue 2s]
 //   node --import tsx bench/storm.ts --quick    # 300 tunnels, rate 20, one round: a harness check
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startBalancer } from '../test/helpers/balancer';
-import { closeAll, startEchoBackend, type EchoBackend } from '../test/helpers/backends';
 import { connect, UpgradeRejected, type TestClient } from '../test/helpers/ws-client';
 
 const { values } = parseArgs({
@@ -52,16 +53,30 @@ function peak(times: readonly number[], from: number, sliceMs: number): number {
   return Math.max(0, ...bins.values());
 }
 
+/** The next message from the backends' process that has `key`. */
+function reply<T>(child: ChildProcess, key: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${key} from the backends' process`)), 30_000);
+    const on = (m: Record<string, unknown>): void => {
+      if (!(key in m)) return;
+      clearTimeout(timer);
+      child.off('message', on);
+      resolve(m[key] as T);
+    };
+    child.on('message', on);
+  });
+}
+
 async function round(paced: boolean): Promise<RoundResult> {
-  const upgradesAt: number[][] = [[], [], []];
-  const backends: EchoBackend[] = [];
-  for (let i = 0; i < 3; i++) backends.push(await startEchoBackend({ name: `storm${i}`, onConnection: () => upgradesAt[i].push(performance.now()) }));
+  const child = fork(join(__dirname, 'storm-backends.ts'), [], { execArgv: ['--import', 'tsx'] });
+  const urls = await reply<string[]>(child, 'urls');
+  const backends = urls.map((url) => ({ url }));
   const balancer = await startBalancer({
     workers: 2,
     readyTimeoutMs: 60_000, // the machine is shared: a busy moment must not end the run
     config: {
       clientLimits: { upgradesPerSecond: 0, maxTunnels: 0 }, // the storm comes from many addresses; here all are 127.0.0.1
-      pools: { chat: { maxUpgradesPerSecond: paced ? RATE : 0, upgradeQueueTimeout: values.queue, backends: backends.map((b) => ({ url: b.url })) } },
+      pools: { chat: { maxUpgradesPerSecond: paced ? RATE : 0, upgradeQueueTimeout: values.queue, backends } },
       routes: [{ path: '/', pool: 'chat' }],
     },
   });
@@ -72,8 +87,6 @@ async function round(paced: boolean): Promise<RoundResult> {
       const batch = await Promise.all(Array.from({ length: Math.min(100, TUNNELS - i) }, () => connectRetrying(balancer.url('/chat'), () => stopping)));
       for (const c of batch) clients.add(c);
     }
-    const killed = backends[2];
-    const moved = killed.openCount();
     let back = 0;
     let refused = 0;
     for (const c of clients) {
@@ -84,14 +97,22 @@ async function round(paced: boolean): Promise<RoundResult> {
         back++;
       });
     }
-    const killedAt = performance.now();
-    await killed.close();
+    const report = async (): Promise<number[][]> => {
+      const answer = reply<number[][]>(child, 'upgradesAt');
+      child.send({ report: true });
+      return answer;
+    };
+    const moved = (await report())[2].length; // every tunnel on backend 2 is one it accepted
+    const killed = reply<number>(child, 'killedAt');
+    child.send({ kill: 2 });
+    const killedAt = await killed;
     const deadline = Date.now() + ROUND_DEADLINE_MS;
     while (back < moved) {
       if (Date.now() > deadline) throw new Error(`${back} of ${moved} clients back within ${ROUND_DEADLINE_MS / 1000} s`);
       await delay(20);
     }
-    const backMs = performance.now() - killedAt;
+    const backMs = Date.now() - killedAt;
+    const upgradesAt = await report();
     return {
       peakPerSecond: [0, 1].map((i) => peak(upgradesAt[i], killedAt, 1000)),
       peakPer100ms: [0, 1].map((i) => peak(upgradesAt[i], killedAt, 100) * 10),
@@ -103,7 +124,7 @@ async function round(paced: boolean): Promise<RoundResult> {
     stopping = true;
     for (const c of clients) c.terminate();
     await balancer.stop('SIGKILL', 5000);
-    await closeAll(...backends);
+    child.kill('SIGKILL');
   }
 }
 
