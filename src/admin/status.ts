@@ -32,6 +32,10 @@ export interface PoolStatus {
   balanceFactor: number;
   /** Slow start, ms; 0: off. */
   slowStart: number;
+  /** New upgrades per second per backend from this machine; 0: not paced. */
+  maxUpgradesPerSecond: number;
+  /** Upgrades that waited for their backend's turn (decision="paced"). */
+  paced: number;
   backends: BackendStatus[];
 }
 
@@ -123,6 +127,8 @@ export class StatusReporter {
       hashKey: hashKeyOf(pool) ?? null,
       balanceFactor: pool.balanceFactor,
       slowStart: pool.slowStart,
+      maxUpgradesPerSecond: pool.maxUpgradesPerSecond,
+      paced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'paced' }),
       backends: pool.backends.map((b): BackendStatus => {
         const backend = new URL(b.url).host;
         const labels = { pool: name, backend };
