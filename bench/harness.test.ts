@@ -177,14 +177,17 @@ function profile(args: string[], timeoutMs: number): Promise<string> {
 test("bench/profile.ts: a worker's CPU profile under the chat load, with its flame graph", { timeout: 240_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'switchyard-profile-test-'));
   try {
-    const stdout = await profile(['--scenario', 'chat', '--seconds', '2', '--warmup', '0.5', '--out', out], 200_000);
+    const stdout = await profile(['--scenario', 'chat', '--seconds', '4', '--warmup', '1', '--out', out], 200_000);
     const share = (label: string): number => Number(new RegExp(`\\| ${label}[^|]* \\| ([\\d.]+)% \\|`).exec(stdout)?.[1] ?? NaN);
     // The worker's profile was the one analysed: its relay code and uWS's native side both show.
     assert.ok(share("Switchyard's JavaScript") > 0, stdout);
     assert.ok(share('native') > 0, stdout);
+    // Some function of the relay (which one depends on what V8 inlined and what the sampler caught: on Node 24 under a
+    // busy machine, fromClient itself was once missing) is in the folded stacks and the flame graph.
     const folded = readFileSync(join(out, 'profile-chat.folded'), 'utf8');
-    assert.match(folded, /fromClient dist\/src\/proxy\/tunnel\.js:\d+/);
-    assert.match(readFileSync(join(out, 'profile-chat.svg'), 'utf8'), /^<svg[\s\S]*fromClient[\s\S]*<\/svg>\n$/);
+    const relay = /(\S+) dist\/src\/proxy\/[\w-]+\.js:\d+/.exec(folded);
+    assert.ok(relay, `no frame of dist/src/proxy/ in the folded stacks:\n${folded.slice(0, 2000)}`);
+    assert.match(readFileSync(join(out, 'profile-chat.svg'), 'utf8'), /^<svg[\s\S]*dist\/src\/proxy\/[\s\S]*<\/svg>\n$/);
     const cpuprofile = JSON.parse(readFileSync(join(out, 'profile-chat.cpuprofile'), 'utf8')) as { samples: number[] };
     assert.ok(cpuprofile.samples.length > 100, 'a .cpuprofile with samples');
   } finally {

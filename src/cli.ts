@@ -3,8 +3,12 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { describeAdminWrites } from './admin/admin-token';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
-import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags } from './config/load';
+import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
+import { formatSize } from './config/units';
 import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, type PoolConfig } from './config/schema';
+import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS, UNKNOWN_LIMIT_CONNECTIONS } from './descriptors';
+import { installLastResort } from './last-resort';
+import { bindLocalFailureLog } from './local-failures';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -61,6 +65,8 @@ program
       fail(`switchyard: ${(err as Error).message}`);
     }
     const log = createLogger(config.logLevel, { role: 'primary' });
+    installLastResort(log);
+    bindLocalFailureLog(log);
     log.info({ binding }, 'uWebSockets.js binding loaded');
     try {
       // SIGHUP and `switchyard reload` read the same file with the same flags again.
@@ -82,8 +88,15 @@ program
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
       const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
+      const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
+      const perClient =
+        maxTunnels === 0 && upgradesPerSecond === 0
+          ? 'off'
+          : `${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`} per client IP, counted per ${scope}`;
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
       for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
+      process.stdout.write(`${limitsLine(config)}\n`);
+      process.stdout.write(`client limits: ${perClient}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
@@ -96,6 +109,19 @@ function describeBalancing(pool: PoolConfig): string {
   if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
   if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
   return parts.join(', ');
+}
+
+/** What bounds a worker: its connections (with this shell's descriptor limit) and the memory messages may take. */
+function limitsLine(config: LoadedConfig): string {
+  const limit = readDescriptorLimit();
+  const connections =
+    config.workerConnections !== 'auto'
+      ? `workerConnections ${config.workerConnections}`
+      : limit === undefined
+        ? `workerConnections auto (${UNKNOWN_LIMIT_CONNECTIONS}: descriptor limit unknown)`
+        : `workerConnections auto (about ${autoWorkerConnections(limit, TYPICAL_WORKER_DESCRIPTORS)} per worker at this shell's descriptor limit of ${limit.hard})`;
+  const payloads = [...new Set(config.routes.map((r) => r.maxPayload))].map(formatSize).join(', ');
+  return `limits: ${connections}; maxPayload ${payloads}; messageAssemblyLimit ${formatSize(config.messageAssemblyLimit)} per worker`;
 }
 
 interface AdminFlags {

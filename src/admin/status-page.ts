@@ -81,7 +81,7 @@ export const STATUS_PAGE = `<!doctype html>
 <h2>Backends</h2>
 <table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th><th>slow start</th></tr></thead><tbody id="backends"></tbody></table>
 <h2>Workers</h2>
-<table><thead><tr><th>slot</th><th>pid</th><th>listening</th><th>restarts</th><th>uptime</th><th>event-loop lag p99</th><th>memory</th></tr></thead><tbody id="workers"></tbody></table>
+<table><thead><tr><th>slot</th><th>pid</th><th>listening</th><th>restarts</th><th>uptime</th><th>event-loop lag p99</th><th>memory</th><th>connections</th></tr></thead><tbody id="workers"></tbody></table>
 <script>
 "use strict";
 const REFRESH_MS = ${STATUS_REFRESH_MS};
@@ -123,7 +123,8 @@ function render(s) {
   }
   $("backends").replaceChildren(...backends);
   $("workers").replaceChildren(...s.workers.map((w) => row([cell(w.slot), cell(w.pid === undefined ? "-" : w.pid), cell(w.retiring ? "retiring" : w.listening ? "yes" : "no", w.listening ? "yes" : "no"),
-    cell(w.restarts), cell(w.uptimeSeconds + " s"), cell(w.eventLoopLagSeconds === null ? "-" : fmt(w.eventLoopLagSeconds * 1000, 1) + " ms"), cell(mib(w.residentMemoryBytes))],
+    cell(w.restarts), cell(w.uptimeSeconds + " s"), cell(w.eventLoopLagSeconds === null ? "-" : fmt(w.eventLoopLagSeconds * 1000, 1) + " ms"), cell(mib(w.residentMemoryBytes)),
+    cell(w.connections === null ? "-" : w.connections.open + " / " + w.connections.limit + (w.connections.accepting ? "" : " (not accepting: out of descriptors)"), w.connections && !w.connections.accepting ? "down" : "")],
     { "data-slot": String(w.slot) })));
   $("updated").textContent = new Date().toLocaleTimeString();
   $("error").textContent = "";

@@ -48,7 +48,13 @@ export interface Status {
   bytesPerSecond: { toBackend: number; toClient: number };
   totals: { messagesToBackend: number; messagesToClient: number; bytesToBackend: number; bytesToClient: number; upgrades: Record<string, number> };
   pools: PoolStatus[];
-  workers: (WorkerView & { uptimeSeconds: number; eventLoopLagSeconds: number | null; residentMemoryBytes: number | null })[];
+  workers: (WorkerView & {
+    uptimeSeconds: number;
+    eventLoopLagSeconds: number | null;
+    residentMemoryBytes: number | null;
+    /** Client connections against workerConnections; `accepting` false while stopped at the descriptor limit. null when the worker did not answer. */
+    connections: { open: number; limit: number; accepting: boolean } | null;
+  })[];
   redis: 'not configured' | 'connected' | 'disconnected' | 'unknown';
   /** Workers asked for metrics, and those that answered in time. */
   metricsFrom: { asked: number; answered: number };
@@ -172,10 +178,18 @@ export class StatusReporter {
         uptimeSeconds: w.pid === undefined ? 0 : Math.round((now - w.startedAt) / 1000),
         eventLoopLagSeconds: m.find('switchyard_worker_event_loop_lag_seconds', { worker: String(w.slot) }) ?? null,
         residentMemoryBytes: m.find('switchyard_worker_resident_memory_bytes', { worker: String(w.slot) }) ?? null,
+        connections: this.connections(m, String(w.slot)),
       })),
       redis: configured === undefined ? 'unknown' : configured === 0 ? 'not configured' : connected === 1 ? 'connected' : 'disconnected',
       metricsFrom,
     };
+  }
+
+  private connections(m: MetricReader, worker: string): Status['workers'][number]['connections'] {
+    const open = m.find('switchyard_worker_connections', { worker });
+    const limit = m.find('switchyard_worker_connections_limit', { worker });
+    if (open === undefined || limit === undefined) return null;
+    return { open, limit, accepting: m.find('switchyard_worker_accepting', { worker }) !== 0 };
   }
 
   /** Per-second rates over the last RATE_WINDOW_MS of /status calls (0 until there are two). */

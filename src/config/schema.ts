@@ -164,7 +164,7 @@ const poolSchema = z.strictObject({
     .pipe(z.number().min(1, 'must be more than 0'))
     .default(60_000)
     .describe(
-      'Plain HTTP: how long a backend may take to start its response, counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend.',
+      'Plain HTTP: how long a backend may take to send its whole response head (part of one, or interim 1xx answers, do not stop the clock), counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend; but uWS itself closes, unanswered, an upload slower than 16 KiB/s after ~10 s (old build) or ~30 s (current), so the 408 comes only when this is shorter.',
     ),
   retries: z
     .number()
@@ -173,6 +173,15 @@ const poolSchema = z.strictObject({
     .max(16)
     .default(2)
     .describe('Further backends tried after a failed connect (refused, timed out, broken handshake); NGINX\'s proxy_next_upstream_tries - 1.'),
+  maxConnectsInFlight: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(128)
+    .describe(
+      'Most connects in flight from one worker to one backend (TCP connect plus the upgrade\'s answer, or a plain-HTTP connect). A backend at it is skipped for new tunnels and requests, so a blackholed one holds at most this many descriptors per worker for connectTimeout.',
+    ),
   herdingGuard: z
     .enum(['p2c', 'off'])
     .default('p2c')
@@ -211,6 +220,9 @@ const tlsSchema = z.strictObject({
 
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
 
+/** The largest maxPayload accepted. */
+export const MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024;
+
 /** Settings of a client tunnel; uWS applies the client-side ones per URL pattern, see listener.ts. */
 const tunnelSettings = {
   idleTimeout: duration('idleTimeout')
@@ -219,7 +231,12 @@ const tunnelSettings = {
   backendIdleTimeout: duration('backendIdleTimeout')
     .default(120_000)
     .describe('Backend side: ping the backend after half of this without traffic; nothing back by the end closes the client with 1011. 0 disables.'),
-  maxPayload: size('maxPayload').default(16 * 1024 * 1024).describe('Largest message either way; a larger one closes the tunnel with 1009.'),
+  maxPayload: size('maxPayload')
+    .pipe(z.number().max(MAX_PAYLOAD_LIMIT, 'must be at most 64MiB (messages are held whole in memory)'))
+    .default(1024 * 1024)
+    .describe(
+      'Largest message either way; a larger one closes the tunnel with 1009. 1 MiB: chat messages are far smaller, and uWS holds a client\'s message whole until it is complete (up to twice this), so this is what one connection can make a worker hold (NGINX\'s client_max_body_size is 1m too). At most 64 MiB.',
+    ),
   clientBufferLimit: size('clientBufferLimit')
     .default(1024 * 1024)
     .describe('Backend to client: stop reading the backend while the client has more than this queued.'),
@@ -300,6 +317,17 @@ export const configSchema = z
         'The admin listener, in the primary: /metrics, /healthz, /readyz, /status and the status page (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public port.',
       ),
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto').describe('Worker processes; auto is one per core.'),
+    workerConnections: z
+      .union([z.literal('auto'), z.number().int().min(1).max(10_000_000)])
+      .default('auto')
+      .describe(
+        'Most client connections one worker serves at once: tunnels, upgrades being opened and plain requests in flight (NGINX\'s worker_connections, HAProxy\'s maxconn). Beyond it, 503 with Connection: close; open tunnels are not touched. auto: from the descriptor limit, two per connection, after what the worker holds at start and a slack of an eighth.',
+      ),
+    messageAssemblyLimit: size('messageAssemblyLimit')
+      .default(64 * 1024 * 1024)
+      .describe(
+        'Bytes one worker may hold for backend messages that arrive split across reads (frames being filled, fragments kept). A message over 64 KiB that would pass it closes its tunnel with 1009; smaller ones always pass. Must be at least every route\'s maxPayload.',
+      ),
     drainTimeout: duration('drainTimeout')
       .default(10_000)
       .describe('On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway.'),
@@ -329,6 +357,36 @@ export const configSchema = z
       .describe(
         'Peers (addresses or CIDR ranges) whose X-Forwarded-For, -Proto and -Host are believed: X-Forwarded-For is appended to, and its client address used for ip-hash and the access log.',
       ),
+    clientLimits: z
+      .strictObject({
+        maxTunnels: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024)
+          .describe('Most tunnels one client IP holds at once (open or being opened); 0: no limit. 1024 leaves an office of 200 behind one NAT address, 3 tabs each, room, and keeps one address from holding a worker\'s descriptors.'),
+        upgradesPerSecond: z
+          .number()
+          .min(0)
+          .max(100_000)
+          .default(20)
+          .describe('Upgrades one client IP may start per second, on average (a token bucket); 0: no limit. A chat client reconnects a few times an hour; 20/s stops a reconnect loop or a flood from one address.'),
+        upgradeBurst: z
+          .number()
+          .int()
+          .min(1)
+          .max(1_000_000)
+          .default(100)
+          .describe('Upgrades one client IP may start at once before upgradesPerSecond applies: 100 lets that office\'s 600 tunnels come back within ~25 s of an outage, told when by Retry-After.'),
+        scope: z
+          .enum(['machine', 'fleet'])
+          .default('machine')
+          .describe('machine: each balancer machine counts its own clients (its workers together); fleet: the counts add up over every machine through Redis (needs redis), ~3 sync intervals late.'),
+      })
+      .prefault({})
+      .describe(
+        'Limits per client IP (the peer, or the X-Forwarded-For address behind trustedProxies), as NGINX\'s limit_conn and limit_req and HAProxy\'s sc_conn_cur and sc_http_req_rate: over a limit an upgrade gets 429 with Retry-After, and the tunnels the client holds stay open. Sized for chat: a client holds 1-3 tunnels.',
+      ),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Level of the JSON log lines (pino) every process writes to stdout.'),
     accessLog: z
       .boolean()
@@ -354,7 +412,10 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -')
           .default('default')
           .describe('Namespace of every key (letters, digits, _ . -), so two fleets can share one Redis.'),
-        cluster: z.boolean().default(false).describe('url names one node of a Redis Cluster; ioredis finds the others (all keys share one slot).'),
+        cluster: z
+          .boolean()
+          .default(false)
+          .describe("url names one node of a Redis Cluster; ioredis finds the others (each pool's keys share one slot, so pools spread over the shards)."),
         leaseTtl: duration('leaseTtl')
           .pipe(z.number().min(300, 'must be at least 300ms'))
           .default(5000)
@@ -362,11 +423,15 @@ export const configSchema = z
         syncInterval: duration('syncInterval')
           .pipe(z.number().min(10, 'must be at least 10ms'))
           .default(100)
-          .describe('How often this machine writes its tunnel counts and reads the fleet\'s.'),
+          .describe("How often this machine writes what changed in its tunnel counts and reads each pool's fleet totals."),
         countTtl: duration('countTtl')
           .pipe(z.number().min(100, 'must be at least 100ms'))
           .default(3000)
-          .describe('A machine\'s counts expire this long after its last write (a dead balancer leaves no phantom tunnels).'),
+          .describe('A machine that stops writing has its tunnels taken out of the fleet totals this long after its last write (a dead balancer leaves no phantom counts).'),
+        reconcileInterval: duration('reconcileInterval')
+          .pipe(z.number().min(1000, 'must be at least 1s'))
+          .default(60_000)
+          .describe("How often each pool's fleet totals are proven equal to the sum of the live machines' counts (and repaired if not); each machine also rewrites all its counts this often."),
         options: z
           .record(z.string(), z.unknown())
           .default({})
@@ -388,9 +453,17 @@ export const configSchema = z
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
+    if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });
+    }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
+      }
+    });
+    cfg.routes.forEach((route, i) => {
+      if (route.maxPayload > cfg.messageAssemblyLimit) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
@@ -415,3 +488,4 @@ export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type TlsConfig = NonNullable<Config['listen']['tls']>;
+export type ClientLimitsConfig = Config['clientLimits'];

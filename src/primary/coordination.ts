@@ -13,6 +13,7 @@ import { slowStartEnds } from '../load-balancer/slow-start';
 import type { Logger } from '../log';
 import type { SharedState, StateStatus } from '../state/shared-state';
 import { Backend, type HealthState } from '../upstream/backend';
+import { ClientCounts } from './client-counts';
 import { isWorkerMessage, type BackendView, type PrimaryMessage } from './ipc';
 
 interface Entry {
@@ -67,6 +68,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   private readonly entries = new Map<string, Entry>();
   private readonly checkers: ActiveChecker[] = [];
   private readonly workers = new Map<Worker, { counts: Map<string, number>; sent: string }>();
+  /** Per-client-IP counts, kept apart: they concern clients, not backends. */
+  private readonly clients: ClientCounts;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -78,6 +81,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   ) {
     super();
     this.build(config);
+    this.clients = new ClientCounts(state, config.clientLimits.scope === 'fleet');
   }
 
   /** The backends and active checkers of `config`. */
@@ -152,6 +156,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     this.startCheckers();
     this.broadcastState();
     this.pushElsewhere();
+    this.clients.reconfigure(config.clientLimits.scope === 'fleet');
   }
 
   async start(): Promise<void> {
@@ -172,6 +177,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const e = this.entries.get(key);
       if (e?.checked) this.log.info({ pool: e.pool, backend: e.backend.name, machine: this.state.machineId }, held ? 'health-check lease acquired' : 'health-check lease lost');
     });
+    this.state.on('repaired', (pool, fields) => this.log.warn({ pool, fields }, 'fleet totals repaired: Redis held counts that did not add up'));
     // Workers decide on fleet counts: they hear them as soon as the primary does.
     this.state.on('counts', () => this.pushElsewhere());
     this.state.on('status', (status, detail) => {
@@ -194,16 +200,19 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
 
   addWorker(worker: Worker): void {
     this.workers.set(worker, { counts: new Map(), sent: '' });
+    this.clients.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
       if (m.type === 'state-request') this.send(worker, { type: 'backend-state', backends: this.views() });
       else if (m.type === 'backend-report') this.onReport(worker, m.counts, m.outcomes);
+      else if (m.type === 'client-report') this.clients.onReport(worker, m.clients);
     });
   }
 
   /** A dead worker's tunnels are gone with it. */
   removeWorker(worker: Worker): void {
     this.workers.delete(worker);
+    this.clients.removeWorker(worker);
   }
 
   /** Sets an admin override for the whole fleet (rejects when the shared store cannot be reached). */
@@ -313,6 +322,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     }
     if (changed) this.broadcastState();
     this.state.setLocalCounts(this.machineCounts());
+    this.clients.sync();
     this.pushElsewhere();
   }
 

@@ -1,9 +1,12 @@
 // Opening the backend side of a new tunnel: pick a backend, connect, ask it to upgrade; on a
 // connect failure try another (up to the pool's `retries`), as NGINX's proxy_next_upstream does
-// for "error timeout". A backend that answers with an HTTP status has spoken: no retry.
+// for "error timeout". A backend that answers with an HTTP status has spoken: no retry. A connect
+// that failed for want of local descriptors, ports or buffers is the balancer's failure: 503, no
+// retry (another backend would fail the same way), nothing counted against the backend.
 import type { Logger } from '../log';
-import { Outcomes, type Outcome } from '../errors';
+import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
+import { reportLocalFailure } from '../local-failures';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, type Refused, type Upgraded } from './backend-socket';
@@ -61,17 +64,20 @@ class BackendOpening implements HandshakeOwner {
     }
     tried.add(backend);
     backend.active++;
+    backend.connecting++;
     this.backend = backend;
     try {
       startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, pool.connectTimeout);
     } catch (err) {
       backend.active--;
+      backend.connecting--;
       this.reject(err);
     }
   }
 
   handshakeDone(result: Upgraded | Refused): void {
     const backend = this.backend!;
+    backend.connecting--;
     if (result.kind === 'upgraded') {
       backendSucceeded(backend);
       this.resolve({ kind: 'upgraded', backend, upgraded: result });
@@ -86,6 +92,12 @@ class BackendOpening implements HandshakeOwner {
   handshakeFailed(err: BackendConnectError): void {
     const backend = this.backend!;
     backend.active--;
+    backend.connecting--;
+    if (isLocalResourceError(err.code)) {
+      reportLocalFailure(err.code, 'backend_connect', { pool: this.pool.name, backend: backend.name });
+      this.resolve({ kind: 'failed', outcome: Outcomes.localResources });
+      return;
+    }
     backendFailed(backend);
     this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
     this.next();

@@ -22,6 +22,8 @@ export class Backend {
   health: HealthState = 'up';
   /** Tunnels open or being opened through this worker. */
   active = 0;
+  /** Connects from this worker under way: TCP connect plus, for a tunnel, the upgrade's answer. */
+  connecting = 0;
   /** Tunnels on this backend held by the other workers and machines, as last synced. */
   elsewhere = 0;
   /** Tunnels this worker opened to this backend (a plain count; published as a metric at scrape time). */

@@ -6,8 +6,8 @@ import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
 import type { ClientRequest } from '../proxy/forwarded-headers';
 import { Backend } from './backend';
 
-function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined): Backend[] {
-  return backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
+function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined, maxConnecting: number): Backend[] {
+  return backends.filter((b) => b.eligible && b.hasRoom && b.connecting < maxConnecting && !tried?.has(b));
 }
 
 export class Pool {
@@ -19,6 +19,8 @@ export class Pool {
   readonly responseTimeout: number;
   readonly retries: number;
   readonly slowStart: number;
+  /** A backend with this many connects in flight from this worker is skipped. */
+  readonly maxConnectsInFlight: number;
   private readonly balancer: LoadBalancer;
   /** The request's hash key, for hash and ip-hash pools; null for the others. */
   private readonly extractKey: HashKeyExtractor | null;
@@ -43,6 +45,7 @@ export class Pool {
     this.retries = config.retries;
     this.slowStart = config.slowStart;
     this.balancer = createLoadBalancer(config);
+    this.maxConnectsInFlight = config.maxConnectsInFlight;
     const hashKey = hashKeyOf(config);
     this.extractKey = hashKey === undefined ? null : compileHashKey(hashKey);
   }
@@ -53,13 +56,14 @@ export class Pool {
   }
 
   /**
-   * An eligible backend with room, not in `tried`; a backup only when no primary is left (down,
-   * drained, full or tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
+   * An eligible backend with room (below maxConnections, and below maxConnectsInFlight connects
+   * under way), not in `tried`; a backup only when no primary is left (down, drained, full or
+   * tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
    * `key`: from keyOf().
    */
   pick(key: string | undefined, tried?: ReadonlySet<Backend>): Backend | undefined {
-    let candidates = available(this.primaries, tried);
-    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried);
+    let candidates = available(this.primaries, tried, this.maxConnectsInFlight);
+    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried, this.maxConnectsInFlight);
     if (candidates.length === 0) return undefined;
     if (candidates.length === 1) return candidates[0];
     const picked = this.balancer.pick(candidates, key, this.slowStart === 0 ? 0 : this.now());

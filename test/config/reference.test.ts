@@ -35,7 +35,7 @@ void describe('configuration reference', () => {
         const k = keys.get(p);
         return k && `${k.type} = ${k.default}`;
       }),
-      ['duration = `10s`', 'duration = `10m`', 'size = `16MiB`', 'duration ≥ 50ms = `5s`', 'duration ≥ 10ms = `100ms`', 'string = required'],
+      ['duration = `10s`', 'duration = `10m`', 'size = `1MiB`', 'duration ≥ 50ms = `5s`', 'duration ≥ 10ms = `100ms`', 'string = required'],
     );
   });
 

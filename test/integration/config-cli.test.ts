@@ -64,7 +64,16 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
       const r = await runCli(['check', '--config', file(GOOD, name)]);
       assert.equal(r.code, 0, `${name}: exit ${r.code}, stderr: ${r.stderr}`);
       assert.equal(r.stderr.trim(), '');
+      assert.match(r.stdout, /^client limits: 1024 tunnels, 20 upgrades\/s \(burst 100\) per client IP, counted per machine$/m);
     }
+  });
+
+  void it('says what bounds a worker: workerConnections at this shell\'s descriptor limit, maxPayload, messageAssemblyLimit', async () => {
+    const r = await runCli(['check', '--config', file(GOOD)], 15_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^limits: workerConnections auto \(about \d+ per worker at this shell's descriptor limit of \d+\); maxPayload 16MiB; messageAssemblyLimit 64MiB per worker$/m);
+    const fixed = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { workerConnections: 500 })))]);
+    assert.match(fixed.stdout, /^limits: workerConnections 500;/m);
   });
 
   void it('says who may use the admin writes: off without a token, the token\'s source, the socket', async () => {

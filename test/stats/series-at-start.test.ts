@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AggregatorRegistry } from 'prom-client';
 import { validateConfig } from '../../src/config/load';
-import { AdminRefusals, Outcomes } from '../../src/errors';
+import { AdminRefusals, LOCAL_RESOURCE_ERRORS, Outcomes } from '../../src/errors';
 import { DECISION_LABELS } from '../../src/load-balancer/load-balancer';
+import { LOCAL_FAILURE_OPS } from '../../src/local-failures';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, STATUS_CLASS_LABELS } from '../../src/stats/counters';
-import { bindPrimary, bindWorker, registry, type MetricsJson } from '../../src/stats/metrics';
+import { bindConnections, bindPrimary, bindWorker, registry, type MetricsJson } from '../../src/stats/metrics';
 import { Pool } from '../../src/upstream/pool';
 
 const config = validateConfig({
@@ -23,10 +24,14 @@ bindWorker(
   Object.entries(config.pools).map(([name, pc]) => new Pool(name, pc)),
   '0',
 );
+bindConnections(() => ({ open: 0, limit: 1000, accepting: true }));
 bindPrimary(() => [0, 1].map((slot) => ({ slot, pid: 1000 + slot, listening: true, restarts: 0, startedAt: 0, retiring: false })), config.pools);
 
-/** Absent by design until there is something to say: the served certificate (only with TLS). */
-const ABSENT_AT_START = new Set(['switchyard_tls_certificate_expiry_timestamp_seconds']);
+/**
+ * Absent by design until there is something to say: the served certificate (only with TLS), and the
+ * fleet totals repaired (only with Redis: the supervisor starts each pool's at 0 when it has Redis).
+ */
+const ABSENT_AT_START = new Set(['switchyard_tls_certificate_expiry_timestamp_seconds', 'switchyard_redis_totals_repaired_total']);
 
 type Values = MetricsJson[number]['values'];
 
@@ -56,6 +61,8 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_bytes_total: one('direction', ['to_backend', 'to_client']),
   switchyard_slow_peer_closes_total: one('peer', ['backend', 'client']),
   switchyard_idle_closes_total: one('side', ['backend', 'client']),
+  switchyard_local_resource_failures_total: cross(LOCAL_RESOURCE_ERRORS, LOCAL_FAILURE_OPS, 'cause', 'op'),
+  switchyard_messages_too_big_total: ['from=backend,limit=assembly', 'from=backend,limit=max_payload', 'from=client,limit=max_payload'],
   // Every decision of a hashing pool; only slow_start for the others (they never hash).
   switchyard_balancer_decisions_total: [...cross(['rooms'], DECISION_LABELS, 'pool', 'decision'), 'decision=slow_start,pool=chat'].sort(),
   switchyard_config_reloads_total: one('result', ['ok', 'refused']),
@@ -66,6 +73,7 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_backend_ejections_total: BACKENDS,
   switchyard_backend_up: BACKENDS,
   switchyard_backend_max_connections: BACKENDS,
+  switchyard_backend_connects_in_flight: BACKENDS,
   // Only the pool with active checks.
   switchyard_health_check_duration_seconds: BACKENDS.filter((s) => s.includes('pool=chat')),
   switchyard_upgrade_duration_seconds: one('pool', ['chat', 'rooms']),
