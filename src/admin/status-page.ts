@@ -138,13 +138,13 @@ function svg(name, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
-/** Numbers for axes and legends: 0, 7, 0.25, 12.5, 3.4k. */
+/** Numbers for axes and legends: 0, 7, 0.25, 1.25, 13, 3.4k (an axis at 2.5 halves to 1.25, not 1.3). */
 function short(n) {
   if (n === null || n === undefined) return "-";
   const a = Math.abs(n);
   if (a >= 1e6) return (n / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
   if (a >= 1e3) return (n / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
-  return String(Number(n.toFixed(a >= 10 ? 0 : a >= 1 ? 1 : 2)));
+  return String(Number(n.toFixed(a >= 10 ? 0 : 2)));
 }
 /** A span of time for axes and titles: 60 s, 90 s, 2 min, 10 min. */
 function ago(ms) {
