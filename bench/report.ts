@@ -143,7 +143,8 @@ export function summarise(run: RunResult): void {
     const met = mine === undefined || theirs === undefined ? undefined : better === 'lower' ? mine <= theirs : mine >= theirs;
     return { text, met, detail: mine === undefined || theirs === undefined ? 'not measured' : `${fmt(mine)} vs ${fmt(theirs)} (${ratio(mine, theirs)}x)` };
   };
-  run.costs = COSTS.filter((c) => run.scenarios[c.scenario]?.medians?.[c.variant]).map((c) => {
+  // A check runs when both of its Switchyards ran (plain `switchyard` is one check's variant, so it alone is not enough).
+  run.costs = COSTS.filter((c) => run.scenarios[c.scenario]?.medians?.[c.variant] && run.scenarios[c.scenario]?.medians?.[c.base]).map((c) => {
     const medians = run.scenarios[c.scenario].medians!;
     const v = medians[c.variant]?.[c.key];
     const b = medians[c.base]?.[c.key];

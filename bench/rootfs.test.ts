@@ -112,3 +112,23 @@ test('scripts/run-leg refuses a root filesystem another run holds, and leaves th
   assert.deepEqual(processesInside(rootfs.root), []);
   sleeper?.kill('SIGKILL');
 });
+
+test("bench/profile.ts --tool strace counts a worker's syscalls per upgrade cycle, here and in the root filesystem", { timeout: 10 * 60_000 }, async () => {
+  const args = ['--import', 'tsx', 'bench/profile.ts', '--tool', 'strace', '--scenario', 'churn', '--warmup', '2', '--seconds', '2'];
+  // The same command on this machine's Node and build, and in the root filesystem (strace installed there by scripts/test-deps).
+  const out = mkdtempSync(join(tmpdir(), 'switchyard-strace-test-'));
+  const runs = {
+    here: await run(process.execPath, [...args, '--out', out], 120_000).finally(() => rmSync(out, { recursive: true, force: true })),
+    rootfs: await run(join(ROOT, 'scripts/run-leg'), [ROOTFS_LEG, '--', 'node', ...args], 300_000),
+  };
+  for (const [where, { code, stdout, stderr }] of Object.entries(runs)) {
+    assert.equal(code, 0, `${where}: ${stderr.slice(-2000)}`);
+    const total = Number(/^churn: ([\d.]+) syscalls per upgrade cycle besides futex \(([\d,]+) upgrade cycles/m.exec(stdout)?.[1]);
+    const per = (name: string): number => Number(new RegExp(`^\\| ${name} \\| ([\\d.]+) \\|$`, 'm').exec(stdout)?.[1]);
+    // Cycles are counted by the backend's connect(): one socket() for it, and one accepted client, whatever the runtime batches.
+    assert.equal(per('socket'), 1, `${where}: ${stdout}`);
+    assert.ok(per('accept4') >= 1 && per('accept4') < 1.5, `${where}: ${stdout}`);
+    // README: some 30-40 syscalls a cycle on either runtime.
+    assert.ok(total > 15 && total < 80, `${where}: ${stdout}`);
+  }
+});
