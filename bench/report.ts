@@ -1,5 +1,5 @@
-// Turns a benchmark run into medians, ratios to NGINX, the issue's targets, a Markdown table and an
-// SVG chart; and keeps the README's copy of the latest table current.
+// Turns a benchmark run into medians, ratios to NGINX, the targets, a Markdown table and an SVG
+// chart; and keeps bench/README.md's copy of the latest table current.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -250,14 +250,15 @@ export function renderSvg(run: RunResult): string {
 const START = '<!-- bench:latest:start -->';
 const END = '<!-- bench:latest:end -->';
 
-/** Replaces the latest-results block in README.md and bench/README.md. */
-export function updateReadme(root: string, markdown: string, svgPath: string): void {
-  for (const file of [join(root, 'README.md'), join(root, 'bench/README.md')]) {
-    const text = readFileSync(file, 'utf8');
-    const a = text.indexOf(START);
-    const b = text.indexOf(END);
-    if (a < 0 || b < a) continue;
-    const chart = relative(join(file, '..'), svgPath);
-    writeFileSync(file, text.slice(0, a + START.length) + `\n${markdown}\n![ratios to NGINX](${chart})\n` + text.slice(b));
-  }
+/** The page whose "Latest full run" block a full run rewrites. */
+export const LATEST_RUN_FILE = join(__dirname, 'README.md');
+
+/** Replaces the latest-results block (between the bench:latest markers) of `file`, the chart linked relative to it. */
+export function updateLatestRun(file: string, markdown: string, svgPath: string): void {
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(START);
+  const b = text.indexOf(END);
+  if (a < 0 || b < a) throw new Error(`${file}: no ${START} … ${END} block to rewrite`);
+  const chart = relative(join(file, '..'), svgPath);
+  writeFileSync(file, text.slice(0, a + START.length) + `\n${markdown}\n![ratios to NGINX](${chart})\n` + text.slice(b));
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
 import { freePort, hardNofile, inRootfs, makeBenchCertificate, PROXIES, ROOTFS_PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
-import { renderMarkdown, renderSvg, summarise, updateReadme, type RunResult, type Sample } from './report';
+import { LATEST_RUN_FILE, renderMarkdown, renderSvg, summarise, updateLatestRun, type RunResult, type Sample } from './report';
 import { bindingName, holdRootfs, type Rootfs } from './rootfs';
 import { scenarios, type Scenario } from './scenarios';
 
@@ -25,9 +25,9 @@ const program = new Command()
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
   .option('--switchyard-node-args <flags>', 'node flags for the Switchyard primary and its workers, space-separated (for example --single-threaded-gc)')
-  .option('--tls', 'every proxy terminates TLS (wss://, https://) with one throwaway certificate, backends stay plain; no direct; results go to <date>-tls.*, not the README')
+  .option('--tls', 'every proxy terminates TLS (wss://, https://) with one throwaway certificate, backends stay plain; no direct; results go to <date>-tls.*, not bench/README.md')
   .option('--label <text>', 'a name for this run in the results file')
-  .option('--no-readme', 'do not update the tables in README.md and bench/README.md')
+  .option('--no-readme', 'do not rewrite the latest-run table in bench/README.md')
   .parse();
 
 const opts = program.opts<{
@@ -227,7 +227,7 @@ async function main(): Promise<void> {
   writeFileSync(`${stem}.md`, markdown);
   writeFileSync(`${stem}.svg`, renderSvg(result));
   process.stdout.write(markdown + `\nwritten: ${stem}.{json,md,svg}\n`);
-  if (!quick && !tls && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateReadme(ROOT, markdown, `${stem}.svg`);
+  if (!quick && !tls && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateLatestRun(LATEST_RUN_FILE, markdown, `${stem}.svg`);
 }
 
 function versions(proxies: ProxyName[], rootfs: Rootfs | undefined): Record<string, string> {

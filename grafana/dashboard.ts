@@ -110,6 +110,12 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
           ),
         ],
       ),
+      timeseries(
+        'Balancer decisions/s',
+        'Picks that were more than plain balancing: hashed (a key on its own backend), spilled (its backend at balanceFactor), fallback (no key), slow_start (a ramping backend changed the pick).',
+        'reqps',
+        [query(`sum by (pool, decision) (rate(switchyard_balancer_decisions_total{${POOL}}[$__rate_interval]))`, '{{pool}} {{decision}}')],
+      ),
       timeseries('Ejections', 'Backends ejected by outlier detection, per interval.', 'short', [
         query(`sum by (pool, backend) (increase(switchyard_backend_ejections_total{${POOL}}[$__rate_interval]))`, '{{pool}} / {{backend}}'),
       ]),

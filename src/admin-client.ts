@@ -60,8 +60,9 @@ export function formatStatus(report: StatusReport): string {
   const lines = [`machine ${report.machine}  shared state: ${report.state.kind} ${report.state.status}`];
   const header = ['BACKEND', 'HEALTH', 'CHECK', 'EJECTED', 'EJECTIONS', 'ADMIN', 'TUNNELS(MACHINE)', 'TUNNELS(FLEET)'];
   for (const [pool, backends] of Object.entries(report.pools)) {
+    const now = Date.now();
     const rows = backends.map((b) => [
-      b.backup ? `${b.backend} (backup)` : b.backend,
+      b.backend + (b.backup ? ' (backup)' : '') + (b.slowStartUntil > now ? ` (slow start, ${Math.ceil((b.slowStartUntil - now) / 1000)} s left)` : ''),
       b.health,
       b.activeCheck === 'off' ? 'off' : `${b.activeCheck}${b.checkedHere ? '*' : ''}`,
       b.ejected ? 'yes' : 'no',

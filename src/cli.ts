@@ -3,8 +3,12 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { describeAdminWrites } from './admin/admin-token';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
-import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags } from './config/load';
-import { ADMIN_STATES, DEFAULT_ADMIN_PORT } from './config/schema';
+import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
+import { formatSize } from './config/units';
+import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, type PoolConfig } from './config/schema';
+import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS, UNKNOWN_LIMIT_CONNECTIONS } from './descriptors';
+import { installLastResort } from './last-resort';
+import { bindLocalFailureLog } from './local-failures';
 import { createLogger } from './log';
 import { runPrimary, StartupError } from './primary/supervisor';
 
@@ -34,7 +38,7 @@ program
   .option('--tls-cert <file>', 'terminate TLS with this PEM certificate chain (config listen.tls.cert; needs --tls-key)')
   .option('--tls-key <file>', 'the PEM private key for --tls-cert (config listen.tls.key)')
   .option('-b, --backend <url>', 'backend ws://host:port; repeat for more; replaces the file\'s pools with one pool behind route /', collect)
-  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(['least-connections', 'ip-hash', 'round-robin']))
+  .addOption(new Option('-a, --algorithm <name>', 'balancing policy for every pool').choices(ALGORITHMS))
   .option('-w, --workers <n>', 'worker processes, or "auto" for one per core (default auto)')
   .option('--drain-timeout <duration>', 'on SIGTERM/SIGINT, how long tunnels get to close after 1001 (default 10s)')
   .option('--idle-timeout <duration>', 'client-side idle timeout for every route (default 120s)')
@@ -61,6 +65,8 @@ program
       fail(`switchyard: ${(err as Error).message}`);
     }
     const log = createLogger(config.logLevel, { role: 'primary' });
+    installLastResort(log);
+    bindLocalFailureLog(log);
     log.info({ binding }, 'uWebSockets.js binding loaded');
     try {
       // SIGHUP and `switchyard reload` read the same file with the same flags again.
@@ -82,12 +88,41 @@ program
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
       const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
       const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
+      const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
+      const perClient =
+        maxTunnels === 0 && upgradesPerSecond === 0
+          ? 'off'
+          : `${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`} per client IP, counted per ${scope}`;
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
+      for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
+      process.stdout.write(`${limitsLine(config)}\n`);
+      process.stdout.write(`client limits: ${perClient}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
     }
   });
+
+/** "hash on path:2, balanceFactor 1.25, slowStart 30s": how a pool picks its backends, for `check`. */
+function describeBalancing(pool: PoolConfig): string {
+  const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
+  if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
+  if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  return parts.join(', ');
+}
+
+/** What bounds a worker: its connections (with this shell's descriptor limit) and the memory messages may take. */
+function limitsLine(config: LoadedConfig): string {
+  const limit = readDescriptorLimit();
+  const connections =
+    config.workerConnections !== 'auto'
+      ? `workerConnections ${config.workerConnections}`
+      : limit === undefined
+        ? `workerConnections auto (${UNKNOWN_LIMIT_CONNECTIONS}: descriptor limit unknown)`
+        : `workerConnections auto (about ${autoWorkerConnections(limit, TYPICAL_WORKER_DESCRIPTORS)} per worker at this shell's descriptor limit of ${limit.hard})`;
+  const payloads = [...new Set(config.routes.map((r) => r.maxPayload))].map(formatSize).join(', ');
+  return `limits: ${connections}; maxPayload ${payloads}; messageAssemblyLimit ${formatSize(config.messageAssemblyLimit)} per worker`;
+}
 
 interface AdminFlags {
   config?: string;

@@ -7,13 +7,17 @@ export interface Outcome {
   readonly status: number;
   readonly label: string;
   readonly message: string;
+  /** The answer carries `Connection: close`: keeping the connection would hold what ran short. */
+  readonly close?: boolean;
 }
 
-const outcome = (code: string, status: number, label: string, message: string): Outcome => ({ code, status, label, message });
+const outcome = (code: string, status: number, label: string, message: string, close?: true): Outcome => ({ code, status, label, message, close });
 
 /** Upgrade / request outcomes (before any 101). */
 export const Outcomes = {
   badRequest: outcome('ERR_BAD_REQUEST', 400, 'bad_request', 'malformed WebSocket upgrade request'),
+  duplicateHost: outcome('ERR_DUPLICATE_HOST', 400, 'bad_request', 'more than one Host header'),
+  alteredBytes: outcome('ERR_ALTERED_BYTES', 400, 'bad_request', 'bytes that are not UTF-8 in the path, the query or a repeated header: they cannot be forwarded unchanged'),
   noRoute: outcome('ERR_NO_ROUTE', 404, 'no_route', 'no route for this host and path'),
   upgradeRequired: outcome('ERR_UPGRADE_REQUIRED', 426, 'upgrade_required', 'this route only accepts WebSocket upgrades'),
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
@@ -22,8 +26,26 @@ export const Outcomes = {
   backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
+  clientTunnelLimit: outcome('ERR_CLIENT_TUNNELS', 429, 'client_tunnel_limit', 'this client IP holds as many tunnels as clientLimits.maxTunnels allows'),
+  clientRateLimit: outcome('ERR_CLIENT_RATE', 429, 'client_rate_limit', 'this client IP started upgrades faster than clientLimits.upgradesPerSecond allows'),
   draining: outcome('ERR_DRAINING', 503, 'draining', 'the balancer is shutting down'),
+  /** The worker holds workerConnections client connections (NGINX's worker_connections, HAProxy's maxconn). */
+  workerFull: outcome('ERR_WORKER_FULL', 503, 'worker_full', 'this balancer process is at its connection limit', true),
+  /** The balancer ran out of descriptors, ports or buffers (localResourceErrors below): its fault, never the backend's. */
+  localResources: outcome('ERR_LOCAL_RESOURCES', 503, 'local_resources', 'the balancer is out of local resources (descriptors, ports or buffers)', true),
 } as const;
+
+/**
+ * Errno names that say this machine ran out of something, not that the backend failed: descriptors
+ * (per process, system-wide), socket buffers or kernel memory, ephemeral ports. They never count
+ * against a backend and are never retried on another one, which would fail the same way.
+ */
+export const LOCAL_RESOURCE_ERRORS = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
+export type LocalResourceError = (typeof LOCAL_RESOURCE_ERRORS)[number];
+
+export function isLocalResourceError(code: string | undefined): code is LocalResourceError {
+  return code !== undefined && (LOCAL_RESOURCE_ERRORS as readonly string[]).includes(code);
+}
 
 /**
  * What the admin listener refuses before any of its handlers runs (src/admin/admin-server.ts); the

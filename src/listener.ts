@@ -3,6 +3,7 @@
 // Data path: listener -> route -> pool -> load balancer -> tunnel.
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
+import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
 import { Outcomes, type Outcome } from './errors';
@@ -10,13 +11,15 @@ import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
+import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
+import type { Acceptor } from './accept-guard';
 import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
@@ -27,7 +30,12 @@ export interface ListenerDeps {
   log: Logger;
   /** null or absent when the access log is off. */
   accessLog?: AccessLog | null;
+  /** Per-client limits (absent: none). */
+  clientLimits?: ClientLimits;
 }
+
+/** At most one warning line this often about clients over their limits (the rest are counted in it). */
+const CLIENT_LIMIT_LOG_MS = 10_000;
 
 // The header visitor is one function for all requests, not a closure per request.
 let capturing: [string, string][] = [];
@@ -40,13 +48,26 @@ function captureRequest(req: HttpRequest, res: HttpResponse, secure: boolean): C
   const headers: [string, string][] = (capturing = []);
   forEachHeader(req, captureHeader);
   const query = req.getQuery();
-  return {
+  const request: ClientRequest = {
     method: req.getCaseSensitiveMethod(),
     url: query ? `${req.getUrl()}?${query}` : req.getUrl(),
     peerIp: formatPeerAddress(new Uint8Array(res.getRemoteAddress())),
     headers,
     secure,
   };
+  // uWS decoded something that was not UTF-8 (rare; includes() of a two-byte character in a
+  // one-byte string is answered at once): get the bytes back where uWS still has them.
+  let replaced = request.url.includes('\ufffd');
+  for (let i = 0; i < headers.length && !replaced; i++) replaced = headers[i][1].includes('\ufffd');
+  if (replaced) recoverBytes(request, (name) => req.getHeader(name));
+  return request;
+}
+
+/** What makes a request unfit to forward whatever its route: two Host lines (as NGINX), or bytes uWS altered. */
+function defectOf(request: ClientRequest): Outcome | undefined {
+  if (request.altered === true) return Outcomes.alteredBytes;
+  if (headerCount(request, 'host') > 1) return Outcomes.duplicateHost;
+  return undefined;
 }
 
 /**
@@ -59,18 +80,24 @@ function isUpgradeHandshake(request: ClientRequest): boolean {
   return connection === 'upgrade' || connection.split(',').some((t) => t.trim() === 'upgrade');
 }
 
-/** The backend said no to the upgrade: the client gets its status, body and the headers that explain it. */
+/**
+ * The backend said no to the upgrade: the client gets its status, body and the headers that explain
+ * it, their bytes as the backend sent them (latin1 text until asSent). A 204 or 304 goes without a
+ * body or Content-Length, so a kept-alive client reads the next answer where it begins.
+ */
 function passRefusal(res: HttpResponse, { head, body }: Refused): void {
-  const passOn: [string, string][] = [];
+  const passOn: [string, string | Buffer][] = [];
   for (const name of ['www-authenticate', 'retry-after', 'location', 'content-type'] as const) {
     const v = head.headers.get(name);
-    if (v !== undefined) passOn.push([name, v]);
+    if (v !== undefined) passOn.push([name, asSent(v)]);
   }
-  for (const c of head.setCookie) passOn.push(['set-cookie', c]);
+  for (const c of head.setCookie) passOn.push(['set-cookie', asSent(c)]);
+  const bodiless = head.status === 204 || head.status === 304;
   res.cork(() => {
-    res.writeStatus(`${head.status} ${head.reason}`.trimEnd());
+    res.writeStatus(asSent(`${head.status} ${head.reason}`.trimEnd()));
     for (const [k, v] of passOn) res.writeHeader(k, v);
-    res.end(body);
+    if (bodiless) res.endWithoutBody();
+    else res.end(body);
   });
 }
 
@@ -100,14 +127,25 @@ function idleSeconds(ms: number): number {
   return ms === 0 ? 0 : Math.max(8, Math.round(ms / 1000));
 }
 
-export class Listener implements TunnelOwner {
+export class Listener implements TunnelOwner, Acceptor {
   private readonly app: TemplatedApp;
   private listenSocket: ListenSocket | null = null;
+  private listenOn: { host: string; port: number } | null = null;
   private readonly tunnels = new Set<Tunnel>();
+  /** Upgrades between the request and the tunnel (or their refusal). */
+  private opening = 0;
+  /**
+   * Beyond this many client connections (tunnels, upgrades being opened, plain
+   * requests in flight), new ones get 503 and `Connection: close`. Set by the worker once it knows
+   * what it holds at start (src/descriptors.ts).
+   */
+  workerConnections = Infinity;
   private draining = false;
   /** Retired by a reload: answers close the client's connection (see retire()). */
   private retiring = false;
   private onIdle: (() => void) | null = null;
+  private clientLimitLoggedAt = -Infinity;
+  private clientsRefusedUnlogged = 0;
 
   /** TLS is terminated here: X-Forwarded-Proto says https. */
   private readonly secure: boolean;
@@ -135,9 +173,10 @@ export class Listener implements TunnelOwner {
   private behavior(route: RouteConfig): WebSocketBehavior<ClientData> {
     return {
       // uWS drops a connection whose message exceeds maxPayloadLength without a close frame (the client
-      // sees 1006). With headroom, a message up to twice the limit reaches the tunnel, which closes
-      // both sides with a proper 1009; only a grossly oversized one is cut by uWS.
-      maxPayloadLength: Math.min(route.maxPayload * 2, 0x7fffffff),
+      // sees 1006). With headroom, a message up to twice the limit (up to 1 MiB over it) reaches the
+      // tunnel, which closes both sides with a proper 1009; only a grossly oversized one is cut by uWS.
+      // uWS holds a message whole until its last byte: this is what one connection can make it hold.
+      maxPayloadLength: route.maxPayload + Math.min(route.maxPayload, 1024 * 1024),
       idleTimeout: idleSeconds(route.idleTimeout),
       sendPingsAutomatically: true,
       compression: route.compression ? uws.SHARED_COMPRESSOR : uws.DISABLED,
@@ -155,6 +194,8 @@ export class Listener implements TunnelOwner {
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     const key = header(request, 'sec-websocket-key');
     const protocols = header(request, 'sec-websocket-protocol');
     const extensions = header(request, 'sec-websocket-extensions');
@@ -164,17 +205,23 @@ export class Listener implements TunnelOwner {
     if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
     if (route.config.mode === 'http') return this.reject(res, request, Outcomes.notWebSocket);
     if (this.draining) return this.reject(res, request, Outcomes.draining);
+    if (this.connections >= this.workerConnections) return this.reject(res, request, Outcomes.workerFull);
 
     const startedAt = performance.now();
     const pool = route.pool.name;
+    const { log, trusted, clientLimits } = this.deps;
+    const ip = clientIp(request, trusted);
+    const refusal = clientLimits === undefined ? null : clientLimits.admit(ip, startedAt);
+    if (refusal !== null) return this.refuseClient(res, request, ip, refusal, startedAt, pool);
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const { log, trusted } = this.deps;
-    const ip = clientIp(request, trusted);
-    openBackend(route.pool, ip, request.url, forwardedHeaders(request, trusted), protocols, log).then(
+    this.opening++;
+    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
       (result) => {
+        this.opening--;
+        if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
           else this.logAccess(request, 0, 'client_gone', startedAt, pool);
@@ -196,14 +243,17 @@ export class Listener implements TunnelOwner {
         }
         counters.upgrades.ok++;
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
+        tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
-          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see README "uWebSockets.js binding")');
+          log.warn({ backend: backend.name, peer: request.peerIp }, 'client connection closed during its upgrade (uWS; see docs/design.md "uWebSockets.js binding")');
         }
         observeUpgrade(route.pool.name, (performance.now() - startedAt) / 1000);
       },
       (err: unknown) => {
+        this.opening--;
+        clientLimits?.release(ip);
         log.error({ err }, 'upgrade failed unexpectedly');
         if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
@@ -212,6 +262,8 @@ export class Listener implements TunnelOwner {
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
     const request = captureRequest(req, res, this.secure);
+    const defect = defectOf(request);
+    if (defect !== undefined) return this.reject(res, request, defect);
     if (header(request, 'upgrade') !== '') {
       // An upgrade uWS did not route to a ws() handler: its key is missing or malformed.
       return this.reject(res, request, Outcomes.badRequest);
@@ -220,6 +272,7 @@ export class Listener implements TunnelOwner {
     if (route === undefined) return this.reject(res, request, Outcomes.noRoute);
     if (route.config.mode === 'websocket') return this.reject(res, request, Outcomes.upgradeRequired, [['upgrade', 'websocket'], ['connection', 'Upgrade']]);
     if (this.draining) return this.reject(res, request, Outcomes.draining);
+    if (this.connections >= this.workerConnections) return this.reject(res, request, Outcomes.workerFull);
     this.deps.httpProxy.handle(res, request, route.pool);
   }
 
@@ -232,6 +285,17 @@ export class Listener implements TunnelOwner {
     respondOutcome(res, outcome, headers, this.retiring);
   }
 
+  /** An upgrade over its client IP's limit: 429 and Retry-After; a warning now and then, counting the others. */
+  private refuseClient(res: HttpResponse, request: ClientRequest, ip: string, refusal: ClientRefusal, now: number, pool: string): void {
+    this.clientsRefusedUnlogged++;
+    if (now - this.clientLimitLoggedAt >= CLIENT_LIMIT_LOG_MS) {
+      this.deps.log.warn({ client: ip, outcome: refusal.outcome.label, refused: this.clientsRefusedUnlogged }, `${refusal.outcome.message}: 429 (refused: upgrades refused by client limits since the last such line)`);
+      this.clientLimitLoggedAt = now;
+      this.clientsRefusedUnlogged = 0;
+    }
+    this.reject(res, request, refusal.outcome, [['retry-after', String(refusal.retryAfter)]], now, pool);
+  }
+
   /** The access-log line of an upgrade or request that got no tunnel; `status` 0: the client left first. */
   private logAccess(request: ClientRequest, status: number, outcome: string, startedAt = performance.now(), pool?: string, backend?: string): void {
     const accessLog = this.deps.accessLog;
@@ -242,6 +306,7 @@ export class Listener implements TunnelOwner {
   onTunnelClosed(tunnel: Tunnel): void {
     if (tunnel.access !== null) this.deps.accessLog?.tunnel(tunnel.access, tunnel.backend.name, tunnel.closeSide, tunnel.firstCloseCode, tunnel);
     tunnel.backend.active--;
+    this.deps.clientLimits?.release(tunnel.clientIp);
     this.tunnels.delete(tunnel);
     if (this.tunnels.size === 0) this.onIdle?.();
   }
@@ -250,13 +315,38 @@ export class Listener implements TunnelOwner {
     return this.tunnels.size;
   }
 
+  /** Client connections counted against workerConnections. */
+  get connections(): number {
+    return this.opening + this.tunnels.size + this.deps.httpProxy.requestsInFlight;
+  }
+
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
         if (!socket) return reject(new Error(`cannot listen on ${host}:${port}`));
         this.listenSocket = socket;
+        const bound = listenSocketPort(socket);
+        this.listenOn = { host, port: bound };
         this.startIdleSweep();
-        resolve(listenSocketPort(socket));
+        resolve(bound);
+      });
+    });
+  }
+
+  /** The accept guard: out of descriptors, stop listening (src/accept-guard.ts). */
+  pauseAccepting(): void {
+    this.stopAccepting();
+  }
+
+  /** The accept guard: descriptors are free again. Never while draining or retired. */
+  resumeAccepting(): Promise<boolean> {
+    const on = this.listenOn;
+    if (this.draining || this.retiring || on === null) return Promise.resolve(false);
+    if (this.listenSocket !== null) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      this.app.listen(on.host, on.port, (socket) => {
+        if (socket) this.listenSocket = socket;
+        resolve(socket !== false);
       });
     });
   }

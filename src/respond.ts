@@ -9,6 +9,6 @@ export function respondOutcome(res: HttpResponse, outcome: Outcome, headers: rea
     res.writeStatus(`${outcome.status} ${HTTP_REASONS[outcome.status] ?? ''}`.trimEnd());
     for (const [k, v] of headers) res.writeHeader(k, v);
     res.writeHeader('content-type', 'text/plain; charset=utf-8');
-    res.end(`${outcome.message}\n`, close);
+    res.end(`${outcome.message}\n`, close || outcome.close === true);
   });
 }

@@ -1,6 +1,7 @@
 // Host + path prefix -> route (and so pool). Most specific wins: a route naming the host beats a
 // wildcard one, then the longer path prefix. Prefixes match on segment boundaries, so /chat serves
-// /chat, /chat/room?x and /chat?x but not /chatroom.
+// /chat, /chat/room?x and /chat?x but not /chatroom. Host names are compared without case, port or
+// a trailing dot ("chat.example." is the fully qualified form of "chat.example", RFC 1034 3.1).
 import type { RouteConfig } from './config/schema';
 import type { Pool } from './upstream/pool';
 
@@ -19,7 +20,7 @@ export class RouteTable {
     this.routes = configs
       .map((config, index) => ({
         index,
-        host: config.host === undefined || config.host === '*' ? undefined : config.host.toLowerCase(),
+        host: config.host === undefined || config.host === '*' ? undefined : hostName(config.host),
         path: config.path.length > 1 ? config.path.replace(/\/+$/, '') : config.path,
         pool: pools.get(config.pool)!,
         config,
@@ -29,7 +30,7 @@ export class RouteTable {
 
   /** `host` is the Host header (any port is ignored); `url` the path, with or without query. */
   match(host: string, url: string): Route | undefined {
-    const h = stripPort(host).toLowerCase();
+    const h = hostName(host);
     for (const r of this.routes) {
       if (r.host !== undefined && r.host !== h) continue;
       if (pathMatches(r.path, url)) return r;
@@ -45,8 +46,14 @@ export function pathMatches(prefix: string, url: string): boolean {
   return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
 }
 
-function stripPort(host: string): string {
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
-  const colon = host.indexOf(':');
-  return colon === -1 ? host : host.slice(0, colon);
+/** A Host header's name: lower case, without port or trailing dot. */
+function hostName(host: string): string {
+  let name = host;
+  if (host.startsWith('[')) name = host.slice(0, host.indexOf(']') + 1);
+  else {
+    const colon = host.indexOf(':');
+    if (colon !== -1) name = host.slice(0, colon);
+  }
+  if (name.length > 1 && name.charCodeAt(name.length - 1) === 46 /* . */) name = name.slice(0, -1);
+  return name.toLowerCase();
 }

@@ -47,6 +47,15 @@ export type BindingName = (typeof BINDINGS)[number];
 /** The environment variable that restricts loading to one binding. */
 export const BINDING_ENV = 'SWITCHYARD_UWS_BINDING';
 
+/**
+ * The largest request head uWS takes, read by the current build from the environment when it loads
+ * (the old build has its own fixed limits: docs/design.md). Its default, 4 KiB, refuses with 431 a
+ * browser with a few large cookies that NGINX (8 KiB a line) and HAProxy (16 KiB a head) serve;
+ * 16 KiB is HAProxy's. An operator's own UWS_HTTP_MAX_HEADERS_SIZE is kept.
+ */
+export const MAX_REQUEST_HEAD = 16 * 1024;
+process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(MAX_REQUEST_HEAD);
+
 function load(): { module: unknown; name: BindingName } {
   const wanted = process.env[BINDING_ENV];
   if (wanted !== undefined && wanted !== '' && !(BINDINGS as readonly string[]).includes(wanted)) {

@@ -34,6 +34,17 @@ describe('routes', () => {
     assert.equal(poolFor('other.example.com', '/chat'), 'chat');
   });
 
+  it('ignores a trailing dot in the Host (the fully qualified form of the same name), in a route too', () => {
+    assert.equal(poolFor('vip.example.com.', '/chat'), 'vip');
+    assert.equal(poolFor('VIP.example.com.:8080', '/chat'), 'vip');
+    const dotted = validateConfig({ pools: { p: { backends: [{ url: 'ws://127.0.0.1:1' }] }, q: { backends: [{ url: 'ws://127.0.0.1:2' }] } }, routes: [{ path: '/', pool: 'p' }, { host: 'chat.example.', path: '/', pool: 'q' }] });
+    const t = new RouteTable(dotted.routes, new Map(Object.entries(dotted.pools).map(([name, pc]) => [name, new Pool(name, pc)])));
+    assert.equal(t.match('chat.example', '/')?.pool.name, 'q');
+    assert.equal(t.match('chat.example.', '/')?.pool.name, 'q');
+    assert.equal(t.match('[::1]', '/')?.pool.name, 'p');
+    assert.equal(poolFor('.', '/chat'), 'chat', 'a lone dot names no host');
+  });
+
   it('answers nothing when no route matches', () => {
     const only = new RouteTable([config.routes[1]], pools);
     assert.equal(only.match('a.test', '/other'), undefined);

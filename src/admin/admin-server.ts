@@ -9,7 +9,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type ListenOptions } from 'node:net';
 import { ADMIN_TOKEN_ENV, type LoadedConfig } from '../config/load';
 import { ADMIN_STATES, type AdminState } from '../config/schema';
-import { AdminRefusals, type Outcome } from '../errors';
+import { AdminRefusals, isLocalResourceError, type Outcome } from '../errors';
+import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
 import { countAdminRefusal } from '../stats/metrics';
@@ -18,7 +19,7 @@ import type { ReloadResult } from '../primary/supervisor';
 import type { WorkerView } from '../stats/metrics';
 import { checkBearer } from './admin-token';
 import { HostAllowList } from './host-allow-list';
-import { LogThrottle } from './log-throttle';
+import { LogThrottle } from '../log-throttle';
 import { STATUS_PAGE } from './status-page';
 import { StatusReporter, type Status } from './status';
 
@@ -64,8 +65,9 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
 
   const status = async (): Promise<Status & { fleet: StatusReport }> => {
     const gathered = await gatherClusterMetrics();
-    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered });
-    return { ...status, fleet: view.fleet() };
+    const fleet = view.fleet();
+    const status = reporter.build(await gathered.registry.getMetricsAsJSON(), { started: view.started(), workers: view.workers() }, { asked: gathered.asked, answered: gathered.answered }, fleet);
+    return { ...status, fleet };
   };
 
   // POST /admin?pool=P&backend=HOST:PORT&state=ready|drain|maintenance: `switchyard admin`.
@@ -195,6 +197,14 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
       throw err;
     }
   }
+  // Once listening, the only 'error' is a failed accept (EMFILE at the descriptor limit): Node
+  // would throw it, taking the primary down. libuv sheds the connection; the listener goes on.
+  const onError = (err: NodeJS.ErrnoException): void => {
+    if (isLocalResourceError(err.code)) reportLocalFailure(err.code, 'accept', { listener: 'admin' });
+    else log.warn({ err }, 'admin listener error');
+  };
+  server.on('error', onError);
+  socketServer?.on('error', onError);
   return {
     port: (server.address() as { port: number }).port,
     socket: socketPath,

@@ -37,10 +37,12 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="tile"><div class="v" id="upgrades-ok">-</div><div class="k">tunnels opened (total)</div></div>
   <div class="tile"><div class="v" id="worker-count">-</div><div class="k">workers listening</div></div>
 </div>
+<h2>Pools</h2>
+<table><thead><tr><th>pool</th><th>algorithm</th><th>hash key</th><th>balance factor</th><th>slow start</th></tr></thead><tbody id="pools"></tbody></table>
 <h2>Backends</h2>
-<table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th></tr></thead><tbody id="backends"></tbody></table>
+<table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th><th>slow start</th></tr></thead><tbody id="backends"></tbody></table>
 <h2>Workers</h2>
-<table><thead><tr><th>slot</th><th>pid</th><th>listening</th><th>restarts</th><th>uptime</th><th>event-loop lag p99</th><th>memory</th></tr></thead><tbody id="workers"></tbody></table>
+<table><thead><tr><th>slot</th><th>pid</th><th>listening</th><th>restarts</th><th>uptime</th><th>event-loop lag p99</th><th>memory</th><th>connections</th></tr></thead><tbody id="workers"></tbody></table>
 <script>
 "use strict";
 const REFRESH_MS = ${STATUS_REFRESH_MS};
@@ -72,14 +74,18 @@ function render(s) {
   $("rate-to-client").textContent = fmt(s.messagesPerSecond.toClient, 1);
   $("upgrades-ok").textContent = s.totals.upgrades.ok || 0;
   $("worker-count").textContent = s.workers.filter((w) => w.listening).length + " / " + s.workers.length;
+  $("pools").replaceChildren(...s.pools.map((p) => row([cell(p.name), cell(p.algorithm), cell(p.hashKey || "-"), cell(p.balanceFactor || "-"), cell(p.slowStart ? p.slowStart / 1000 + " s" : "-")],
+    { "data-pool": p.name })));
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {
-    backends.push(row([cell(p.name), cell(b.backup ? b.name + " (backup)" : b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-")],
+    const ramp = b.slowStartUntil > Date.now() ? "ramping, " + Math.ceil((b.slowStartUntil - Date.now()) / 1000) + " s left" : "-";
+    backends.push(row([cell(p.name), cell(b.backup ? b.name + " (backup)" : b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-"), cell(ramp, ramp === "-" ? "" : "drain")],
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);
   $("workers").replaceChildren(...s.workers.map((w) => row([cell(w.slot), cell(w.pid === undefined ? "-" : w.pid), cell(w.retiring ? "retiring" : w.listening ? "yes" : "no", w.listening ? "yes" : "no"),
-    cell(w.restarts), cell(w.uptimeSeconds + " s"), cell(w.eventLoopLagSeconds === null ? "-" : fmt(w.eventLoopLagSeconds * 1000, 1) + " ms"), cell(mib(w.residentMemoryBytes))],
+    cell(w.restarts), cell(w.uptimeSeconds + " s"), cell(w.eventLoopLagSeconds === null ? "-" : fmt(w.eventLoopLagSeconds * 1000, 1) + " ms"), cell(mib(w.residentMemoryBytes)),
+    cell(w.connections === null ? "-" : w.connections.open + " / " + w.connections.limit + (w.connections.accepting ? "" : " (not accepting: out of descriptors)"), w.connections && !w.connections.accepting ? "down" : "")],
     { "data-slot": String(w.slot) })));
   $("updated").textContent = new Date().toLocaleTimeString();
   $("error").textContent = "";

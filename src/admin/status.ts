@@ -2,6 +2,8 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
+import type { StatusReport } from '../primary/coordination';
+import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 
 export interface BackendStatus {
@@ -17,6 +19,20 @@ export interface BackendStatus {
   /** The most tunnels it may hold fleet-wide; 0: no limit. */
   maxConnections: number;
   backup: boolean;
+  /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
+  slowStartUntil: number;
+}
+
+export interface PoolStatus {
+  name: string;
+  algorithm: string;
+  /** hash and ip-hash: what is hashed; null for the other algorithms. */
+  hashKey: string | null;
+  /** Bounded loads (hash); 0: unbounded. */
+  balanceFactor: number;
+  /** Slow start, ms; 0: off. */
+  slowStart: number;
+  backends: BackendStatus[];
 }
 
 export interface Status {
@@ -31,8 +47,14 @@ export interface Status {
   messagesPerSecond: { toBackend: number; toClient: number };
   bytesPerSecond: { toBackend: number; toClient: number };
   totals: { messagesToBackend: number; messagesToClient: number; bytesToBackend: number; bytesToClient: number; upgrades: Record<string, number> };
-  pools: { name: string; algorithm: string; backends: BackendStatus[] }[];
-  workers: (WorkerView & { uptimeSeconds: number; eventLoopLagSeconds: number | null; residentMemoryBytes: number | null })[];
+  pools: PoolStatus[];
+  workers: (WorkerView & {
+    uptimeSeconds: number;
+    eventLoopLagSeconds: number | null;
+    residentMemoryBytes: number | null;
+    /** Client connections against workerConnections; `accepting` false while stopped at the descriptor limit. null when the worker did not answer. */
+    connections: { open: number; limit: number; accepting: boolean } | null;
+  })[];
   redis: 'not configured' | 'connected' | 'disconnected' | 'unknown';
   /** Workers asked for metrics, and those that answered in time. */
   metricsFrom: { asked: number; answered: number };
@@ -90,13 +112,17 @@ export class StatusReporter {
   /** `config`: the running one (a reload replaces it). */
   constructor(private readonly config: () => LoadedConfig, private readonly publicPort: number) {}
 
-  build(json: MetricsJson, inputs: ReadinessInputs, metricsFrom: { asked: number; answered: number }): Status {
+  /** `fleet`: the primary's view of the backends (for what only it knows, such as slow start). */
+  build(json: MetricsJson, inputs: ReadinessInputs, metricsFrom: { asked: number; answered: number }, fleet?: StatusReport): Status {
     const m = new MetricReader(json);
     const now = Date.now();
     const config = this.config();
-    const pools = Object.entries(config.pools).map(([name, pool]) => ({
+    const pools = Object.entries(config.pools).map(([name, pool]): PoolStatus => ({
       name,
       algorithm: pool.algorithm,
+      hashKey: hashKeyOf(pool) ?? null,
+      balanceFactor: pool.balanceFactor,
+      slowStart: pool.slowStart,
       backends: pool.backends.map((b): BackendStatus => {
         const backend = new URL(b.url).host;
         const labels = { pool: name, backend };
@@ -113,6 +139,7 @@ export class StatusReporter {
           ejections: m.sum('switchyard_backend_ejections_total', labels),
           maxConnections: b.maxConnections,
           backup: b.backup,
+          slowStartUntil: fleet?.pools[name]?.find((f) => f.backend === backend)?.slowStartUntil ?? 0,
         };
       }),
     }));
@@ -151,10 +178,18 @@ export class StatusReporter {
         uptimeSeconds: w.pid === undefined ? 0 : Math.round((now - w.startedAt) / 1000),
         eventLoopLagSeconds: m.find('switchyard_worker_event_loop_lag_seconds', { worker: String(w.slot) }) ?? null,
         residentMemoryBytes: m.find('switchyard_worker_resident_memory_bytes', { worker: String(w.slot) }) ?? null,
+        connections: this.connections(m, String(w.slot)),
       })),
       redis: configured === undefined ? 'unknown' : configured === 0 ? 'not configured' : connected === 1 ? 'connected' : 'disconnected',
       metricsFrom,
     };
+  }
+
+  private connections(m: MetricReader, worker: string): Status['workers'][number]['connections'] {
+    const open = m.find('switchyard_worker_connections', { worker });
+    const limit = m.find('switchyard_worker_connections_limit', { worker });
+    if (open === undefined || limit === undefined) return null;
+    return { open, limit, accepting: m.find('switchyard_worker_accepting', { worker }) !== 0 };
   }
 
   /** Per-second rates over the last RATE_WINDOW_MS of /status calls (0 until there are two). */

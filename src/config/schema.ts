@@ -1,14 +1,17 @@
-// The one schema of Switchyard's configuration: every key, its type and its default.
-// The README's config reference is generated from the same names; keep the two in step.
+// The one schema of Switchyard's configuration: every key, its type, its default and its description.
+// docs/configuration.md is generated from it (src/config/reference.ts, `npm run docs:config`); a test
+// fails when the two differ or a key has no description.
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { HASH_KEY_FORMS, parseHashKey } from '../load-balancer/hash-key';
 import { parseDuration, parseSize } from './units';
 
+// `typeName` tells the reference generator what an operator writes here (the zod type is a number).
 const duration = (what: string) =>
-  z.preprocess((v) => parseDuration(v) ?? v, z.number({ error: `must be a duration such as 500ms, 30s or 2m (${what})` }).int().nonnegative());
+  z.preprocess((v) => parseDuration(v) ?? v, z.number({ error: `must be a duration such as 500ms, 30s or 2m (${what})` }).int().nonnegative()).meta({ typeName: 'duration' });
 
 const size = (what: string) =>
-  z.preprocess((v) => parseSize(v) ?? v, z.number({ error: `must be a size such as 64KiB or 16MiB (${what})` }).int().positive());
+  z.preprocess((v) => parseSize(v) ?? v, z.number({ error: `must be a size such as 64KiB or 16MiB (${what})` }).int().positive()).meta({ typeName: 'size' });
 
 const backendUrl = z.string().refine(
   (s) => {
@@ -41,7 +44,7 @@ const hostName = z
   .string()
   .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
 
-export const ALGORITHMS = ['least-connections', 'ip-hash', 'round-robin'] as const;
+export const ALGORITHMS = ['least-connections', 'round-robin', 'hash', 'ip-hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** HAProxy's admin states: ready takes traffic, drain keeps existing tunnels but gets no new ones, maintenance gets nothing. */
@@ -49,113 +52,212 @@ export const ADMIN_STATES = ['ready', 'drain', 'maintenance'] as const;
 export type AdminState = (typeof ADMIN_STATES)[number];
 
 const backendSchema = z.strictObject({
-  url: backendUrl,
-  weight: z.number().int().min(1).max(256).default(1),
-  admin: z.enum(ADMIN_STATES).default('ready'),
-  /** Most tunnels the backend holds fleet-wide (NGINX's max_conns, HAProxy's server maxconn); 0: no limit. */
-  maxConnections: z.number().int().min(0).default(0),
-  /** Gets tunnels and requests only while no other backend of the pool can take them (NGINX's and HAProxy's `backup`). */
-  backup: z.boolean().default(false),
+  url: backendUrl.describe(
+    'ws://host:port, or http://host:port (the same); the client\'s path and query are forwarded as they are. The backend hop is plain TCP: no wss:// or https:// backends.',
+  ),
+  weight: z.number().int().min(1).max(256).default(1).describe('Its share of new tunnels and requests, relative to the pool\'s other backends.'),
+  admin: z
+    .enum(ADMIN_STATES)
+    .default('ready')
+    .describe('ready takes traffic; drain keeps its tunnels and gets no new ones; maintenance gets nothing. `switchyard admin` overrides it fleet-wide at run time.'),
+  maxConnections: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      'Most tunnels the backend holds, counted over every worker and machine (NGINX\'s max_conns, HAProxy\'s maxconn); 0: no limit. A backend at its limit gets no new tunnels or plain requests; when every backend is full the client gets 503. Other workers\' counts are as of the last sync (redis.syncInterval), so a burst spread over workers can pass the limit by what they open within one sync.',
+    ),
+  backup: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Gets tunnels and plain requests only while no other backend of the pool can take them (down, drained, in maintenance, at maxConnections, or already failed for this request), as NGINX\'s and HAProxy\'s backup; its tunnels stay when the others return. `switchyard status` marks it (backup).',
+    ),
 });
 
 /** "200-399" or 200: the statuses an http health check accepts. */
-const statusRange = z.preprocess(
-  (v) => (typeof v === 'number' ? `${v}` : v),
-  z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'),
-);
+const statusRange = z
+  .preprocess((v) => (typeof v === 'number' ? `${v}` : v), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'))
+  .meta({ typeName: 'status or range' });
 
 export const HEALTH_CHECK_TYPES = ['http', 'tcp', 'websocket'] as const;
 
-/** Active health checks (HAProxy's check / Envoy's health_checks): off unless configured. */
 const healthCheckSchema = z.strictObject({
-  type: z.enum(HEALTH_CHECK_TYPES).default('tcp'),
-  /** http and websocket: the path requested. */
-  path: z.string().startsWith('/', 'must start with /').default('/'),
-  /** http: accepted statuses. */
-  expectStatus: statusRange.default('200-399'),
-  /** http: the response body must contain this text. */
-  bodyContains: z.string().min(1).optional(),
-  interval: duration('interval').pipe(z.number().min(50, 'must be at least 50ms')).default(5000),
-  timeout: duration('timeout').pipe(z.number().min(1, 'must be more than 0')).default(2000),
-  /** Consecutive passes that bring a down backend up. */
-  rise: z.number().int().min(1).max(100).default(2),
-  /** Consecutive failures that bring an up backend down. */
-  fall: z.number().int().min(1).max(100).default(3),
-  /** Up to this much random delay before each check, so checks from many machines do not align; default interval/10. */
-  jitter: duration('jitter').optional(),
+  type: z.enum(HEALTH_CHECK_TYPES).default('tcp').describe('tcp: a connect; http: GET `path` (undici); websocket: a full upgrade on `path`, then close 1000.'),
+  path: z.string().startsWith('/', 'must start with /').default('/').describe('http and websocket: the path requested.'),
+  expectStatus: statusRange.default('200-399').describe('http: the status (200) or range (200-299) that passes.'),
+  bodyContains: z.string().min(1).optional().describe('http: text the response body must contain (within its first 64 KiB).'),
+  interval: duration('interval').pipe(z.number().min(50, 'must be at least 50ms')).default(5000).describe('Time between two checks of a backend.'),
+  timeout: duration('timeout').pipe(z.number().min(1, 'must be more than 0')).default(2000).describe('Limit on one check.'),
+  rise: z.number().int().min(1).max(100).default(2).describe('Consecutive passes that bring a down backend up.'),
+  fall: z.number().int().min(1).max(100).default(3).describe('Consecutive failures that take an up backend down.'),
+  jitter: duration('jitter')
+    .optional()
+    .describe('Up to this much random delay added to each interval, so checks from many machines do not align; absent: interval/10.'),
 });
 
-/** Passive health (Envoy's outlier detection): on by default. */
 const outlierDetectionSchema = z.strictObject({
-  enabled: z.boolean().default(true),
-  /** Failed connects, failed upgrades (5xx) and abnormal backend closes in a row that eject a backend. */
-  consecutiveFailures: z.number().int().min(1).max(1000).default(5),
-  /** The failures must fall within this window. */
-  window: duration('window').default(30_000),
-  /** First ejection lasts this long; each further ejection adds as much again. */
-  baseEjectionTime: duration('baseEjectionTime').pipe(z.number().min(1, 'must be more than 0')).default(30_000),
-  maxEjectionTime: duration('maxEjectionTime').default(300_000),
-  /** Never eject more than this percentage of a pool's backends. */
-  maxEjectionPercent: z.number().int().min(0).max(100).default(50),
+  enabled: z.boolean().default(true).describe('Eject backends that fail live traffic.'),
+  consecutiveFailures: z
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(5)
+    .describe(
+      'Failures in a row that eject a backend: failed connects, 5xx answers to the upgrade, abnormal backend closes (TCP lost without a close frame, no pong, broken framing); for plain HTTP, failed connects, malformed or cut-off responses and responseTimeouts (not 5xx statuses, as NGINX\'s max_fails).',
+    ),
+  window: duration('window').default(30_000).describe('The streak must fall within this window.'),
+  baseEjectionTime: duration('baseEjectionTime')
+    .pipe(z.number().min(1, 'must be more than 0'))
+    .default(30_000)
+    .describe('The first ejection lasts this long; the n-th lasts n times as long.'),
+  maxEjectionTime: duration('maxEjectionTime')
+    .default(300_000)
+    .describe('Cap on one ejection; the multiplier also drops one step per this long without an ejection.'),
+  maxEjectionPercent: z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(50)
+    .describe('Never eject more than this percentage of the pool\'s backends (so a pool of one is never ejected).'),
+});
+
+const hashKey = z.string().superRefine((text, ctx) => {
+  const parsed = parseHashKey(text);
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
 });
 
 const poolSchema = z.strictObject({
-  algorithm: z.enum(ALGORITHMS).default('least-connections'),
-  backends: z.array(backendSchema).min(1, 'needs at least one backend'),
-  /** TCP connect plus the backend's answer to the upgrade. */
-  connectTimeout: duration('connectTimeout').default(5000),
-  /** Plain HTTP: the wait for a backend's response head once the request went out (NGINX's proxy_read_timeout). */
-  responseTimeout: duration('responseTimeout').pipe(z.number().min(1, 'must be more than 0')).default(60_000),
-  /** Further backends tried after a failed connect; NGINX's proxy_next_upstream_tries - 1. */
-  retries: z.number().int().min(0).max(16).default(2),
-  /** least-connections: compare two random backends (p2c) instead of all, so balancers with stale fleet counts do not herd. */
-  herdingGuard: z.enum(['p2c', 'off']).default('p2c'),
-  healthCheck: healthCheckSchema.optional(),
-  outlierDetection: outlierDetectionSchema.prefault({}),
+  algorithm: z
+    .enum(ALGORITHMS)
+    .default('least-connections')
+    .describe(
+      'How a new tunnel or request picks a backend. least-connections: the fewest tunnels for its weight, counted fleet-wide. round-robin: in turn, by weight (smooth, as NGINX). hash: by hashKey (a room, a user, a client network), with weighted rendezvous hashing, so removing one of N backends moves only its own ~1/N of the keys. ip-hash: hash with hashKey ip.',
+    ),
+  hashKey: hashKey
+    .optional()
+    .describe(
+      `With algorithm hash, required: what is hashed. ${HASH_KEY_FORMS}. ip is the client IP (trustedProxies decide which); ip/24 its IPv4 /24 (any prefix 1-32; IPv6 clients by whole address), ip/24,64 also the IPv6 /64; header:NAME, cookie:NAME and query:NAME a value of the request (query values as sent, not percent-decoded); path:N the N-th path segment (path:2 keys on 42 in /rooms/42/ws). A request without the key is balanced by least-connections and counted as decision="fallback" in switchyard_balancer_decisions_total.`,
+    ),
+  balanceFactor: z
+    .number()
+    .refine((v) => v === 0 || (v > 1 && v <= 100), 'must be more than 1 (e.g. 1.25; at most 100), or 0 for no bound')
+    .default(0)
+    .describe(
+      'hash and ip-hash: bounded loads (as HAProxy\'s hash-balance-factor). No backend takes a new tunnel while it holds its weight\'s share of balanceFactor x the tunnels of the pool\'s eligible backends (counted fleet-wide, as of the last sync); the key goes to the next backend in its own order, so a hot room spills over to one same backend and comes back when the load falls (counted as decision="spilled"). 1.25: no backend above 125% of the mean. 0: unbounded.',
+    ),
+  slowStart: duration('slowStart')
+    .default(0)
+    .describe(
+      'A backend that joins the pool (a reload adds it) or comes back (health up, admin ready, ejection over) gets a share of its weight that grows linearly from 1% to whole over this time (HAProxy\'s slowstart), with every algorithm: round-robin and hash give it that share of new tunnels (under hash, keys move to it as its weight grows), least-connections lets it hold that share of what it would hold at full weight. Not when the balancer starts. 0: off.',
+    ),
+  backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
+  connectTimeout: duration('connectTimeout')
+    .default(5000)
+    .describe(
+      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body, else 502).',
+    ),
+  responseTimeout: duration('responseTimeout')
+    .pipe(z.number().min(1, 'must be more than 0'))
+    .default(60_000)
+    .describe(
+      'Plain HTTP: how long a backend may take to send its whole response head (part of one, or interim 1xx answers, do not stop the clock), counted from the request\'s last byte so far; then 504 (NGINX\'s proxy_read_timeout, for the head only: a streamed body may pause as long as it likes). A request body that stops arriving this long while the backend reads gets 408 and the connection closed (NGINX\'s client_body_timeout), not counted against the backend; but uWS itself closes, unanswered, an upload slower than 16 KiB/s after ~10 s (old build) or ~30 s (current), so the 408 comes only when this is shorter.',
+    ),
+  retries: z
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .default(2)
+    .describe('Further backends tried after a failed connect (refused, timed out, broken handshake); NGINX\'s proxy_next_upstream_tries - 1.'),
+  maxConnectsInFlight: z
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(128)
+    .describe(
+      'Most connects in flight from one worker to one backend (TCP connect plus the upgrade\'s answer, or a plain-HTTP connect). A backend at it is skipped for new tunnels and requests, so a blackholed one holds at most this many descriptors per worker for connectTimeout.',
+    ),
+  herdingGuard: z
+    .enum(['p2c', 'off'])
+    .default('p2c')
+    .describe(
+      'least-connections (and hash\'s fallback): p2c compares two random backends (power of two choices), so balancers deciding on fleet counts up to one sync old do not all pick the same emptiest backend; off compares all (exact on one process, herds across many).',
+    ),
+  healthCheck: healthCheckSchema
+    .optional()
+    .describe('Active health checks of every backend of the pool (HAProxy\'s check, Envoy\'s health_checks), run by the primary. Absent: off; present: on.'),
+  outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
+}).superRefine((pool, ctx) => {
+  const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
+  if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
+  if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
+  else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);
+  if (pool.balanceFactor !== 0 && pool.algorithm !== 'hash' && pool.algorithm !== 'ip-hash') {
+    issue('balanceFactor', `only with algorithm: hash or ip-hash (${pool.algorithm} spreads by itself)`);
+  }
 });
 
-/**
- * PEM files, read by each worker when it starts (so a reload picks up a renewed certificate at the
- * same path). A relative path is taken from the config file's directory.
- */
 const tlsSchema = z.strictObject({
-  /** The certificate, followed by its intermediates (NGINX's ssl_certificate, a full chain). */
-  cert: z.string().min(1),
-  key: z.string().min(1),
-  /** For an encrypted key. */
-  passphrase: z.string().min(1).optional(),
-  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are fixed); omitted: the library's defaults. */
-  ciphers: z.string().min(1).optional(),
-  /** Also listen for plain HTTP on this port and answer every request with a 301 to https:// (NGINX's `return 301 https://$host$request_uri`). */
-  redirectHttpPort: z.number().int().min(1).max(65535).optional(),
+  cert: z.string().min(1).describe('PEM file: the certificate, followed by its intermediates (a full chain, as NGINX\'s ssl_certificate).'),
+  key: z.string().min(1).describe('PEM file: its private key.'),
+  passphrase: z.string().min(1).optional().describe('For an encrypted key.'),
+  ciphers: z.string().min(1).optional().describe('OpenSSL cipher list for TLS 1.2 (TLS 1.3\'s suites are fixed); absent: the library\'s defaults.'),
+  redirectHttpPort: z
+    .number()
+    .int()
+    .min(1)
+    .max(65535)
+    .optional()
+    .describe(
+      'Also listen for plain HTTP on this port and answer every request with a 301 to https:// (NGINX\'s `return 301 https://$host$request_uri`). Must differ from listen.port and admin.port.',
+    ),
 });
 
 export const ROUTE_MODES = ['websocket', 'http', 'both'] as const;
 
+/** The largest maxPayload accepted. */
+export const MAX_PAYLOAD_LIMIT = 64 * 1024 * 1024;
+
 /** Settings of a client tunnel; uWS applies the client-side ones per URL pattern, see listener.ts. */
 const tunnelSettings = {
-  /** Client side: close after this long without traffic; uWS pings the client before it expires. 0 disables. */
-  idleTimeout: duration('idleTimeout').default(120_000),
-  /** Backend side: ping the backend after half of this without traffic, close when nothing came back. 0 disables. */
-  backendIdleTimeout: duration('backendIdleTimeout').default(120_000),
-  /** Largest message either way; a larger one closes the tunnel with 1009. */
-  maxPayload: size('maxPayload').default(16 * 1024 * 1024),
-  /** Backend -> client: stop reading the backend while the client has more than this queued. */
-  clientBufferLimit: size('clientBufferLimit').default(1024 * 1024),
-  /** Client -> backend: close the tunnel with 1013 when more than this waits for a slow backend. */
-  backendBufferLimit: size('backendBufferLimit').default(4 * 1024 * 1024),
-  /** Accept permessage-deflate offers from clients (costs CPU; the backend hop is never compressed). */
-  compression: z.boolean().default(false),
+  idleTimeout: duration('idleTimeout')
+    .default(120_000)
+    .describe('Client side: uWS pings a client idle this long and closes it when nothing comes back (in whole seconds, at least 8 s). 0 disables.'),
+  backendIdleTimeout: duration('backendIdleTimeout')
+    .default(120_000)
+    .describe('Backend side: ping the backend after half of this without traffic; nothing back by the end closes the client with 1011. 0 disables.'),
+  maxPayload: size('maxPayload')
+    .pipe(z.number().max(MAX_PAYLOAD_LIMIT, 'must be at most 64MiB (messages are held whole in memory)'))
+    .default(1024 * 1024)
+    .describe(
+      'Largest message either way; a larger one closes the tunnel with 1009. 1 MiB: chat messages are far smaller, and uWS holds a client\'s message whole until it is complete (up to twice this), so this is what one connection can make a worker hold (NGINX\'s client_max_body_size is 1m too). At most 64 MiB.',
+    ),
+  clientBufferLimit: size('clientBufferLimit')
+    .default(1024 * 1024)
+    .describe('Backend to client: stop reading the backend while the client has more than this queued.'),
+  backendBufferLimit: size('backendBufferLimit')
+    .default(4 * 1024 * 1024)
+    .describe('Client to backend: close the tunnel with 1013 when more than this waits for a slow backend.'),
+  compression: z.boolean().default(false).describe('Accept permessage-deflate offers from clients (costs CPU; the backend hop is never compressed).'),
 };
 
 const routeSchema = z.strictObject({
-  /** Host header to match (port ignored, case-insensitive); omitted or "*" matches any. */
-  host: z.string().min(1).optional(),
-  /** Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. */
-  path: z.string().startsWith('/', 'must start with /').default('/'),
-  pool: z.string().min(1),
-  /** websocket: upgrades only (plain requests get 426); http: plain requests only; both: either. */
-  mode: z.enum(ROUTE_MODES).default('both'),
+  host: z.string().min(1).optional().describe('Host header to match (port ignored, case-insensitive); absent or "*" matches any.'),
+  path: z
+    .string()
+    .startsWith('/', 'must start with /')
+    .default('/')
+    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom.'),
+  pool: z.string().min(1).describe('The pool it sends to: a name under pools.'),
+  mode: z
+    .enum(ROUTE_MODES)
+    .default('both')
+    .describe('websocket: upgrades only (plain requests get 426); http: plain requests only (upgrades get 400); both: either.'),
   ...tunnelSettings,
 });
 
@@ -163,48 +265,86 @@ export const configSchema = z
   .strictObject({
     listen: z
       .strictObject({
-        host: z.string().min(1).default('0.0.0.0'),
-        port: z.number().int().min(0).max(65535).default(8080),
-        /** TLS termination (wss:// and https:// for clients); the backend hop stays plain. */
-        tls: tlsSchema.optional(),
+        host: z.string().min(1).default('0.0.0.0').describe('Address the public listener binds.'),
+        port: z.number().int().min(0).max(65535).default(8080).describe('Port of the public listener.'),
+        tls: tlsSchema
+          .optional()
+          .describe(
+            'TLS termination (wss:// and https:// for clients); the backend hop stays plain. Each worker reads the files when it starts, so a reload serves a renewed certificate at the same path. Absent: plain.',
+          ),
       })
-      .prefault({}),
-    /**
-     * The admin listener (in the primary): /metrics, /healthz, /readyz, /status and the status page
-     * (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public
-     * port; keep it on loopback.
-     */
+      .prefault({})
+      .describe('The public listener: WebSocket upgrades and plain HTTP requests from clients, on one port.'),
     admin: z
       .strictObject({
-        enabled: z.boolean().default(true),
-        host: z.string().min(1).default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(DEFAULT_ADMIN_PORT),
-        /** The bearer token every write needs (Authorization: Bearer …); prefer tokenFile, which keeps it out of the config. */
-        token: adminToken.optional(),
-        /** A file holding the token (one line); read at start and at each reload, so a reload rotates it. */
-        tokenFile: z.string().min(1).optional(),
-        /** Host names (port ignored) the listener answers to besides localhost, loopback addresses and its own address; any other Host gets 421. */
-        allowedHosts: z.array(hostName).default([]),
-        /** A Unix socket (created mode 0600) with the same paths: writes on it need no token, its file permissions are the credential (HAProxy's stats socket). */
-        socket: z.string().min(1).optional(),
+        enabled: z.boolean().default(true).describe('Run the admin listener.'),
+        host: z.string().min(1).default('127.0.0.1').describe('Address it binds. Its reads are open: keep it on loopback or a private interface.'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .default(DEFAULT_ADMIN_PORT)
+          .describe('Its port; must differ from listen.port. 0 picks a free one (logged as adminPort). 8405 is off Prometheus\'s 9090-9094 and its exporters\' 9100-9999.'),
+        token: adminToken
+          .optional()
+          .describe(
+            'The bearer token every write needs (Authorization: Bearer <token>): 16 or more printable ASCII characters, no spaces. Prefer tokenFile, which keeps it out of the config. A reload may change it.',
+          ),
+        tokenFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'A file holding the token (one line); read at start and at each reload, so a reload rotates it. Not with admin.token. Without either, SWITCHYARD_ADMIN_TOKEN gives it; without any, writes are refused (403) except on admin.socket.',
+          ),
+        allowedHosts: z
+          .array(hostName)
+          .default([])
+          .describe(
+            'Host names or addresses (no port) the listener answers to besides localhost, loopback addresses, admin.host and the address a request came in on; any other Host gets 421. A reload may change it.',
+          ),
+        socket: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Also listen on this Unix socket (created mode 0600, replaced when a dead process left it, removed at exit), with the same paths: its writes need no token, its file mode is the credential (HAProxy\'s stats socket … mode 600 level admin).',
+          ),
       })
-      .prefault({}),
-    /** Worker processes; "auto" is one per core. */
-    workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
-    /** On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway. */
-    drainTimeout: duration('drainTimeout').default(10_000),
-    /**
-     * After a reload (SIGHUP, `switchyard reload`): how long the old workers keep their tunnels
-     * before closing them with 1001 (as NGINX's worker_shutdown_timeout, HAProxy's hard-stop-after).
-     */
-    retireTimeout: duration('retireTimeout').default(600_000),
-    /**
-     * Older generations of workers that may finish their tunnels at once after reloads. A reload
-     * beyond it tells the oldest to close its tunnels now (1001, then drainTimeout), as HAProxy's
-     * mworker-max-reloads; so reloads in a row cannot pile up workers.
-     */
-    maxRetiringGenerations: z.number().int().min(0).max(16).default(2),
-    /** Peers whose X-Forwarded-For is trusted (appended to, and used as the client IP for ip-hash). */
+      .prefault({})
+      .describe(
+        'The admin listener, in the primary: /metrics, /healthz, /readyz, /status and the status page (reads, open), POST /admin and POST /reload (writes, with the admin token). Never on the public port.',
+      ),
+    workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto').describe('Worker processes; auto is one per core.'),
+    workerConnections: z
+      .union([z.literal('auto'), z.number().int().min(1).max(10_000_000)])
+      .default('auto')
+      .describe(
+        'Most client connections one worker serves at once: tunnels, upgrades being opened and plain requests in flight (NGINX\'s worker_connections, HAProxy\'s maxconn). Beyond it, 503 with Connection: close; open tunnels are not touched. auto: from the descriptor limit, two per connection, after what the worker holds at start and a slack of an eighth.',
+      ),
+    messageAssemblyLimit: size('messageAssemblyLimit')
+      .default(64 * 1024 * 1024)
+      .describe(
+        'Bytes one worker may hold for backend messages that arrive split across reads (frames being filled, fragments kept). A message over 64 KiB that would pass it closes its tunnel with 1009; smaller ones always pass. Must be at least every route\'s maxPayload.',
+      ),
+    drainTimeout: duration('drainTimeout')
+      .default(10_000)
+      .describe('On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway.'),
+    retireTimeout: duration('retireTimeout')
+      .default(600_000)
+      .describe(
+        'After a reload (SIGHUP, `switchyard reload`): how long the old workers keep their tunnels before closing them with 1001 (NGINX\'s worker_shutdown_timeout, HAProxy\'s hard-stop-after).',
+      ),
+    maxRetiringGenerations: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(2)
+      .describe(
+        'Older generations of workers that may finish their tunnels at once after reloads; a reload beyond it tells the oldest to close its tunnels now (1001, then drainTimeout), as HAProxy\'s mworker-max-reloads, so reloads in a row cannot pile up workers. 0: each reload closes the previous generation\'s tunnels.',
+      ),
     trustedProxies: z
       .array(
         z.string().refine((s) => {
@@ -213,31 +353,94 @@ export const configSchema = z
           return family !== 0 && extra === undefined && (bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
         }, 'must be an IP address or CIDR range such as 10.0.0.0/8'),
       )
-      .default([]),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    /** One JSON line per tunnel when it ends, per upgrade refused and per plain request answered, whatever logLevel says. */
-    accessLog: z.boolean().default(false),
-    pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema),
-    routes: z.array(routeSchema).min(1, 'needs at least one route'),
-    /** Shared state across balancer machines; without it, workers of one machine share through the primary. */
+      .default([])
+      .describe(
+        'Peers (addresses or CIDR ranges) whose X-Forwarded-For, -Proto and -Host are believed: X-Forwarded-For is appended to, and its client address used for ip-hash and the access log.',
+      ),
+    clientLimits: z
+      .strictObject({
+        maxTunnels: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024)
+          .describe('Most tunnels one client IP holds at once (open or being opened); 0: no limit. 1024 leaves an office of 200 behind one NAT address, 3 tabs each, room, and keeps one address from holding a worker\'s descriptors.'),
+        upgradesPerSecond: z
+          .number()
+          .min(0)
+          .max(100_000)
+          .default(20)
+          .describe('Upgrades one client IP may start per second, on average (a token bucket); 0: no limit. A chat client reconnects a few times an hour; 20/s stops a reconnect loop or a flood from one address.'),
+        upgradeBurst: z
+          .number()
+          .int()
+          .min(1)
+          .max(1_000_000)
+          .default(100)
+          .describe('Upgrades one client IP may start at once before upgradesPerSecond applies: 100 lets that office\'s 600 tunnels come back within ~25 s of an outage, told when by Retry-After.'),
+        scope: z
+          .enum(['machine', 'fleet'])
+          .default('machine')
+          .describe('machine: each balancer machine counts its own clients (its workers together); fleet: the counts add up over every machine through Redis (needs redis), ~3 sync intervals late.'),
+      })
+      .prefault({})
+      .describe(
+        'Limits per client IP (the peer, or the X-Forwarded-For address behind trustedProxies), as NGINX\'s limit_conn and limit_req and HAProxy\'s sc_conn_cur and sc_http_req_rate: over a limit an upgrade gets 429 with Retry-After, and the tunnels the client holds stay open. Sized for chat: a client holds 1-3 tunnels.',
+      ),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Level of the JSON log lines (pino) every process writes to stdout.'),
+    accessLog: z
+      .boolean()
+      .default(false)
+      .describe('One JSON line per tunnel when it ends, per upgrade refused and per plain request answered, whatever logLevel says.'),
+    pools: z
+      .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'pool names use letters, digits, _ . -'), poolSchema)
+      .describe('Pools of backends, by name (letters, digits, _ . -).'),
+    routes: z
+      .array(routeSchema)
+      .min(1, 'needs at least one route')
+      .describe(
+        'Host + path prefix -> pool, at least one; the most specific matches first: a route naming a host, then the longest path. uWS fixes idleTimeout, maxPayload and compression per path, so routes sharing a path must share them (the config error names the one that differs).',
+      ),
     redis: z
       .strictObject({
-        /** redis://[user:pass@]host:port[/db]; REDIS_URL is used when this is absent. */
-        url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
-        /** Namespace of every key, so two fleets can share one Redis. */
-        clusterName: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -').default('default'),
-        /** `url` names one node of a Redis Cluster; ioredis finds the others (all keys share one slot). */
-        cluster: z.boolean().default(false),
-        /** Health-check lease: its holder renews it every third of this; another machine takes over after it lapses. */
-        leaseTtl: duration('leaseTtl').pipe(z.number().min(300, 'must be at least 300ms')).default(5000),
-        /** How often this machine's connection counts are written and the fleet's are read. */
-        syncInterval: duration('syncInterval').pipe(z.number().min(10, 'must be at least 10ms')).default(100),
-        /** A machine's counts expire this long after its last write (a dead balancer leaves no phantom counts). */
-        countTtl: duration('countTtl').pipe(z.number().min(100, 'must be at least 100ms')).default(3000),
-        /** Passed to ioredis as they are (e.g. sentinels + name for Sentinel, tls). */
-        options: z.record(z.string(), z.unknown()).default({}),
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+          .describe('redis://[user:pass@]host:port[/db], or rediss:// for TLS. REDIS_URL is used when the file names none (the file wins).'),
+        clusterName: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . -')
+          .default('default')
+          .describe('Namespace of every key (letters, digits, _ . -), so two fleets can share one Redis.'),
+        cluster: z
+          .boolean()
+          .default(false)
+          .describe("url names one node of a Redis Cluster; ioredis finds the others (each pool's keys share one slot, so pools spread over the shards)."),
+        leaseTtl: duration('leaseTtl')
+          .pipe(z.number().min(300, 'must be at least 300ms'))
+          .default(5000)
+          .describe('Health-check lease: its holder renews it every third of this; another machine takes over the checks after it lapses.'),
+        syncInterval: duration('syncInterval')
+          .pipe(z.number().min(10, 'must be at least 10ms'))
+          .default(100)
+          .describe("How often this machine writes what changed in its tunnel counts and reads each pool's fleet totals."),
+        countTtl: duration('countTtl')
+          .pipe(z.number().min(100, 'must be at least 100ms'))
+          .default(3000)
+          .describe('A machine that stops writing has its tunnels taken out of the fleet totals this long after its last write (a dead balancer leaves no phantom counts).'),
+        reconcileInterval: duration('reconcileInterval')
+          .pipe(z.number().min(1000, 'must be at least 1s'))
+          .default(60_000)
+          .describe("How often each pool's fleet totals are proven equal to the sum of the live machines' counts (and repaired if not); each machine also rewrites all its counts this often."),
+        options: z
+          .record(z.string(), z.unknown())
+          .default({})
+          .describe('Passed to ioredis as they are: sentinels + name for Sentinel, tls, password; for a cluster, the per-node options.'),
       })
-      .optional(),
+      .optional()
+      .describe(
+        'Shared state across balancer machines (health verdicts, drains, tunnel counts) in Redis. Absent (and no REDIS_URL): the workers of one machine share it through the primary.',
+      ),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.admin.token !== undefined && cfg.admin.tokenFile !== undefined) {
@@ -250,9 +453,17 @@ export const configSchema = z
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
+    if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });
+    }
     cfg.routes.forEach((route, i) => {
       if (!(route.pool in cfg.pools)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'pool'], message: `names pool "${route.pool}", which is not defined under pools` });
+      }
+    });
+    cfg.routes.forEach((route, i) => {
+      if (route.maxPayload > cfg.messageAssemblyLimit) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
@@ -277,3 +488,4 @@ export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type TlsConfig = NonNullable<Config['listen']['tls']>;
+export type ClientLimitsConfig = Config['clientLimits'];

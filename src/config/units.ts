@@ -26,3 +26,11 @@ export function parseSize(value: unknown): number | undefined {
   if (!m) return undefined;
   return Math.round(Number(m[1]) * SIZE_UNIT[(m[2] ?? 'b').toLowerCase()]);
 }
+
+/** "1MiB", "64KiB", "1000" bytes: the largest binary unit that divides `bytes` evenly. */
+export function formatSize(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}B`;
+}

@@ -2,11 +2,14 @@
 // `jitter`, so many machines do not check in step) probe each backend over http, tcp or a full
 // WebSocket upgrade; `fall` failures in a row take it down, `rise` passes bring it back.
 // Runs in the primary, never in a worker; with shared state only the holder of a backend's lease
-// probes it (`shouldCheck`), the others adopt the verdict it publishes.
+// probes it (`shouldCheck`), the others adopt the verdict it publishes. A probe that could not run
+// for want of local descriptors, ports or buffers says nothing of the backend: it is not counted.
 import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import type { HealthCheckConfig } from '../config/schema';
+import { isLocalResourceError, type LocalResourceError } from '../errors';
+import { reportLocalFailure } from '../local-failures';
 import { openBackendSocket } from '../proxy/backend-socket';
 import { encodeClose } from '../proxy/frame-writer';
 import type { Backend, HealthState } from '../upstream/backend';
@@ -16,6 +19,8 @@ export interface ProbeResult {
   latencyMs: number;
   /** Why it failed, for the log. */
   detail?: string;
+  /** It failed here, not at the backend (EMFILE and the like): neither a pass nor a failure. */
+  local?: boolean;
 }
 
 /** "200-399" -> [200, 399]. */
@@ -80,10 +85,12 @@ export async function probe(backend: Backend, cfg: HealthCheckConfig, userAgent 
     else if (cfg.type === 'http') detail = await probeHttp(backend, cfg, userAgent);
     else detail = await probeWebSocket(backend, cfg, userAgent);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.message);
+    const e = err as NodeJS.ErrnoException & { cause?: { code?: string } };
+    detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.cause?.code ?? e.message);
   }
-  return { ok: detail === undefined, latencyMs: performance.now() - started, detail };
+  const result: ProbeResult = { ok: detail === undefined, latencyMs: performance.now() - started, detail };
+  if (isLocalResourceError(detail)) result.local = true;
+  return result;
 }
 
 export interface CheckTarget {
@@ -169,8 +176,11 @@ export class ActiveChecker extends EventEmitter<ActiveCheckerEvents> {
     if (this.shouldCheck(s.target.key)) {
       const result = await probe(s.target.backend, this.cfg, this.userAgent);
       if (!this.running) return;
-      this.emit('checked', s.target.key, result);
-      this.record(s, result);
+      if (result.local) reportLocalFailure(result.detail as LocalResourceError, 'health_check', { backend: s.target.key });
+      else {
+        this.emit('checked', s.target.key, result);
+        this.record(s, result);
+      }
     }
     this.schedule(s);
   }

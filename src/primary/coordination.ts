@@ -9,9 +9,11 @@ import type { LoadedConfig } from '../config/load';
 import type { AdminState } from '../config/schema';
 import { ActiveChecker, type ProbeResult } from '../health/active-check';
 import { OutlierDetector } from '../health/outlier-detection';
+import { slowStartEnds } from '../load-balancer/slow-start';
 import type { Logger } from '../log';
 import type { SharedState, StateStatus } from '../state/shared-state';
 import { Backend, type HealthState } from '../upstream/backend';
+import { ClientCounts } from './client-counts';
 import { isWorkerMessage, type BackendView, type PrimaryMessage } from './ipc';
 
 interface Entry {
@@ -21,6 +23,12 @@ interface Entry {
   checked: boolean;
   detector: OutlierDetector;
   ejected: boolean;
+  /** The pool's slowStart, ms. */
+  slowStart: number;
+  /** Eligible (up and ready) when last looked at; undefined before the first look (no ramp for the state found at start). */
+  eligible: boolean | undefined;
+  /** When it last became eligible, epoch ms; 0: since the start. Sent to workers for slow start. */
+  eligibleSince: number;
 }
 
 export interface BackendStatus {
@@ -39,6 +47,8 @@ export interface BackendStatus {
   maxConnections: number;
   /** Takes tunnels only while no other backend of the pool can. */
   backup: boolean;
+  /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
+  slowStartUntil: number;
 }
 
 export interface StatusReport {
@@ -58,6 +68,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   private readonly entries = new Map<string, Entry>();
   private readonly checkers: ActiveChecker[] = [];
   private readonly workers = new Map<Worker, { counts: Map<string, number>; sent: string }>();
+  /** Per-client-IP counts, kept apart: they concern clients, not backends. */
+  private readonly clients: ClientCounts;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -69,6 +81,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   ) {
     super();
     this.build(config);
+    this.clients = new ClientCounts(state, config.clientLimits.scope === 'fleet');
   }
 
   /** The backends and active checkers of `config`. */
@@ -77,7 +90,17 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const backends = pc.backends.map((b) => new Backend(b, pool));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
       for (const [i, backend] of backends.entries()) {
-        this.entries.set(backend.key, { pool, backend, configAdmin: pc.backends[i].admin, checked: pc.healthCheck !== undefined, detector, ejected: false });
+        this.entries.set(backend.key, {
+          pool,
+          backend,
+          configAdmin: pc.backends[i].admin,
+          checked: pc.healthCheck !== undefined,
+          detector,
+          ejected: false,
+          slowStart: pc.slowStart,
+          eligible: undefined,
+          eligibleSince: 0,
+        });
       }
       if (pc.healthCheck) {
         const checker = new ActiveChecker(pc.healthCheck, backends.map((backend) => ({ key: backend.key, backend })), {
@@ -121,11 +144,19 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     // A backend the reload keeps keeps its passive-health record: an ejected one stays out.
     const oldDetectors = new Set([...previous.values()].map((e) => e.detector));
     for (const detector of new Set([...this.entries.values()].map((e) => e.detector))) for (const old of oldDetectors) detector.carryOver(old);
-    for (const [key, e] of this.entries) e.ejected = previous.get(key)?.ejected ?? false;
+    const now = this.now();
+    for (const [key, e] of this.entries) {
+      const old = previous.get(key);
+      e.ejected = old?.ejected ?? false;
+      // Slow start: a backend the reload adds joins now; a kept one keeps its ramp.
+      e.eligible = old?.eligible;
+      e.eligibleSince = old === undefined ? now : old.eligibleSince;
+    }
     this.state.track([...this.entries.keys()]);
     this.startCheckers();
     this.broadcastState();
     this.pushElsewhere();
+    this.clients.reconfigure(config.clientLimits.scope === 'fleet');
   }
 
   async start(): Promise<void> {
@@ -146,6 +177,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const e = this.entries.get(key);
       if (e?.checked) this.log.info({ pool: e.pool, backend: e.backend.name, machine: this.state.machineId }, held ? 'health-check lease acquired' : 'health-check lease lost');
     });
+    this.state.on('repaired', (pool, fields) => this.log.warn({ pool, fields }, 'fleet totals repaired: Redis held counts that did not add up'));
     // Workers decide on fleet counts: they hear them as soon as the primary does.
     this.state.on('counts', () => this.pushElsewhere());
     this.state.on('status', (status, detail) => {
@@ -154,6 +186,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       this.emit('status', status, detail);
     });
     await this.state.start([...this.entries.keys()]);
+    this.views(); // what is eligible at start: no slow start for it
     this.startCheckers();
     this.timer = setInterval(() => this.sync(), this.syncInterval);
     this.timer.unref();
@@ -167,16 +200,19 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
 
   addWorker(worker: Worker): void {
     this.workers.set(worker, { counts: new Map(), sent: '' });
+    this.clients.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
       if (m.type === 'state-request') this.send(worker, { type: 'backend-state', backends: this.views() });
       else if (m.type === 'backend-report') this.onReport(worker, m.counts, m.outcomes);
+      else if (m.type === 'client-report') this.clients.onReport(worker, m.clients);
     });
   }
 
   /** A dead worker's tunnels are gone with it. */
   removeWorker(worker: Worker): void {
     this.workers.delete(worker);
+    this.clients.removeWorker(worker);
   }
 
   /** Sets an admin override for the whole fleet (rejects when the shared store cannot be reached). */
@@ -193,12 +229,14 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   }
 
   status(): StatusReport {
+    const now = this.now();
     const machine = this.machineCounts();
     const remote = this.state.remoteCounts();
     const pools: Record<string, BackendStatus[]> = {};
     for (const [key, e] of this.entries) {
       const view = this.view(key, e);
       const here = machine.get(key) ?? 0;
+      const rampEnds = slowStartEnds(view.eligibleSince, e.slowStart);
       (pools[e.pool] ??= []).push({
         backend: e.backend.name,
         url: e.backend.url,
@@ -211,19 +249,21 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         connections: { machine: here, fleet: here + (remote.get(key) ?? 0) },
         maxConnections: e.backend.maxConnections,
         backup: e.backend.backup,
+        slowStartUntil: rampEnds > now ? rampEnds : 0,
       });
     }
     return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools };
   }
 
+  /** What workers are told of a backend; notes when it became eligible (every change of health or admin state passes here). */
   private view(key: string, e: Entry): BackendView {
     const activeDown = e.checked && this.state.healthOf(key) === 'down';
-    return {
-      key,
-      health: activeDown || e.ejected ? 'down' : 'up',
-      admin: this.state.adminOf(key) ?? e.configAdmin,
-      ejections: e.detector.ejections(key),
-    };
+    const health = activeDown || e.ejected ? 'down' : 'up';
+    const admin = this.state.adminOf(key) ?? e.configAdmin;
+    const eligible = health === 'up' && admin === 'ready';
+    if (eligible && e.eligible === false) e.eligibleSince = this.now();
+    e.eligible = eligible;
+    return { key, health, admin, ejections: e.detector.ejections(key), eligibleSince: e.eligibleSince };
   }
 
   private views(): BackendView[] {
@@ -282,6 +322,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     }
     if (changed) this.broadcastState();
     this.state.setLocalCounts(this.machineCounts());
+    this.clients.sync();
     this.pushElsewhere();
   }
 

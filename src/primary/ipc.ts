@@ -1,10 +1,12 @@
 // Messages between the primary and its workers (node:cluster IPC).
+import type { ClientCount } from '../client-limits';
 import type { AdminState } from '../config/schema';
 import type { MetricsJson } from '../stats/metrics';
 import type { HealthState } from '../upstream/backend';
 
 export type WorkerMessage =
-  | { type: 'listening'; port: number; binding: string }
+  /** `workerConnections`: the cap it applies; `descriptors`: its descriptor limit and what it held at start (undefined off Linux). */
+  | { type: 'listening'; port: number; binding: string; workerConnections: number; descriptors?: { soft: number; hard: number; inUse: number } }
   | { type: 'listen-failed'; error: string }
   | { type: 'drained'; tunnelsLeft: number }
   /** Just before a worker exits on its own (drained or retired): its counters, kept by the primary so totals never go back. */
@@ -13,6 +15,8 @@ export type WorkerMessage =
   | { type: 'state-request' }
   /** Every sync interval when something changed: live tunnels per backend key, and passive health outcomes in order. */
   | { type: 'backend-report'; counts: Record<string, number>; outcomes: [key: string, ok: boolean][] }
+  /** Every sync interval when it changed: this worker's client IPs near a limit (client-limits.ts). */
+  | { type: 'client-report'; clients: ClientCount[] }
   | { type: 'metrics'; id: number; metrics: MetricsJson };
 
 /** What a worker needs to know of a backend it did not decide itself. */
@@ -21,6 +25,8 @@ export interface BackendView {
   health: HealthState;
   admin: AdminState;
   ejections: number;
+  /** When it last became eligible (joined by a reload, or came back up), epoch ms; 0: since the start. Slow start ramps from it. */
+  eligibleSince: number;
 }
 
 export type PrimaryMessage =
@@ -33,6 +39,8 @@ export type PrimaryMessage =
   | { type: 'backend-state'; backends: BackendView[] }
   /** Tunnels per backend key held by the machine's other workers and by other machines. */
   | { type: 'elsewhere'; counts: Record<string, number> }
+  /** Per client IP near a limit, what the machine's other workers and the other machines hold. */
+  | { type: 'clients-elsewhere'; clients: ClientCount[] }
   | { type: 'metrics-request'; id: number };
 
 /** The environment variable carrying the validated config (JSON) to each worker. */

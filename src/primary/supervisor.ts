@@ -9,12 +9,15 @@ import { AdminSocketError, startAdminListener, type AdminListener } from '../adm
 import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
 import { ADMIN_TOKEN_ENV, checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
+import { isLocalResourceError } from '../errors';
+import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindCertificate, bindPrimary, countReload, countWorkerRestart, observeHealthCheck, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
-import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage } from './ipc';
+import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
+import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from './ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -100,6 +103,31 @@ function announceCertificate(config: LoadedConfig, log: Logger): void {
 }
 
 /**
+ * The descriptor limit every process runs with. Node has raised the soft limit to the hard one
+ * already (src/descriptors.ts); said here with both numbers, and a warning if that did not happen.
+ */
+function announceDescriptorLimit(log: Logger): void {
+  const limit = readDescriptorLimit();
+  if (limit === undefined) return log.warn(`descriptor limit unknown (no /proc/self/limits): workerConnections "auto" is ${UNKNOWN_LIMIT_CONNECTIONS}`);
+  const fields = { soft: limit.soft, hard: limit.hard };
+  if (limit.soft < limit.hard) log.warn(fields, 'descriptor limit: the soft limit could not be raised to the hard one');
+  else log.info(fields, 'descriptor limit (soft raised to hard at start; raise hard with LimitNOFILE= or ulimit -Hn)');
+}
+
+/** A configured workerConnections that the descriptor limit cannot hold, as NGINX warns "worker_connections exceed open file resource limit". */
+function warnIfDescriptorsShort(config: LoadedConfig, m: Extract<WorkerMessage, { type: 'listening' }>, log: Logger): void {
+  const d = m.descriptors;
+  if (config.workerConnections === 'auto' || d === undefined) return;
+  const needed = descriptorsNeeded(config.workerConnections, d.inUse);
+  if (needed > d.soft) {
+    log.warn(
+      { workerConnections: config.workerConnections, descriptorsNeeded: needed, soft: d.soft, auto: autoWorkerConnections(d, d.inUse) },
+      'workerConnections exceeds what the descriptor limit holds: connections past the limit fail with 503 local_resources',
+    );
+  }
+}
+
+/**
  * `loadNext` reads the config again (the same file and flags) for a reload, on SIGHUP or
  * POST /reload; without it, reloads are refused.
  */
@@ -113,6 +141,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       throw new StartupError(`${err.message} (listen.tls.redirectHttpPort)`);
     });
   }
+  announceDescriptorLimit(log);
   let generations = 0;
   const generation = (c: LoadedConfig): Generation => ({
     id: ++generations,
@@ -124,7 +153,13 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
   // 10k tunnels, for 0.6% more instructions per relayed message (bench/README.md).
   cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js'), execArgv: ['--max-semi-space-size=4', ...process.execArgv] });
-  const coordination = new Coordination(config, createSharedState(config), log, stateTimings(config).syncInterval);
+  const state = createSharedState(config);
+  if (config.redis) {
+    state.on('counts', (startedAt) => observeStateSync((Date.now() - startedAt) / 1000));
+    state.on('repaired', countTotalsRepaired);
+    for (const pool of Object.keys(config.pools)) countTotalsRepaired(pool, 0); // shown from the first scrape
+  }
+  const coordination = new Coordination(config, state, log, stateTimings(config).syncInterval);
   await coordination.start();
   // Health-check latency and the Redis connection, for /metrics (the primary's own registry).
   coordination.on('checked', (key, result) => {
@@ -211,13 +246,25 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
               admin: admin ? `${config.admin.host}:${admin.port}` : 'disabled',
               adminPort: admin?.port,
               adminWrites: describeAdminWrites(config.admin, config.adminToken),
+              workerConnections: m.workerConnections,
             },
             'switchyard ready',
           );
+          warnIfDescriptorsShort(config, m, log);
         }
       }
     });
-    worker.on('exit', (code, signal) => {
+    // A fork that failed (spawn EMFILE at the descriptor limit) emits 'error' and no 'exit': it is
+    // handled as an exit, so the slot is tried again with backoff. Other errors (a message to a
+    // worker that just died) are logged; an 'error' nobody hears would take the primary down.
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (worker.process.pid !== undefined) return void log.warn({ workerPid: worker.process.pid, err }, 'worker channel error');
+      if (isLocalResourceError(err.code)) reportLocalFailure(err.code, 'fork');
+      else log.error({ err }, 'could not start a worker');
+      gone(null, null, `could not be started: ${err.message}`);
+    });
+    worker.on('exit', (code, signal) => gone(code, signal));
+    const gone = (code: number | null, signal: string | null, why = `exited (code ${code}, signal ${signal ?? 'none'})`): void => {
       coordination.removeWorker(worker);
       if (slot.worker === worker) {
         slot.worker = null;
@@ -232,8 +279,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
         return;
       }
       if (slot.role === 'retiring' || slot.role === 'abandoned') return;
-      if (slot.role === 'starting') return reloadStarted?.(`a new worker exited while starting (code ${code}, signal ${signal ?? 'none'})`);
-      if (!ready) return rejectStart(new StartupError(`a worker exited during startup (code ${code}, signal ${signal ?? 'none'})`));
+      if (slot.role === 'starting') return reloadStarted?.(`a new worker ${why} while starting`);
+      if (!ready) return rejectStart(new StartupError(`a worker ${why} during startup`));
       if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.failures = 0;
       const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
       slot.failures++;
@@ -243,7 +290,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
         countWorkerRestart(slot.index);
         fork(slot);
       }, delay);
-    });
+    };
   };
 
   for (const slot of slots) fork(slot);

@@ -1,11 +1,14 @@
 // The backend side of a tunnel: a TCP connection (tcp-connection.ts) speaking RFC 6455 as a client.
 //
-// Why not the `ws` package here: measured on this machine (shared/ANCHORS.md), a `ws` client on the
+// Why not the `ws` package here: measured on this machine (bench/README.md, "Anchor figures"), a `ws` client on the
 // backend hop costs ~1.7x NGINX's CPU per relayed message and ~50 KB per tunnel; a minimal client
 // costs far less. What makes the difference lives in tcp-connection.ts: reads land in one buffer
 // shared by every backend connection of the worker, and writes are batched per event-loop turn.
+import { isLocalResourceError } from '../errors';
 import type { Backend } from '../upstream/backend';
+import type { ForwardedHeaders } from './forwarded-headers';
 import { buildUpgradeRequest, checkSwitchingProtocols, newKey, parseResponseHead, type ResponseHead } from './handshake';
+import { isInterim, MAX_INTERIM_RESPONSES } from './http-head';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
 import { TcpConnection, type ConnectionTarget } from './tcp-connection';
 
@@ -18,20 +21,24 @@ export interface Upgraded {
   leftover: Buffer | null;
 }
 
-/** The backend answered the upgrade with an HTTP status instead of 101. */
+/** The backend answered the upgrade with a final HTTP status instead of 101. */
 export interface Refused {
   kind: 'refused';
   head: ResponseHead;
+  /** Empty for a 204 or 304, whatever the backend sent after their head (RFC 9112 6.3: they have none). */
   body: Buffer;
 }
 
-export type ConnectFailure = 'refused' | 'timeout' | 'handshake';
+/** `local`: this machine ran out of descriptors, ports or buffers (errors.ts): not the backend's fault. */
+export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
 export class BackendConnectError extends Error {
   constructor(
     readonly reason: ConnectFailure,
     message: string,
+    /** The errno name, when a system call failed. */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -75,6 +82,11 @@ export function openBackendSocket(
 
 const EMPTY = Buffer.alloc(0);
 
+/** 204 and 304 have no body, whatever their Content-Length says (RFC 9110 8.6). */
+function hasBody(head: ResponseHead): boolean {
+  return head.status !== 204 && head.status !== 304;
+}
+
 /**
  * One backend handshake, as an object rather than closures (one per upgrade: the churn profile
  * counted each), and its timeout on a shared deadline list rather than a timer of its own.
@@ -86,6 +98,8 @@ class Handshake implements ConnectionTarget, Expiring {
   private head: ResponseHead | null = null;
   /** The answer so far, when it took more than one read. */
   private received: Buffer = EMPTY;
+  /** Interim (1xx) responses skipped so far. */
+  private interim = 0;
   private done = false;
   private connected = false;
   private upgraded: Upgraded | null = null;
@@ -124,13 +138,19 @@ class Handshake implements ConnectionTarget, Expiring {
 
   onBackendConnected(): void {
     this.connected = true;
-    this.socket.writeNow(buildUpgradeRequest(this.pathAndQuery, this.key, this.headers));
+    const head = buildUpgradeRequest(this.pathAndQuery, this.key, this.headers);
+    // Values that are bytes rather than text (recoverBytes in forwarded-headers.ts) leave as those bytes.
+    if ((this.headers as ForwardedHeaders).bytes === true) this.socket.write(Buffer.from(head, 'latin1'));
+    else this.socket.writeNow(head);
   }
 
   onBackendClosed(error: string | undefined): void {
     const { backend, head } = this;
-    if (error !== undefined) return this.finish(new BackendConnectError(this.connected ? 'handshake' : 'refused', `${backend.name}: ${error}`));
-    if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: this.received.subarray(head.size) });
+    if (error !== undefined) {
+      const reason = isLocalResourceError(error) ? 'local' : this.connected ? 'handshake' : 'refused';
+      return this.finish(new BackendConnectError(reason, `${backend.name}: ${error}`, error));
+    }
+    if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: hasBody(head) ? this.received.subarray(head.size) : EMPTY });
     this.finish(new BackendConnectError('handshake', `${backend.name}: closed the connection before answering the upgrade`));
   }
 
@@ -151,6 +171,13 @@ class Handshake implements ConnectionTarget, Expiring {
     let head: ResponseHead | null;
     try {
       head = this.head ??= parseResponseHead(received);
+      // Interim answers (100 Continue, 103 Early Hints) before the real one: skipped, a few of them.
+      while (head !== null && isInterim(head.status)) {
+        if (++this.interim > MAX_INTERIM_RESPONSES) throw new Error(`more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`);
+        received = received.subarray(head.size);
+        if (!inPlace) this.received = received;
+        head = this.head = parseResponseHead(received);
+      }
     } catch (err) {
       return this.finish(new BackendConnectError('handshake', `${backend.name}: ${(err as Error).message}`));
     }
@@ -172,7 +199,7 @@ class Handshake implements ConnectionTarget, Expiring {
     }
     // A refusal: take a small body if the backend says how long it is, then hand it on.
     if (inPlace) received = this.received = Buffer.from(received);
-    const bodyLength = Number(head.headers.get('content-length') ?? '0');
+    const bodyLength = hasBody(head) ? Number(head.headers.get('content-length') ?? '0') : 0;
     const have = received.length - head.size;
     if (!(bodyLength > 0 && bodyLength <= MAX_REFUSAL_BODY) || have >= bodyLength) {
       this.socket.destroy();

@@ -1,7 +1,8 @@
 // Which request headers cross the balancer, for WebSocket upgrades and plain HTTP alike.
 // End-to-end headers pass unchanged (Host, Cookie, Authorization, Origin, User-Agent, Sec-WebSocket-Protocol ...);
-// hop-by-hop ones (RFC 9110 7.6.1, plus any the Connection header lists) stop here; X-Forwarded-* are set.
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+// hop-by-hop ones (RFC 9110 7.6.1, plus any the Connection header lists but Host) stop here;
+// X-Forwarded-* and X-Real-IP are set.
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers',
@@ -30,13 +31,38 @@ export interface ClientRequest {
   peerIp: string;
   /** Lower-cased names, in arrival order. */
   headers: [string, string][];
-  /** Whether the client connection is TLS (always false until TLS lands). */
+  /** Whether the client connection is TLS. */
   secure: boolean;
+  /**
+   * Header values and `url` are byte strings (one character a byte, written as latin1), not text
+   * decoded from UTF-8 (written as UTF-8): set by recoverBytes() for a request that needed it.
+   */
+  bytes?: boolean;
+  /** uWS altered bytes of this request before JavaScript saw them, beyond recovery (recoverBytes): refuse it. */
+  altered?: boolean;
 }
 
+/** Header pairs for the backend request; `bytes` as in ClientRequest: the head is written as latin1. */
+export type ForwardedHeaders = [string, string][] & { bytes?: boolean };
+
+/** The first line of header `name` ('' when absent): for headers that are one value by definition. */
 export function header(req: ClientRequest, name: string): string {
   for (const [k, v] of req.headers) if (k === name) return v;
   return '';
+}
+
+/** Every line of list header `name` joined with ", " (RFC 9110 5.3), empty lines left out; '' when absent. */
+export function headerList(req: ClientRequest, name: string): string {
+  let joined = '';
+  for (const [k, v] of req.headers) if (k === name && v !== '') joined = joined === '' ? v : `${joined}, ${v}`;
+  return joined;
+}
+
+/** How many lines header `name` has. */
+export function headerCount(req: ClientRequest, name: string): number {
+  let n = 0;
+  for (const pair of req.headers) if (pair[0] === name) n++;
+  return n;
 }
 
 /**
@@ -108,33 +134,79 @@ export class TrustedProxies {
   }
 }
 
-/** The client's IP: the peer, or, behind a trusted proxy, the last address that proxy reported. */
+/**
+ * The client's IP: the peer; behind a trusted proxy, the X-Forwarded-For list (every line, joined)
+ * walked from the right past trusted addresses, as NGINX's realip with `real_ip_recursive on`: the
+ * first untrusted address, or the leftmost when all are trusted. Whatever a client wrote to the left
+ * of what the trusted proxies appended is never taken. An entry that is not an address ends the
+ * walk at the last one that was.
+ */
 export function clientIp(req: ClientRequest, trusted: TrustedProxies): string {
-  if (trusted.has(req.peerIp)) {
-    const xff = header(req, 'x-forwarded-for');
-    if (xff !== '') {
-      const last = xff.slice(xff.lastIndexOf(',') + 1).trim();
-      if (isIPv4(last) || isIPv6(last)) return last;
+  let ip = req.peerIp;
+  if (!trusted.has(ip)) return ip;
+  const xff = headerList(req, 'x-forwarded-for');
+  for (let end = xff.length; end > 0; ) {
+    const comma = xff.lastIndexOf(',', end - 1);
+    const entry = xff.slice(comma + 1, end).trim();
+    end = comma;
+    if (entry === '') continue;
+    if (isIP(entry) === 0) break;
+    ip = entry;
+    if (!trusted.has(ip)) break;
+  }
+  return ip;
+}
+
+/**
+ * uWS hands header values, the path and the query over as text decoded from UTF-8, every byte that is
+ * not UTF-8 replaced by U+FFFD; its getHeader() gives the first line of a header as its bytes
+ * (latin1). For a request where a U+FFFD appears (the caller looks; a U+FFFD the client sent as
+ * UTF-8 looks the same), the values become byte strings, those with U+FFFD read again by
+ * `firstLine`. What cannot be read again is `altered`: a path or query, or a header sent twice.
+ * Both builds trim bytes 0x80-0xFF from both ends of a value, as if they were spaces: that is
+ * lost before JavaScript runs, and not seen here (docs: uWebSockets.js binding).
+ */
+export function recoverBytes(req: ClientRequest, firstLine: (name: string) => string): void {
+  if (req.url.includes('\ufffd')) {
+    req.altered = true;
+    return;
+  }
+  for (const pair of req.headers) {
+    if (!pair[1].includes('\ufffd')) pair[1] = utf8Bytes(pair[1]);
+    else if (headerCount(req, pair[0]) === 1) pair[1] = firstLine(pair[0]);
+    else {
+      req.altered = true;
+      return;
     }
   }
-  return req.peerIp;
+  req.url = utf8Bytes(req.url);
+  req.bytes = true;
+}
+
+/** Text as the byte string of its UTF-8 encoding (ASCII stays as it is). */
+function utf8Bytes(text: string): string {
+  return Buffer.from(text, 'utf8').toString('latin1');
 }
 
 /** Headers for the backend request, as [name, value] pairs. */
-export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): [string, string][] {
-  const connection = header(req, 'connection').toLowerCase();
-  // Usually one token (or nothing) that names no header beyond the hop-by-hop ones.
+export function forwardedHeaders(req: ClientRequest, trusted: TrustedProxies): ForwardedHeaders {
+  const connection = headerList(req, 'connection').toLowerCase();
+  // Usually one token (or nothing) that names no header beyond the hop-by-hop ones. Host is never
+  // taken away (the backend would answer 400), and what the balancer sets is added after this.
   const connectionListed =
-    connection === 'upgrade' || connection === '' || connection === 'keep-alive' || connection === 'close' ? NOTHING_LISTED : connection.split(',').map((s) => s.trim());
-  const out: [string, string][] = [];
+    connection === 'upgrade' || connection === '' || connection === 'keep-alive' || connection === 'close'
+      ? NOTHING_LISTED
+      : connection.split(',').map((s) => s.trim()).filter((t) => t !== 'host');
+  const out: ForwardedHeaders = [];
+  if (req.bytes === true) out.bytes = true;
   for (const pair of req.headers) {
     const name = pair[0];
     if ((DROPPED_LENGTHS[name.length] === 1 && DROPPED.has(name)) || (connectionListed.length !== 0 && connectionListed.includes(name))) continue;
     out.push(pair);
   }
   const fromTrusted = trusted.has(req.peerIp);
-  const incomingXff = header(req, 'x-forwarded-for');
-  out.push(['x-forwarded-for', fromTrusted && incomingXff !== '' ? `${incomingXff}, ${req.peerIp}` : req.peerIp]);
+  const incomingXff = fromTrusted ? headerList(req, 'x-forwarded-for') : '';
+  out.push(['x-forwarded-for', incomingXff !== '' ? `${incomingXff}, ${req.peerIp}` : req.peerIp]);
   const proto = fromTrusted ? header(req, 'x-forwarded-proto') : '';
   out.push(['x-forwarded-proto', proto !== '' ? proto : req.secure ? 'https' : 'http']);
   const fwdHost = fromTrusted ? header(req, 'x-forwarded-host') : '';

@@ -1,7 +1,8 @@
 // RFC 6455 frame reader for the backend hop: bytes in, messages and control frames out.
 // It knows nothing of sockets. The caller may reuse its buffer after push() returns, so complete
 // frames are handed to the sink as views into that buffer (zero copy, valid only during the call)
-// and only frames split across reads are copied.
+// and only frames split across reads are copied. What those copies hold (messages being assembled)
+// is counted against an AssemblyBudget the readers of a worker share.
 import { Buffer, isUtf8 } from 'node:buffer';
 import { CloseCodes, isSendableCloseCode } from '../errors';
 
@@ -17,6 +18,27 @@ export interface FrameSink {
   /** The peer broke the protocol; `closeCode` is what to answer (1002, 1007 or 1009). Nothing more is read. */
   onProtocolError(closeCode: number, reason: string): void;
 }
+
+/**
+ * Bytes held for messages being assembled (frames split across reads, fragments kept), shared by the
+ * readers that use it. A new assembly larger than SMALL_ASSEMBLY that would take `held` past
+ * `limit` fails its reader with 1009; smaller ones always pass (a read is 64 KiB: chat's own
+ * messages never wait on a budget).
+ */
+export class AssemblyBudget {
+  held = 0;
+  /** Assemblies refused for want of budget. */
+  refused = 0;
+
+  constructor(public limit: number) {}
+}
+
+/** The worker's budget (its messageAssemblyLimit), shared by all its tunnels. */
+export const assemblyBudget = new AssemblyBudget(Infinity);
+
+/** Assemblies up to this size are never refused by the budget (still counted in it). */
+export const SMALL_ASSEMBLY = 64 * 1024;
+const NO_BUDGET = new AssemblyBudget(Infinity);
 
 const EMPTY = new Uint8Array(0);
 /** Shared, never written: the fragment list of every reader that is not inside a fragmented message. */
@@ -61,12 +83,18 @@ export class FrameReader {
   // The header being handled: payload length and masking key.
   private length = 0;
   private mask = 0;
+  /** Bytes this reader holds against the budget: the payload being filled, the fragments kept. */
+  private payloadHeld = 0;
+  private fragmentsHeld = 0;
+  /** The last failure was a refusal for want of budget (for the caller's count). */
+  overBudget = false;
 
   constructor(
     private readonly sink: FrameSink,
     private readonly maxPayload: number,
     /** Server frames must not be masked; a reader of client frames (tests, fuzzing) sets this to true. */
     private readonly expectMasked = false,
+    private readonly budget: AssemblyBudget = NO_BUDGET,
   ) {}
 
   /** Between frames: nothing of a header or payload is waiting for more bytes. */
@@ -167,31 +195,84 @@ export class FrameReader {
       this.frame(this.opcode, this.fin, view, false);
       return pos + len;
     }
-    this.payload = Buffer.allocUnsafe(len);
+    const data = this.hold(len, this.opcode >= 0x8 ? len : this.fragmentsLength + len);
+    if (data === null) return end;
+    this.payload = data;
+    this.payloadHeld = len;
     this.payloadFilled = end - pos;
     this.payload.set(buf.subarray(pos, end), 0);
     return end;
   }
 
-  /** One complete frame. `owned` says `data` is ours (not a view into the caller's buffer). */
+  /**
+   * `len` bytes for a payload to assemble, counted against the budget; null (and the reader failed
+   * with 1009) when the budget cannot spare them for a message of `messageSize` or memory is out.
+   */
+  private hold(len: number, messageSize: number): Buffer | null {
+    const budget = this.budget;
+    if (messageSize > SMALL_ASSEMBLY && budget.held + len > budget.limit) {
+      budget.refused++;
+      this.overBudget = true;
+      this.fail(CloseCodes.messageTooBig, 'the balancer is assembling too many large messages: try again later');
+      return null;
+    }
+    let data: Buffer;
+    try {
+      data = Buffer.allocUnsafe(len);
+    } catch {
+      this.fail(CloseCodes.messageTooBig, 'no memory to assemble this message');
+      return null;
+    }
+    budget.held += len;
+    return data;
+  }
+
+  /** The assembled payload was handled: its bytes go back to the budget. */
+  private releasePayload(): void {
+    this.budget.held -= this.payloadHeld;
+    this.payloadHeld = 0;
+  }
+
+  /** A fragmented message was delivered (or dropped): its fragments' bytes go back to the budget. */
+  private releaseFragments(): void {
+    this.budget.held -= this.fragmentsHeld;
+    this.fragmentsHeld = 0;
+  }
+
+  /** Gives back everything held (the tunnel ended); nothing more is read. */
+  dispose(): void {
+    this.failed = true;
+    this.payload = null;
+    this.fragments = NO_FRAGMENTS;
+    this.releasePayload();
+    this.releaseFragments();
+  }
+
+  /** One complete frame. `owned`: `data` is the payload this reader assembled (held against the budget), not a view into the caller's buffer. */
   private frame(opcode: number, fin: boolean, data: Uint8Array, owned: boolean): void {
     if (this.expectMasked) unmask(data, this.mask);
     if (opcode === Opcode.text || opcode === Opcode.binary) {
-      if (fin) return this.message(data, opcode);
+      if (fin) {
+        this.message(data, opcode);
+        if (owned) this.releasePayload();
+        return;
+      }
       this.fragmentedOpcode = opcode;
       this.keepFragment(data, owned);
       return;
     }
     if (opcode === Opcode.continuation) {
-      this.keepFragment(data, owned);
-      if (!fin) return;
+      if (!this.keepFragment(data, owned) || !fin) return;
       const whole = this.fragments.length === 1 ? this.fragments[0] : Buffer.concat(this.fragments, this.fragmentsLength);
       const op = this.fragmentedOpcode;
       this.fragments = NO_FRAGMENTS;
       this.fragmentsLength = 0;
       this.fragmentedOpcode = 0;
-      return this.message(whole, op);
+      this.message(whole, op);
+      this.releaseFragments();
+      return;
     }
+    if (owned) this.releasePayload(); // a control frame: at most 125 bytes, handled within this call
     if (opcode === Opcode.ping) return this.sink.onPing(data);
     if (opcode === Opcode.pong) return this.sink.onPong(data);
     // close
@@ -205,10 +286,24 @@ export class FrameReader {
     this.sink.onClose(code, Buffer.from(reason.buffer, reason.byteOffset, reason.length).toString('utf8'));
   }
 
-  private keepFragment(data: Uint8Array, owned: boolean): void {
+  /** Keeps a fragment: the assembled payload as it is, or a copy of a view (the caller's buffer is reused). False when the budget refused the copy. */
+  private keepFragment(data: Uint8Array, owned: boolean): boolean {
+    let kept: Buffer;
+    if (owned) {
+      kept = data as Buffer;
+      this.fragmentsHeld += this.payloadHeld;
+      this.payloadHeld = 0;
+    } else {
+      const copy = this.hold(data.length, this.fragmentsLength + data.length);
+      if (copy === null) return false;
+      copy.set(data);
+      kept = copy;
+      this.fragmentsHeld += data.length;
+    }
     if (this.fragments === NO_FRAGMENTS) this.fragments = [];
-    this.fragments.push(owned ? (data as Buffer) : Buffer.from(data)); // copy: the caller's buffer is reused
+    this.fragments.push(kept);
     this.fragmentsLength += data.length;
+    return true;
   }
 
   private message(data: Uint8Array, opcode: number): void {
@@ -217,9 +312,7 @@ export class FrameReader {
   }
 
   private fail(closeCode: number, reason: string): -1 {
-    this.failed = true;
-    this.payload = null;
-    this.fragments = NO_FRAGMENTS;
+    this.dispose();
     this.sink.onProtocolError(closeCode, reason);
     return -1;
   }

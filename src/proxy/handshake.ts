@@ -1,6 +1,6 @@
 // The backend hop's opening handshake (RFC 6455 section 4), client role. Pure: text in, text out.
 import { hash, randomFillSync } from 'node:crypto';
-import { fieldValue, HEAD_END, isValidFieldSection, nameIs, statusOf } from './http-head';
+import { checkFieldSection, fieldValue, FieldSection, HEAD_END, nameIs, statusOf } from './http-head';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest response head we accept from a backend before calling it broken. */
@@ -84,11 +84,11 @@ export function parseResponseHead(buf: Buffer): ResponseHead | null {
   if (lineEnd === -1) lineEnd = text.length;
   const statusEnd = lineEnd;
   const status = statusOf(text, statusEnd);
-  if (status === -1) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
+  if (status < 100) throw new Error(`backend answered with a malformed status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
   // A refusal's headers are passed on to the client (listener.ts): held to the plain-HTTP parser's
   // rules, so that no bare LF inside a value becomes a header of its own. A 101's values are only
   // compared, never passed on, so the upgrade path skips the check.
-  if (status !== 101 && !isValidFieldSection(text, statusEnd + 2)) throw new Error('backend answered with a malformed header line');
+  if (status !== 101 && checkFieldSection(text, statusEnd + 2) === FieldSection.Invalid) throw new Error('backend answered with a malformed header line');
   const headers = new Map<string, string>();
   const setCookie: string[] = [];
   while (lineEnd < text.length) {

@@ -1,6 +1,8 @@
 // The checks on a backend's HTTP/1.x response head that both of its readers make: the upgrade
 // handshake (handshake.ts, the answer to our GET with Upgrade) and the plain-HTTP parser
-// (http-response-parser.ts). Both read the head as latin1 text up to, not including, its blank line.
+// (http-response-parser.ts). Both read the head as latin1 text up to, not including, its blank line:
+// one character a byte, so bytes 0x80-0xFF (RFC 9110's obs-text) survive the reading, and asSent()
+// keeps them when the text goes on to the client.
 
 /** The blank line that ends a head. */
 export const HEAD_END = Buffer.from('\r\n\r\n');
@@ -11,6 +13,21 @@ export const HEAD_END = Buffer.from('\r\n\r\n');
  * let a backend smuggle or split what a proxy passes on. Sticky: set lastIndex to where lines start.
  */
 const FIELD_SECTION = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*(?:\r\n(?!$)|$))*$/y;
+
+/** The same, with values in ASCII only: tried first, so the usual head is still scanned once (checkFieldSection). */
+const ASCII_FIELD_SECTION = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0\x80-\xff]*(?:\r\n(?!$)|$))*$/y;
+const NOT_ASCII = /[\x80-\uffff]/;
+
+/**
+ * Interim (1xx) responses skipped before the final one; more is a broken backend (502), as Go's
+ * net/http allows 5. They are never relayed: uWS cannot send one, and clients rarely want them.
+ */
+export const MAX_INTERIM_RESPONSES = 5;
+
+/** A 1xx status other than 101: an interim response, the final one still to come (RFC 9110 15.2). */
+export function isInterim(status: number): boolean {
+  return status >= 100 && status < 200 && status !== 101;
+}
 
 /**
  * The status code of the status line `text[0..eol)`: `HTTP/1.0` or `HTTP/1.1`, a space, three
@@ -32,11 +49,29 @@ export function statusOf(text: string, eol: number): number {
   return status;
 }
 
-/** Whether every line of `text` from `from` (just after the status line's CRLF) is a well-formed `name:value`. */
-export function isValidFieldSection(text: string, from: number): boolean {
-  if (from >= text.length) return true;
+export const enum FieldSection {
+  Invalid,
+  /** Well-formed, every value in ASCII. */
+  Ascii,
+  /** Well-formed, some value holds a byte 0x80-0xFF (RFC 9110's obs-text). */
+  ObsText,
+}
+
+/** Whether every line of `text` from `from` (just after the status line's CRLF) is a well-formed `name:value`, and in ASCII. */
+export function checkFieldSection(text: string, from: number): FieldSection {
+  if (from >= text.length) return FieldSection.Ascii;
+  ASCII_FIELD_SECTION.lastIndex = from;
+  if (ASCII_FIELD_SECTION.test(text)) return FieldSection.Ascii;
   FIELD_SECTION.lastIndex = from;
-  return FIELD_SECTION.test(text);
+  return FIELD_SECTION.test(text) ? FieldSection.ObsText : FieldSection.Invalid;
+}
+
+/**
+ * Latin1 head text (one character a byte) as uWS must be given it: uWS writes a string as UTF-8, so
+ * text with bytes 0x80-0xFF goes as a Buffer of those bytes (both builds write a Buffer as it is).
+ */
+export function asSent(text: string): string | Buffer {
+  return NOT_ASCII.test(text) ? Buffer.from(text, 'latin1') : text;
 }
 
 /** Whether text[start..start+name.length) is `name` (given in lower case) in any case; makes no string. */

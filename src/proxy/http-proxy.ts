@@ -4,8 +4,9 @@
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
 // Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
 import { accessEntry, type AccessEntry, type AccessLog } from '../access-log';
-import { HTTP_REASONS, Outcomes, type Outcome } from '../errors';
+import { HTTP_REASONS, Outcomes, type LocalResourceError, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
+import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { respondOutcome } from '../respond';
 import { countHttpAnswer, counters } from '../stats/counters';
@@ -72,8 +73,11 @@ export class HttpProxy {
     if (chunked) head += 'transfer-encoding: chunked\r\n';
     else if (length !== '') head += `content-length: ${length}\r\n`;
     head += '\r\n';
-    const access = this.accessLog && accessEntry(request, clientIp(request, this.trusted));
-    const exchange = new Exchange(this, res, request, pool, head, body, access);
+    // Values that are bytes rather than text (recoverBytes) leave as those bytes.
+    const requestHead = request.bytes === true ? Buffer.from(head, 'latin1') : head;
+    const ip = clientIp(request, this.trusted);
+    const access = this.accessLog && accessEntry(request, ip);
+    const exchange = new Exchange(this, res, request, pool, pool.keyOf(request, ip), requestHead, body, access);
     this.requestsInFlight++;
     res.onAborted(() => exchange.clientGone());
     if (body !== Body.None) res.onData((chunk, isLast) => exchange.fromClient(chunk, isLast));
@@ -135,7 +139,7 @@ class Exchange implements UpstreamExchange {
    * The backend's status and header lines ("200 OK\r\nContent-Type: ..."), until written to the
    * client with the first body bytes.
    */
-  private head: string | null = null;
+  private head: string | Buffer | null = null;
   /** The backend's status, counted when its head goes to the client; or the balancer's own. */
   private status = 0;
   /** For the access log: "ok", client_gone, backend_cut_off, or the errors.ts label of the balancer's answer. */
@@ -154,7 +158,9 @@ class Exchange implements UpstreamExchange {
     private readonly res: HttpResponse,
     readonly request: ClientRequest,
     private readonly pool: Pool,
-    private readonly requestHead: string,
+    /** The request's hash key (Pool.keyOf), the same for every attempt. */
+    private readonly key: string | undefined,
+    private readonly requestHead: string | Buffer,
     private readonly body: Body,
     private readonly access: AccessEntry | null,
   ) {
@@ -164,7 +170,7 @@ class Exchange implements UpstreamExchange {
   /** Tries the next backend, or answers 502/503 when none is left. */
   next(): void {
     const attempts = this.tried.size;
-    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(clientIp(this.request, this.proxy.trusted), this.tried) : undefined;
+    const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(this.key, this.tried) : undefined;
     if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
     this.tried.add(backend);
     this.backend = backend;
@@ -242,8 +248,10 @@ class Exchange implements UpstreamExchange {
     if (this.finished) return;
     this.status = status;
     const statusLine = reason !== '' ? `${status} ${reason}` : `${status} ${HTTP_REASONS[status] ?? ''}`.trimEnd();
-    this.head = fields === '' ? statusLine : `${statusLine}\r\n${fields}`;
     const upstream = this.upstream!;
+    const head = fields === '' ? statusLine : `${statusLine}\r\n${fields}`;
+    // uWS writes a string as UTF-8: a head with bytes 0x80-0xFF (latin1 text here) goes as those bytes.
+    this.head = upstream.obsText ? Buffer.from(head, 'latin1') : head;
     this.total = upstream.declaredLength;
     if (upstream.bodyless) {
       // HEAD, 204, 304: headers only; a HEAD answer keeps the Content-Length the backend declared.
@@ -354,6 +362,11 @@ class Exchange implements UpstreamExchange {
       // The client's fault, not the backend's: 408 and close, as NGINX after client_body_timeout.
       this.proxy.logClientStalled(this.pool, backend);
       return this.fail(Outcomes.clientTimeout, true);
+    }
+    if (failure === 'local') {
+      // Out of descriptors, ports or buffers here: another backend would fail the same way.
+      reportLocalFailure(error as LocalResourceError, 'http_connect', { pool: this.pool.name, backend: backend.name });
+      return this.fail(Outcomes.localResources);
     }
     // A reused connection closed unanswered is keep-alive racing (the backend timed it out), not
     // the backend failing; a client that left aborts without reaching here.

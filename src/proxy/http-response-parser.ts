@@ -10,7 +10,7 @@
 // CR or LF, conflicting Content-Length, bad chunk sizes): those end the connection with an error.
 // Pure (no I/O), like the frame reader; tests feed it byte vectors split at every point.
 
-import { HEAD_END, isValidFieldSection, nameIs, statusOf } from './http-head';
+import { checkFieldSection, FieldSection, HEAD_END, isInterim, MAX_INTERIM_RESPONSES, nameIs, statusOf } from './http-head';
 
 export interface ResponseHandler {
   /**
@@ -71,6 +71,12 @@ function decimal(text: string, from: number, to: number): number {
   return n;
 }
 
+/** Whether text[from..to) holds a character 0x80-0xFF (a short reason phrase: a loop beats a RegExp). */
+function hasHighByte(text: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (text.charCodeAt(i) > 0x7f) return true;
+  return false;
+}
+
 /** Which header fields this hop looks at or drops; everything else passes through untouched. */
 const enum Field {
   Kept,
@@ -125,7 +131,11 @@ export class ResponseParser {
   contentLength = -1;
   /** Seconds from the response's `Keep-Alive: timeout=N`, or -1. */
   keepAliveTimeout = -1;
+  /** The final head's status line or some header value holds bytes 0x80-0xFF (see asSent in http-head.ts). */
+  obsText = false;
   private state = State.Idle;
+  /** Interim (1xx) responses of the current exchange so far. */
+  private interim = 0;
   private noBody = false;
   private remaining = 0;
   /** A head or a chunk-size/trailer line that began in an earlier read. */
@@ -141,6 +151,7 @@ export class ResponseParser {
     this.keepAlive = false;
     this.framing = Framing.None;
     this.contentLength = -1;
+    this.interim = 0;
   }
 
   /** True once the response asked for by expect() has ended. */
@@ -262,7 +273,8 @@ export class ResponseParser {
     const status = statusOf(text, eol);
     if (status < 0) return this.fail('malformed status line');
     const minor = text.charCodeAt(7) - 48;
-    if (!isValidFieldSection(text, eol + 2)) {
+    const section = checkFieldSection(text, eol + 2);
+    if (section === FieldSection.Invalid) {
       return this.fail('malformed header field (name not a token, whitespace before a colon, obsolete line folding, or a bare CR, LF or NUL)');
     }
     // Every line is now `token:value`. The fields the client should see are passed on as the text
@@ -329,8 +341,11 @@ export class ResponseParser {
       // 100 Continue, 103 Early Hints ...: interim, the final answer follows. 101 cannot happen to a
       // request that did not ask to switch protocols.
       if (status === 101) return this.fail('101 Switching Protocols to a plain HTTP request');
+      if (!isInterim(status)) return this.fail('malformed status line');
+      if (++this.interim > MAX_INTERIM_RESPONSES) return this.fail(`more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`);
       return true;
     }
+    this.obsText = section === FieldSection.ObsText || hasHighByte(text, 13, eol);
     this.keepAlive = !close;
     this.contentLength = length;
     if (this.noBody || status === 204 || status === 304) this.framing = Framing.None;

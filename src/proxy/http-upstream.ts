@@ -2,6 +2,7 @@
 // `keepalive`: one request at a time per connection (no pipelining), idle connections reused
 // last-in first-out, closed after the backend's advertised keep-alive timeout (less a second, so we
 // never reuse one the backend is closing) or 4 s when it advertises none, as undici does.
+import { isLocalResourceError } from '../errors';
 import type { Backend } from '../upstream/backend';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
 import { Framing, ResponseParser, type ResponseHandler } from './http-response-parser';
@@ -13,9 +14,10 @@ import { TcpConnection, type ConnectionTarget } from './tcp-connection';
  * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout
  * of the request's last byte, or the backend stopped reading the request body that long;
  * `client-stalled`: the client stopped sending its request body that long (the backend was reading);
- * `broken`: anything else (reset mid-response, a malformed response).
+ * `broken`: anything else (reset mid-response, a malformed response); `local`: the connect failed for
+ * want of local descriptors, ports or buffers (errors.ts), the balancer's failure, not the backend's.
  */
-export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken';
+export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken' | 'local';
 
 /** The request in flight on a connection: hears its response, or its failure, once. */
 export interface UpstreamExchange extends ResponseHandler {
@@ -46,8 +48,10 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   private connectDeadline: Deadline | null;
   /** This connection carried an earlier request. */
   reused = false;
-  /** Some byte of the current response arrived. */
+  /** Some byte of the current response arrived (a reused connection closed before that is stale). */
   private answered = false;
+  /** The current response's final head arrived: responseTimeout no longer applies. */
+  private headReceived = false;
   /** The whole request, body included, was written. */
   private requestSent = true;
   private ended = false;
@@ -68,6 +72,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     this.conn = new TcpConnection(this);
     this.connectDeadlines = deadlineList(connectTimeout);
     this.connectDeadline = this.connectDeadlines.add(this);
+    pool.backend.connecting++; // until stopConnectDeadline()
     this.conn.connect(pool.backend.host, pool.backend.port);
   }
 
@@ -75,16 +80,19 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
    * Sends a request head (and, unless `bodyFollows`, that is the whole request); the response goes to
    * `exchange`. `noBody`: a HEAD request, whose response has headers only.
    */
-  send(exchange: UpstreamExchange, head: string, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
+  send(exchange: UpstreamExchange, head: string | Buffer, noBody: boolean, bodyFollows: boolean, responseTimeout: number): void {
     this.exchange = exchange;
     this.responseTimeout = responseTimeout;
     this.answered = false;
+    this.headReceived = false;
     this.ended = false;
     this.requestSent = !bodyFollows;
     this.bodyBlocked = false;
     this.sentAt = now;
     this.parser.expect(noBody);
-    this.conn.writeNow(head);
+    // A Buffer: a head with bytes that are not UTF-8 text (see recoverBytes in forwarded-headers.ts).
+    if (typeof head === 'string') this.conn.writeNow(head);
+    else this.conn.write(head);
   }
 
   /**
@@ -102,6 +110,11 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   /** The current response's Content-Length (for a HEAD answer too), or -1 when it has none or is chunked. */
   get declaredLength(): number {
     return this.parser.contentLength;
+  }
+
+  /** The current response's head holds bytes 0x80-0xFF: it goes to uWS as bytes (asSent in http-head.ts). */
+  get obsText(): boolean {
+    return this.parser.obsText;
   }
 
   /** The current response has no body (HEAD, 204, 304). */
@@ -132,9 +145,13 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     this.conn.destroy();
   }
 
-  /** @internal Called by the sweep (once a second, so up to a second late): true if this busy connection waited too long for a response head. */
+  /**
+   * @internal Called by the sweep (once a second, so up to a second late): true if this busy
+   * connection waited too long for a response head. Part of a head, or interim (1xx) responses, do
+   * not count as one: a backend that sends half a head and stalls is as late as a silent one.
+   */
   headersOverdue(at: number): boolean {
-    return this.exchange !== null && !this.answered && at - this.sentAt >= this.responseTimeout + 1000; // the clock is coarse: late, never early
+    return this.exchange !== null && !this.headReceived && at - this.sentAt >= this.responseTimeout + 1000; // the clock is coarse: late, never early
   }
 
   /** @internal */
@@ -155,14 +172,17 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
   /** @internal The connect took longer than the pool's connectTimeout. */
   onDeadline(): void {
     this.connectDeadline = null;
+    this.pool.backend.connecting--;
     this.timedOut = true;
     this.conn.destroy();
   }
 
+  /** The connect is over, one way or the other (once). */
   private stopConnectDeadline(): void {
     if (this.connectDeadline === null) return;
     this.connectDeadlines.cancel(this.connectDeadline);
     this.connectDeadline = null;
+    this.pool.backend.connecting--;
   }
 
   onBackendConnected(): void {
@@ -207,12 +227,13 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     if (error === undefined && this.parser.finish()) return;
     this.exchange = null;
     this.parser.abort();
-    if (!this.connected) exchange.onUpstreamFailed('connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
+    if (!this.connected) exchange.onUpstreamFailed(isLocalResourceError(error) ? 'local' : 'connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
     else if (this.reused && !this.answered) exchange.onUpstreamFailed('stale', error ?? 'closed before answering');
     else exchange.onUpstreamFailed('broken', error ?? 'closed mid-response');
   }
 
   onResponseHead(status: number, reason: string, fields: string): void {
+    this.headReceived = true;
     const advertised = this.parser.keepAliveTimeout;
     if (advertised >= 0) this.keepAliveMs = Math.min(MAX_KEEPALIVE_MS, Math.max(0, advertised * 1000 - 1000));
     this.exchange?.onResponseHead(status, reason, fields);

@@ -4,12 +4,12 @@
 // Hot path (per message): fromClient() and onBackendData()/onMessage(). They allocate only the
 // outgoing frame, create no closures or promises, and log nothing.
 import type { AccessEntry, TunnelTraffic } from '../access-log';
-import { CloseCodes, isSendableCloseCode } from '../errors';
+import { CloseCodes, isLocalResourceError, isSendableCloseCode } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import { oldBuild, type WebSocket } from '../uws';
-import { FrameReader, Opcode, type FrameSink } from './frame-reader';
+import { assemblyBudget, FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
 import { deadlineList, type Deadline, type Expiring } from './deadlines';
 import type { ConnectionTarget, TcpConnection } from './tcp-connection';
@@ -57,6 +57,8 @@ const closeDeadlines = deadlineList(CLOSE_TIMEOUT_MS);
 
 /** The reason uWS gives (with code 1006) when it closes a client that stopped answering its pings. */
 const UWS_IDLE_REASON = 'WebSocket timed out from inactivity';
+/** The reason uWS gives (with code 1006) when it cuts a client whose message passed maxPayloadLength (listener.ts). */
+const UWS_TOO_BIG_REASON = 'Received too big message';
 
 // The backend read being relayed inside a uWS cork; the cork callback is one function for all.
 const EMPTY = Buffer.alloc(0);
@@ -92,6 +94,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   private finished = false;
   private paused = false;
   private awaitingPong = false;
+  /**
+   * The pong for the backend's latest ping, not written yet: RFC 6455 5.5.3 lets one pong answer
+   * every ping before it, so a backend that pings without reading costs one pong, not one per ping.
+   */
+  private pongDue: Uint8Array | null = null;
   private closeDeadline: Deadline | null = null;
   /** When the backend last sent anything, on the coarse clock of sweepIdleBackends(). */
   private lastHeard = coarseNow;
@@ -109,6 +116,8 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   private readonly compress: boolean;
   /** For the access log line when the tunnel ends; null when the access log is off. */
   access: (AccessEntry & { pool: string }) | null = null;
+  /** The client IP it counts against (client-limits.ts), released when it ends. */
+  clientIp = '';
   messagesToBackend = 0;
   bytesToBackend = 0;
   messagesToClient = 0;
@@ -121,7 +130,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     private readonly owner: TunnelOwner,
     private leftover: Buffer | null,
   ) {
-    this.reader = new FrameReader(this, settings.maxPayload);
+    this.reader = new FrameReader(this, settings.maxPayload, false, assemblyBudget);
     this.compress = settings.compression || oldBuild;
     socket.target = this; // a connection error ends in onBackendClosed; its cause is not the client's business
   }
@@ -152,6 +161,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     if (this.state !== State.Open) return;
     const size = message.byteLength; // a builtin call, not a field load
     if (size > this.settings.maxPayload) {
+      counters.tooBigFromClient++;
       this.endClient(CloseCodes.messageTooBig, 'message too big');
       this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
       return;
@@ -188,6 +198,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
       if (code === 1006 && reason === UWS_IDLE_REASON) {
         counters.idleClientCloses++;
         this.noteClose('balancer', code);
+      } else if (code === 1006 && reason.startsWith(UWS_TOO_BIG_REASON)) {
+        // Far past maxPayload: uWS cut it without a close frame; the backend hears why.
+        counters.tooBigFromClient++;
+        this.noteClose('balancer', code);
+        this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
       } else this.noteClose('client', code);
       if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) {
         this.closeBackend(CloseCodes.goingAway, 'client connection lost');
@@ -213,15 +228,16 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
       // One frame means at most one send to the client: no cork needed, and no C++ -> JS hop for it.
       // (Client gone: still read the backend's close frame.)
       this.reader.push(buf, 0, length);
-      return;
+    } else {
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- handed to the shared cork callback, cleared below
+      relayTunnel = this;
+      relayBuffer = buf;
+      relayLength = length;
+      this.ws.cork(relayCorked);
+      relayTunnel = null;
+      relayBuffer = EMPTY;
     }
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- handed to the shared cork callback, cleared below
-    relayTunnel = this;
-    relayBuffer = buf;
-    relayLength = length;
-    this.ws.cork(relayCorked);
-    relayTunnel = null;
-    relayBuffer = EMPTY;
+    if (this.pongDue !== null) this.sendPong();
   }
 
   onMessage(data: Uint8Array, isBinary: boolean): void {
@@ -246,7 +262,26 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   }
 
   onPing(data: Uint8Array): void {
-    if (this.state === State.Open) this.socket.write(encodeFrame(Opcode.pong, data));
+    if (this.state === State.Open) this.pongDue = encodeFrame(Opcode.pong, data); // written after this read
+  }
+
+  /**
+   * Once per read that carried pings. While libuv still holds bytes for the backend (it is not
+   * reading fast enough), the pong waits here, as one frame however many pings come, until libuv has
+   * written everything (onBackendDrain): a backend that pings without reading costs one pong, where
+   * queueing one per ping grew the worker without bound. A pong may so wait for bytes queued after
+   * its ping too; only a backend that stays behind that long is kept waiting.
+   */
+  private sendPong(): void {
+    if (this.socket.writeQueueSize > 0 || this.state !== State.Open) return;
+    const pong = this.pongDue!;
+    this.pongDue = null;
+    this.socket.write(pong);
+  }
+
+  /** libuv wrote everything it held for the backend. */
+  onBackendDrain(): void {
+    if (this.pongDue !== null) this.sendPong();
   }
 
   onPong(_data: Uint8Array): void {
@@ -267,7 +302,10 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   }
 
   onProtocolError(closeCode: number, reason: string): void {
-    if (closeCode !== CloseCodes.messageTooBig) backendFailed(this.backend);
+    // Too big is a limit of ours, not a fault of the backend (the budget counts its own refusals).
+    if (closeCode === CloseCodes.messageTooBig) {
+      if (!this.reader.overBudget) counters.tooBigFromBackend++;
+    } else backendFailed(this.backend);
     this.endClient(closeCode === CloseCodes.messageTooBig ? CloseCodes.messageTooBig : CloseCodes.backendError, reason);
     this.closeBackend(closeCode, reason);
   }
@@ -288,12 +326,14 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     this.socket.write(encodeFrame(Opcode.ping, new Uint8Array(0)));
   }
 
-  onBackendClosed(): void {
+  onBackendClosed(error?: string): void {
     this.backendClosed = true;
+    this.reader.dispose(); // nothing more will come: what it was assembling goes back to the budget
     if (this.closeDeadline !== null) closeDeadlines.cancel(this.closeDeadline);
     if (this.state !== State.Closing) {
-      // Lost without a close frame: an abnormal close, which counts against the backend (outlier detection).
-      if (this.state === State.Open) backendFailed(this.backend);
+      // Lost without a close frame: an abnormal close, which counts against the backend (outlier
+      // detection), unless a write failed for want of local buffers.
+      if (this.state === State.Open && !isLocalResourceError(error)) backendFailed(this.backend);
       this.noteClose('backend', 1006);
       this.endClient(CloseCodes.backendLost, 'backend connection lost');
     }

@@ -1,9 +1,12 @@
 // Opening the backend side of a new tunnel: pick a backend, connect, ask it to upgrade; on a
 // connect failure try another (up to the pool's `retries`), as NGINX's proxy_next_upstream does
-// for "error timeout". A backend that answers with an HTTP status has spoken: no retry.
+// for "error timeout". A backend that answers with an HTTP status has spoken: no retry. A connect
+// that failed for want of local descriptors, ports or buffers is the balancer's failure: 503, no
+// retry (another backend would fail the same way), nothing counted against the backend.
 import type { Logger } from '../log';
-import { Outcomes, type Outcome } from '../errors';
+import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
+import { reportLocalFailure } from '../local-failures';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, type Refused, type Upgraded } from './backend-socket';
@@ -20,14 +23,14 @@ export type BackendOpenResult =
  */
 export function openBackend(
   pool: Pool,
-  clientIp: string,
+  key: string | undefined,
   pathAndQuery: string,
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   log: Logger,
 ): Promise<BackendOpenResult> {
   return new Promise((resolve, reject) => {
-    new BackendOpening(pool, clientIp, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
+    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
   });
 }
 
@@ -42,7 +45,8 @@ class BackendOpening implements HandshakeOwner {
 
   constructor(
     private readonly pool: Pool,
-    private readonly clientIp: string,
+    /** The request's hash key (Pool.keyOf), the same for every attempt. */
+    private readonly key: string | undefined,
     private readonly pathAndQuery: string,
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
@@ -53,24 +57,27 @@ class BackendOpening implements HandshakeOwner {
 
   next(): void {
     const { pool, tried } = this;
-    const backend = this.attempt++ <= pool.retries ? pool.pick(this.clientIp, tried) : undefined;
+    const backend = this.attempt++ <= pool.retries ? pool.pick(this.key, tried) : undefined;
     if (backend === undefined) {
       this.resolve({ kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable });
       return;
     }
     tried.add(backend);
     backend.active++;
+    backend.connecting++;
     this.backend = backend;
     try {
       startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, pool.connectTimeout);
     } catch (err) {
       backend.active--;
+      backend.connecting--;
       this.reject(err);
     }
   }
 
   handshakeDone(result: Upgraded | Refused): void {
     const backend = this.backend!;
+    backend.connecting--;
     if (result.kind === 'upgraded') {
       backendSucceeded(backend);
       this.resolve({ kind: 'upgraded', backend, upgraded: result });
@@ -85,6 +92,12 @@ class BackendOpening implements HandshakeOwner {
   handshakeFailed(err: BackendConnectError): void {
     const backend = this.backend!;
     backend.active--;
+    backend.connecting--;
+    if (isLocalResourceError(err.code)) {
+      reportLocalFailure(err.code, 'backend_connect', { pool: this.pool.name, backend: backend.name });
+      this.resolve({ kind: 'failed', outcome: Outcomes.localResources });
+      return;
+    }
     backendFailed(backend);
     this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
     this.next();

@@ -3,9 +3,10 @@
 // one MemoryStore, which is how the contract tests hold it to the same rules as redis-state.ts:
 // leases with a TTL, counts that expire when their machine goes silent, verdicts seen by all.
 import { EventEmitter } from 'node:events';
+import type { ClientCount } from '../client-limits';
 import type { AdminState } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
-import { addCounts, CachedState, type StateTimings } from './shared-state';
+import { addClientCounts, addCounts, CachedState, type StateTimings } from './shared-state';
 
 /** The "server" side: what a Redis would hold, in this process. */
 export class MemoryStore extends EventEmitter<{ health: [key: string, health: HealthState, by: string]; admin: [key: string, admin: AdminState] }> {
@@ -13,6 +14,7 @@ export class MemoryStore extends EventEmitter<{ health: [key: string, health: He
   readonly health = new Map<string, HealthState>();
   readonly admin = new Map<string, AdminState>();
   readonly counts = new Map<string, { counts: ReadonlyMap<string, number>; expires: number }>();
+  readonly clients = new Map<string, { clients: readonly ClientCount[]; expires: number }>();
 }
 
 export class MemoryState extends CachedState {
@@ -49,6 +51,7 @@ export class MemoryState extends CachedState {
     if (graceful) {
       for (const key of this.held) if (this.store.leases.get(key)?.holder === this.machineId) this.store.leases.delete(key);
       this.store.counts.delete(this.machineId);
+      this.store.clients.delete(this.machineId);
     }
     this.held.clear();
     return Promise.resolve();
@@ -85,6 +88,19 @@ export class MemoryState extends CachedState {
       else if (machine !== this.machineId) addCounts(remote, entry.counts);
     }
     this.remote = remote;
-    this.emit('counts');
+    this.emit('counts', now);
+    if (this.localClients !== null) this.syncClients(now);
+  }
+
+  /** The same rule for per-client counts (clientLimits.scope: fleet), under their own entries. */
+  private syncClients(now: number): void {
+    this.store.clients.set(this.machineId, { clients: this.localClients!, expires: now + this.timings.countTtl });
+    const remote = new Map<string, ClientCount>();
+    for (const [machine, entry] of this.store.clients) {
+      if (entry.expires <= now) this.store.clients.delete(machine);
+      else if (machine !== this.machineId) addClientCounts(remote, entry.clients);
+    }
+    this.remoteClientCounts = [...remote.values()];
+    this.emit('clients');
   }
 }

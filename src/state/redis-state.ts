@@ -1,98 +1,152 @@
 // Shared state for a fleet of balancer machines, in Redis (ioredis). One instance per machine, in
-// the primary. Key layout (every key carries the cluster name in a hash tag, so a Redis Cluster keeps
-// them in one slot and two fleets can share one Redis):
+// the primary. Every key carries the cluster name and the pool in its hash tag, so a Redis Cluster
+// spreads pools over its shards and every script touches one slot (`P` = switchyard:{<cluster>:<pool>}:):
 //
-//   switchyard:{<cluster>}:lease:<pool>/<host:port>   string  machine id of the health checker, PX leaseTtl
-//   switchyard:{<cluster>}:health                     hash    <pool>/<host:port> -> up | down
-//   switchyard:{<cluster>}:admin                      hash    <pool>/<host:port> -> ready | drain | maintenance
-//   switchyard:{<cluster>}:machines                   set     machine ids that wrote counts
-//   switchyard:{<cluster>}:conns:<machine id>         hash    <pool>/<host:port> -> live tunnels, PX countTtl
-//   switchyard:{<cluster>}:events                     pub/sub {"t":"health"|"admin","key",...}
+//   P machines            zset    machine id -> deadline (Redis ms); a machine past it is taken out
+//   P totals              hash    <host:port> -> tunnels fleet-wide; '#' -> version
+//   P conns:<machine id>  hash    <host:port> -> that machine's tunnels, as counted in the totals; '#' -> write number
+//   P reconcile           hash    a reconciliation in progress (transient)
+//   P reconciled          string  PX reconcileInterval: a reconciliation started this interval
+//   P lease:<host:port>   string  machine id of the health checker, PX leaseTtl
+//   P health              hash    <host:port> -> up | down
+//   P admin               hash    <host:port> -> ready | drain | maintenance
+//   switchyard:{<cluster>}:events   pub/sub {"t":"health"|"admin","key",...} (rare, so one channel)
+//   F client-machines     set     machine ids that wrote per-client counts (F = switchyard:{<cluster>}:;
+//   F clients:<machine>   hash    client IP -> "tunnels:debt", PX countTtl   clientLimits.scope: fleet only, IPs near a limit)
+//
+// Counts are aggregated in Redis (redis-scripts.ts): each sync writes only the counts that changed
+// and reads the pool's totals back in the same call, so a sync costs Redis the same whatever the
+// size of the fleet, and an idle machine's sync is a heartbeat. A machine's share of the totals is
+// kept beside them, so a machine that stops writing is taken out exactly once, countTtl after its
+// last write.
 //
 // Failure behaviour: nothing waits on Redis. Reads answer from the last known state; when Redis is
 // unreachable the status turns `degraded`, this machine checks every backend itself, and ioredis
 // reconnects; on reconnect the state is read back and this machine's counts, verdicts and admin
 // overrides are written again, so a restarted (empty) Redis converges without a balancer restart.
 import Redis, { Cluster, type ChainableCommander, type RedisOptions } from 'ioredis';
+import type { ClientCount } from '../client-limits';
 import type { AdminState, RedisConfig } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
+import { PoolCounts, type SyncRequest } from './pool-counts';
+import { CLIENT_SYNC_LUA, LEASES_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-scripts';
 import { CachedState } from './shared-state';
 
-/** SET NX PX, or renew when we already hold it: one round trip, atomic. */
-const LEASE_LUA = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0`;
-
-const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-
-/**
- * Writes this machine's counts (replacing them, with expiry) and returns the sum over the other
- * machines, dropping machines whose counts expired. KEYS: machines set, own counts key.
- * ARGV: machine id, countTtl ms, counts key prefix, then key/count pairs.
- */
-const SYNC_LUA = `
-redis.call('DEL', KEYS[2])
-if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
-redis.call('HSET', KEYS[2], '', 0)
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[1], ARGV[1])
-local sums = {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if m ~= ARGV[1] then
-    local h = redis.call('HGETALL', ARGV[3] .. m)
-    if #h == 0 then redis.call('SREM', KEYS[1], m) end
-    for i = 1, #h, 2 do
-      if h[i] ~= '' then sums[h[i]] = (sums[h[i]] or 0) + tonumber(h[i + 1]) end
-    end
-  end
-end
-local flat = {}
-for k, v in pairs(sums) do flat[#flat + 1] = k; flat[#flat + 1] = v end
-return flat`;
-
 interface Scripts {
-  lease(key: string, machine: string, ttl: number): Promise<number>;
+  leases(prefix: string, machine: string, ttl: number, ...backends: string[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
-  syncCounts(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: (string | number)[]): Promise<(string | number)[]>;
+  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
+  reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
+  syncClients(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: string[]): Promise<(string | number)[]>;
 }
-type ScriptedRedis = Redis & Scripts;
-type ScriptedPipeline = ChainableCommander & {
-  lease(key: string, machine: string, ttl: number): ScriptedPipeline;
-  release(key: string, machine: string): ScriptedPipeline;
-};
+type ScriptedRedis = (Redis | Cluster) & Scripts;
+type ScriptedPipeline = ChainableCommander & { release(key: string, machine: string): ScriptedPipeline };
 
 type EventMessage = { t: 'health'; key: string; health: HealthState; by: string } | { t: 'admin'; key: string; admin: AdminState; by: string };
 
+/** The keys of one pool (see the table above). */
+interface PoolKeys {
+  machines: string;
+  totals: string;
+  connsPrefix: string;
+  reconcile: string;
+  reconciled: string;
+  health: string;
+  admin: string;
+  leasePrefix: string;
+}
+
+function poolKeys(cluster: string, pool: string): PoolKeys {
+  const p = `switchyard:{${cluster}:${pool}}:`;
+  return {
+    machines: `${p}machines`,
+    totals: `${p}totals`,
+    connsPrefix: `${p}conns:`,
+    reconcile: `${p}reconcile`,
+    reconciled: `${p}reconciled`,
+    health: `${p}health`,
+    admin: `${p}admin`,
+    leasePrefix: `${p}lease:`,
+  };
+}
+
+/** `pool/host:port` -> [pool, host:port] (pool names never hold a '/'). */
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf('/');
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+/** Backend keys `pool/host:port`, by pool. */
+function keysByPool(keys: Iterable<string>): Map<string, string[]> {
+  const pools = new Map<string, string[]>();
+  for (const key of keys) {
+    const [pool, backend] = splitKey(key);
+    const list = pools.get(pool);
+    if (list === undefined) pools.set(pool, [backend]);
+    else list.push(backend);
+  }
+  return pools;
+}
+
 /**
  * A connection to a single Redis (Sentinel through `options`) or, with `cluster`, to a Redis Cluster
- * seeded from `url`: every key of a fleet carries the `{clusterName}` hash tag, so pipelines and the
- * scripts touch one slot, and pub/sub reaches every node.
+ * seeded from `url`: a pool's keys share its `{cluster:pool}` hash tag, so pipelines and scripts of
+ * one pool touch one slot, and pub/sub reaches every node.
  */
 function connect(config: RedisConfig, options: RedisOptions): Redis | Cluster {
   if (!config.cluster) return new Redis(config.url, options);
   const u = new URL(config.url);
-  const { enableOfflineQueue, retryStrategy, ...redisOptions } = options;
+  const { enableOfflineQueue, enableAutoPipelining, retryStrategy, ...redisOptions } = options;
   if (u.username) redisOptions.username = decodeURIComponent(u.username);
   if (u.password) redisOptions.password = decodeURIComponent(u.password);
   if (u.protocol === 'rediss:') redisOptions.tls ??= {};
-  return new Cluster([{ host: u.hostname, port: Number(u.port) || 6379 }], { redisOptions, enableOfflineQueue, clusterRetryStrategy: retryStrategy });
+  return new Cluster([{ host: u.hostname, port: Number(u.port) || 6379 }], { redisOptions, enableOfflineQueue, enableAutoPipelining, clusterRetryStrategy: retryStrategy });
 }
 
 /** How long start() waits for a first connection before running degraded. */
 const START_WAIT_MS = 2000;
+/** A pool's keys outlive the last full write of any machine by this much (a whole fleet gone). */
+const KEY_LIFETIME_MS = 24 * 3600 * 1000;
+/** Machines a reconciliation step visits at most (when the machines zset is large enough to page). */
+const RECONCILE_BATCH = 16;
+/**
+ * Each machine offers a step to its pools' reconciliations this many times per reconcileInterval:
+ * rare enough to cost Redis little, often enough that a fleet finishes a run within a second or so.
+ */
+const RECONCILE_OFFERS = 20;
 
 export class RedisState extends CachedState {
   readonly kind = 'redis';
   private readonly client: ScriptedRedis;
   private readonly sub: Redis | Cluster;
-  private readonly prefix: string;
+  private readonly channel: string;
+  /** switchyard:{<cluster>}: for the keys that are not a pool's (per-client counts). */
+  private readonly fleetPrefix: string;
+  private readonly keysOf = new Map<string, PoolKeys>();
+  /** Per pool: this machine's share as written, and the totals as read. */
+  private readonly pools = new Map<string, PoolCounts>();
   private closed = false;
+  /** Date.now() when the sync in flight began; one sync at a time. */
+  private syncStarted: number | undefined;
+  /** Bumped by every sync: replies of a sync given up on are not applied. */
+  private syncGeneration = 0;
+  /** `pool/host:port` -> [pool, host:port], for the keys seen (split once, not every sync). */
+  private readonly split = new Map<string, [string, string]>();
+  /** The pools of `keys`, and the `keys` they were taken from. */
+  private tracked: { keys: readonly string[]; pools: ReadonlySet<string> } = { keys: [], pools: new Set() };
+  /** Sequence number of this machine's writes (see SYNC_LUA). */
+  private writes = 0;
+  private lastRewrite = 0;
+  private lastStep = 0;
 
-  constructor(machineId: string, config: RedisConfig) {
+  constructor(
+    machineId: string,
+    private readonly config: RedisConfig,
+  ) {
     super(machineId, config);
     this.status = 'degraded'; // until the first 'ready'
-    this.prefix = `switchyard:{${config.clusterName}}:`;
+    this.fleetPrefix = `switchyard:{${config.clusterName}}:`;
+    this.channel = `${this.fleetPrefix}events`;
     const options: RedisOptions = {
       // Commands fail at once while disconnected instead of queueing: callers go on with what they know.
       enableOfflineQueue: false,
@@ -101,10 +155,13 @@ export class RedisState extends CachedState {
       retryStrategy: (times) => Math.min(100 * times, 1000),
       ...(config.options as RedisOptions),
     };
-    this.client = connect(config, options) as ScriptedRedis;
-    this.client.defineCommand('lease', { numberOfKeys: 1, lua: LEASE_LUA });
+    // A sync's scripts (one a pool) leave in one write per Redis node: fewer system calls for Redis.
+    this.client = connect(config, { enableAutoPipelining: true, ...options }) as ScriptedRedis;
+    this.client.defineCommand('leases', { numberOfKeys: 1, lua: LEASES_LUA });
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
-    this.client.defineCommand('syncCounts', { numberOfKeys: 2, lua: SYNC_LUA });
+    this.client.defineCommand('syncPool', { numberOfKeys: 4, lua: SYNC_LUA });
+    this.client.defineCommand('reconcilePool', { numberOfKeys: 4, lua: RECONCILE_LUA });
+    this.client.defineCommand('syncClients', { numberOfKeys: 2, lua: CLIENT_SYNC_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
     this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
@@ -116,7 +173,7 @@ export class RedisState extends CachedState {
 
   async start(backendKeys: readonly string[]): Promise<void> {
     this.keys = backendKeys;
-    const subscribed = this.sub.subscribe(`${this.prefix}events`).catch(() => undefined);
+    const subscribed = this.sub.subscribe(this.channel).catch(() => undefined);
     const ready = new Promise<void>((resolve) => {
       if (this.status === 'ok') return resolve();
       const onStatus = (status: string): void => {
@@ -130,6 +187,7 @@ export class RedisState extends CachedState {
     await Promise.race([Promise.all([ready, subscribed]), new Promise<void>((resolve) => (timer = setTimeout(resolve, START_WAIT_MS)))]);
     clearTimeout(timer);
     if (this.status === 'degraded') this.onDown('no connection yet');
+    this.lastRewrite = this.lastStep = Date.now();
     this.startTimers(
       () => void this.renewLeases(),
       () => void this.sync(),
@@ -140,11 +198,15 @@ export class RedisState extends CachedState {
     this.closed = true;
     this.stopTimers();
     if (graceful && this.client.status === 'ready') {
-      const p = this.client.pipeline() as ScriptedPipeline;
-      for (const key of this.held) p.release(this.key(`lease:${key}`), this.machineId);
-      p.del(this.key(`conns:${this.machineId}`));
-      p.srem(this.key('machines'), this.machineId);
-      await p.exec().catch(() => undefined);
+      this.syncGeneration++;
+      const leaving = [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, counts.leave(++this.writes), this.syncGeneration));
+      const released = [...keysByPool(this.held)].map(([pool, backends]) => {
+        const p = this.client.pipeline() as ScriptedPipeline;
+        for (const backend of backends) p.release(this.poolKeys(pool).leasePrefix + backend, this.machineId);
+        return p.exec().catch(() => undefined);
+      });
+      const clients = this.localClients === null ? [] : [this.client.multi().del(`${this.fleetPrefix}clients:${this.machineId}`).srem(`${this.fleetPrefix}client-machines`, this.machineId).exec().catch(() => undefined)];
+      await Promise.all([...leaving, ...released, ...clients]);
       await Promise.all([this.client.quit().catch(() => undefined), this.sub.quit().catch(() => undefined)]);
     }
     this.client.disconnect();
@@ -154,8 +216,9 @@ export class RedisState extends CachedState {
   publishHealth(key: string, health: HealthState): void {
     this.applyHealth(key, health, this.machineId); // at once, Redis or not
     if (this.client.status !== 'ready') return;
+    const [pool, backend] = splitKey(key);
     const message: EventMessage = { t: 'health', key, health, by: this.machineId };
-    this.client.pipeline().hset(this.key('health'), key, health).publish(this.key('events'), JSON.stringify(message)).exec().catch(() => undefined);
+    this.client.pipeline().hset(this.poolKeys(pool).health, backend, health).publish(this.channel, JSON.stringify(message)).exec().catch(() => undefined);
   }
 
   async setAdmin(key: string, admin: AdminState): Promise<void> {
@@ -163,7 +226,8 @@ export class RedisState extends CachedState {
     const message: EventMessage = { t: 'admin', key, admin, by: this.machineId };
     // An operator's command: say so when it did not reach the fleet.
     if (this.client.status !== 'ready') throw new Error(`redis is unreachable; ${key} is ${admin} on this machine only`);
-    const results = await this.client.pipeline().hset(this.key('admin'), key, admin).publish(this.key('events'), JSON.stringify(message)).exec();
+    const [pool, backend] = splitKey(key);
+    const results = await this.client.pipeline().hset(this.poolKeys(pool).admin, backend, admin).publish(this.channel, JSON.stringify(message)).exec();
     const failed = results?.find(([err]) => err !== null)?.[0];
     if (failed) throw failed;
   }
@@ -173,8 +237,10 @@ export class RedisState extends CachedState {
     return this.status === 'degraded' || super.holdsLease(key);
   }
 
-  private key(name: string): string {
-    return this.prefix + name;
+  private poolKeys(pool: string): PoolKeys {
+    let k = this.keysOf.get(pool);
+    if (k === undefined) this.keysOf.set(pool, (k = poolKeys(this.config.clusterName, pool)));
+    return k;
   }
 
   private onEvent(text: string): void {
@@ -192,66 +258,200 @@ export class RedisState extends CachedState {
   private onDown(detail: string): void {
     if (this.closed) return;
     this.setStatus('degraded', detail);
+    // Other machines' client counts cannot be refreshed: each machine limits on its own counts
+    // rather than on old ones (which could keep refusing a client that has left).
+    if (this.remoteClientCounts.length > 0) {
+      this.remoteClientCounts = [];
+      this.emit('clients');
+    }
   }
 
   /** (Re)connected: read the fleet's state back, then write ours again (a restarted Redis is empty). */
   private async onReady(): Promise<void> {
     if (this.closed) return;
     try {
-      const [health, admin] = await Promise.all([this.client.hgetall(this.key('health')), this.client.hgetall(this.key('admin'))]);
-      for (const [k, v] of Object.entries(health)) if ((v === 'up' || v === 'down') && this.health.get(k) !== v) this.applyHealth(k, v, 'redis');
-      for (const [k, v] of Object.entries(admin)) this.applyAdmin(k, v as AdminState);
-      const p = this.client.pipeline();
-      for (const [k, v] of this.admin) if (!(k in admin)) p.hsetnx(this.key('admin'), k, v);
-      await p.exec();
+      await this.adoptFleetWideAdmin();
+      const pools = [...keysByPool(this.keys).keys()];
+      await Promise.all(pools.map((pool) => this.readBack(pool)));
       this.setStatus('ok');
       await this.renewLeases();
       // Our checkers' verdicts, published again: while degraded every machine judged for itself.
-      const q = this.client.pipeline();
-      for (const k of this.held) {
-        const h = this.health.get(k);
-        if (h === undefined) continue;
-        const message: EventMessage = { t: 'health', key: k, health: h, by: this.machineId };
-        q.hset(this.key('health'), k, h).publish(this.key('events'), JSON.stringify(message));
+      await Promise.all(
+        [...keysByPool(this.held)].map(([pool, backends]) => {
+          const q = this.client.pipeline();
+          for (const backend of backends) {
+            const key = `${pool}/${backend}`;
+            const h = this.health.get(key);
+            if (h === undefined) continue;
+            const message: EventMessage = { t: 'health', key, health: h, by: this.machineId };
+            q.hset(this.poolKeys(pool).health, backend, h).publish(this.channel, JSON.stringify(message));
+          }
+          return q.exec();
+        }),
+      );
+      // Our counts, all of them, and the totals whatever their version: this may be a new Redis.
+      for (const counts of this.pools.values()) {
+        counts.rewrite();
+        counts.forgetTotals();
       }
-      await q.exec();
+      this.syncStarted = undefined;
       await this.sync();
     } catch (err) {
       this.onDown((err as Error).message);
     }
   }
 
-  private async renewLeases(): Promise<void> {
-    if (this.client.status !== 'ready' || this.status !== 'ok') return;
-    const p = this.client.pipeline() as ScriptedPipeline;
-    for (const key of this.keys) p.lease(this.key(`lease:${key}`), this.machineId, this.timings.leaseTtl);
-    const results = await p.exec().catch(() => null);
-    if (results === null) return;
-    this.keys.forEach((key, i) => {
-      const [err, held] = results[i] ?? [];
-      if (!err) this.setHeld(key, held === 1);
-    });
+  /**
+   * Admin overrides set before each pool had its own keys sat in one fleet-wide hash
+   * (switchyard:{<cluster>}:admin). Those of tracked backends that this machine has no word on are
+   * adopted; readBack then writes them into the pools' hashes unless those already say otherwise.
+   */
+  private async adoptFleetWideAdmin(): Promise<void> {
+    const tracked = new Set(this.keys);
+    const old = await this.client.hgetall(`switchyard:{${this.config.clusterName}}:admin`);
+    for (const [key, v] of Object.entries(old)) if (tracked.has(key) && !this.admin.has(key)) this.applyAdmin(key, v as AdminState);
   }
 
+  /** One pool's verdicts and overrides read back; the overrides this machine knows and Redis lacks, written. */
+  private async readBack(pool: string): Promise<void> {
+    const k = this.poolKeys(pool);
+    const [health, admin] = await Promise.all([this.client.hgetall(k.health), this.client.hgetall(k.admin)]);
+    for (const [b, v] of Object.entries(health)) if ((v === 'up' || v === 'down') && this.health.get(`${pool}/${b}`) !== v) this.applyHealth(`${pool}/${b}`, v, 'redis');
+    for (const [b, v] of Object.entries(admin)) this.applyAdmin(`${pool}/${b}`, v as AdminState);
+    const p = this.client.pipeline();
+    for (const [key, v] of this.admin) {
+      const [kp, b] = splitKey(key);
+      if (kp === pool && !(b in admin)) p.hsetnx(k.admin, b, v);
+    }
+    await p.exec();
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.client.status !== 'ready' || this.status !== 'ok') return;
+    const tracked = new Set(this.keys);
+    await Promise.all(
+      [...keysByPool(this.keys)].map(async ([pool, names]) => {
+        const held = await this.client.leases(this.poolKeys(pool).leasePrefix, this.machineId, this.timings.leaseTtl, ...names).catch(() => null);
+        if (held === null) return;
+        names.forEach((b, i) => {
+          const key = `${pool}/${b}`;
+          if (tracked.has(key)) this.setHeld(key, held[i] === '1');
+        });
+      }),
+    );
+  }
+
+  /**
+   * Every sync interval: each pool's script writes what changed in this machine's counts and reads
+   * the pool's totals; then the other machines' counts are the totals minus what this one wrote.
+   */
   private async sync(): Promise<void> {
-    if (this.client.status !== 'ready') return;
-    const pairs: (string | number)[] = [];
-    for (const [k, n] of this.local) if (n > 0) pairs.push(k, n);
+    if (this.client.status !== 'ready' || this.closed) return;
+    const startedAt = Date.now();
+    // One sync at a time; one that has not answered within countTtl is given up on.
+    if (this.syncStarted !== undefined && startedAt - this.syncStarted < this.timings.countTtl) return;
+    this.syncStarted = startedAt;
+    const generation = ++this.syncGeneration;
+    if (startedAt - this.lastRewrite >= this.config.reconcileInterval) {
+      // Now and then, every count again: repairs this machine's share should Redis have lost a write.
+      this.lastRewrite = startedAt;
+      for (const counts of this.pools.values()) counts.rewrite();
+    }
+    const local = this.localByPool();
+    if (this.tracked.keys !== this.keys) this.tracked = { keys: this.keys, pools: new Set(keysByPool(this.keys).keys()) };
+    const wanted = new Set([...this.tracked.pools, ...local.keys()]);
+    for (const pool of wanted) if (!this.pools.has(pool)) this.pools.set(pool, new PoolCounts(pool));
+    const again = await Promise.all(
+      [...this.pools].map(([pool, counts]) => this.syncPool(pool, counts, wanted.has(pool) ? counts.request(local.get(pool) ?? new Map(), ++this.writes) : counts.leave(++this.writes), generation)),
+    );
+    if (generation !== this.syncGeneration) return;
+    this.syncStarted = undefined;
+    const remote = new Map<string, number>();
+    for (const counts of this.pools.values()) counts.addRemote(remote);
+    this.remote = remote;
+    this.emit('counts', startedAt);
+    if (this.localClients !== null) void this.syncClients(this.localClients);
+    if (startedAt - this.lastStep >= Math.max(this.timings.syncInterval, this.config.reconcileInterval / RECONCILE_OFFERS)) {
+      this.lastStep = startedAt;
+      for (const pool of this.pools.keys()) void this.reconcileStep(pool);
+    }
+    // A pool refused a write on top of a share that is not there (this machine was taken out while
+    // alive, a reply was lost, Redis lost a write): all of its counts, now.
+    if (again.some(Boolean)) void this.sync();
+  }
+
+  /** This machine's counts (keyed `pool/host:port`) by pool, keyed host:port. */
+  private localByPool(): Map<string, Map<string, number>> {
+    const pools = new Map<string, Map<string, number>>();
+    for (const [key, n] of this.local) {
+      let parts = this.split.get(key);
+      if (parts === undefined) this.split.set(key, (parts = splitKey(key)));
+      let m = pools.get(parts[0]);
+      if (m === undefined) pools.set(parts[0], (m = new Map<string, number>()));
+      m.set(parts[1], n);
+    }
+    return pools;
+  }
+
+  /** One pool's script; true when the reply asks for every count at once. */
+  private async syncPool(pool: string, counts: PoolCounts, request: SyncRequest, generation: number): Promise<boolean> {
+    const k = this.poolKeys(pool);
     try {
-      const flat = await this.client.syncCounts(
-        this.key('machines'),
-        this.key(`conns:${this.machineId}`),
+      const reply = await this.client.syncPool(
+        k.machines,
+        k.totals,
+        k.connsPrefix + this.machineId,
+        k.reconcile,
         this.machineId,
         this.timings.countTtl,
-        this.key('conns:'),
-        ...pairs,
+        request.mode,
+        request.version,
+        k.connsPrefix,
+        KEY_LIFETIME_MS,
+        request.seq,
+        request.base,
+        ...request.pairs,
       );
-      const remote = new Map<string, number>();
-      for (let i = 0; i + 1 < flat.length; i += 2) remote.set(String(flat[i]), Number(flat[i + 1]));
-      this.remote = remote;
-      this.emit('counts');
+      if (generation !== this.syncGeneration) {
+        counts.failed();
+        return false;
+      }
+      if (request.mode === 'leave') {
+        this.pools.delete(pool);
+        return false;
+      }
+      return counts.applied(request, { applied: reply[0] === 1, version: Number(reply[1]), totals: reply[2] });
     } catch {
-      // Redis went away mid-call: keep the last counts; the status already says degraded.
+      // Redis went away mid-call, or the call failed: the counts are sent again in full next time.
+      counts.failed();
+      return false;
+    }
+  }
+
+  /** Offers a step to the pool's reconciliation (most calls find none due and return at once). */
+  private async reconcileStep(pool: string): Promise<void> {
+    const k = this.poolKeys(pool);
+    try {
+      const [phase, repaired] = await this.client.reconcilePool(k.machines, k.totals, k.reconcile, k.reconciled, k.connsPrefix, this.config.reconcileInterval, RECONCILE_BATCH);
+      if (phase === 2 && repaired > 0) this.emit('repaired', pool, repaired);
+    } catch {
+      // The next step (any machine's) goes on from the same cursor.
+    }
+  }
+
+  /** Writes this machine's hot client IPs and reads the other machines' (clientLimits.scope: fleet). */
+  private async syncClients(local: readonly ClientCount[]): Promise<void> {
+    if (this.client.status !== 'ready') return;
+    const pairs: string[] = [];
+    for (const [ip, tunnels, debt] of local) pairs.push(ip, `${tunnels}:${debt}`);
+    try {
+      const flat = await this.client.syncClients(`${this.fleetPrefix}client-machines`, `${this.fleetPrefix}clients:${this.machineId}`, this.machineId, this.timings.countTtl, `${this.fleetPrefix}clients:`, ...pairs);
+      const remote: ClientCount[] = [];
+      for (let i = 0; i + 2 < flat.length; i += 3) remote.push([String(flat[i]), Number(flat[i + 1]), Number(flat[i + 2])]);
+      this.remoteClientCounts = remote;
+      this.emit('clients');
+    } catch {
+      // As for the counts above.
     }
   }
 }

@@ -4,6 +4,7 @@
 // path: nothing here is awaited by an upgrade or touched per message. Reads are synchronous answers
 // from the last known state; writes are batched by the implementation.
 import { EventEmitter } from 'node:events';
+import type { ClientCount } from '../client-limits';
 import type { AdminState } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
 
@@ -14,8 +15,12 @@ export interface SharedStateEvents {
   admin: [key: string, admin: AdminState];
   /** This machine started or stopped holding a backend's health-check lease. */
   lease: [key: string, held: boolean];
-  /** Fresh tunnel counts of the other machines arrived (see remoteCounts()). */
-  counts: [];
+  /** Fresh tunnel counts of the other machines arrived (see remoteCounts()), from a sync begun at `startedAt` (Date.now()). */
+  counts: [startedAt: number];
+  /** A reconciliation found a pool's fleet totals off and repaired `fields` of them (metrics hook). */
+  repaired: [pool: string, fields: number];
+  /** Fresh per-client counts of the other machines arrived (see remoteClients()). */
+  clients: [];
   /** Connectivity of the shared store: `degraded` while it cannot be reached (metrics hook). */
   status: [status: StateStatus, detail: string | undefined];
 }
@@ -55,6 +60,15 @@ export interface SharedState extends EventEmitter<SharedStateEvents> {
   setLocalCounts(counts: ReadonlyMap<string, number>): void;
   /** Tunnels per backend held by the other machines, as last read. */
   remoteCounts(): ReadonlyMap<string, number>;
+
+  /**
+   * This machine's client IPs near a per-client limit (clientLimits.scope: fleet only), at most
+   * MAX_REPORTED_CLIENTS; written in the next batch, with the counts' expiry. Until the first call
+   * nothing of clients is written or read.
+   */
+  setLocalClients(clients: readonly ClientCount[]): void;
+  /** Per client IP, what the other machines hold (summed), as last read; empty while the store is unreachable. */
+  remoteClients(): readonly ClientCount[];
 }
 
 /** host:pid:random, unique per primary process. */
@@ -65,6 +79,18 @@ export function newMachineId(hostname: string, pid: number): string {
 /** Sums `counts` into `into`. */
 export function addCounts(into: Map<string, number>, counts: Iterable<readonly [string, number]>): void {
   for (const [k, n] of counts) into.set(k, (into.get(k) ?? 0) + n);
+}
+
+/** Sums per-client counts into `into`, by IP (entries of `into` are its own). */
+export function addClientCounts(into: Map<string, ClientCount>, counts: Iterable<readonly [string, number, number]>): void {
+  for (const [ip, tunnels, debt] of counts) {
+    const sum = into.get(ip);
+    if (sum === undefined) into.set(ip, [ip, tunnels, debt]);
+    else {
+      sum[1] += tunnels;
+      sum[2] += debt;
+    }
+  }
 }
 
 export interface StateTimings {
@@ -88,6 +114,9 @@ export abstract class CachedState extends EventEmitter<SharedStateEvents> implem
   protected readonly held = new Set<string>();
   protected local: ReadonlyMap<string, number> = new Map();
   protected remote: ReadonlyMap<string, number> = new Map();
+  /** Set once setLocalClients() was called: clients are shared (clientLimits.scope: fleet). */
+  protected localClients: readonly ClientCount[] | null = null;
+  protected remoteClientCounts: readonly ClientCount[] = [];
   protected keys: readonly string[] = [];
   private timers: NodeJS.Timeout[] = [];
 
@@ -123,6 +152,12 @@ export abstract class CachedState extends EventEmitter<SharedStateEvents> implem
   }
   remoteCounts(): ReadonlyMap<string, number> {
     return this.remote;
+  }
+  setLocalClients(clients: readonly ClientCount[]): void {
+    this.localClients = clients;
+  }
+  remoteClients(): readonly ClientCount[] {
+    return this.remoteClientCounts;
   }
 
   /** Runs `leases` every third of the lease TTL and `sync` every sync interval (unref'd timers). */

@@ -4,7 +4,7 @@
 import cluster from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { PrimaryMessage, WorkerMessage } from '../primary/ipc';
-import { registry, type MetricsJson } from './metrics';
+import { metricsJson, type MetricsJson } from './metrics';
 
 interface Pending {
   responses: MetricsJson[];
@@ -28,11 +28,14 @@ export function keepFinalMetrics(metrics: MetricsJson): void {
   // Every few exits, merge them into one (async in prom-client); scrapes meanwhile use the list.
   compacting = true;
   const merged = departed.length;
-  void AggregatorRegistry.aggregate(departed.slice(0, merged))
-    .getMetricsAsJSON()
-    .then((json) => {
-      departed = [json, ...departed.slice(merged)];
-    })
+  void Promise.resolve()
+    .then(() => AggregatorRegistry.aggregate(departed.slice(0, merged)).getMetricsAsJSON())
+    .then(
+      (json) => {
+        departed = [json, ...departed.slice(merged)];
+      },
+      () => undefined, // the list stays as it is; the next exit tries again
+    )
     .finally(() => (compacting = false));
 }
 let nextId = 1;
@@ -80,20 +83,23 @@ export async function gatherClusterMetrics(timeoutMs = 2000): Promise<ClusterMet
     clearTimeout(timer);
     pending.delete(id);
   }
-  const own = await registry.getMetricsAsJSON();
+  const own = await metricsJson();
   return { registry: AggregatorRegistry.aggregate([...request.responses, own, ...departed]), asked, answered: request.responses.length };
 }
 
+function ignore(): void {}
+
 /** In a worker: answer the primary's request with this process's metrics. */
 export async function answerMetricsRequest(id: number): Promise<void> {
-  const metrics = await registry.getMetricsAsJSON();
+  const metrics = await metricsJson();
   const reply: WorkerMessage = { type: 'metrics', id, metrics };
-  process.send?.(reply);
+  // With a callback, a closed channel (the primary is gone) reports there, not as an 'error' event.
+  process.send?.(reply, undefined, {}, ignore);
 }
 
 /** In a worker about to exit: hand its counters to the primary; resolves once sent. */
 export async function sendFinalMetrics(): Promise<void> {
-  const metrics = await registry.getMetricsAsJSON();
+  const metrics = await metricsJson();
   const message: WorkerMessage = { type: 'final-metrics', metrics };
   await new Promise<void>((resolve) => {
     if (process.send === undefined || !process.connected) return resolve();

@@ -43,9 +43,14 @@ export const counters = {
   /** Tunnels closed because the backend could not keep up (1013) / the client could not (send dropped). */
   slowBackendCloses: 0,
   slowClientCloses: 0,
+  /** Tunnels closed with 1009 for a message over maxPayload from the client / from the backend (messageAssemblyLimit counts its own). */
+  tooBigFromClient: 0,
+  tooBigFromBackend: 0,
   /** Tunnels closed because the backend stopped answering pings / uWS timed out an unresponsive client. */
   idleBackendCloses: 0,
   idleClientCloses: 0,
+  /** Local resource failures by "CAUSE op" (local-failures.ts): a handful of keys, made on first use. */
+  localFailures: {} as Record<string, number>,
   /** Closed tunnels by [side * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]. */
   closes: new Array<number>(CLOSE_SIDES.length * CLOSE_CODE_LABELS.length).fill(0),
 };

@@ -7,11 +7,17 @@
 // `aggregator` below says how a metric combines across processes when plain summing is wrong.
 // Label values are bounded: pools, backends, routes, outcomes, close-code classes, worker slots;
 // never anything per client.
+// No metric may take a process down: a read that fails (process.memoryUsage.rss() throws EMFILE at
+// the descriptor limit) leaves that metric out of that scrape, and metricsJson() below answers with
+// whatever metrics could be read.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
 import { ADMIN_STATES } from '../config/schema';
 import { AdminRefusals } from '../errors';
 import type { CertificateInfo } from '../config/tls-files';
+import { DECISION_LABELS } from '../load-balancer/load-balancer';
+import { assemblyBudget } from '../proxy/frame-reader';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
@@ -21,6 +27,20 @@ export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** This process's metrics as JSON; a metric whose collection fails is left out, never the whole answer. */
+export async function metricsJson(): Promise<MetricsJson> {
+  const out: MetricsJson = [];
+  // prom-client's own getMetricsAsJSON() fails whole when one metric's get() does.
+  for (const metric of registry.getMetricsAsArray() as unknown as { get(): Promise<MetricsJson[number]> }[]) {
+    try {
+      out.push(await metric.get());
+    } catch {
+      // out of descriptors or memory right now: the next scrape has it again
+    }
+  }
+  return out;
+}
 
 type Labels<L extends string> = Partial<Record<L, string>>;
 type Emit<L extends string> = (value: number, labels?: Labels<L>) => void;
@@ -66,7 +86,11 @@ function countedAtScrape<L extends string>(name: string, help: string, labelName
     registers: [registry],
     collect(this: Counter<L>) {
       this.reset();
-      read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
+      try {
+        read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
+      } catch {
+        // left out of this scrape (see the top of this file)
+      }
     },
   });
 }
@@ -81,7 +105,11 @@ function readAtScrape<L extends string>(name: string, help: string, labelNames: 
     registers: [registry],
     collect(this: Gauge<L>) {
       this.reset();
-      read((value, labels) => (labels ? this.set(labels, value) : this.set(value)));
+      try {
+        read((value, labels) => (labels ? this.set(labels, value) : this.set(value)));
+      } catch {
+        // left out of this scrape (see the top of this file)
+      }
     },
   });
 }
@@ -94,6 +122,21 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 readAtScrape('switchyard_tunnels_active', 'Tunnels open or being opened, per backend, summed over workers.', POOL_BACKEND, 'sum', (emit) =>
   eachBackend((pool, b) => emit(b.active, { pool: pool.name, backend: b.name })),
 );
+
+readAtScrape(
+  'switchyard_backend_connects_in_flight',
+  "Connects under way to each backend (TCP connect plus the upgrade's answer, or a plain-HTTP connect), summed over workers; a worker skips a backend at its pool's maxConnectsInFlight.",
+  POOL_BACKEND,
+  'sum',
+  (emit) => eachBackend((pool, b) => emit(b.connecting, { pool: pool.name, backend: b.name })),
+);
+
+/** A worker's count of client IPs with per-client state (client-limits.ts); unset in the primary. */
+let clientIps: (() => number) | undefined;
+
+readAtScrape('switchyard_client_ips_tracked', 'Client IPs with per-client limit state (tunnels open, or upgrades not yet paid back), summed over workers.', [], 'sum', (emit) => {
+  if (clientIps !== undefined) emit(clientIps());
+});
 
 countedAtScrape('switchyard_tunnels_opened_total', 'Tunnels opened (client got its 101), per backend.', POOL_BACKEND, (emit) =>
   eachBackend((pool, b) => emit(b.tunnelsOpened, { pool: pool.name, backend: b.name })),
@@ -229,10 +272,49 @@ countedAtScrape('switchyard_slow_peer_closes_total', 'Tunnels closed because a p
   emit(counters.slowClientCloses, { peer: 'client' });
 });
 
+countedAtScrape(
+  'switchyard_local_resource_failures_total',
+  'Failures for want of local resources (cause: EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) by what the balancer was doing (op: backend_connect, http_connect, health_check, accept); never counted against a backend.',
+  ['cause', 'op'],
+  (emit) => {
+    for (const [key, value] of Object.entries(counters.localFailures)) {
+      const [cause, op] = key.split(' ');
+      emit(value, { cause, op });
+    }
+  },
+);
+
+countedAtScrape(
+  'switchyard_messages_too_big_total',
+  'Tunnels closed with 1009, by where the message came from (client, backend) and the limit it met: max_payload (the route\'s maxPayload) or assembly (messageAssemblyLimit: the worker holds too many large backend messages being assembled).',
+  ['from', 'limit'],
+  (emit) => {
+    emit(counters.tooBigFromClient, { from: 'client', limit: 'max_payload' });
+    emit(counters.tooBigFromBackend, { from: 'backend', limit: 'max_payload' });
+    emit(assemblyBudget.refused, { from: 'backend', limit: 'assembly' });
+  },
+);
+
 countedAtScrape('switchyard_idle_closes_total', 'Tunnels closed by an idle timeout: a client that stopped answering pings, or a backend (1011).', ['side'], (emit) => {
   emit(counters.idleClientCloses, { side: 'client' });
   emit(counters.idleBackendCloses, { side: 'backend' });
 });
+
+// ---- balancing ----
+
+countedAtScrape(
+  'switchyard_balancer_decisions_total',
+  'Picks of a backend that were more than plain balancing, per pool: hashed (hash: the key\'s own backend), spilled (hash: its own backend was over balanceFactor, the next in the key\'s order took it), fallback (hash: the request had no key, least-connections picked), slow_start (a ramping backend made the pick differ from what full weights would give). Counted when two or more backends could take the tunnel or request.',
+  ['pool', 'decision'],
+  (emit) => {
+    for (const pool of pools) {
+      const hashing = pool.config.algorithm === 'hash' || pool.config.algorithm === 'ip-hash';
+      DECISION_LABELS.forEach((decision, i) => {
+        if (hashing || decision === 'slow_start') emit(pool.decisions[i], { pool: pool.name, decision });
+      });
+    }
+  },
+);
 
 // ---- backends ----
 
@@ -287,6 +369,30 @@ readAtScrape('switchyard_redis_configured', 'Whether shared state uses Redis: 1 
   if (redis) emit(redis.configured ? 1 : 0);
 });
 
+const totalsRepaired = new Counter({
+  name: 'switchyard_redis_totals_repaired_total',
+  help: "Fleet tunnel totals a reconciliation found off and repaired, per pool (fields of the pool's totals; above 0 means something outside the balancers changed or lost Redis keys).",
+  labelNames: ['pool'],
+  registers: [registry],
+});
+
+/** A reconciliation run by this machine repaired `fields` totals of `pool`. */
+export function countTotalsRepaired(pool: string, fields: number): void {
+  totalsRepaired.inc({ pool }, fields);
+}
+
+const stateSyncDuration = new Histogram({
+  name: 'switchyard_redis_sync_duration_seconds',
+  help: "Duration of this machine's count syncs with Redis (every syncInterval: write what changed, read the fleet totals).",
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  registers: [registry],
+});
+
+/** One count sync finished. */
+export function observeStateSync(seconds: number): void {
+  stateSyncDuration.observe(seconds);
+}
+
 /** Called by the Redis client of the shared state on connect/disconnect. */
 export function setRedisConnected(connected: boolean): void {
   redis = { configured: true, connected };
@@ -312,12 +418,45 @@ readAtScrape('switchyard_worker_event_loop_lag_seconds', 'Event-loop delay of ea
   }
 });
 
+// rss() reads /proc/self/stat: with no descriptor left it throws EMFILE, and the worker leaves this
+// scrape out (its collect() catches).
 readAtScrape('switchyard_worker_resident_memory_bytes', 'Resident memory of each worker.', WORKER, 'sum', (emit) => {
   if (workerSlot !== undefined) emit(process.memoryUsage.rss(), { worker: workerSlot });
 });
 
+// From V8 directly: process.memoryUsage() would read /proc for the RSS too.
 readAtScrape('switchyard_worker_heap_used_bytes', 'V8 heap in use in each worker.', WORKER, 'sum', (emit) => {
-  if (workerSlot !== undefined) emit(process.memoryUsage().heapUsed, { worker: workerSlot });
+  if (workerSlot !== undefined) emit(getHeapStatistics().used_heap_size, { worker: workerSlot });
+});
+
+/** What a worker's listener counts against workerConnections (bindConnections). */
+export interface ConnectionsView {
+  open: number;
+  limit: number;
+  /** False while the accept guard has stopped listening at the descriptor limit. */
+  accepting: boolean;
+}
+let connectionsView: (() => ConnectionsView) | undefined;
+
+/** In a worker: publish its client connections, its workerConnections and whether it accepts. */
+export function bindConnections(read: () => ConnectionsView): void {
+  connectionsView = read;
+}
+
+readAtScrape('switchyard_worker_connections', 'Client connections of each worker counted against workerConnections: tunnels, upgrades being opened, plain requests in flight.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined && connectionsView) emit(connectionsView().open, { worker: workerSlot });
+});
+
+readAtScrape('switchyard_worker_connections_limit', 'workerConnections of each worker: beyond it, new clients get 503.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined && connectionsView) emit(connectionsView().limit, { worker: workerSlot });
+});
+
+readAtScrape('switchyard_worker_accepting', 'Whether each worker listens: 0 while it has stopped accepting at its descriptor limit.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined && connectionsView) emit(connectionsView().accepting ? 1 : 0, { worker: workerSlot });
+});
+
+readAtScrape('switchyard_message_assembly_bytes', 'Bytes each worker holds for backend messages split across reads, counted against messageAssemblyLimit.', WORKER, 'sum', (emit) => {
+  if (workerSlot !== undefined) emit(assemblyBudget.held, { worker: workerSlot });
 });
 
 readAtScrape('switchyard_workers', 'Worker processes listening on the public port.', [], 'sum', (emit) => {
@@ -379,8 +518,9 @@ export function countWorkerRestart(slot: number): void {
 // ---- binding to a process ----
 
 /** In a worker: publish these pools' backends and this slot's process metrics. */
-export function bindWorker(workerPools: Iterable<Pool>, slot: string): void {
+export function bindWorker(workerPools: Iterable<Pool>, slot: string, trackedClientIps?: () => number): void {
   pools = [...workerPools];
+  clientIps = trackedClientIps;
   workerSlot = slot;
   for (const pool of pools) upgradeDuration.of(pool.name);
   loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });

@@ -1,7 +1,7 @@
 // The worker's side of coordination: applies what the primary decided about each backend (health,
-// admin state, tunnels held elsewhere) to this worker's Backend objects, and every sync interval
-// reports this worker's live tunnel counts and passive outcomes. Upgrades read the fields as they
-// are; nothing here is awaited on the data path.
+// admin state, when it became eligible, tunnels held elsewhere) to this worker's Backend objects,
+// and every sync interval reports this worker's live tunnel counts and passive outcomes. Upgrades
+// read the fields as they are; nothing here is awaited on the data path.
 import { takeOutcomes } from '../health/passive-signals';
 import type { PrimaryMessage, WorkerMessage } from '../primary/ipc';
 import type { Backend } from './backend';
@@ -51,6 +51,7 @@ export class BackendSync {
         b.health = v.health;
         b.admin = v.admin;
         b.ejections = v.ejections;
+        b.eligibleSince = v.eligibleSince;
       }
       this.onFirstState?.();
       this.onFirstState = null;

@@ -22,12 +22,16 @@ export class Backend {
   health: HealthState = 'up';
   /** Tunnels open or being opened through this worker. */
   active = 0;
+  /** Connects from this worker under way: TCP connect plus, for a tunnel, the upgrade's answer. */
+  connecting = 0;
   /** Tunnels on this backend held by the other workers and machines, as last synced. */
   elsewhere = 0;
   /** Tunnels this worker opened to this backend (a plain count; published as a metric at scrape time). */
   tunnelsOpened = 0;
   /** Times outlier detection ejected this backend (published as switchyard_backend_ejections_total). */
   ejections = 0;
+  /** When it last became eligible (joined or came back up), epoch ms, decided by the primary; 0: since the start. Slow start ramps from it. */
+  eligibleSince = 0;
 
   constructor(config: BackendConfig, pool = '') {
     const u = new URL(config.url);

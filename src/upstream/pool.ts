@@ -1,11 +1,13 @@
 // A named group of backends behind one balancing policy.
 import type { PoolConfig } from '../config/schema';
-import { createLoadBalancer } from '../load-balancer';
-import type { LoadBalancer } from '../load-balancer/load-balancer';
+import { createLoadBalancer, hashKeyOf } from '../load-balancer';
+import { compileHashKey, type HashKeyExtractor } from '../load-balancer/hash-key';
+import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
+import type { ClientRequest } from '../proxy/forwarded-headers';
 import { Backend } from './backend';
 
-function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined): Backend[] {
-  return backends.filter((b) => b.eligible && b.hasRoom && !tried?.has(b));
+function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined, maxConnecting: number): Backend[] {
+  return backends.filter((b) => b.eligible && b.hasRoom && b.connecting < maxConnecting && !tried?.has(b));
 }
 
 export class Pool {
@@ -16,11 +18,24 @@ export class Pool {
   readonly connectTimeout: number;
   readonly responseTimeout: number;
   readonly retries: number;
+  readonly slowStart: number;
+  /** A backend with this many connects in flight from this worker is skipped. */
+  readonly maxConnectsInFlight: number;
   private readonly balancer: LoadBalancer;
+  /** The request's hash key, for hash and ip-hash pools; null for the others. */
+  private readonly extractKey: HashKeyExtractor | null;
+  /**
+   * The balancer's decisions that pick made, by Decision (hashed, spilled, fallback, slow_start):
+   * plain counts, published as switchyard_balancer_decisions_total at scrape time. Counted only
+   * when there was a choice (two or more backends could take the tunnel).
+   */
+  readonly decisions = [0, 0, 0, 0];
 
   constructor(
     readonly name: string,
-    config: PoolConfig,
+    readonly config: PoolConfig,
+    /** Epoch ms, for slow start (the primary stamps eligibleSince with the same clock). */
+    private readonly now: () => number = Date.now,
   ) {
     this.backends = config.backends.map((b) => new Backend(b, name));
     this.primaries = this.backends.filter((b) => !b.backup);
@@ -28,17 +43,32 @@ export class Pool {
     this.connectTimeout = config.connectTimeout;
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
-    this.balancer = createLoadBalancer(config.algorithm, config.herdingGuard);
+    this.slowStart = config.slowStart;
+    this.balancer = createLoadBalancer(config);
+    this.maxConnectsInFlight = config.maxConnectsInFlight;
+    const hashKey = hashKeyOf(config);
+    this.extractKey = hashKey === undefined ? null : compileHashKey(hashKey);
+  }
+
+  /** The request's hash key: undefined when the pool does not hash or the request lacks the key (once per upgrade or request). */
+  keyOf(request: ClientRequest, clientIp: string): string | undefined {
+    return this.extractKey === null ? undefined : this.extractKey(request, clientIp);
   }
 
   /**
-   * An eligible backend with room, not in `tried`; a backup only when no primary is left (down,
-   * drained, full or tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
+   * An eligible backend with room (below maxConnections, and below maxConnectsInFlight connects
+   * under way), not in `tried`; a backup only when no primary is left (down, drained, full or
+   * tried), as NGINX's and HAProxy's `backup`; undefined when none is left.
+   * `key`: from keyOf().
    */
-  pick(clientIp: string, tried?: ReadonlySet<Backend>): Backend | undefined {
-    let candidates = available(this.primaries, tried);
-    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried);
+  pick(key: string | undefined, tried?: ReadonlySet<Backend>): Backend | undefined {
+    let candidates = available(this.primaries, tried, this.maxConnectsInFlight);
+    if (candidates.length === 0 && this.backups.length !== 0) candidates = available(this.backups, tried, this.maxConnectsInFlight);
     if (candidates.length === 0) return undefined;
-    return candidates.length === 1 ? candidates[0] : this.balancer.pick(candidates, clientIp);
+    if (candidates.length === 1) return candidates[0];
+    const picked = this.balancer.pick(candidates, key, this.slowStart === 0 ? 0 : this.now());
+    const decision = this.balancer.decision;
+    if (decision !== Decision.Balanced) this.decisions[decision]++;
+    return picked;
   }
 }

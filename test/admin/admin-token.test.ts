@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkBearer, describeAdminWrites } from '../../src/admin/admin-token';
-import { LogThrottle } from '../../src/admin/log-throttle';
+import { LogThrottle } from '../../src/log-throttle';
 
 describe('checkBearer', () => {
   const token = 'a1b2c3d4e5f6a7b8c9d0';

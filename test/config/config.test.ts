@@ -104,6 +104,22 @@ describe('config', () => {
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });
 
+  it('limits are on by default and sized for chat; a maxPayload past 64 MiB or past messageAssemblyLimit is refused', () => {
+    const c = loadConfig({ backend: ['ws://127.0.0.1:9001'] });
+    assert.equal(c.routes[0].maxPayload, 1024 * 1024, 'maxPayload defaults to 1 MiB');
+    assert.equal(c.messageAssemblyLimit, 64 * 1024 * 1024);
+    assert.equal(c.workerConnections, 'auto');
+    assert.equal(c.pools.default.maxConnectsInFlight, 128);
+    assert.equal(loadConfig({ config: file(GOOD.replace('maxPayload: 1MiB', 'maxPayload: 64MiB')) }).routes[0].maxPayload, 64 * 1024 * 1024);
+    const cases: [string, RegExp][] = [
+      [GOOD.replace('maxPayload: 1MiB', 'maxPayload: 1GiB'), /^config error: routes\[0\]\.maxPayload: must be at most 64MiB/],
+      [GOOD.replace('maxPayload: 1MiB', 'maxPayload: 8MiB').replace('workers: 2', 'workers: 2\nmessageAssemblyLimit: 4MiB'), /^config error: routes\[0\]\.maxPayload: exceeds messageAssemblyLimit/],
+      [GOOD.replace('workers: 2', 'workers: 2\nworkerConnections: 0'), /^config error: workerConnections: /],
+      [GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    maxConnectsInFlight: 0'), /^config error: pools\.chat\.maxConnectsInFlight: /],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+
   it('reports a missing file and a missing backend list clearly', () => {
     assert.match(errorOf(() => loadConfig({ config: join(dir, 'nope.yaml') })), /^config error: cannot read .*nope\.yaml/);
     assert.match(errorOf(() => loadConfig({})), /^config error: pools: no backends; give --backend/);
@@ -189,11 +205,19 @@ describe('health and shared-state config', () => {
     assert.equal(c.redis, undefined);
   });
 
+  it('has per-client limits on by default, sized for chat, per machine', () => {
+    const c = loadConfig({ config: file(GOOD) });
+    assert.deepEqual(c.clientLimits, { maxTunnels: 1024, upgradesPerSecond: 20, upgradeBurst: 100, scope: 'machine' });
+    const fleet = loadConfig({ config: file(GOOD + 'redis: { url: "redis://127.0.0.1:1" }\nclientLimits: { scope: fleet, maxTunnels: 0 }\n') });
+    assert.equal(fleet.clientLimits.scope, 'fleet');
+    assert.equal(fleet.clientLimits.maxTunnels, 0);
+  });
+
   it('fills health-check and Redis defaults', () => {
     const text = GOOD.replace('algorithm: ip-hash', 'algorithm: ip-hash\n    healthCheck: { type: http, expectStatus: 204 }') + 'redis: { url: "redis://10.0.0.5:6379" }\n';
     const c = loadConfig({ config: file(text) });
     assert.deepEqual(c.pools.chat.healthCheck, { type: 'http', path: '/', expectStatus: '204', interval: 5000, timeout: 2000, rise: 2, fall: 3 });
-    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', clusterName: 'default', cluster: false, leaseTtl: 5000, syncInterval: 100, countTtl: 3000, options: {} });
+    assert.deepEqual(c.redis, { url: 'redis://10.0.0.5:6379', clusterName: 'default', cluster: false, leaseTtl: 5000, syncInterval: 100, countTtl: 3000, reconcileInterval: 60_000, options: {} });
   });
 
   it('takes REDIS_URL when the file names no Redis URL, and the file when it does', () => {
@@ -222,6 +246,40 @@ describe('health and shared-state config', () => {
       [GOOD + 'redis: { url: "http://x" }\n', /^config error: redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
       [GOOD + 'redis: { url: "redis://x", clusterName: "a b" }\n', /^config error: redis\.clusterName: /],
       [GOOD + 'admin: { host: 127.0.0.1, port: 99999 }\n', /^config error: admin\.port: /],
+      [GOOD + 'clientLimits: { scope: fleet }\n', /^config error: clientLimits\.scope: fleet needs redis/],
+      [GOOD + 'clientLimits: { maxTunnels: -1 }\n', /^config error: clientLimits\.maxTunnels: /],
+      [GOOD + 'clientLimits: { upgradeBurst: 0 }\n', /^config error: clientLimits\.upgradeBurst: /],
+      [GOOD + 'clientLimits: { perIp: 3 }\n', /^config error: clientLimits\.perIp: unknown key/],
+    ];
+    for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
+  });
+});
+
+describe('balancing keys', () => {
+  const pool = (keys: string): string => GOOD.replace('algorithm: ip-hash', keys);
+
+  it('hash with a hashKey, balanceFactor and slowStart; defaults: no bound, no slow start; ip-hash keeps its name', () => {
+    const c = loadConfig({ config: file(pool('algorithm: hash\n    hashKey: path:2\n    balanceFactor: 1.25\n    slowStart: 30s')) });
+    assert.deepEqual([c.pools.chat.algorithm, c.pools.chat.hashKey, c.pools.chat.balanceFactor, c.pools.chat.slowStart], ['hash', 'path:2', 1.25, 30_000]);
+    const d = loadConfig({ config: file(GOOD) });
+    assert.deepEqual([d.pools.chat.algorithm, d.pools.chat.hashKey, d.pools.chat.balanceFactor, d.pools.chat.slowStart], ['ip-hash', undefined, 0, 0]);
+    assert.equal(loadConfig({ config: file(pool('algorithm: ip-hash\n    balanceFactor: 1.5')) }).pools.chat.balanceFactor, 1.5);
+    assert.equal(loadConfig({ config: file(pool('algorithm: round-robin\n    slowStart: 10s')) }).pools.chat.slowStart, 10_000);
+  });
+
+  it('names the key of a bad hashKey, balanceFactor or slowStart, and of one that does not fit the algorithm', () => {
+    const cases: [string, RegExp][] = [
+      [pool('algorithm: hash'), /^config error: pools\.chat\.hashKey: is required with algorithm: hash \(ip, ip\/24/],
+      [pool('algorithm: hash\n    hashKey: room'), /^config error: pools\.chat\.hashKey: must be ip, ip\/24, ip\/24,64, header:NAME, cookie:NAME, query:NAME or path:N$/],
+      [pool('algorithm: hash\n    hashKey: ip/33'), /^config error: pools\.chat\.hashKey: ip takes an IPv4 prefix length 1-32/],
+      [pool('algorithm: hash\n    hashKey: path:0'), /^config error: pools\.chat\.hashKey: path: needs a segment number/],
+      [pool('algorithm: hash\n    hashKey: "header:"'), /^config error: pools\.chat\.hashKey: header: needs a header name/],
+      [pool('algorithm: round-robin\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: only with algorithm: hash \(this pool's algorithm is round-robin\)/],
+      [pool('algorithm: ip-hash\n    hashKey: path:2'), /^config error: pools\.chat\.hashKey: ip-hash always hashes on the client IP/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 1'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: hash\n    hashKey: ip\n    balanceFactor: 0.5'), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
+      [pool('algorithm: least-connections\n    balanceFactor: 1.25'), /^config error: pools\.chat\.balanceFactor: only with algorithm: hash or ip-hash/],
+      [pool('algorithm: hash\n    hashKey: ip\n    slowStart: soon'), /^config error: pools\.chat\.slowStart: must be a duration/],
     ];
     for (const [text, expected] of cases) assert.match(errorOf(() => loadConfig({ config: file(text) })), expected);
   });

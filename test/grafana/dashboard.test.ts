@@ -21,7 +21,7 @@ void describe('grafana dashboard', () => {
       for (const t of p.targets ?? []) assert.deepEqual(t.datasource, { type: 'prometheus', uid: '${datasource}' }, `${p.title} query datasource`);
     }
     const titles = panels.map((p) => p.title);
-    for (const want of ['Tunnels by backend', 'Upgrades/s by outcome', 'HTTP requests/s by outcome', 'HTTP responses/s by status class', 'Upgrade latency', 'Messages/s by direction', 'Bytes/s by direction', 'Backend health', 'Backend fill', 'Ejections', 'Closes/s by code', 'Worker restarts', 'Event-loop lag by worker']) {
+    for (const want of ['Tunnels by backend', 'Upgrades/s by outcome', 'HTTP requests/s by outcome', 'HTTP responses/s by status class', 'Upgrade latency', 'Messages/s by direction', 'Bytes/s by direction', 'Backend health', 'Backend fill', 'Balancer decisions/s', 'Ejections', 'Closes/s by code', 'Worker restarts', 'Event-loop lag by worker']) {
       assert.ok(titles.includes(want), `panel "${want}" (have: ${titles.join(', ')})`);
     }
     const ids = (dashboard.panels ?? []).map((p) => p.id);

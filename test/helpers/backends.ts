@@ -269,6 +269,9 @@ export async function startSilentServer(): Promise<RawServerBase> {
   return listenRaw((socket) => socket.on('data', () => {}));
 }
 
+/** Pings a 'ping-flood' backend sends. */
+export const PING_FLOOD = 200_000;
+
 export interface RawWsBackend extends RawServerBase {
   /** Upgrades answered with 101. */
   handshakes(): number;
@@ -285,8 +288,10 @@ export interface RawWsBackend extends RawServerBase {
  * - 'close-keeps-tcp': answers a close frame with its own, but never closes the TCP connection;
  * - 'gone-after-101': sends a text frame "last words" right behind its 101, then closes TCP at once
  *   (no close frame): all of it reaches the balancer before the client has its 101.
+ * - 'ping-flood': stops reading, then sends PING_FLOOD pings of 125 bytes, the n-th starting with n
+ *   (4 bytes, big-endian): their pongs are more than the kernel's socket buffers hold.
  */
-export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept' | 'close-keeps-tcp' | 'gone-after-101'): Promise<RawWsBackend> {
+export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'masked-frame' | 'bad-accept' | 'close-keeps-tcp' | 'gone-after-101' | 'ping-flood'): Promise<RawWsBackend> {
   let handshakes = 0;
   const upgraded: Socket[] = [];
   const base = await listenRaw((socket) => {
@@ -313,6 +318,16 @@ export async function startRawWsBackend(mode: 'ignore' | 'stop-reading' | 'maske
         socket.on('data', () => {});
         setTimeout(() => socket.write(Buffer.from([0x81, 0x82, 1, 2, 3, 4, 0x69 ^ 1, 0x69 ^ 2])), 50);
       } else if (mode === 'stop-reading') socket.pause();
+      else if (mode === 'ping-flood') {
+        socket.pause();
+        const pings = Buffer.alloc(PING_FLOOD * 127, 0x70);
+        for (let n = 0; n < PING_FLOOD; n++) {
+          pings[n * 127] = 0x89;
+          pings[n * 127 + 1] = 125;
+          pings.writeUInt32BE(n, n * 127 + 2);
+        }
+        socket.write(pings);
+      }
       else if (mode === 'close-keeps-tcp') {
         socket.on('data', (frame: Buffer) => {
           // A masked close frame with a status code (at most 125 bytes): answer with that code.

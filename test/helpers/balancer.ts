@@ -30,6 +30,10 @@ export interface StartOptions {
   port?: number;
   /** How long to wait for the "switchyard ready" line. */
   readyTimeoutMs?: number;
+  /** A command the balancer runs under, which execs it (e.g. ['prlimit', '--nofile=80:80']): the pid stays the primary's. */
+  wrapper?: string[];
+  /** Another build's dist/cli.js (bench/limits.ts measures two builds side by side); default: this checkout's. */
+  cli?: string;
   /**
    * The admin token, given to the balancer as SWITCHYARD_ADMIN_TOKEN (a token in `config` wins, as
    * in the product); default a fresh random one; false: none (admin writes are refused).
@@ -147,7 +151,8 @@ export function assertBuilt(): void {
 }
 
 export async function startBalancer(options: StartOptions = {}): Promise<Balancer> {
-  assertBuilt();
+  const cli = options.cli ?? CLI;
+  if (!existsSync(cli)) throw new Error(`${cli} does not exist; run \`npm run build\` first`);
   const port = options.port ?? (await freePort());
   const workers = options.workers ?? 2;
   let cleanupConfig = (): void => {};
@@ -174,7 +179,8 @@ export async function startBalancer(options: StartOptions = {}): Promise<Balance
   // Many balancers may run at once: unless the test chooses, the admin listener takes a free port.
   if (options.config?.admin === undefined && !args.some((a) => a.startsWith('--admin') || a === '--no-admin')) args.push('--admin-port', '0');
 
-  const proc = spawn(process.execPath, [CLI, ...args], { cwd: REPO_ROOT, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...prefix] = [...(options.wrapper ?? []), process.execPath];
+  const proc = spawn(command, [...prefix, cli, ...args], { cwd: REPO_ROOT, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error('could not spawn the balancer');
   const primaryPid = proc.pid;
 

@@ -1,6 +1,6 @@
 // Looking at processes through /proc (Linux): alive or not, resident memory, and killing by pid
 // only when the pid still belongs to a balancer process we started.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export function isAlive(pid: number): boolean {
   try {
@@ -42,5 +42,32 @@ export function killIfOurs(pid: number, marker: string, signal: NodeJS.Signals =
     return true;
   } catch {
     return false;
+  }
+}
+
+/** CPU time (user + system) of one process in seconds, from /proc/PID/stat (0 when it is gone). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return 0;
+  }
+}
+
+/** Share of one core `pid` used over the next `ms` (0.25 = a quarter of a core). */
+export async function cpuShare(pid: number, ms: number): Promise<number> {
+  const start = cpuSeconds(pid);
+  const startedAt = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return (cpuSeconds(pid) - start) / ((performance.now() - startedAt) / 1000);
+}
+
+/** Descriptors `pid` holds (0 when it is gone). */
+export function openDescriptors(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
   }
 }

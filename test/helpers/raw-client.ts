@@ -235,3 +235,50 @@ export class ServerFrameParser {
     }
   }
 }
+
+/** A masked client frame header announcing `length` bytes of binary payload (64-bit length; the payload is the caller's). */
+export function announceFrame(length: number): Buffer {
+  const head = Buffer.alloc(14);
+  head[0] = 0x82;
+  head[1] = 0x80 | 127;
+  head.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+  head.writeUInt32BE(length >>> 0, 6);
+  head.writeUInt32BE(0x01020304, 10); // the mask
+  return head;
+}
+
+/** Writes `bytes` zero bytes in 64 KiB pieces; resolves when the kernel took them all, or the socket closed. */
+export function streamZeros(socket: Socket, bytes: number): Promise<void> {
+  const piece = Buffer.alloc(64 * 1024);
+  return new Promise((resolve) => {
+    let left = bytes;
+    socket.once('close', () => resolve());
+    const pump = (): void => {
+      while (left > 0 && !socket.destroyed) {
+        const n = Math.min(left, piece.length);
+        left -= n;
+        if (!socket.write(piece.subarray(0, n))) return void socket.once('drain', pump);
+      }
+      if (left === 0) socket.write(Buffer.alloc(0), () => resolve());
+    };
+    pump();
+  });
+}
+
+/**
+ * `count` raw WebSockets on `${path}-1`, `${path}-2`, ..., each sent the header of a `size`-byte
+ * message and all of it but its last byte; resolves once the kernel took the bytes or the balancer
+ * cut the connection.
+ */
+export async function unfinishedMessages(port: number, count: number, size: number, path = '/big'): Promise<Socket[]> {
+  const sockets = await Promise.all(Array.from({ length: count }, async (_, i) => (await rawWebSocket(port, { path: `${path}-${i + 1}` })).socket));
+  await Promise.all(
+    sockets.map((s) => {
+      s.on('error', () => {});
+      s.resume();
+      s.write(announceFrame(size));
+      return streamZeros(s, size - 1);
+    }),
+  );
+  return sockets;
+}

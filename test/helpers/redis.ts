@@ -74,6 +74,8 @@ export async function startRedis(): Promise<RedisServer> {
 export interface RedisClusterServer {
   /** redis://host:port of one node; ioredis discovers the rest. */
   url: string;
+  /** The three nodes' ports (masters, no replicas). */
+  ports: number[];
   stop(): Promise<void>;
 }
 
@@ -98,6 +100,7 @@ export async function startRedisCluster(dir: string): Promise<RedisClusterServer
   await waitFor(() => Promise.resolve(ports.every(stateOk)), 10_000, 'Redis Cluster state ok on every node');
   return {
     url: `redis://127.0.0.1:${ports[0]}`,
+    ports,
     stop: async () => {
       await Promise.all(
         procs.map((p) => {

@@ -64,7 +64,16 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
       const r = await runCli(['check', '--config', file(GOOD, name)]);
       assert.equal(r.code, 0, `${name}: exit ${r.code}, stderr: ${r.stderr}`);
       assert.equal(r.stderr.trim(), '');
+      assert.match(r.stdout, /^client limits: 1024 tunnels, 20 upgrades\/s \(burst 100\) per client IP, counted per machine$/m);
     }
+  });
+
+  void it('says what bounds a worker: workerConnections at this shell\'s descriptor limit, maxPayload, messageAssemblyLimit', async () => {
+    const r = await runCli(['check', '--config', file(GOOD)], 15_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^limits: workerConnections auto \(about \d+ per worker at this shell's descriptor limit of \d+\); maxPayload 16MiB; messageAssemblyLimit 64MiB per worker$/m);
+    const fixed = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { workerConnections: 500 })))]);
+    assert.match(fixed.stdout, /^limits: workerConnections 500;/m);
   });
 
   void it('says who may use the admin writes: off without a token, the token\'s source, the socket', async () => {
@@ -76,7 +85,18 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     assert.match(r.stdout, /; admin writes: token from admin\.token, admin\.socket \/run\/switchyard\/admin\.sock\)$/m);
   });
 
+  void it('says how each pool balances', async () => {
+    let r = await runCli(['check', '--config', file(GOOD)]);
+    assert.match(r.stdout, /^pool chat: least-connections$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, slowStart: '30s' })))]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^pool chat: hash on path:2, balanceFactor 1\.25, slowStart 30s$/m);
+  });
+
   const bad: [string, Mutate, RegExp][] = [
+    ['a hash pool without a hashKey', (c) => (c.pools.chat.algorithm = 'hash'), /^config error: pools\.chat\.hashKey: is required with algorithm: hash/],
+    ['a bad hashKey', (c) => Object.assign(c.pools.chat, { algorithm: 'hash', hashKey: 'room' }), /^config error: pools\.chat\.hashKey: must be ip, /],
+    ['a balanceFactor of 1', (c) => Object.assign(c.pools.chat, { algorithm: 'hash', hashKey: 'ip', balanceFactor: 1 }), /^config error: pools\.chat\.balanceFactor: must be more than 1/],
     ['a bad backend url', (c) => (c.pools.chat.backends[0].url = 'tcp://nope'), /^config error: pools\.chat\.backends\[0\]\.url: /],
     ['an unknown route key', (c) => ((c.routes[0] as Record<string, unknown>).bogus = 1), /^config error: routes\[0\]\.bogus: unknown key/],
     ['an unknown top-level key', (c) => (c.colour = 'blue'), /^config error: colour: unknown key/],

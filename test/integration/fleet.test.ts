@@ -1,10 +1,13 @@
 // Two Switchyard instances (two primaries, different ports, two workers each) sharing one real
 // redis-server: fleet-wide least-connections, health seen by both and checked by one, the lease
-// moving when its holder is killed, the killed instance's counts expiring, and a Redis outage.
+// moving when its holder is killed, the killed instance's counts expiring, a Redis outage, and fleet
+// totals edited behind the fleet's back repaired and counted in /metrics.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer, type LogLine } from '../helpers/balancer';
+import Redis from 'ioredis';
 import { adminStatus, backendStatus } from '../helpers/admin';
+import { scrape } from '../helpers/metrics';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { freePort } from '../helpers/ports';
 import { startRedis, type RedisServer } from '../helpers/redis';
@@ -33,12 +36,12 @@ interface Member {
   adminPort: number;
 }
 
-async function member(redis: RedisServer, cluster: string, pool: EchoBackend[]): Promise<Member> {
+async function member(redis: RedisServer, cluster: string, pool: EchoBackend[], extra: Record<string, string> = {}): Promise<Member> {
   const adminPort = await freePort();
   const balancer = await startBalancer({
     config: {
       admin: { port: adminPort },
-      redis: { url: redis.url, clusterName: cluster, leaseTtl: '1s', countTtl: '1s', syncInterval: '50ms' },
+      redis: { url: redis.url, clusterName: cluster, leaseTtl: '1s', countTtl: '1s', syncInterval: '50ms', ...extra },
       pools: {
         chat: {
           backends: pool.map((b) => ({ url: b.url })),
@@ -172,5 +175,26 @@ void describe('Redis outage', { timeout: 120_000 }, () => {
       const fleet = (s: typeof sp): number | undefined => s.pools.chat.find((x) => x.backend === name(b))?.connections.fleet;
       return sp.state.status === 'ok' && sq.state.status === 'ok' && fleet(sp) === b.openCount() && fleet(sq) === b.openCount();
     }, 10_000, 'fleet counts converge on the restarted Redis');
+  });
+});
+
+void describe('fleet totals reconciliation', { timeout: 120_000 }, () => {
+  void it('repairs fleet totals changed behind the fleet\'s back, logs it and counts it in /metrics', async () => {
+    const redis = await startRedis();
+    redises.push(redis);
+    const a = await backend('a');
+    const p = await member(redis, 'repair', [a], { reconcileInterval: '1s' });
+    await open(p, 2);
+    await waitFor(async () => (await backendStatus(p.adminPort, 'chat', name(a))).connections.fleet === 2, 5000, 'fleet count 2');
+    const before = await scrape(`http://127.0.0.1:${p.adminPort}/metrics`);
+    assert.equal(before.sum('switchyard_redis_totals_repaired_total', { pool: 'chat' }), 0);
+    assert.ok(before.sum('switchyard_redis_sync_duration_seconds_count') > 0, 'syncs are timed');
+
+    const raw = new Redis(redis.port);
+    await raw.hincrby('switchyard:{repair:chat}:totals', name(a), 40);
+    raw.disconnect();
+    await p.balancer.waitForLog((l) => l.msg === 'fleet totals repaired: Redis held counts that did not add up' && l.pool === 'chat', 10_000, 'repair logged');
+    await waitFor(async () => (await scrape(`http://127.0.0.1:${p.adminPort}/metrics`)).sum('switchyard_redis_totals_repaired_total', { pool: 'chat' }) === 1, 5000, 'repair counted');
+    await waitFor(async () => (await backendStatus(p.adminPort, 'chat', name(a))).connections.fleet === 2, 5000, 'fleet count repaired');
   });
 });

@@ -57,7 +57,7 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.ok(newPids.every((p) => !balancer.initialPids.includes(p)), 'a new generation of workers');
     assert.equal(reloaded.retiring, 2);
     // Connect once the old workers have closed their listen sockets: a connection the kernel queued
-    // on one in that instant is reset (SO_REUSEPORT drops a closed listener's queue; README, "Reload").
+    // on one in that instant is reset (SO_REUSEPORT drops a closed listener's queue; docs/operations.md, "Reload").
     await waitFor(() => balancer.logs.filter((l) => l.msg === 'retiring after a reload').length === 2, 5000, 'both old workers retiring');
 
     // New tunnels go to b only; the old ones still echo through a, untouched.

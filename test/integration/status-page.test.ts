@@ -30,7 +30,10 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     balancer = await startBalancer({
       config: {
         admin: { port: 0 },
-        pools: { chat: { algorithm: 'round-robin', backends: backends.map((b, i) => ({ url: b.url, maxConnections: i === 0 ? 100 : 0 })) } },
+        pools: {
+          chat: { algorithm: 'round-robin', backends: backends.map((b, i) => ({ url: b.url, maxConnections: i === 0 ? 100 : 0 })) },
+          rooms: { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, slowStart: '30s', backends: backends.map((b, i) => ({ url: b.url, admin: i === 1 ? 'maintenance' : 'ready' })) },
+        },
         routes: [{ path: '/', pool: 'chat' }],
       },
     });
@@ -74,7 +77,7 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     assert.ok(Number(await page.textContent('#rate-to-client')) > 0, 'messages/s to clients shown above zero');
     assert.equal(Number(await page.textContent('#upgrades-ok')), N);
 
-    const rows = await tableCells(page, 'backends');
+    const rows = (await tableCells(page, 'backends')).filter((row) => row[0] === 'chat');
     assert.equal(rows.length, 2);
     // Each backend's tunnel count is what that backend really holds.
     for (const [i, row] of rows.entries()) {
@@ -82,6 +85,21 @@ void describe('browser: the status page', { timeout: 90_000 }, () => {
     }
     assert.equal(rows.reduce((n, row) => n + Number(row[4]), 0), N);
     assert.deepEqual(rows.map((row) => row[7]), ['100', '-'], 'each backend\'s maxConnections');
+    assert.deepEqual(await tableCells(page, 'pools'), [
+      ['chat', 'round-robin', '-', '-', '-'],
+      ['rooms', 'hash', 'path:2', '1.25', '30 s'],
+    ]);
+    assert.deepEqual(rows.map((row) => row[8]), ['-', '-'], 'nothing ramps at start');
+
+    // A backend back from maintenance ramps: its row says for how long.
+    const back = `127.0.0.1:${backends[1].port}`;
+    const res = await fetch(b.adminUrl(`/admin?pool=rooms&backend=${back}&state=ready`), { method: 'POST', headers: b.adminHeaders() });
+    assert.equal(res.status, 200, await res.text());
+    await page.waitForFunction(
+      `/^ramping, (2[0-9]|30) s left$/.test(document.querySelector('#backends tr[data-pool="rooms"][data-backend="${back}"] td:nth-child(9)')?.textContent ?? '')`,
+      undefined,
+      { timeout: 10_000 },
+    );
     const workers = await tableCells(page, 'workers');
     assert.deepEqual(workers.map((w) => Number(w[1])).sort(), [...b.initialPids].sort());
     for (const w of workers) assert.equal(w[2], 'yes');

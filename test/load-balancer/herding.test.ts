@@ -1,21 +1,9 @@
-// Deterministic simulation of many balancers deciding on fleet-wide counts that are one sync
-// interval old (plus each balancer's own exact pending tunnels), hit by a burst. Reports max/mean
-// load of plain least-connections and of the p2c herding guard, and holds p2c to being better.
+// Deterministic simulation (bench/fleet-sim.ts) of many balancers deciding on fleet-wide counts
+// that are one sync interval old (plus each balancer's own exact tunnels), hit by a burst. Reports
+// max/mean load of plain least-connections and of the p2c herding guard, and holds p2c to being better.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LeastConnections } from '../../src/load-balancer/least-connections';
-
-/** mulberry32: a small seeded PRNG, so every run sees the same arrivals and draws. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { FleetSim, SIM_EPOCH } from '../../bench/fleet-sim';
 
 interface Scenario {
   balancers: number;
@@ -34,35 +22,19 @@ interface Outcome {
 }
 
 function simulate(s: Scenario, twoChoices: boolean, seed = 42): Outcome {
-  const random = seeded(seed);
-  const n = s.initial.length;
-  const truth = [...s.initial];
-  const balancers = Array.from({ length: s.balancers }, (_, b) => ({
-    policy: new LeastConnections({ twoChoices, random: seeded(seed * 1000 + b) }),
-    snapshot: [...truth],
-    pending: new Array<number>(n).fill(0),
-  }));
-  const candidates: { name: string; weight: number; active: number; connections: number }[] = Array.from({ length: n }, (_, i) => ({ name: `b${i}`, weight: 1, active: 0, connections: 0 }));
+  const sim = new FleetSim({
+    balancers: s.balancers,
+    syncMs: s.syncMs,
+    pool: { algorithm: 'least-connections', herdingGuard: twoChoices ? 'p2c' : 'off', balanceFactor: 0, slowStart: 0 },
+    backends: s.initial.map((_, i) => `b${i}`),
+    seed,
+  });
+  s.initial.forEach((n, i) => sim.preload(i, n));
   for (let t = 0; t < s.burstMs; t++) {
-    if (t % s.syncMs === 0) {
-      for (const b of balancers) {
-        b.snapshot = [...truth];
-        b.pending.fill(0);
-      }
-    }
-    for (let k = 0; k < s.perMs; k++) {
-      const b = balancers[Math.floor(random() * balancers.length)];
-      for (let i = 0; i < n; i++) {
-        candidates[i].active = b.pending[i];
-        candidates[i].connections = b.snapshot[i] + b.pending[i];
-      }
-      const chosen = Number(b.policy.pick(candidates, '').name.slice(1));
-      b.pending[chosen]++;
-      truth[chosen]++;
-    }
+    for (let k = 0; k < s.perMs; k++) sim.schedule(SIM_EPOCH + t, () => sim.connect({ key: undefined, backend: -1, balancer: -1 }));
   }
-  const mean = truth.reduce((x, y) => x + y, 0) / n;
-  return { maxOverMean: Math.max(...truth) / mean, counts: truth };
+  sim.run(SIM_EPOCH + s.burstMs);
+  return { maxOverMean: sim.imbalance(), counts: sim.loads() };
 }
 
 const report = (name: string, plain: Outcome, p2c: Outcome): string =>

@@ -1,7 +1,7 @@
 // Byte-vector tests of the backend-hop framing, plus a seeded fuzz of split points and garbage.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FrameReader, Opcode, unmask, type FrameSink } from '../../src/proxy/frame-reader';
+import { AssemblyBudget, FrameReader, Opcode, SMALL_ASSEMBLY, unmask, type FrameSink } from '../../src/proxy/frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from '../../src/proxy/frame-writer';
 
 type Event = [string, ...unknown[]];
@@ -146,6 +146,92 @@ describe('FrameReader', () => {
       }
       const events = read(bytes, 4096);
       assert.ok(events.filter((e) => e[0] === 'error').length <= 1);
+    }
+  });
+});
+
+describe('FrameReader assembly budget (messageAssemblyLimit)', () => {
+  const KiB = 1024;
+  /** The first `n` bytes of one frame: a header announcing it all, and part of its payload. */
+  const partOf = (frame: Buffer, n: number): Buffer => frame.subarray(0, n);
+
+  it('refuses a new large message with 1009 while others hold the budget, and takes it back when they finish', () => {
+    const budget = new AssemblyBudget(300 * KiB);
+    const big = serverFrame(Opcode.binary, Buffer.alloc(200 * KiB, 1));
+    const [a, b] = [recorder(), recorder()];
+    const readerA = new FrameReader(a, 1 << 20, false, budget);
+    const readerB = new FrameReader(b, 1 << 20, false, budget);
+    readerA.push(partOf(big, 1000));
+    assert.equal(budget.held, 200 * KiB, 'a split frame holds its announced length');
+    readerB.push(partOf(big, 1000));
+    assert.deepEqual(b.events.map((e) => e.slice(0, 2)), [['error', 1009]], 'the second 200 KiB message does not fit in 300 KiB');
+    assert.equal(readerB.overBudget, true);
+    assert.equal(budget.refused, 1);
+    readerA.push(big.subarray(1000));
+    assert.equal(a.events.length, 1, 'the first message is delivered whole');
+    assert.equal(budget.held, 0, 'and gives its bytes back');
+    const c = recorder();
+    new FrameReader(c, 1 << 20, false, budget).push(partOf(big, 1000));
+    assert.deepEqual(c.events, [], 'a new large message fits again');
+  });
+
+  it('never refuses a message of 64 KiB or less, nor a control frame', () => {
+    const budget = new AssemblyBudget(1);
+    budget.held = 10; // already past the limit
+    const sink = recorder();
+    const reader = new FrameReader(sink, 1 << 20, false, budget);
+    const small = serverFrame(Opcode.binary, Buffer.alloc(SMALL_ASSEMBLY, 2));
+    reader.push(partOf(small, 100));
+    reader.push(small.subarray(100));
+    const ping = serverFrame(Opcode.ping, Buffer.from('p'));
+    reader.push(ping.subarray(0, 2));
+    reader.push(ping.subarray(2));
+    assert.deepEqual(sink.events.map((e) => e[0]), ['message', 'ping']);
+    assert.equal(budget.held, 10, 'what they held went back');
+  });
+
+  it('counts the fragments of a message against the budget and refuses when they outgrow it', () => {
+    const budget = new AssemblyBudget(100 * KiB);
+    const sink = recorder();
+    const reader = new FrameReader(sink, 1 << 20, false, budget);
+    const first = serverFrame(Opcode.binary, Buffer.alloc(60 * KiB, 3), false);
+    reader.push(first); // whole in one read: kept as a copy
+    assert.equal(budget.held, 60 * KiB);
+    reader.push(serverFrame(Opcode.continuation, Buffer.alloc(60 * KiB, 3), false));
+    assert.deepEqual(sink.events.map((e) => e.slice(0, 2)), [['error', 1009]], '120 KiB of fragments pass a 100 KiB budget');
+    assert.equal(budget.held, 0, 'a failed reader gives everything back');
+  });
+
+  it('gives back a partial message when the reader is disposed (the tunnel ended)', () => {
+    const budget = new AssemblyBudget(1 << 30);
+    const reader = new FrameReader(recorder(), 1 << 20, false, budget);
+    reader.push(partOf(serverFrame(Opcode.binary, Buffer.alloc(500 * KiB)), 5000));
+    assert.equal(budget.held, 500 * KiB);
+    reader.dispose();
+    assert.equal(budget.held, 0);
+  });
+
+  it('balances the budget to zero over split, fragmented and interleaved streams (seeded)', () => {
+    let seed = 777;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const budget = new AssemblyBudget(1 << 30);
+    for (let round = 0; round < 100; round++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 1 + rand(5); i++) {
+        const payload = Buffer.alloc([10, 70_000, 200_000][rand(3)], 1);
+        frames.push(serverFrame(Opcode.binary, payload.subarray(0, 5), false), serverFrame(Opcode.ping, Buffer.from('p')), serverFrame(Opcode.continuation, payload.subarray(5)));
+      }
+      const bytes = Buffer.concat(frames);
+      const reader = new FrameReader(recorder(), 1 << 20, false, budget);
+      for (let pos = 0; pos < bytes.length; ) {
+        const n = Math.min(bytes.length - pos, 1 + rand(50_000));
+        reader.push(bytes.subarray(pos, pos + n));
+        pos += n;
+      }
+      assert.equal(budget.held, 0, `round ${round}`);
     }
   });
 });

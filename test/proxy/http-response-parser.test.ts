@@ -220,4 +220,37 @@ describe('ResponseParser', () => {
     const idle = new ResponseParser({ onResponseHead: () => {}, onResponseBody: () => {}, onResponseEnd: () => {} });
     assert.equal(idle.execute(Buffer.from('HTTP/1.1 200 OK\r\n'), 0, 17), false);
   });
+
+  it('skips up to 5 interim (1xx) responses before the final one; a sixth is an error', () => {
+    const hints = 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n';
+    const five = parse([hints.repeat(5) + OK_LENGTH]);
+    assert.equal(five.ok, true);
+    assert.deepEqual(five.events[0], ['head', 200, 'OK', 'Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2']);
+    for (const chunks of [[hints.repeat(6) + OK_LENGTH], [hints.repeat(3), hints.repeat(3), OK_LENGTH]]) {
+      const six = parse(chunks);
+      assert.equal(six.ok, false);
+      assert.match(six.error ?? '', /more than 5 interim/);
+    }
+    // The count is per exchange: the next request may have its own.
+    const p = parse([hints.repeat(5) + OK_LENGTH]).parser;
+    assert.equal(parse([hints.repeat(5) + OK_LENGTH], false, p).ok, true);
+    assert.equal(parse(['HTTP/1.1 099 Odd\r\n\r\n']).ok, false, 'a status below 100 is no interim response');
+  });
+
+  it('says when the final head holds bytes 0x80-0xFF (reason or a value), at every split point', () => {
+    for (const [text, expected] of [
+      [OK_LENGTH, false],
+      ['HTTP/1.1 200 D\xe9j\xe0 vu\r\nContent-Length: 0\r\n\r\n', true],
+      ['HTTP/1.1 200 OK\r\nX-A: caf\xe9\r\nContent-Length: 0\r\n\r\n', true],
+      ['HTTP/1.1 103 Hints\r\nX-A: \xff\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', false],
+    ] as const) {
+      for (const chunks of allSplits(text)) {
+        const r = parse(chunks);
+        assert.equal(r.ok, true);
+        assert.equal(r.parser.obsText, expected, JSON.stringify(chunks));
+      }
+    }
+    const r = parse(['HTTP/1.1 200 OK\r\nX-A: caf\xe9\r\nContent-Length: 0\r\n\r\n']);
+    assert.deepEqual(r.events[0], ['head', 200, 'OK', 'X-A: caf\xe9'], 'the bytes as latin1 text, one character a byte');
+  });
 });

@@ -13,7 +13,8 @@ import { startRedis, startRedisCluster, startRedisSentinel, type RedisClusterSer
 import { waitFor } from '../helpers/wait';
 
 const timings: StateTimings = { leaseTtl: 600, syncInterval: 50, countTtl: 500 };
-const KEYS = ['chat/127.0.0.1:1', 'chat/127.0.0.1:2', 'chat/127.0.0.1:3'];
+/** Two pools: on a Redis Cluster each has its own slot. */
+const KEYS = ['chat/127.0.0.1:1', 'chat/127.0.0.1:2', 'feed/127.0.0.1:3'];
 
 interface Impl {
   name: string;
@@ -45,7 +46,7 @@ const redisImpl: Impl = {
   teardown: async () => {
     await redis?.stop();
   },
-  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, cluster: false, options: {}, ...timings }),
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redis!.url, clusterName: `${cluster}-${run}`, cluster: false, options: {}, reconcileInterval: 1000, ...timings }),
 };
 
 // The same implementation against a three-node Redis Cluster (`redis.cluster: true`).
@@ -61,7 +62,7 @@ const redisClusterImpl: Impl = {
     await redisCluster?.stop();
     rmSync(clusterDir, { recursive: true, force: true });
   },
-  make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, ...timings }),
+  make: (id, cluster = 'c1') => new RedisState(id, { url: redisCluster!.url, clusterName: `${cluster}-${run}`, cluster: true, options: {}, reconcileInterval: 1000, ...timings }),
 };
 
 // And through a real Sentinel (ioredis's `sentinels` + `name` in `redis.options`; `url` is then unused).
@@ -83,6 +84,7 @@ const redisSentinelImpl: Impl = {
       clusterName: `${cluster}-${run}`,
       cluster: false,
       options: { sentinels: [redisSentinel!.sentinel], name: 'mymaster' },
+      reconcileInterval: 1000,
       ...timings,
     }),
 };
@@ -141,14 +143,31 @@ for (const impl of [memory, redisImpl, redisClusterImpl, redisSentinelImpl]) {
       const a = await machine('a');
       const b = await machine('b');
       const c = await machine('c');
-      a.setLocalCounts(new Map([[KEYS[0], 3], [KEYS[1], 1]]));
+      a.setLocalCounts(new Map([[KEYS[0], 3], [KEYS[1], 1], [KEYS[2], 4]]));
       b.setLocalCounts(new Map([[KEYS[0], 2]]));
       c.setLocalCounts(new Map());
-      await waitFor(() => c.remoteCounts().get(KEYS[0]) === 5 && c.remoteCounts().get(KEYS[1]) === 1, 3000, 'c sees a + b');
+      await waitFor(() => c.remoteCounts().get(KEYS[0]) === 5 && c.remoteCounts().get(KEYS[1]) === 1 && c.remoteCounts().get(KEYS[2]) === 4, 3000, 'c sees a + b, in both pools');
       await waitFor(() => a.remoteCounts().get(KEYS[0]) === 2, 3000, 'a sees only b');
       assert.equal(a.remoteCounts().get(KEYS[1]) ?? 0, 0, 'a does not count itself');
       await a.close(false);
-      await waitFor(() => c.remoteCounts().get(KEYS[0]) === 2 && (c.remoteCounts().get(KEYS[1]) ?? 0) === 0, timings.countTtl * 6, 'a\'s counts expire');
+      await waitFor(() => c.remoteCounts().get(KEYS[0]) === 2 && (c.remoteCounts().get(KEYS[1]) ?? 0) === 0 && (c.remoteCounts().get(KEYS[2]) ?? 0) === 0, timings.countTtl * 6, 'a\'s counts expire');
+    });
+
+    void it('sums the other machines\' per-client counts by IP; a killed machine\'s expire, a closed one\'s go at once', async () => {
+      run++;
+      const a = await machine('a');
+      const b = await machine('b');
+      const c = await machine('c');
+      const byIp = (s: SharedState): Record<string, [number, number]> => Object.fromEntries(s.remoteClients().map(([ip, t, d]) => [ip, [t, d]]));
+      a.setLocalClients([['203.0.113.1', 3, 1.5], ['203.0.113.2', 1, 0]]);
+      b.setLocalClients([['203.0.113.1', 2, 12]]);
+      c.setLocalClients([]);
+      await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [5, 13.5], '203.0.113.2': [1, 0] }), 3000, 'c sees a + b by IP');
+      await waitFor(() => JSON.stringify(byIp(a)) === JSON.stringify({ '203.0.113.1': [2, 12] }), 3000, 'a sees only b');
+      await a.close(false);
+      await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [2, 12] }), timings.countTtl * 6, 'a\'s counts expire');
+      await b.close(true);
+      await waitFor(() => c.remoteClients().length === 0, 3000, 'b\'s go with it');
     });
 
     void it('keeps fleets with different cluster names apart', async () => {

@@ -20,7 +20,7 @@ after(async () => {
 });
 
 async function machine(id: string): Promise<RedisState> {
-  const s = new RedisState(id, { url: redis.url, clusterName: 'outage', cluster: false, options: {}, leaseTtl: 600, syncInterval: 50, countTtl: 1000 });
+  const s = new RedisState(id, { url: redis.url, clusterName: 'outage', cluster: false, options: {}, leaseTtl: 600, syncInterval: 50, countTtl: 1000, reconcileInterval: 1000 });
   open.push(s);
   await s.start(KEYS);
   return s;

@@ -1,6 +1,6 @@
 // At most one log line per key and interval: a script hammering the admin listener with a wrong
-// token must not flood the log. The line that passes says how many were held back. Pure: the clock
-// is injected; keys are a bounded set (refusal reasons).
+// token, or a storm of local resource failures, must not flood the log. The line that passes says
+// how many were held back. Pure: the clock is injected; keys are a bounded set.
 export class LogThrottle {
   private readonly last = new Map<string, { at: number; held: number }>();
 
