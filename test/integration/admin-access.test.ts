@@ -75,7 +75,7 @@ async function stillServes(balancer: Balancer): Promise<void> {
   }
 }
 
-void describe('admin listener access', { timeout: 90_000 }, () => {
+void describe('admin listener access', { timeout: 180_000 }, () => {
   void it('answers only Hosts it may: a rebinding name gets 421 on reads and writes; loopback names, its own address and admin.allowedHosts pass', async (t) => {
     const a = await oneBackend(t);
     const balancer = await startBalancer({ workers: 1, config: { ...poolOf(a), admin: { port: 0, allowedHosts: ['lb1.internal'] } } });
