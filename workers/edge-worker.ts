@@ -8,7 +8,7 @@ import { ClientLimitsSync } from '../src/client-limits-sync';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { CONFIG_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpsRedirect } from '../src/https-redirect';
 import { installLastResort } from '../src/last-resort';

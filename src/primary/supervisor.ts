@@ -5,6 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import type { ReloadResult } from '../admin/admin-api';
 import { AdminSocketError, startAdminListener, type AdminListener } from '../admin/admin-server';
 import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
@@ -17,7 +18,7 @@ import { keepFinalMetrics } from '../stats/cluster-metrics';
 import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
-import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from './ipc';
+import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -79,11 +80,6 @@ interface Slot {
   listening: boolean;
   restarts: number;
 }
-
-/** What a reload did, for the log, the admin endpoint and `switchyard reload`. */
-export type ReloadResult =
-  | { ok: true; generation: number; workers: number; retiring: number; closingNow: number }
-  | { ok: false; error: string };
 
 /** How long a reload waits for its new workers to listen before giving up (the old ones keep serving). */
 const RELOAD_START_TIMEOUT_MS = 15_000;

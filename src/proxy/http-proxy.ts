@@ -13,7 +13,8 @@ import { countHttpAnswer, counters } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
-import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './forwarded-headers';
+import { header, type ClientRequest } from '../client-request';
+import { clientIp, forwardedHeaders, type TrustedProxies } from './forwarded-headers';
 import { KeepAlivePool, sweepPools, type UpstreamConnection, type UpstreamExchange, type UpstreamFailure } from './http-upstream';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);

@@ -8,7 +8,7 @@ import { Hash, hash32, rendezvousScore } from '../../src/load-balancer/hash';
 import { compileHashKey } from '../../src/load-balancer/hash-key';
 import { LeastConnections } from '../../src/load-balancer/least-connections';
 import { Decision } from '../../src/load-balancer/load-balancer';
-import type { ClientRequest } from '../../src/proxy/forwarded-headers';
+import type { ClientRequest } from '../../src/client-request';
 
 interface C {
   name: string;

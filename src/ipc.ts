@@ -1,8 +1,8 @@
-// Messages between the primary and its workers (node:cluster IPC).
-import type { ClientCount } from '../client-limits';
-import type { AdminState } from '../config/schema';
-import type { MetricsJson } from '../stats/metrics';
-import type { HealthState } from '../upstream/backend';
+// Messages between the primary and its workers (node:cluster IPC): below both, so either side imports it.
+import type { ClientCount } from './client-limits';
+import type { AdminState } from './config/schema';
+import type { MetricsJson } from './stats/metrics';
+import type { HealthState } from './upstream/backend';
 
 export type WorkerMessage =
   /** `workerConnections`: the cap it applies; `descriptors`: its descriptor limit and what it held at start (undefined off Linux). */
