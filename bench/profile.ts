@@ -309,8 +309,11 @@ async function callgrind(dir: string): Promise<void> {
   const program = opts.proxy === 'floor' ? [...TSX, join(__dirname, 'floor-proxy.ts'), String(port), ...backends.ports.map(String)] : [join(ROOT, 'dist/workers/edge-worker.js')];
   const worker = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${dump}`, '--instr-atstart=no', process.execPath, '--max-semi-space-size=4', ...program], {
     cwd: opts.proxy === 'floor' ? ROOT : dir, // where --import finds tsx
-    env: { ...process.env, SWITCHYARD_CONFIG: JSON.stringify(config) },
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  });
+  // The config goes over IPC, as the primary sends it (src/ipc.ts); the floor proxy never asks.
+  worker.on('message', (m: { type?: string }) => {
+    if (m.type === 'config-request') worker.send({ type: 'config', json: JSON.stringify(config) });
   });
   const control = (...args: string[]): void => void execFileSync('callgrind_control', [...args, String(worker.pid)], { stdio: 'ignore' });
   try {

@@ -18,7 +18,7 @@ import { keepFinalMetrics } from '../stats/cluster-metrics';
 import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
-import { CONFIG_ENV, isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../ipc';
+import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
 export class StartupError extends Error {}
@@ -210,13 +210,16 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
 
   const fork = (slot: Slot): void => {
     // undefined drops the variable from the worker's environment: the admin token stays in the primary.
-    const worker = cluster.fork({ [CONFIG_ENV]: slot.generation.workerConfig, [WORKER_SLOT_ENV]: String(slot.index), [ADMIN_TOKEN_ENV]: undefined });
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.index), [ADMIN_TOKEN_ENV]: undefined });
     slot.worker = worker;
     slot.startedAt = Date.now();
     coordination.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
-      if (m.type === 'final-metrics') keepFinalMetrics(m.metrics);
+      if (m.type === 'config-request') {
+        if (worker.isConnected()) worker.send({ type: 'config', json: slot.generation.workerConfig } satisfies PrimaryMessage);
+      }
+      else if (m.type === 'final-metrics') keepFinalMetrics(m.metrics);
       else if (m.type === 'listen-failed') {
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
         else if (slot.role === 'starting') reloadStarted?.(`a new worker could not listen: ${m.error}`);
