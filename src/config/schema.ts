@@ -466,6 +466,19 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
     });
+    // Prefixes match on segment boundaries and a trailing slash is dropped (src/route.ts), so two routes
+    // for the same host whose paths differ only by trailing slashes match the same requests: the
+    // later one would never be used. Said rather than shadowed silently.
+    const matching = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const host = route.host === undefined || route.host === '*' ? '*' : route.host.toLowerCase().replace(/\.$/, '');
+      const key = `${host} ${route.path.length > 1 ? route.path.replace(/\/+$/, '') : route.path}`;
+      const first = matching.get(key);
+      if (first === undefined) return void matching.set(key, i);
+      const other = cfg.routes[first].path;
+      const why = other === route.path ? `the same host and path as routes[${first}]` : `differs from routes[${first}]'s "${other}" only by a trailing slash, for the same host`;
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `"${route.path}" ${why}: both match the same requests, so this route would never be used` });
+    });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
     const byPath = new Map<string, number>();
     cfg.routes.forEach((route, i) => {
