@@ -252,7 +252,7 @@ const routeSchema = z.strictObject({
     .string()
     .startsWith('/', 'must start with /')
     .default('/')
-    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom.'),
+    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. A trailing slash is ignored (/chat/ is /chat), so two routes for one host whose paths differ only by it are refused.'),
   pool: z.string().min(1).describe('The pool it sends to: a name under pools.'),
   mode: z
     .enum(ROUTE_MODES)
