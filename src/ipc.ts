@@ -10,7 +10,6 @@ export type WorkerMessage =
   /** `workerConnections`: the cap it applies; `descriptors`: its descriptor limit and what it held at start (undefined off Linux). */
   | { type: 'listening'; port: number; binding: string; workerConnections: number; descriptors?: { soft: number; hard: number; inUse: number } }
   | { type: 'listen-failed'; error: string }
-  | { type: 'drained'; tunnelsLeft: number }
   /** Just before a worker exits on its own (drained or retired): its counters, kept by the primary so totals never go back. */
   | { type: 'final-metrics'; metrics: MetricsJson }
   /** Sent before listening: the worker wants the backends' current state. */

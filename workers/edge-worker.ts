@@ -103,8 +103,9 @@ async function main(): Promise<void> {
     guard.stop();
     redirect?.close();
     await listener.drain(timeoutMs);
-    send({ type: 'drained', tunnelsLeft: listener.tunnelCount });
-    await httpProxy.close().catch(() => undefined);
+    backendSync.stop();
+    clientSync.stop();
+    httpProxy.close();
     // What this worker counted stays in the primary's totals after it is gone.
     await sendFinalMetrics();
     // Let the last close frames leave before the process goes.

@@ -55,10 +55,9 @@ export class HttpProxy {
     return pool;
   }
 
-  close(): Promise<void> {
+  close(): void {
     clearInterval(this.sweeper);
     for (const pool of this.pools.values()) pool.close();
-    return Promise.resolve();
   }
 
   handle(res: HttpResponse, request: ClientRequest, pool: Pool): void {
