@@ -158,7 +158,7 @@ const poolSchema = z.strictObject({
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
-      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body, else 502).',
+      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body). When no attempt is left the last one decides the answer: 504 (backend_timeout) when that backend took the connection and did not answer the upgrade in time, as responseTimeout gives a plain request; 502 (backend_unreachable) when it could not be reached.',
     ),
   responseTimeout: duration('responseTimeout')
     .pipe(z.number().min(1, 'must be more than 0'))
