@@ -6,7 +6,7 @@ import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
-import { Outcomes, type Outcome } from './errors';
+import { OutcomeLabels, Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
@@ -225,7 +225,7 @@ export class Listener implements TunnelOwner, Acceptor {
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool);
           return;
         }
         if (result.kind === 'refused') {
@@ -239,10 +239,10 @@ export class Listener implements TunnelOwner, Acceptor {
           backend.active--;
           upgraded.socket.destroy();
           if (!aborted) this.reject(res, request, Outcomes.draining, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool, backend.name);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool, backend.name);
           return;
         }
-        counters.upgrades.ok++;
+        counters.upgrades.ok++; // OutcomeLabels.ok
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };

@@ -231,7 +231,9 @@ function closeServer(server: Server): Promise<void> {
 }
 
 /** An error whose message is the whole line for the operator (the caller names no port). */
-export class AdminSocketError extends Error {}
+export class AdminSocketError extends Error {
+  readonly code = 'ERR_ADMIN_SOCKET';
+}
 
 /**
  * Listens on admin.socket, created mode 0600 (the umask is set around the bind, so the file is never

@@ -21,7 +21,9 @@ import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_
 import { isWorkerMessage, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../ipc';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
-export class StartupError extends Error {}
+export class StartupError extends Error {
+  readonly code = 'ERR_STARTUP';
+}
 
 const RESTART_BASE_MS = 100;
 const RESTART_MAX_MS = 30_000;
