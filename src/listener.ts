@@ -6,12 +6,13 @@ import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
-import { Outcomes, type Outcome } from './errors';
+import { OutcomeLabels, Outcomes, type Outcome } from './errors';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { header, headerCount, type ClientRequest } from './client-request';
+import { clientIp, formatPeerAddress, forwardedHeaders, recoverBytes, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
 import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
@@ -230,7 +231,7 @@ export class Listener implements TunnelOwner, Acceptor {
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool);
           return;
         }
         if (result.kind === 'refused') {
@@ -244,10 +245,10 @@ export class Listener implements TunnelOwner, Acceptor {
           backend.active--;
           upgraded.socket.destroy();
           if (!aborted) this.reject(res, request, Outcomes.draining, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool, backend.name);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool, backend.name);
           return;
         }
-        counters.upgrades.ok++;
+        counters.upgrades.ok++; // OutcomeLabels.ok
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };

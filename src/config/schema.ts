@@ -171,7 +171,7 @@ const poolSchema = z.strictObject({
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
-      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body, else 502).',
+      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body). When no attempt is left the last one decides the answer: 504 (backend_timeout) when that backend took the connection and did not answer the upgrade in time, as responseTimeout gives a plain request; 502 (backend_unreachable) when it could not be reached.',
     ),
   responseTimeout: duration('responseTimeout')
     .pipe(z.number().min(1, 'must be more than 0'))
@@ -265,7 +265,7 @@ const routeSchema = z.strictObject({
     .string()
     .startsWith('/', 'must start with /')
     .default('/')
-    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom.'),
+    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. A trailing slash is ignored (/chat/ is /chat), so two routes for one host whose paths differ only by it are refused.'),
   pool: z.string().min(1).describe('The pool it sends to: a name under pools.'),
   mode: z
     .enum(ROUTE_MODES)
@@ -483,6 +483,19 @@ export const configSchema = z
       if (route.maxPayload > cfg.messageAssemblyLimit) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
+    });
+    // Prefixes match on segment boundaries and a trailing slash is dropped (src/route.ts), so two routes
+    // for the same host whose paths differ only by trailing slashes match the same requests: the
+    // later one would never be used. Said rather than shadowed silently.
+    const matching = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const host = route.host === undefined || route.host === '*' ? '*' : route.host.toLowerCase().replace(/\.$/, '');
+      const key = `${host} ${route.path.length > 1 ? route.path.replace(/\/+$/, '') : route.path}`;
+      const first = matching.get(key);
+      if (first === undefined) return void matching.set(key, i);
+      const other = cfg.routes[first].path;
+      const why = other === route.path ? `the same host and path as routes[${first}]` : `differs from routes[${first}]'s "${other}" only by a trailing slash, for the same host`;
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `"${route.path}" ${why}: both match the same requests, so this route would never be used` });
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
     const byPath = new Map<string, number>();
