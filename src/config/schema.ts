@@ -272,6 +272,12 @@ export const configSchema = z
           .describe(
             'TLS termination (wss:// and https:// for clients); the backend hop stays plain. Each worker reads the files when it starts, so a reload serves a renewed certificate at the same path. Absent: plain.',
           ),
+        proxyProtocol: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Behind a TCP load balancer (AWS NLB, HAProxy's send-proxy / send-proxy-v2, GCP's TCP proxy): peers in trustedProxies must open each connection with a PROXY protocol header, v1 or v2, before any TLS, and the client address it carries is the client's for routing, hash keys, clientLimits, X-Forwarded-For / X-Real-IP and the access log (NGINX's `listen ... proxy_protocol`). Other peers are served as clients; a PROXY header from one of them closes its connection, as does a trusted peer that sends none (a v2 LOCAL or v1 UNKNOWN header, a proxy's health check, passes as the proxy itself). A small TCP front in each worker reads the header and relays the connection: docs/operations.md gives its cost. false: a connection that opens with a PROXY header is refused.",
+          ),
       })
       .prefault({})
       .describe('The public listener: WebSocket upgrades and plain HTTP requests from clients, on one port.'),
@@ -452,6 +458,9 @@ export const configSchema = z
     const redirect = cfg.listen.tls?.redirectHttpPort;
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
+    }
+    if (cfg.listen.proxyProtocol && cfg.trustedProxies.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'proxyProtocol'], message: 'needs trustedProxies: the addresses of the load balancers that send the PROXY header' });
     }
     if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
       ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });

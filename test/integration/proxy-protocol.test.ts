@@ -1,0 +1,148 @@
+// PROXY protocol on the listener (listen.proxyProtocol): behind HAProxy's send-proxy-v2 the client
+// address the header carries is the client's for X-Forwarded-For, X-Real-IP, per-client limits and
+// the access log; only trustedProxies may send the header, and they must; with the key off, any
+// PROXY header closes its connection.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
+import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { startHaproxyTcp, type TcpFront } from '../helpers/haproxy';
+import { scrape } from '../helpers/metrics';
+import { openSocket, proxyV2Header, rawWebSocket, readResponseHead, untilClosed, upgradeRequest } from '../helpers/raw-client';
+import { waitFor } from '../helpers/wait';
+import { closeClients, connect, UpgradeRejected, type TestClient } from '../helpers/ws-client';
+
+const isAccess = (l: LogLine): boolean => l.log === 'access';
+
+/** Sends `prefix` and an upgrade request from `localAddress`; resolves with what came back before the balancer closed the connection. */
+async function closedAfter(port: number, localAddress: string, prefix: Buffer): Promise<Buffer> {
+  const socket = await openSocket(port, localAddress);
+  try {
+    socket.write(Buffer.concat([prefix, Buffer.from(upgradeRequest({ path: '/chat' }).text)]));
+    return await untilClosed(socket);
+  } finally {
+    socket.destroy();
+  }
+}
+
+async function refusedCount(balancer: Balancer, reason: string): Promise<number> {
+  return (await scrape(balancer.adminUrl('/metrics'))).sum('switchyard_proxy_protocol_refused_total', { reason });
+}
+
+void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
+  let backend: EchoBackend;
+  let balancer: Balancer;
+  let haproxy: TcpFront;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend({ name: 'a' });
+    balancer = await startBalancer({
+      config: {
+        listen: { proxyProtocol: true },
+        trustedProxies: ['127.0.0.1'],
+        accessLog: true,
+        clientLimits: { maxTunnels: 1 },
+        pools: { chat: { backends: [{ url: backend.url }] } },
+        routes: [{ path: '/', pool: 'chat' }],
+      },
+    });
+    haproxy = await startHaproxyTcp(balancer.port, 'send-proxy-v2');
+  });
+
+  after(async () => {
+    await closeClients(clients);
+    await haproxy?.stop();
+    await balancer?.stop();
+    await closeAll(backend);
+  });
+
+  void it("takes the client address from HAProxy's send-proxy-v2: X-Forwarded-For, X-Real-IP, the access log, plain requests too", async () => {
+    const client = await connect(`ws://127.0.0.1:${haproxy.port}/chat?via=haproxy`, { localAddress: '127.0.0.3' });
+    assert.equal((await client.request('hello')).text, 'hello');
+    const seen = backend.connections.find((c) => c.url === '/chat?via=haproxy');
+    assert.ok(seen);
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.3');
+    assert.equal(seen.headers['x-real-ip'], '127.0.0.3');
+    await client.close(1000, '', 2000);
+    const line = await balancer.waitForLog((l) => isAccess(l) && l.msg === 'tunnel' && l.url === '/chat?via=haproxy', 5000, 'the tunnel line');
+    assert.equal(line.client, '127.0.0.3');
+
+    const socket = await openSocket(haproxy.port, '127.0.0.6');
+    try {
+      socket.write('GET /plain HTTP/1.1\r\nHost: chat.example\r\n\r\n');
+      assert.equal((await readResponseHead(socket)).status, 200);
+    } finally {
+      socket.destroy();
+    }
+    const plain = backend.httpRequests.find((r) => r.url === '/plain');
+    assert.ok(plain);
+    assert.equal(plain.headers['x-real-ip'], '127.0.0.6');
+    assert.equal(plain.headers['x-forwarded-for'], '127.0.0.6');
+  });
+
+  void it('counts per-client limits by the carried address, not by the proxy that sent it', async () => {
+    // maxTunnels 1: every client behind HAProxy shares its TCP peer, 127.0.0.1, but not its limit.
+    clients.push(await connect(`ws://127.0.0.1:${haproxy.port}/chat`, { localAddress: '127.0.0.4' }));
+    clients.push(await connect(`ws://127.0.0.1:${haproxy.port}/chat`, { localAddress: '127.0.0.5' }));
+    await assert.rejects(connect(`ws://127.0.0.1:${haproxy.port}/chat`, { localAddress: '127.0.0.4' }), (err: unknown) => err instanceof UpgradeRejected && err.status === 429);
+    await closeClients(clients.splice(0));
+  });
+
+  void it('takes a raw v2 header from a trusted peer', async () => {
+    const socket = await openSocket(balancer.port, '127.0.0.1');
+    try {
+      socket.write(Buffer.concat([proxyV2Header('198.51.100.7'), Buffer.from(upgradeRequest({ path: '/chat?raw=v2' }).text)]));
+      assert.equal((await readResponseHead(socket)).status, 101);
+    } finally {
+      socket.destroy();
+    }
+    const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?raw=v2'), 5000, 'the tunnel at the backend');
+    assert.equal(seen.headers['x-real-ip'], '198.51.100.7');
+  });
+
+  void it('closes a PROXY header from a peer not in trustedProxies, and a trusted peer that sends none; serves other peers as clients', async () => {
+    const untrustedBefore = await refusedCount(balancer, 'untrusted_peer');
+    assert.equal((await closedAfter(balancer.port, '127.0.0.2', proxyV2Header('198.51.100.8'))).length, 0, 'no answer to an untrusted PROXY header');
+    await waitFor(async () => (await refusedCount(balancer, 'untrusted_peer')) === untrustedBefore + 1, 5000, 'untrusted_peer counted');
+
+    const missingBefore = await refusedCount(balancer, 'missing_header');
+    assert.equal((await closedAfter(balancer.port, '127.0.0.1', Buffer.alloc(0))).length, 0, 'no answer to a trusted peer without the header');
+    await waitFor(async () => (await refusedCount(balancer, 'missing_header')) === missingBefore + 1, 5000, 'missing_header counted');
+
+    const direct = await rawWebSocket(balancer.port, { path: '/chat?direct', localAddress: '127.0.0.2' });
+    direct.socket.destroy();
+    const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?direct'), 5000, 'the direct tunnel at the backend');
+    assert.equal(seen.headers['x-real-ip'], '127.0.0.2');
+
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as { listen: { proxyProtocol: { enabled: boolean; trustedProxies: string[]; refused: Record<string, number> } } };
+    assert.equal(status.listen.proxyProtocol.enabled, true);
+    assert.deepEqual(status.listen.proxyProtocol.trustedProxies, ['127.0.0.1']);
+    assert.ok(status.listen.proxyProtocol.refused.untrusted_peer >= 1);
+  });
+});
+
+void describe('PROXY protocol off (the default)', { timeout: 60_000 }, () => {
+  let backend: EchoBackend;
+  let balancer: Balancer;
+
+  before(async () => {
+    backend = await startEchoBackend({ name: 'a' });
+    balancer = await startBalancer({
+      config: { trustedProxies: ['127.0.0.1'], pools: { chat: { backends: [{ url: backend.url }] } }, routes: [{ path: '/', pool: 'chat' }] },
+    });
+  });
+
+  after(async () => {
+    await balancer?.stop();
+    await closeAll(backend);
+  });
+
+  void it('closes a connection that opens with a PROXY v2 header, even from a trusted proxy', async () => {
+    assert.equal((await closedAfter(balancer.port, '127.0.0.1', proxyV2Header('198.51.100.9'))).length, 0);
+    await waitFor(async () => (await refusedCount(balancer, 'not_configured')) === 1, 5000, 'not_configured counted');
+    assert.equal(backend.connections.length, 0);
+    const direct = await rawWebSocket(balancer.port, { path: '/chat' });
+    direct.socket.destroy();
+  });
+});
