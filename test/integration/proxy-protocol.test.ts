@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
-import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startEchoBackends, type EchoBackend } from '../helpers/backends';
 import { startHaproxyTcp, type TcpFront } from '../helpers/haproxy';
 import { scrape } from '../helpers/metrics';
-import { openSocket, proxyV2Header, rawWebSocket, readResponseHead, untilClosed, upgradeRequest } from '../helpers/raw-client';
-import { waitFor } from '../helpers/wait';
+import { connect as tlsConnect } from 'node:tls';
+import { openSocket, proxyV1Header, proxyV2Header, rawWebSocket, readResponseHead, untilClosed, upgradeRequest } from '../helpers/raw-client';
+import { certificateDir, makeCertificate } from '../helpers/tls';
+import { waitFor, withTimeout } from '../helpers/wait';
 import { closeClients, connect, UpgradeRejected, type TestClient } from '../helpers/ws-client';
 
 const isAccess = (l: LogLine): boolean => l.log === 'access';
@@ -101,6 +103,39 @@ void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
     assert.equal(seen.headers['x-real-ip'], '198.51.100.7');
   });
 
+  void it('takes a raw v1 header, and a v1 header from HAProxy (send-proxy)', async () => {
+    const socket = await openSocket(balancer.port, '127.0.0.1');
+    try {
+      socket.write(Buffer.concat([proxyV1Header('198.51.100.11'), Buffer.from(upgradeRequest({ path: '/chat?raw=v1' }).text)]));
+      assert.equal((await readResponseHead(socket)).status, 101);
+    } finally {
+      socket.destroy();
+    }
+    const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?raw=v1'), 5000, 'the tunnel at the backend');
+    assert.equal(seen.headers['x-real-ip'], '198.51.100.11');
+
+    const v1 = await startHaproxyTcp(balancer.port, 'send-proxy');
+    try {
+      const client = await connect(`ws://127.0.0.1:${v1.port}/chat?via=send-proxy`, { localAddress: '127.0.0.8' });
+      await client.close(1000, '', 2000);
+    } finally {
+      await v1.stop();
+    }
+    assert.equal(backend.connections.find((c) => c.url === '/chat?via=send-proxy')?.headers['x-real-ip'], '127.0.0.8');
+  });
+
+  void it("serves a trusted peer's LOCAL header (a health check of the proxy's own) as the proxy itself", async () => {
+    const local = Buffer.concat([proxyV2Header('1.2.3.4').subarray(0, 12), Buffer.from([0x20, 0x00, 0, 0])]);
+    const socket = await openSocket(balancer.port, '127.0.0.1');
+    try {
+      socket.write(Buffer.concat([local, Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')]));
+      assert.equal((await readResponseHead(socket)).status, 200);
+    } finally {
+      socket.destroy();
+    }
+    assert.equal(backend.httpRequests.find((r) => r.url === '/health')?.headers['x-real-ip'], '127.0.0.1');
+  });
+
   void it('closes a PROXY header from a peer not in trustedProxies, and a trusted peer that sends none; serves other peers as clients', async () => {
     const untrustedBefore = await refusedCount(balancer, 'untrusted_peer');
     assert.equal((await closedAfter(balancer.port, '127.0.0.2', proxyV2Header('198.51.100.8'))).length, 0, 'no answer to an untrusted PROXY header');
@@ -119,6 +154,84 @@ void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
     assert.equal(status.listen.proxyProtocol.enabled, true);
     assert.deepEqual(status.listen.proxyProtocol.trustedProxies, ['127.0.0.1']);
     assert.ok(status.listen.proxyProtocol.refused.untrusted_peer >= 1);
+  });
+});
+
+void describe('PROXY protocol: hash keys and TLS', { timeout: 120_000 }, () => {
+  let backends: EchoBackend[] = [];
+  let balancer: Balancer;
+  let haproxy: TcpFront;
+  const certs = certificateDir();
+  const certificate = makeCertificate(certs.dir, 'listener');
+
+  before(async () => {
+    backends = await startEchoBackends(2);
+    balancer = await startBalancer({
+      config: {
+        listen: { proxyProtocol: true, tls: { cert: certificate.cert, key: certificate.key } },
+        trustedProxies: ['127.0.0.1'],
+        pools: { chat: { algorithm: 'hash', hashKey: 'ip', backends: backends.map((b) => ({ url: b.url })) } },
+        routes: [{ path: '/', pool: 'chat' }],
+      },
+    });
+    haproxy = await startHaproxyTcp(balancer.port, 'send-proxy-v2');
+  });
+
+  after(async () => {
+    await haproxy?.stop();
+    await balancer?.stop();
+    await closeAll(...backends);
+    certs.cleanup();
+  });
+
+  /** An upgrade over TLS after `header`, from 127.0.0.1; the status line's code. */
+  async function tlsUpgrade(header: Buffer, path: string): Promise<number> {
+    const socket = await openSocket(balancer.port, '127.0.0.1');
+    try {
+      socket.write(header);
+      const tls = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
+      tls.on('error', () => {});
+      await withTimeout(new Promise((resolve, reject) => tls.once('secureConnect', resolve).once('error', reject)), 5000, 'the TLS handshake');
+      tls.write(upgradeRequest({ path }).text);
+      const head = await withTimeout(
+        new Promise<string>((resolve) => {
+          let text = '';
+          tls.on('data', (d: Buffer) => {
+            text += d.toString('latin1');
+            if (text.includes('\r\n\r\n')) resolve(text);
+          });
+        }),
+        5000,
+        'the upgrade answer',
+      );
+      tls.destroy();
+      return Number(head.split(' ')[1]);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  void it('takes the address before the TLS handshake: HAProxy send-proxy-v2 (TCP) and a raw v1 header', async () => {
+    const client = await connect(`wss://127.0.0.1:${haproxy.port}/chat?tls=haproxy`, { localAddress: '127.0.0.9', ca: certificate.pem });
+    assert.equal((await client.request('over tls')).text, 'over tls');
+    await client.close(1000, '', 2000);
+    const viaHaproxy = backends.flatMap((b) => b.connections).find((c) => c.url === '/chat?tls=haproxy');
+    assert.equal(viaHaproxy?.headers['x-real-ip'], '127.0.0.9');
+    assert.equal(viaHaproxy?.headers['x-forwarded-proto'], 'https');
+
+    assert.equal(await tlsUpgrade(proxyV1Header('198.51.100.21'), '/chat?tls=v1'), 101);
+    const viaV1 = await waitFor(() => backends.flatMap((b) => b.connections).find((c) => c.url === '/chat?tls=v1'), 5000, 'the v1 tunnel');
+    assert.equal(viaV1.headers['x-real-ip'], '198.51.100.21');
+  });
+
+  void it('hashes on the carried address: one address lands on one backend, many spread over both', async () => {
+    for (let i = 1; i <= 8; i++) assert.equal(await tlsUpgrade(proxyV2Header(`198.51.100.${100 + i}`), `/chat?hash=${i}`), 101);
+    for (let i = 1; i <= 3; i++) assert.equal(await tlsUpgrade(proxyV2Header('198.51.100.101'), `/chat?same=${i}`), 101);
+    const where = (url: string): string | undefined => backends.find((b) => b.connections.some((c) => c.url === url))?.name;
+    await waitFor(() => where('/chat?same=3'), 5000, 'the last tunnel at a backend');
+    const spread = new Set(Array.from({ length: 8 }, (_, i) => where(`/chat?hash=${i + 1}`)));
+    assert.equal(spread.size, 2, 'eight client addresses behind one proxy use both backends');
+    for (let i = 1; i <= 3; i++) assert.equal(where(`/chat?same=${i}`), where('/chat?hash=1'));
   });
 });
 
