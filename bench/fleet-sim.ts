@@ -9,18 +9,9 @@
 // sync at its boundary first. Used by bench/balance-sim.ts and test/load-balancer/herding.test.ts.
 import { createLoadBalancer, type BalancingConfig } from '../src/load-balancer';
 import type { LoadBalancer } from '../src/load-balancer/load-balancer';
+import { seeded } from '../test/helpers/seeded';
 
-/** mulberry32: a small seeded PRNG, so every run sees the same arrivals and draws. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seeded };
 
 /** Ranks 1..n with P(k) proportional to 1/k^s (Zipf), drawn with `random`. */
 export function zipf(n: number, s: number, random: () => number): () => number {

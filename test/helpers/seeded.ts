@@ -1,5 +1,5 @@
 // mulberry32: a small seeded PRNG, so a simulation draws the same numbers every run (and a failing
-// run can be replayed from its seed). Shared by the tests' simulations and bench/fleet-machines.ts.
+// run can be replayed from its seed). Shared by the tests' simulations and bench/ (fleet-sim.ts, fleet-machines.ts).
 
 /** Numbers in [0, 1) from `seed`. */
 export function seeded(seed: number): () => number {
