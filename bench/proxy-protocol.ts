@@ -6,10 +6,10 @@
 // close) and per chat message (echo: connections with one 64-byte message in flight each).
 // Usage: node --import tsx bench/proxy-protocol.ts [--rounds 3] [--seconds 5] [--tls] [--quick]
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { accepts } from '../test/helpers/ports';
 import { freePort, hardNofile, makeBenchCertificate, runJson, spawnWithLimit, startBackends, startProxy, stopChild, type ProxySetup, type RunningProxy } from './proxies';
 
 const opts = new Command()
@@ -30,17 +30,6 @@ type Target = (typeof TARGETS)[number];
 /** ws-load's source addresses (127.0.0.2-9): the proxies the balancer trusts to send the header. */
 const SOURCES = 8;
 const TRUSTED = ['127.0.0.2/31', '127.0.0.4/30', '127.0.0.8/31'];
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** NGINX from the bench's anchor config, with `proxy_protocol` on its listen line and X-Real-IP from the header. */
 async function startNginxProxyProtocol(port: number, setup: ProxySetup): Promise<RunningProxy> {

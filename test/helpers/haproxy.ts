@@ -2,10 +2,9 @@
 // tests: its config is written to a temporary directory, and the process is stopped by pid.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports';
+import { accepts, freePort } from './ports';
 import { waitFor } from './wait';
 
 export interface TcpFront {
@@ -17,17 +16,6 @@ const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /**
  * HAProxy listening on a free loopback port, relaying TCP to 127.0.0.1:`target` with `serverOptions`
