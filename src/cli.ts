@@ -107,7 +107,9 @@ program
 /** Where the public listener is, TLS or plain, and who must send it a PROXY protocol header. */
 function listenerLine(config: LoadedConfig): string {
   const { host, port, tls, proxyProtocol } = config.listen;
-  const proxy = proxyProtocol ? `PROXY protocol from ${config.trustedProxies.join(', ')} (required of them, refused from others)` : 'PROXY protocol off (a PROXY header is refused)';
+  const versions = proxyProtocol === 'v2' ? `v2${tls ? '' : ' (read by uWS itself on the current build)'}` : 'v1 and v2';
+  const proxy =
+    proxyProtocol !== false ? `PROXY protocol ${versions} from ${config.trustedProxies.join(', ')} (required of them, refused from others)` : 'PROXY protocol off (a PROXY header is refused)';
   return `listener: ${host}:${port}, ${tls ? 'TLS' : 'plain'}; ${proxy}`;
 }
 

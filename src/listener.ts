@@ -7,6 +7,7 @@ import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
 import { Outcomes, ProxyProtocolRefusals, type Outcome } from './errors';
+import { proxiedClient } from './proxy-protocol';
 import { ProxyProtocolFront } from './proxy-protocol-front';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
@@ -21,7 +22,7 @@ import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type Tun
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
-import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
+import { closeListenSocket, forEachHeader, httpIdleCloseMs, oldBuild, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
   config: LoadedConfig;
@@ -152,13 +153,18 @@ export class Listener implements TunnelOwner, Acceptor {
   private readonly secure: boolean;
   /** listen.proxyProtocol: the front that reads PROXY headers on the public port; uWS listens on an internal one. */
   private readonly front: ProxyProtocolFront | null;
+  /** listen.proxyProtocol v2 where uWS parses the header itself (a plain listener, the current build): no front. */
+  private readonly nativeProxyProtocol: boolean;
   private innerPort = 0;
 
   /** Throws when listen.tls's files cannot be loaded (the primary checked them, but they may have changed since). */
   constructor(private readonly deps: ListenerDeps) {
     const tls = deps.config.listen.tls;
     this.secure = tls !== undefined;
-    this.front = deps.config.listen.proxyProtocol ? new ProxyProtocolFront(deps.trusted, () => this.innerPort, deps.log) : null;
+    const proxyProtocol = deps.config.listen.proxyProtocol;
+    // The old build answers 505 when the v2 header comes in a read of its own, as HAProxy sends it.
+    this.nativeProxyProtocol = proxyProtocol === 'v2' && tls === undefined && !oldBuild;
+    this.front = proxyProtocol !== false && !this.nativeProxyProtocol ? new ProxyProtocolFront(deps.trusted, proxyProtocol === true, () => this.innerPort, deps.log) : null;
     this.app = tls ? sslApp(tls) : uws.App();
     // One ws() behaviour per distinct route path: uWS fixes client-side settings per URL pattern.
     const seen = new Set<string>();
@@ -285,15 +291,25 @@ export class Listener implements TunnelOwner, Acceptor {
 
   /**
    * listen.proxyProtocol: the request's peerIp becomes the client address its connection's PROXY
-   * header carried, which the front read (src/proxy-protocol-front.ts). Without the key, uWS parses
-   * a v2 header itself from any peer: such a connection is refused. False when the connection was closed.
+   * header carried, which uWS parsed (v2, native) or the front read (src/proxy-protocol-front.ts).
+   * Without the key, uWS still parses a v2 header from any peer: such a connection is refused.
+   * False when the connection was closed.
    */
   private admitConnection(res: HttpResponse, request: ClientRequest): boolean {
     const raw = res.getProxiedRemoteAddress();
     let refusal: Outcome;
     if (this.front === null) {
-      if (raw.byteLength === 0) return true;
-      refusal = ProxyProtocolRefusals.notConfigured;
+      if (!this.nativeProxyProtocol) {
+        if (raw.byteLength === 0) return true;
+        refusal = ProxyProtocolRefusals.notConfigured;
+      } else {
+        const client = proxiedClient(request.peerIp, raw.byteLength === 0 ? '' : formatPeerAddress(new Uint8Array(raw)), this.deps.trusted);
+        if (typeof client === 'string') {
+          request.peerIp = client;
+          return true;
+        }
+        refusal = client;
+      }
     } else {
       const client = this.front.clientOf(request.peerIp);
       if (client !== undefined && raw.byteLength === 0) {

@@ -13,7 +13,7 @@ export type ProxyHeader =
   /** It starts like one, but breaks the format. */
   | { kind: 'invalid' }
   /** `length` bytes of header; `source` the client address, '' for LOCAL (v2) or UNKNOWN (v1): the peer speaks for itself. */
-  | { kind: 'header'; length: number; source: string };
+  | { kind: 'header'; version: 1 | 2; length: number; source: string };
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V1_PREFIX = Buffer.from('PROXY ', 'latin1');
@@ -47,11 +47,11 @@ function readV2(b: Buffer): ProxyHeader {
   const length = 16 + bodyLength;
   if (b.length < length) return INCOMPLETE;
   const command = versionCommand & 0x0f;
-  if (command === 0) return { kind: 'header', length, source: '' }; // LOCAL: a health check of the proxy's own
+  if (command === 0) return { kind: 'header', version: 2, length, source: '' }; // LOCAL: a health check of the proxy's own
   if (command !== 1) return INVALID;
-  if (family === 0x11 || family === 0x12) return bodyLength < 12 ? INVALID : { kind: 'header', length, source: formatPeerAddress(b.subarray(16, 20)) };
-  if (family === 0x21 || family === 0x22) return bodyLength < 36 ? INVALID : { kind: 'header', length, source: formatPeerAddress(b.subarray(16, 32)) };
-  return { kind: 'header', length, source: '' }; // AF_UNSPEC or AF_UNIX: no address to take
+  if (family === 0x11 || family === 0x12) return bodyLength < 12 ? INVALID : { kind: 'header', version: 2, length, source: formatPeerAddress(b.subarray(16, 20)) };
+  if (family === 0x21 || family === 0x22) return bodyLength < 36 ? INVALID : { kind: 'header', version: 2, length, source: formatPeerAddress(b.subarray(16, 32)) };
+  return { kind: 'header', version: 2, length, source: '' }; // AF_UNSPEC or AF_UNIX: no address to take
 }
 
 function readV1(b: Buffer): ProxyHeader {
@@ -59,13 +59,13 @@ function readV1(b: Buffer): ProxyHeader {
   if (end < 0) return b.length >= V1_MAX ? INVALID : INCOMPLETE;
   if (end + 2 > V1_MAX) return INVALID;
   const fields = b.toString('latin1', V1_PREFIX.length, end).split(' ');
-  if (fields[0] === 'UNKNOWN') return { kind: 'header', length: end + 2, source: '' };
+  if (fields[0] === 'UNKNOWN') return { kind: 'header', version: 1, length: end + 2, source: '' };
   if (fields.length !== 5) return INVALID;
   const [protocol, source, destination, sourcePort, destinationPort] = fields;
   const family = protocol === 'TCP4' ? 4 : protocol === 'TCP6' ? 6 : 0;
   if (family === 0 || isIP(source) !== family || isIP(destination) !== family) return INVALID;
   if (!/^\d{1,5}$/.test(sourcePort) || !/^\d{1,5}$/.test(destinationPort) || Number(sourcePort) > 65535 || Number(destinationPort) > 65535) return INVALID;
-  return { kind: 'header', length: end + 2, source: family === 4 ? source : source.includes('.') ? source.slice(source.lastIndexOf(':') + 1) : formatPeerAddress(ipv6Bytes(source)) };
+  return { kind: 'header', version: 1, length: end + 2, source: family === 4 ? source : source.includes('.') ? source.slice(source.lastIndexOf(':') + 1) : formatPeerAddress(ipv6Bytes(source)) };
 }
 
 /** A v1 IPv6 address (hex groups only) in the short form the rest of the balancer uses (RFC 5952), via its bytes. */

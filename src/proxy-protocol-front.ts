@@ -29,6 +29,8 @@ export class ProxyProtocolFront {
 
   constructor(
     private readonly trusted: TrustedProxies,
+    /** listen.proxyProtocol true: v1 too; v2: v2 only (a v1 line is a bad header). */
+    private readonly acceptV1: boolean,
     private readonly innerPort: () => number,
     private readonly log: Logger,
   ) {}
@@ -81,7 +83,7 @@ export class ProxyProtocolFront {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.pause();
-      if (header.kind === 'invalid') return this.refuse(socket, ProxyProtocolRefusals.badHeader, peer);
+      if (header.kind === 'invalid' || (header.kind === 'header' && header.version === 1 && !this.acceptV1)) return this.refuse(socket, ProxyProtocolRefusals.badHeader, peer);
       // LOCAL / UNKNOWN: the proxy speaks for itself (its health checks), with its own address.
       const carried = header.kind === 'header' ? (header.source === '' ? peer : header.source) : '';
       const client = proxiedClient(peer, carried, this.trusted);

@@ -12,7 +12,7 @@ const request = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
 void describe('readProxyHeader', () => {
   void it('reads v2 over IPv4 and says how long it is, whatever follows', () => {
     const header = proxyV2Header('203.0.113.7');
-    assert.deepEqual(readProxyHeader(Buffer.concat([header, request])), { kind: 'header', length: header.length, source: '203.0.113.7' });
+    assert.deepEqual(readProxyHeader(Buffer.concat([header, request])), { kind: 'header', version: 2, length: header.length, source: '203.0.113.7' });
   });
 
   void it('reads v2 over IPv6, with TLVs after the addresses', () => {
@@ -22,20 +22,20 @@ void describe('readProxyHeader', () => {
     body[36] = 0x04; // PP2_TYPE_NOOP, 4 bytes
     body.writeUInt16BE(4, 37);
     const header = Buffer.concat([sig, Buffer.from([0x21, 0x21, 0, body.length]), body]);
-    assert.deepEqual(readProxyHeader(header), { kind: 'header', length: header.length, source: '::1' });
+    assert.deepEqual(readProxyHeader(header), { kind: 'header', version: 2, length: header.length, source: '::1' });
   });
 
   void it('reads v2 LOCAL (a health check) as no address', () => {
     const header = Buffer.concat([proxyV2Header('1.2.3.4').subarray(0, 12), Buffer.from([0x20, 0x00, 0, 0])]);
-    assert.deepEqual(readProxyHeader(header), { kind: 'header', length: 16, source: '' });
+    assert.deepEqual(readProxyHeader(header), { kind: 'header', version: 2, length: 16, source: '' });
   });
 
   void it('reads v1 TCP4, TCP6 and UNKNOWN', () => {
     const v1 = proxyV1Header('198.51.100.1');
-    assert.deepEqual(readProxyHeader(Buffer.concat([v1, request])), { kind: 'header', length: v1.length, source: '198.51.100.1' });
+    assert.deepEqual(readProxyHeader(Buffer.concat([v1, request])), { kind: 'header', version: 1, length: v1.length, source: '198.51.100.1' });
     const v6 = Buffer.from('PROXY TCP6 2001:DB8:0:0:0:0:0:1 ::1 5555 443\r\n');
-    assert.deepEqual(readProxyHeader(v6), { kind: 'header', length: v6.length, source: '2001:db8::1' });
-    assert.deepEqual(readProxyHeader(Buffer.from('PROXY UNKNOWN\r\n')), { kind: 'header', length: 15, source: '' });
+    assert.deepEqual(readProxyHeader(v6), { kind: 'header', version: 1, length: v6.length, source: '2001:db8::1' });
+    assert.deepEqual(readProxyHeader(Buffer.from('PROXY UNKNOWN\r\n')), { kind: 'header', version: 1, length: 15, source: '' });
   });
 
   void it('asks for more bytes while a header may still be arriving, and for none when it cannot be one', () => {

@@ -41,10 +41,10 @@ export interface Status {
   notReady: string[];
   uptimeSeconds: number;
   /**
-   * The public listener. proxyProtocol: listen.proxyProtocol, the peers that must send the header
-   * when it is on, and the connections closed for a PROXY reason since start, by reason.
+   * The public listener. proxyProtocol: listen.proxyProtocol (false, true or "v2"), the peers that
+   * must send the header when it is on, and the connections closed for a PROXY reason since start, by reason.
    */
-  listen: { host: string; port: number; proxyProtocol: { enabled: boolean; trustedProxies: string[]; refused: Record<string, number> } };
+  listen: { host: string; port: number; proxyProtocol: { mode: boolean | 'v2'; trustedProxies: string[]; refused: Record<string, number> } };
   /** The certificate the listener serves, with whole days left before it expires; null without TLS. */
   tls: (CertificateInfo & { daysLeft: number }) | null;
   tunnels: number;
@@ -175,7 +175,7 @@ export class StatusReporter {
       listen: {
         host: config.listen.host,
         port: this.publicPort,
-        proxyProtocol: { enabled: config.listen.proxyProtocol, trustedProxies: config.listen.proxyProtocol ? [...config.trustedProxies] : [], refused: proxyRefused },
+        proxyProtocol: { mode: config.listen.proxyProtocol, trustedProxies: config.listen.proxyProtocol !== false ? [...config.trustedProxies] : [], refused: proxyRefused },
       },
       tls: config.certificate ? { ...config.certificate, daysLeft: daysUntil(config.certificate.notAfter, now) } : null,
       tunnels: m.sum('switchyard_tunnels_active'),

@@ -273,10 +273,10 @@ export const configSchema = z
             'TLS termination (wss:// and https:// for clients); the backend hop stays plain. Each worker reads the files when it starts, so a reload serves a renewed certificate at the same path. Absent: plain.',
           ),
         proxyProtocol: z
-          .boolean()
+          .union([z.boolean(), z.literal('v2')])
           .default(false)
           .describe(
-            "Behind a TCP load balancer (AWS NLB, HAProxy's send-proxy / send-proxy-v2, GCP's TCP proxy): peers in trustedProxies must open each connection with a PROXY protocol header, v1 or v2, before any TLS, and the client address it carries is the client's for routing, hash keys, clientLimits, X-Forwarded-For / X-Real-IP and the access log (NGINX's `listen ... proxy_protocol`). Other peers are served as clients; a PROXY header from one of them closes its connection, as does a trusted peer that sends none (a v2 LOCAL or v1 UNKNOWN header, a proxy's health check, passes as the proxy itself). A small TCP front in each worker reads the header and relays the connection: docs/operations.md gives its cost. false: a connection that opens with a PROXY header is refused.",
+            "Behind a TCP load balancer (AWS NLB, HAProxy's send-proxy / send-proxy-v2, GCP's TCP proxy): peers in trustedProxies must open each connection with a PROXY protocol header, before any TLS, and the client address it carries is the client's for routing, hash keys, clientLimits, X-Forwarded-For / X-Real-IP and the access log (NGINX's `listen ... proxy_protocol`). Other peers are served as clients; a PROXY header from one of them closes its connection, as does a trusted peer that sends none. true: v1 and v2, read by a small TCP front in each worker that relays the connection to uWS (a v2 LOCAL or v1 UNKNOWN header, a proxy's health check, passes as the proxy itself). v2: v2 only; on a plain listener with the current uWebSockets.js build uWS reads it itself, at no cost (a LOCAL header then counts as none); with TLS or the old build, through the front. docs/operations.md gives the front's cost. false: a connection that opens with a PROXY header is refused.",
           ),
       })
       .prefault({})

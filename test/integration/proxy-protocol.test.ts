@@ -27,6 +27,17 @@ async function closedAfter(port: number, localAddress: string, prefix: Buffer): 
   }
 }
 
+/** Sends `prefix` and an upgrade request from `localAddress`; the status of the answer. */
+async function tunnelStatus(port: number, localAddress: string, prefix: Buffer, path: string): Promise<number> {
+  const socket = await openSocket(port, localAddress);
+  try {
+    socket.write(Buffer.concat([prefix, Buffer.from(upgradeRequest({ path }).text)]));
+    return (await readResponseHead(socket)).status;
+  } finally {
+    socket.destroy();
+  }
+}
+
 async function refusedCount(balancer: Balancer, reason: string): Promise<number> {
   return (await scrape(balancer.adminUrl('/metrics'))).sum('switchyard_proxy_protocol_refused_total', { reason });
 }
@@ -150,10 +161,45 @@ void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
     const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?direct'), 5000, 'the direct tunnel at the backend');
     assert.equal(seen.headers['x-real-ip'], '127.0.0.2');
 
-    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as { listen: { proxyProtocol: { enabled: boolean; trustedProxies: string[]; refused: Record<string, number> } } };
-    assert.equal(status.listen.proxyProtocol.enabled, true);
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as { listen: { proxyProtocol: { mode: boolean | string; trustedProxies: string[]; refused: Record<string, number> } } };
+    assert.equal(status.listen.proxyProtocol.mode, true);
     assert.deepEqual(status.listen.proxyProtocol.trustedProxies, ['127.0.0.1']);
     assert.ok(status.listen.proxyProtocol.refused.untrusted_peer >= 1);
+  });
+});
+
+void describe('PROXY protocol v2 only (proxyProtocol: v2; uWS reads it itself on a plain listener with the current build)', { timeout: 120_000 }, () => {
+  let backend: EchoBackend;
+  let balancer: Balancer;
+  let haproxy: TcpFront;
+
+  before(async () => {
+    backend = await startEchoBackend({ name: 'a' });
+    balancer = await startBalancer({
+      config: { listen: { proxyProtocol: 'v2' }, trustedProxies: ['127.0.0.1'], pools: { chat: { backends: [{ url: backend.url }] } }, routes: [{ path: '/', pool: 'chat' }] },
+    });
+    haproxy = await startHaproxyTcp(balancer.port, 'send-proxy-v2');
+  });
+
+  after(async () => {
+    await haproxy?.stop();
+    await balancer?.stop();
+    await closeAll(backend);
+  });
+
+  void it("takes HAProxy's send-proxy-v2 (the header in a segment of its own), and refuses v1, untrusted headers and trusted peers without one", async () => {
+    const client = await connect(`ws://127.0.0.1:${haproxy.port}/chat?v2only`, { localAddress: '127.0.0.10' });
+    assert.equal((await client.request('v2')).text, 'v2');
+    await client.close(1000, '', 2000);
+    assert.equal(backend.connections.find((c) => c.url === '/chat?v2only')?.headers['x-real-ip'], '127.0.0.10');
+    assert.equal(await tunnelStatus(balancer.port, '127.0.0.1', proxyV2Header('198.51.100.31'), '/chat?raw'), 101);
+    assert.equal(backend.connections.find((c) => c.url === '/chat?raw')?.headers['x-real-ip'], '198.51.100.31');
+
+    for (const [from, prefix] of [['127.0.0.1', proxyV1Header('198.51.100.32')], ['127.0.0.2', proxyV2Header('198.51.100.33')], ['127.0.0.1', Buffer.alloc(0)]] as const) {
+      const answer = (await closedAfter(balancer.port, from, prefix)).toString('latin1');
+      assert.ok(!answer.startsWith('HTTP/1.1 101'), `${from} ${prefix.subarray(0, 5).toString('latin1')}: ${answer.slice(0, 40)}`);
+    }
+    assert.equal(backend.connections.length, 2);
   });
 });
 
