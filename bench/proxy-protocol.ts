@@ -2,6 +2,8 @@
 // reads the header and relays every byte to uWS on an internal port), beside NGINX with and without
 // `listen ... proxy_protocol`, in one run on the same echo backends. Every connection of a
 // "+pp" target opens with a PROXY v2 header (ws-load --proxy-header), carrying its source address.
+// switchyard+pp-v2 (proxyProtocol: v2) has no front where uWS reads the header itself: a plain
+// listener on the current uWebSockets.js build (run it there: scripts/run-leg trixie -- node --import tsx bench/proxy-protocol.ts).
 // Measured: the proxy process tree's CPU per upgrade cycle (churn: connect, upgrade, one echo,
 // close) and per chat message (echo: connections with one 64-byte message in flight each).
 // Usage: node --import tsx bench/proxy-protocol.ts [--rounds 3] [--seconds 5] [--tls] [--quick]
@@ -25,7 +27,8 @@ if (opts.quick) {
   opts.seconds = 2;
 }
 
-const TARGETS = ['switchyard', 'switchyard+pp', 'nginx', 'nginx+pp'] as const;
+/** switchyard+pp: proxyProtocol true (the front); switchyard+pp-v2: proxyProtocol v2 (uWS itself, on the current build). */
+const TARGETS = ['switchyard', 'switchyard+pp', 'switchyard+pp-v2', 'nginx', 'nginx+pp'] as const;
 type Target = (typeof TARGETS)[number];
 /** ws-load's source addresses (127.0.0.2-9): the proxies the balancer trusts to send the header. */
 const SOURCES = 8;
@@ -63,7 +66,8 @@ async function start(target: Target, setup: ProxySetup): Promise<RunningProxy> {
   if (target === 'nginx') return startProxy('nginx', port, setup);
   if (target === 'nginx+pp') return startNginxProxyProtocol(port, setup);
   const tls = setup.tls ? { tls: { cert: setup.tls.cert, key: setup.tls.key } } : {};
-  const extra = target === 'switchyard+pp' ? { listen: { host: '127.0.0.1', port, proxyProtocol: true, ...tls }, trustedProxies: TRUSTED } : {};
+  const mode = target === 'switchyard+pp' ? true : target === 'switchyard+pp-v2' ? 'v2' : false;
+  const extra = mode !== false ? { listen: { host: '127.0.0.1', port, proxyProtocol: mode, ...tls }, trustedProxies: TRUSTED } : {};
   return startProxy('switchyard', port, { ...setup, switchyardExtra: { admin: { enabled: false }, ...extra } });
 }
 
@@ -77,7 +81,7 @@ interface Sample {
 
 async function measure(target: Target, running: RunningProxy): Promise<Sample> {
   const common = ['--import', 'tsx', join(__dirname, 'ws-load.ts'), '--target', running.target, '--sources', String(SOURCES), '--watch-pid', String(running.pid), '--warmup', '1', '--duration', String(opts.seconds)];
-  if (target.endsWith('+pp')) common.push('--proxy-header', 'v2');
+  if (target.includes('+pp')) common.push('--proxy-header', 'v2');
   if (opts.tls) common.push('--tls');
   const churn = (await runJson(process.execPath, [...common, '--mode', 'churn', '--concurrency', '20'], 120_000)).result;
   const chat = (await runJson(process.execPath, [...common, '--mode', 'echo', '--connections', String(opts.connections), '--window', '1', '--size', '64'], 120_000)).result;
