@@ -103,25 +103,13 @@ void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
   });
 
   void it('takes a raw v2 header from a trusted peer', async () => {
-    const socket = await openSocket(balancer.port, '127.0.0.1');
-    try {
-      socket.write(Buffer.concat([proxyV2Header('198.51.100.7'), Buffer.from(upgradeRequest({ path: '/chat?raw=v2' }).text)]));
-      assert.equal((await readResponseHead(socket)).status, 101);
-    } finally {
-      socket.destroy();
-    }
+    assert.equal(await tunnelStatus(balancer.port, '127.0.0.1', proxyV2Header('198.51.100.7'), '/chat?raw=v2'), 101);
     const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?raw=v2'), 5000, 'the tunnel at the backend');
     assert.equal(seen.headers['x-real-ip'], '198.51.100.7');
   });
 
   void it('takes a raw v1 header, and a v1 header from HAProxy (send-proxy)', async () => {
-    const socket = await openSocket(balancer.port, '127.0.0.1');
-    try {
-      socket.write(Buffer.concat([proxyV1Header('198.51.100.11'), Buffer.from(upgradeRequest({ path: '/chat?raw=v1' }).text)]));
-      assert.equal((await readResponseHead(socket)).status, 101);
-    } finally {
-      socket.destroy();
-    }
+    assert.equal(await tunnelStatus(balancer.port, '127.0.0.1', proxyV1Header('198.51.100.11'), '/chat?raw=v1'), 101);
     const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?raw=v1'), 5000, 'the tunnel at the backend');
     assert.equal(seen.headers['x-real-ip'], '198.51.100.11');
 
