@@ -360,6 +360,11 @@ export class Listener implements TunnelOwner, Acceptor {
     if (this.tunnels.size === 0) this.onIdle?.();
   }
 
+  /** Descriptors one client connection holds in this worker: two, four behind the PROXY protocol front (both ends of the inner connection). */
+  get descriptorsPerConnection(): number {
+    return this.front === null ? 2 : 4;
+  }
+
   get tunnelCount(): number {
     return this.tunnels.size;
   }
