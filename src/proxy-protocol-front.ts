@@ -7,7 +7,8 @@
 // address in 127.0.0.0/8 (all of it is loopback on Linux), the key of a map to the client address.
 // That works the same whether the inner app speaks TLS or not, and needs nothing of uWS.
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { ProxyProtocolRefusals, type Outcome } from './errors';
+import { isLocalResourceError, ProxyProtocolRefusals, type Outcome } from './errors';
+import { reportLocalFailure } from './local-failures';
 import type { Logger } from './log';
 import { readProxyHeader } from './proxy-header';
 import { proxiedClient } from './proxy-protocol';
@@ -51,7 +52,11 @@ export class ProxyProtocolFront {
       server.once('error', reject);
       server.listen({ host, port }, () => {
         server.off('error', reject);
-        server.on('error', (err) => this.log.error({ err }, 'PROXY protocol front: listen socket error'));
+        // Once listening, the only 'error' is a failed accept (EMFILE at the descriptor limit); the front goes on.
+        server.on('error', (err: NodeJS.ErrnoException) => {
+          if (isLocalResourceError(err.code)) reportLocalFailure(err.code, 'accept', { listener: 'proxy-protocol' });
+          else this.log.error({ err }, 'PROXY protocol front: listen socket error');
+        });
         this.server = server;
         const address = server.address();
         resolve(typeof address === 'object' && address !== null ? address.port : port);
