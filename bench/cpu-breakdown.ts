@@ -5,13 +5,16 @@
 // On this 2-core machine all of them share the cores, so requests/s and upgrades/s follow the sum,
 // not the proxy's share alone; this is what tells a proxy's own cost from what it makes others pay.
 // Usage: node --import tsx bench/cpu-breakdown.ts --scenario http --proxies nginx,switchyard --rounds 3
-// `--proxies` also takes `floor` (bench/floor-proxy.ts): the least this stack can spend.
+// `--proxies` also takes `floor` (bench/floor-proxy.ts): the least this stack can spend; and
+// `switchyard-trixie`, `floor-trixie`: the same on Node 24 with the current uWebSockets.js build, in a
+// Debian 13 root filesystem (bench/rootfs.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree, type TreeSample } from './proc-tree';
-import { freePort, hardNofile, runJson, startBackends, startProxy, type ProxyName } from './proxies';
+import { freePort, hardNofile, inRootfs, runJson, startBackends, startProxy, type ProxyName } from './proxies';
+import { holdRootfs } from './rootfs';
 
 const opts = new Command()
   .option('--scenario <name>', 'http (autocannon, 100 connections), churn (50 parallel open-echo-close cycles) or chat (1,000 connections, one 64-byte message in flight each)', 'http')
@@ -45,7 +48,10 @@ async function load(target: string, pid: number | undefined): Promise<{ ops: num
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-cpu-'));
+  const names = opts.proxies.split(',') as ProxyName[];
+  // As in run.ts: held until the end or until this process dies; the files go where a chroot sees them.
+  const rootfs = names.some(inRootfs) ? await holdRootfs() : undefined;
+  const dir = mkdtempSync(join(rootfs ? join(rootfs.root, 'tmp') : tmpdir(), 'switchyard-cpu-'));
   const backends = await startBackends(dir);
   const ports = backends.ports;
   try {
@@ -55,8 +61,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${opts.scenario}: µs of CPU per ${unit}\n`);
     process.stdout.write('| round | proxy | ops/s | proxy user | proxy system | backends | load generator | all |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
     for (let round = 1; round <= opts.rounds; round++) {
-      for (const name of opts.proxies.split(',') as ProxyName[]) {
-        const proxy = await startProxy(name, await freePort(), { workers: 1, backendPorts: ports, nofile, dir });
+      for (const name of names) {
+        const proxy = await startProxy(name, await freePort(), { workers: 1, backendPorts: ports, nofile, dir, rootfs });
         try {
           const before: TreeSample | undefined = proxy.pid ? sampleTree(proxy.pid) : undefined;
           const backendsBefore = backendCpu();
@@ -76,6 +82,7 @@ async function main(): Promise<void> {
   } finally {
     await backends.stop();
     rmSync(dir, { recursive: true, force: true });
+    await rootfs?.release();
   }
 }
 

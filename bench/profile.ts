@@ -9,10 +9,14 @@
 //   --tool callgrind  The worker alone under valgrind's callgrind; user-space instructions counted
 //     over a window in steady state and divided by the operations in it. Repeatable to about 1%
 //     whatever else the machine does, so it ranks two builds where timing cannot.
+//   --tool strace  The worker alone, `strace -c` attached for a window in steady state: its
+//     syscalls per operation, by name (what the kernel is asked to do, which user-space counts miss).
 //
-// Usage: node --import tsx bench/profile.ts --scenario chat|churn|http|throughput [--tool callgrind]
+// Usage: node --import tsx bench/profile.ts --scenario chat|churn|http|throughput [--tool callgrind|strace]
 //          [--seconds 10] [--out DIR]
-import { execFileSync, spawn } from 'node:child_process';
+// On the other runtime, everything in the root filesystem (valgrind and strace installed there):
+//   scripts/run-leg trixie -- node --import tsx bench/profile.ts --tool strace --scenario churn
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -23,11 +27,11 @@ import { scenarios } from './scenarios';
 
 const opts = new Command()
   .option('--scenario <name>', 'chat, churn, http or throughput (callgrind: chat, churn or http)', 'chat')
-  .option('--tool <name>', 'cpu-prof or callgrind', 'cpu-prof')
+  .option('--tool <name>', 'cpu-prof, callgrind or strace', 'cpu-prof')
   .option('--seconds <n>', 'seconds of load (callgrind: the counted window)', Number, 10)
   .option('--warmup <n>', 'seconds of load before those (default 2; callgrind: what the scenario needs under valgrind, 4-20). cpu-prof profiles the worker from its start: startup shows as a few percent', Number)
   .option('--out <dir>', 'where the profile files go (default: a new directory under the system tmpdir)')
-  .option('--proxy <name>', 'callgrind: switchyard (a worker) or floor (bench/floor-proxy.ts, the least this stack can do)', 'switchyard')
+  .option('--proxy <name>', 'callgrind, strace: switchyard (a worker) or floor (bench/floor-proxy.ts, the least this stack can do)', 'switchyard')
   .parse()
   .opts<{ scenario: string; tool: string; seconds: number; warmup?: number; out?: string; proxy: string }>();
 
@@ -284,34 +288,47 @@ function readCallgrind(text: string): { total: number; calls: Map<string, number
   return { total, calls };
 }
 
-async function callgrind(dir: string): Promise<void> {
-  const marker = MARKERS[opts.scenario];
-  if (!marker) throw new Error(`--tool callgrind: --scenario chat, churn or http, not ${opts.scenario}`);
+function requireTools(tools: string, pkg: string): void {
   try {
-    execFileSync('sh', ['-c', 'command -v valgrind callgrind_control'], { stdio: 'ignore' });
+    execFileSync('sh', ['-c', `command -v ${tools}`], { stdio: 'ignore' });
   } catch {
-    throw new Error('valgrind is not installed: apt-get install -y valgrind');
+    throw new Error(`${pkg} is not installed: apt-get install -y ${pkg}`);
   }
-  const warmup = opts.warmup ?? marker.warmup;
-  const backends = await startBackends(dir);
-  const port = await freePort();
-  const dump = join(dir, `callgrind-${opts.scenario}.out`);
+}
+
+/**
+ * A Switchyard worker alone (no primary; the flags the primary gives its workers), or the floor, in
+ * front of `backendPorts` on `port`, run under `wrapper` (valgrind's command line, or none).
+ */
+function startWorkerAlone(port: number, backendPorts: number[], wrapper: string[]): ChildProcess {
   const config = {
     listen: { host: '127.0.0.1', port },
     workers: 1,
     logLevel: 'warn',
     admin: { enabled: false },
-    pools: { chat: { backends: backends.ports.map((p) => ({ url: `ws://127.0.0.1:${p}` })) } },
+    pools: { chat: { backends: backendPorts.map((p) => ({ url: `ws://127.0.0.1:${p}` })) } },
     routes: [{ path: '/', pool: 'chat' }],
   };
   if (opts.proxy !== 'switchyard' && opts.proxy !== 'floor') throw new Error(`--proxy: switchyard or floor, not ${opts.proxy}`);
-  // The worker alone (no primary), with the flags the primary gives its workers; counting starts off.
-  const program = opts.proxy === 'floor' ? [...TSX, join(__dirname, 'floor-proxy.ts'), String(port), ...backends.ports.map(String)] : [join(ROOT, 'dist/workers/edge-worker.js')];
-  const worker = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${dump}`, '--instr-atstart=no', process.execPath, '--max-semi-space-size=4', ...program], {
-    cwd: opts.proxy === 'floor' ? ROOT : dir, // where --import finds tsx
+  const program = opts.proxy === 'floor' ? [...TSX, join(__dirname, 'floor-proxy.ts'), String(port), ...backendPorts.map(String)] : [join(ROOT, 'dist/workers/edge-worker.js')];
+  const [command, ...args] = [...wrapper, process.execPath, '--max-semi-space-size=4', ...program];
+  return spawn(command, args, {
+    cwd: ROOT, // where --import finds tsx
     env: { ...process.env, SWITCHYARD_CONFIG: JSON.stringify(config) },
     stdio: 'ignore',
   });
+}
+
+async function callgrind(dir: string): Promise<void> {
+  const marker = MARKERS[opts.scenario];
+  if (!marker) throw new Error(`--tool callgrind: --scenario chat, churn or http, not ${opts.scenario}`);
+  requireTools('valgrind callgrind_control', 'valgrind');
+  const warmup = opts.warmup ?? marker.warmup;
+  const backends = await startBackends(dir);
+  const port = await freePort();
+  const dump = join(dir, `callgrind-${opts.scenario}.out`);
+  // Counting starts off.
+  const worker = startWorkerAlone(port, backends.ports, ['valgrind', '--tool=callgrind', `--callgrind-out-file=${dump}`, '--instr-atstart=no']);
   const control = (...args: string[]): void => void execFileSync('callgrind_control', [...args, String(worker.pid)], { stdio: 'ignore' });
   try {
     await waitForUpgrade(port, worker, 180_000);
@@ -343,12 +360,74 @@ async function callgrind(dir: string): Promise<void> {
   );
 }
 
+// ---- strace ----
+
+/**
+ * Syscalls made once per operation, whose calls in the count are the operations: in chat and http
+ * the write of each message or request to the backend (libuv: write, or writev), in churn the
+ * backend's connect.
+ */
+const SYSCALL_MARKERS: Record<string, { calls: string[]; op: string }> = {
+  chat: { calls: ['write', 'writev'], op: 'echo' },
+  http: { calls: ['write', 'writev'], op: 'request' },
+  churn: { calls: ['connect'], op: 'upgrade cycle' },
+};
+
+async function strace(dir: string): Promise<void> {
+  const marker = SYSCALL_MARKERS[opts.scenario];
+  if (!marker) throw new Error(`--tool strace: --scenario chat, churn or http, not ${opts.scenario}`);
+  requireTools('strace', 'strace');
+  const warmup = opts.warmup ?? 3;
+  const backends = await startBackends(dir);
+  const port = await freePort();
+  const worker = startWorkerAlone(port, backends.ports, []);
+  const file = join(dir, `strace-${opts.scenario}.txt`);
+  try {
+    await waitForUpgrade(port, worker, 30_000);
+    // The load is the scenario's own (not callgrind's lighter one); strace slows the worker, so only
+    // counts are compared, never time.
+    const load = runJson(process.execPath, loadArgs(`127.0.0.1:${port}`, warmup + opts.seconds + 2, false), (warmup + opts.seconds + 120) * 1000);
+    await sleep(warmup);
+    const tracer = spawn('strace', ['-c', '-f', '-o', file, '-p', String(worker.pid)], { stdio: 'ignore' });
+    await sleep(opts.seconds);
+    const done = new Promise((resolve) => tracer.once('exit', resolve));
+    tracer.kill('SIGINT'); // strace detaches and writes its summary
+    await done;
+    await load;
+  } finally {
+    await stopChild(worker);
+    await backends.stop();
+  }
+  // `% time  seconds  usecs/call  calls  [errors]  syscall` rows.
+  const calls = new Map<string, number>();
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const row = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?([a-z_0-9]+)$/.exec(line);
+    if (row && row[2] !== 'total') calls.set(row[2], Number(row[1]));
+  }
+  const ops = marker.calls.reduce((sum, name) => sum + (calls.get(name) ?? 0), 0);
+  if (ops === 0) throw new Error(`no ${marker.calls.join(' or ')} calls in ${file}: did the load reach the worker?`);
+  // futex is the worker's threads waking each other (V8's platform workers), not the operation's work.
+  const all = [...calls].filter(([name]) => name !== 'futex').reduce((sum, [, n]) => sum + n, 0);
+  const per = (n: number): string => (Math.round((n / ops) * 100) / 100).toString();
+  const out = [
+    `${opts.scenario}: ${per(all)} syscalls per ${marker.op} besides futex (${ops.toLocaleString('en')} ${marker.op}s: the calls to ${marker.calls.join(' + ')} in ${opts.seconds} s)`,
+    '',
+    `| syscall | per ${marker.op} |`,
+    '|---|---:|',
+    ...[...calls].sort((a, b) => b[1] - a[1]).map(([name, n]) => `| ${name} | ${per(n)} |`),
+    '',
+    `strace -c: ${file}`,
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
 async function main(): Promise<void> {
   const dir = opts.out ?? mkdtempSync(join(tmpdir(), 'switchyard-profile-'));
   mkdirSync(dir, { recursive: true });
   if (opts.tool === 'cpu-prof') await cpuProf(dir);
   else if (opts.tool === 'callgrind') await callgrind(dir);
-  else throw new Error(`--tool: cpu-prof or callgrind, not ${opts.tool}`);
+  else if (opts.tool === 'strace') await strace(dir);
+  else throw new Error(`--tool: cpu-prof, callgrind or strace, not ${opts.tool}`);
 }
 
 main().catch((err: unknown) => {

@@ -8,6 +8,7 @@ import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { sampleTree, TICKS_PER_SECOND } from './proc-tree';
+import { ROOTFS_LEG, type Rootfs } from './rootfs';
 
 /** The anchors and Switchyard, compared in every scenario. */
 export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
@@ -18,11 +19,23 @@ export const PROXIES = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
  */
 export const VARIANTS = ['switchyard-metrics-off', 'switchyard-redis', 'switchyard-redis-down'] as const;
 /**
- * Measuring instruments, for bench/cpu-breakdown.ts only: `floor` is bench/floor-proxy.ts, the least a
- * proxy on this stack can spend per operation (bench/README.md, "The floor of the stack").
+ * Switchyard on the other runtime, against the same anchors and backends: Node 24 with the current
+ * uWebSockets.js build in a Debian 13 root filesystem (bench/rootfs.ts), where plain `switchyard`
+ * is this machine's Node and whichever build loads on it.
  */
-export const PROBES = ['floor'] as const;
-export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number] | (typeof PROBES)[number];
+export const ROOTFS_PROXIES = ['switchyard-trixie'] as const;
+/**
+ * Measuring instruments, for bench/cpu-breakdown.ts only: `floor` is bench/floor-proxy.ts, the least a
+ * proxy on this stack can spend per operation (bench/README.md, "The floor of the stack");
+ * `floor-trixie` the same in the root filesystem.
+ */
+export const PROBES = ['floor', 'floor-trixie'] as const;
+export type ProxyName = (typeof PROXIES)[number] | (typeof VARIANTS)[number] | (typeof ROOTFS_PROXIES)[number] | (typeof PROBES)[number];
+
+/** Whether `name` runs in the root filesystem (a name ending in -trixie). */
+export function inRootfs(name: string): boolean {
+  return name.endsWith(`-${ROOTFS_LEG}`);
+}
 
 export interface ProxySetup {
   workers: number;
@@ -38,6 +51,8 @@ export interface ProxySetup {
   switchyardNodeArgs?: string[];
   /** Every proxy terminates TLS with this certificate (a --tls run); the backends stay plain. */
   tls?: BenchCertificate;
+  /** The root filesystem the -trixie proxies run in, held by the caller; `dir` must be inside it. */
+  rootfs?: Rootfs;
 }
 
 export interface BenchCertificate {
@@ -245,7 +260,19 @@ function fill(template: string, values: Record<string, string | number>): string
   });
 }
 
-async function startChild(name: ProxyName, port: number, command: string, args: string[], setup: ProxySetup): Promise<RunningProxy> {
+/** The root filesystem `name` runs in; undefined on this machine. */
+function rootfsOf(name: ProxyName, setup: ProxySetup): Rootfs | undefined {
+  if (!inRootfs(name)) return undefined;
+  if (!setup.rootfs) throw new Error(`${name} runs in a root filesystem, and none is held (bench/rootfs.ts)`);
+  return setup.rootfs;
+}
+
+/** `node args…` with this machine's Node, or the root filesystem's for a -trixie name. */
+function node(name: ProxyName, setup: ProxySetup, args: string[]): [string, string[]] {
+  return rootfsOf(name, setup)?.command('node', args) ?? [process.execPath, args];
+}
+
+async function startChild(name: ProxyName, port: number, [command, args]: [string, string[]], setup: ProxySetup): Promise<RunningProxy> {
   const child = spawnWithLimit(command, args, join(setup.dir, `${name}.log`));
   try {
     await waitForUpgrade(port, child, 15_000, setup.tls !== undefined);
@@ -277,7 +304,7 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         certificate: setup.tls ? `            ssl_certificate ${setup.tls.cert};\n            ssl_certificate_key ${setup.tls.key};\n            ssl_protocols TLSv1.2 TLSv1.3;` : '',
       });
       writeFileSync(join(dir, 'nginx.conf'), conf);
-      return startChild(name, port, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], setup);
+      return startChild(name, port, ['nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')]], setup);
     }
     case 'haproxy': {
       const dir = join(setup.dir, 'haproxy');
@@ -292,14 +319,17 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         scheme: setup.tls ? 'https' : 'http',
       });
       writeFileSync(join(dir, 'haproxy.cfg'), conf);
-      return startChild(name, port, 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], setup);
+      return startChild(name, port, ['haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]], setup);
     }
-    case 'floor': {
+    case 'floor':
+    case 'floor-trixie': {
       if (setup.workers !== 1 || setup.tls) throw new Error('floor runs as one process, without TLS');
+      // The checkout is at the same path in the root filesystem.
       const args = ['--max-semi-space-size=4', '--import', 'tsx', join(__dirname, 'floor-proxy.ts'), String(port), ...setup.backendPorts.map(String)];
-      return startChild(name, port, process.execPath, args, setup);
+      return startChild(name, port, node(name, setup, args), setup);
     }
     case 'switchyard':
+    case 'switchyard-trixie':
     case 'switchyard-metrics-off':
     case 'switchyard-redis':
     case 'switchyard-redis-down': {
@@ -308,8 +338,11 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       let adminPort = 0;
       while (withMetrics && (adminPort === 0 || adminPort === port)) adminPort = await freePort();
       if (withRedis && !setup.redisUrl) throw new Error(`${name} needs the runner's redis-server`);
+      // Paths as Switchyard sees them: setup.dir is inside the root filesystem for a -trixie name.
+      const rootfs = rootfsOf(name, setup);
+      const seen = (path: string): string => rootfs?.inside(path) ?? path;
       const config = {
-        listen: { host: '127.0.0.1', port, ...(setup.tls ? { tls: { cert: setup.tls.cert, key: setup.tls.key } } : {}) },
+        listen: { host: '127.0.0.1', port, ...(setup.tls ? { tls: { cert: seen(setup.tls.cert), key: seen(setup.tls.key) } } : {}) },
         workers: setup.workers,
         logLevel: 'warn',
         pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },
@@ -323,7 +356,7 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
       };
       const file = join(setup.dir, `${name}.json`);
       writeFileSync(file, JSON.stringify(config, null, 2));
-      const running = await startChild(name, port, process.execPath, [...(setup.switchyardNodeArgs ?? []), join(ROOT, 'dist/cli.js'), 'start', '--config', file], setup);
+      const running = await startChild(name, port, node(name, setup, [...(setup.switchyardNodeArgs ?? []), join(ROOT, 'dist/cli.js'), 'start', '--config', seen(file)]), setup);
       return withMetrics ? { ...running, metricsUrl: `http://127.0.0.1:${adminPort}/metrics` } : running;
     }
   }

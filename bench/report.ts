@@ -33,7 +33,7 @@ export interface Figure {
   label: string;
   better: 'lower' | 'higher';
   values: Record<string, number | undefined>;
-  /** Switchyard and HAProxy over NGINX. */
+  /** Switchyard (on each runtime measured) and HAProxy over NGINX. */
   ratios: Record<string, number | undefined>;
 }
 
@@ -93,7 +93,20 @@ const FIGURES: Array<Omit<Figure, 'values' | 'ratios'>> = [
 ];
 
 const COLUMNS = ['direct', 'nginx', 'haproxy', 'switchyard'] as const;
-const NAMES: Record<string, string> = { direct: 'direct', nginx: 'NGINX', haproxy: 'HAProxy', switchyard: 'Switchyard' };
+/** Switchyard on the other runtime (bench/rootfs.ts): a column, ratios and targets of its own when it ran. */
+const OTHER_RUNTIME = 'switchyard-trixie';
+const NAMES: Record<string, string> = { direct: 'direct', nginx: 'NGINX', haproxy: 'HAProxy', switchyard: 'Switchyard', [OTHER_RUNTIME]: 'Switchyard (Debian 13, Node 24)' };
+
+/** The columns of this run's table: the four, and Switchyard on the other runtime if it ran. */
+function columns(run: RunResult): string[] {
+  const other = Object.values(run.scenarios).some((s) => s.samples[OTHER_RUNTIME]);
+  return other ? [...COLUMNS, OTHER_RUNTIME] : [...COLUMNS];
+}
+
+/** Over NGINX in the table and chart: every Switchyard, then HAProxy. */
+function compared(run: RunResult): string[] {
+  return [...columns(run).filter((c) => c.startsWith('switchyard')), 'haproxy'];
+}
 
 export function median(values: number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -120,17 +133,18 @@ export function summarise(run: RunResult): void {
   }
   run.figures = FIGURES.filter((f) => run.scenarios[f.scenario]).map((f) => {
     const medians = run.scenarios[f.scenario].medians!;
-    const values = Object.fromEntries(COLUMNS.map((p) => [p, medians[p]?.[f.key]]));
-    return { ...f, values, ratios: { switchyard: ratio(values.switchyard, values.nginx), haproxy: ratio(values.haproxy, values.nginx) } };
+    const values = Object.fromEntries(columns(run).map((p) => [p, medians[p]?.[f.key]]));
+    return { ...f, values, ratios: Object.fromEntries(compared(run).map((p) => [p, ratio(values[p], values.nginx)])) };
   });
   const fig = (scenario: string, key: keyof Sample) => run.figures!.find((f) => f.scenario === scenario && f.key === key);
-  const target = (text: string, f: Figure | undefined, versus: 'nginx' | 'haproxy', better: 'lower' | 'higher'): Target => {
-    const mine = f?.values.switchyard;
+  const target = (text: string, f: Figure | undefined, versus: 'nginx' | 'haproxy', better: 'lower' | 'higher', switchyard = 'switchyard'): Target => {
+    const mine = f?.values[switchyard];
     const theirs = f?.values[versus];
     const met = mine === undefined || theirs === undefined ? undefined : better === 'lower' ? mine <= theirs : mine >= theirs;
     return { text, met, detail: mine === undefined || theirs === undefined ? 'not measured' : `${fmt(mine)} vs ${fmt(theirs)} (${ratio(mine, theirs)}x)` };
   };
-  run.costs = COSTS.filter((c) => run.scenarios[c.scenario]?.medians?.[c.variant]).map((c) => {
+  // A check runs when both of its Switchyards ran (plain `switchyard` is one check's variant, so it alone is not enough).
+  run.costs = COSTS.filter((c) => run.scenarios[c.scenario]?.medians?.[c.variant] && run.scenarios[c.scenario]?.medians?.[c.base]).map((c) => {
     const medians = run.scenarios[c.scenario].medians!;
     const v = medians[c.variant]?.[c.key];
     const b = medians[c.base]?.[c.key];
@@ -142,12 +156,17 @@ export function summarise(run: RunResult): void {
     const r = ratio(v, b)!;
     return { text: c.text, met: c.better === 'lower' ? r <= c.limit : r >= c.limit, detail: `${fmt(v)} vs ${fmt(b)} (${r}x)` };
   });
-  run.targets = [
-    target('chat: Switchyard CPU per message ≤ NGINX', fig('chat', 'proxyCpuMicrosPerMessage'), 'nginx', 'lower'),
-    target('idle: Switchyard RSS per tunnel ≤ HAProxy', fig('idle', 'rssBytesPerConnection'), 'haproxy', 'lower'),
-    target('churn: Switchyard upgrades/s ≥ NGINX', fig('churn', 'upgradesPerSecond'), 'nginx', 'higher'),
-    target('HTTP: Switchyard requests/s ≥ NGINX', fig('http', 'requestsPerSecond'), 'nginx', 'higher'),
-  ];
+  run.targets = columns(run)
+    .filter((c) => c.startsWith('switchyard'))
+    .flatMap((s) => {
+      const name = NAMES[s];
+      return [
+        target(`chat: ${name} CPU per message ≤ NGINX`, fig('chat', 'proxyCpuMicrosPerMessage'), 'nginx', 'lower', s),
+        target(`idle: ${name} RSS per tunnel ≤ HAProxy`, fig('idle', 'rssBytesPerConnection'), 'haproxy', 'lower', s),
+        target(`churn: ${name} upgrades/s ≥ NGINX`, fig('churn', 'upgradesPerSecond'), 'nginx', 'higher', s),
+        target(`HTTP: ${name} requests/s ≥ NGINX`, fig('http', 'requestsPerSecond'), 'nginx', 'higher', s),
+      ];
+    });
 }
 
 function fmt(v: number | undefined): string {
@@ -162,10 +181,12 @@ export function renderMarkdown(run: RunResult): string {
     `${String(run.machine.cpus)} cores, Node ${String(run.machine.node)}; ${Object.entries(run.versions).map(([k, v]) => `${k}: ${v}`).join('; ')}.`);
   lines.push(`Command: \`${run.command}\``);
   lines.push('');
-  lines.push(`| figure | ${COLUMNS.map((c) => NAMES[c]).join(' | ')} | Switchyard ÷ NGINX | HAProxy ÷ NGINX |`);
-  lines.push(`|---|${COLUMNS.map(() => '---:').join('|')}|---:|---:|`);
+  const shown = columns(run);
+  const over = compared(run);
+  lines.push(`| figure | ${shown.map((c) => NAMES[c]).join(' | ')} | ${over.map((c) => `${NAMES[c]} ÷ NGINX`).join(' | ')} |`);
+  lines.push(`|---|${[...shown, ...over].map(() => '---:').join('|')}|`);
   for (const f of run.figures ?? []) {
-    lines.push(`| ${f.label} (${f.better} is better) | ${COLUMNS.map((c) => fmt(f.values[c])).join(' | ')} | ${fmt(f.ratios.switchyard)} | ${fmt(f.ratios.haproxy)} |`);
+    lines.push(`| ${f.label} (${f.better} is better) | ${shown.map((c) => fmt(f.values[c])).join(' | ')} | ${over.map((c) => fmt(f.ratios[c])).join(' | ')} |`);
   }
   lines.push('');
   lines.push('Workers per proxy: ' + Object.entries(run.scenarios).map(([name, s]) => `${name} ${s.workers}`).join(', ') + ' (HAProxy: threads).');
@@ -185,32 +206,39 @@ export function renderMarkdown(run: RunResult): string {
   return lines.join('\n') + '\n';
 }
 
+const COLOURS: Record<string, string> = { switchyard: '#2b6cb0', [OTHER_RUNTIME]: '#6b46c1', haproxy: '#b7791f' };
+
 /** Bar chart of Switchyard's and HAProxy's figures as ratios to NGINX (1.0 = NGINX). */
 export function renderSvg(run: RunResult): string {
-  const figures = (run.figures ?? []).filter((f) => f.ratios.switchyard !== undefined || f.ratios.haproxy !== undefined);
-  const rowHeight = 34;
+  const bars = compared(run);
+  const figures = (run.figures ?? []).filter((f) => bars.some((p) => f.ratios[p] !== undefined));
+  const rowHeight = 8 + bars.length * 13;
   const left = 300;
   const width = 820;
   const top = 50;
   const height = top + figures.length * rowHeight + 40;
-  const max = Math.max(2, ...figures.flatMap((f) => [f.ratios.switchyard ?? 0, f.ratios.haproxy ?? 0]));
+  const max = Math.max(2, ...figures.flatMap((f) => bars.map((p) => f.ratios[p] ?? 0)));
   const x = (r: number) => left + (r / max) * (width - left - 60);
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect width="100%" height="100%" fill="white"/>`);
   parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">${esc(`Ratio to NGINX (1.0 = NGINX), medians of ${run.rounds} round(s), ${run.date.slice(0, 10)}`)}</text>`);
-  parts.push(`<rect x="${left}" y="28" width="10" height="10" fill="#2b6cb0"/><text x="${left + 14}" y="37">Switchyard</text>`);
-  parts.push(`<rect x="${left + 100}" y="28" width="10" height="10" fill="#b7791f"/><text x="${left + 114}" y="37">HAProxy</text>`);
+  let legend = left;
+  for (const p of bars) {
+    parts.push(`<rect x="${legend}" y="28" width="10" height="10" fill="${COLOURS[p]}"/><text x="${legend + 14}" y="37">${esc(NAMES[p])}</text>`);
+    legend += 30 + NAMES[p].length * 7;
+  }
   figures.forEach((f, i) => {
     const y = top + i * rowHeight;
     parts.push(`<text x="10" y="${y + 16}">${esc(f.label)}</text><text x="10" y="${y + 28}" fill="#666">${f.better} is better</text>`);
-    (['switchyard', 'haproxy'] as const).forEach((p, j) => {
+    bars.forEach((p, j) => {
       const r = f.ratios[p];
       if (r === undefined) return;
       const good = f.better === 'lower' ? r <= 1 : r >= 1;
-      parts.push(`<rect x="${left}" y="${y + 4 + j * 13}" width="${Math.max(1, x(r) - left)}" height="11" fill="${p === 'switchyard' ? '#2b6cb0' : '#b7791f'}"/>`);
-      parts.push(`<text x="${x(r) + 4}" y="${y + 13 + j * 13}" fill="${p === 'switchyard' ? (good ? '#276749' : '#c53030') : '#444'}">${r.toFixed(2)}</text>`);
+      const mine = p.startsWith('switchyard');
+      parts.push(`<rect x="${left}" y="${y + 4 + j * 13}" width="${Math.max(1, x(r) - left)}" height="11" fill="${COLOURS[p]}"/>`);
+      parts.push(`<text x="${x(r) + 4}" y="${y + 13 + j * 13}" fill="${mine ? (good ? '#276749' : '#c53030') : '#444'}">${r.toFixed(2)}</text>`);
     });
   });
   parts.push(`<line x1="${x(1)}" y1="${top - 4}" x2="${x(1)}" y2="${height - 30}" stroke="black" stroke-dasharray="4 3"/>`);

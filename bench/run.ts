@@ -1,7 +1,8 @@
 // The benchmark runner: starts two echo backends, then for every scenario and round starts each proxy
 // in turn (the order rotates every round, so no proxy always runs first or last on a warming machine),
 // drives the load, stops the proxy, and finally writes bench/results/<date>.{json,md,svg} with medians
-// and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly.
+// and ratios to NGINX. `npm run bench -- --quick` runs every scenario briefly. With `switchyard-trixie`
+// among the proxies, Switchyard also runs on the other runtime (bench/rootfs.ts), in the same rounds.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -10,15 +11,16 @@ import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree } from './proc-tree';
-import { freePort, hardNofile, makeBenchCertificate, PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
+import { freePort, hardNofile, inRootfs, makeBenchCertificate, PROXIES, ROOTFS_PROXIES, runJson, spawnWithLimit, startBackends, startProxy, stopChild, VARIANTS, type ProxyName, type ProxySetup, type RunningProxy } from './proxies';
 import { LATEST_RUN_FILE, renderMarkdown, renderSvg, summarise, updateLatestRun, type RunResult, type Sample } from './report';
+import { bindingName, holdRootfs, type Rootfs } from './rootfs';
 import { scenarios, type Scenario } from './scenarios';
 
 const program = new Command()
   .option('--quick', 'every scenario briefly, one round (the harness check; numbers are not for reporting)')
   .option('--rounds <n>', 'rounds of every scenario (default 3; 1 with --quick)', Number)
   .option('--only <names>', 'comma-separated scenarios: chat,throughput,idle,churn,http')
-  .option('--proxies <names>', `comma-separated proxies: ${[...PROXIES, ...VARIANTS].join(',')}`, PROXIES.join(','))
+  .option('--proxies <names>', `comma-separated proxies: ${[...PROXIES, ...VARIANTS, ...ROOTFS_PROXIES].join(',')} (switchyard-trixie: Switchyard on Node 24 in a Debian 13 root filesystem, SWITCHYARD_ROOTFS)`, PROXIES.join(','))
   .option('--no-variants', `leave out the Switchyard variants (${VARIANTS.join(', ')}) in chat and churn; they need redis-server`)
   .option('--out <dir>', 'where results go', join(__dirname, 'results'))
   .option('--switchyard-extra <json>', 'JSON merged over the Switchyard config (for example a redis section)')
@@ -145,7 +147,7 @@ async function main(): Promise<void> {
   // The backends speak no TLS: under --tls there is no direct baseline.
   const proxies = opts.proxies.split(',').map((p) => p.trim()).filter((p) => !tls || p !== 'direct') as ProxyName[];
   if (opts.variants && opts.proxies.split(',').includes('switchyard')) proxies.push(...VARIANTS.filter((v) => !proxies.includes(v)));
-  const known: readonly string[] = [...PROXIES, ...VARIANTS];
+  const known: readonly string[] = [...PROXIES, ...VARIANTS, ...ROOTFS_PROXIES];
   for (const p of proxies) if (!known.includes(p)) throw new Error(`unknown proxy "${p}" (known: ${known.join(', ')})`);
   const withRedis = proxies.some((p) => (VARIANTS as readonly string[]).includes(p));
   if (withRedis) requireBinary('redis-server', 'redis-server');
@@ -163,7 +165,11 @@ async function main(): Promise<void> {
     if (chosen.length === 0) throw new Error(`--only matched no scenario: ${opts.only}`);
   }
 
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  // Switchyard on the other runtime: its root filesystem stays mounted until the run ends, or until
+  // this process dies (run-leg reads our end of a pipe). A chroot does not see this machine's /tmp,
+  // so the run's files (configs, certificate, logs) go under the root filesystem's.
+  const rootfs = proxies.some(inRootfs) ? await holdRootfs() : undefined;
+  const dir = mkdtempSync(join(rootfs ? join(rootfs.root, 'tmp') : tmpdir(), 'switchyard-bench-'));
   const backends = await startBackends(dir);
   const redis = withRedis ? await startRedis(dir) : undefined;
   if (tls) requireBinary('openssl', 'openssl');
@@ -175,8 +181,8 @@ async function main(): Promise<void> {
     date: startedAt.toISOString(),
     quick,
     rounds,
-    machine: { cpus: cpus().length, node: process.version, nofile, kernel: release() },
-    versions: versions(proxies),
+    machine: { cpus: cpus().length, node: process.version, nofile, kernel: release(), ...(rootfs ? { rootfs: rootfs.root } : {}) },
+    versions: versions(proxies, rootfs),
     command: `npm run bench --${process.argv.slice(2).map((a) => ` ${a}`).join('')}`,
     scenarios: {},
   };
@@ -187,7 +193,7 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)];
         for (const name of rotated) {
-          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url, switchyardNodeArgs: opts.switchyardNodeArgs?.split(' ').filter(Boolean), tls: certificate });
+          const proxy = await startWithRetry(name, { workers: scenario.workers, backendPorts: backends.ports, nofile, dir, switchyardExtra: extra, redisUrl: redis?.url, switchyardNodeArgs: opts.switchyardNodeArgs?.split(' ').filter(Boolean), tls: certificate, rootfs });
           // Redis goes away after the balancer has connected to it: the outage is what is measured.
           if (name === 'switchyard-redis-down') await redis!.stop();
           try {
@@ -210,6 +216,7 @@ async function main(): Promise<void> {
     await redis?.stop();
     await backends.stop();
     rmSync(dir, { recursive: true, force: true });
+    await rootfs?.release();
   }
 
   summarise(result);
@@ -223,8 +230,10 @@ async function main(): Promise<void> {
   if (!quick && !tls && opts.readme && !opts.label && opts.out === join(__dirname, 'results')) updateLatestRun(LATEST_RUN_FILE, markdown, `${stem}.svg`);
 }
 
-function versions(proxies: ProxyName[]): Record<string, string> {
-  const v: Record<string, string> = { switchyard: (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version };
+function versions(proxies: ProxyName[], rootfs: Rootfs | undefined): Record<string, string> {
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const v: Record<string, string> = { switchyard: `${version} on Node ${process.version} with ${bindingName()}` };
+  if (rootfs) v['switchyard-trixie'] = `${version} on ${rootfs.runtime} with ${bindingName(rootfs)}`;
   // nginx -v prints on stderr.
   const read = (cmd: string, args: string[]) =>
     execFileSync('sh', ['-c', `${cmd} ${args.join(' ')} 2>&1`], { encoding: 'utf8' }).trim().split('\n')[0]?.replace(/ - https?:\S+$/, '') ?? '';

@@ -1,6 +1,6 @@
 // The admin listener, in the primary: Prometheus metrics aggregated over the workers, liveness and
-// readiness probes, a JSON status (with the shared state's fleet view), a status page, the
-// admin-state switch used by `switchyard admin` and the reload of `switchyard reload`. Plain
+// readiness probes, a JSON status (with the shared state's fleet view) and its last minutes, a
+// status page, the admin-state switch used by `switchyard admin` and the reload of `switchyard reload`. Plain
 // node:http: it is not the hot path, and it never shares the public port (binds 127.0.0.1 by default).
 // Reads are open; writes need the admin token (or come through admin.socket); on TCP every request's
 // Host must be one the listener answers to, so no web page can drive it or read it by DNS rebinding.
@@ -22,6 +22,7 @@ import { HostAllowList } from './host-allow-list';
 import { LogThrottle } from '../log-throttle';
 import { STATUS_PAGE } from './status-page';
 import { StatusReporter, type Status } from './status';
+import { HISTORY_INTERVAL_MS, StatusHistory } from './status-history';
 
 export interface AdminView {
   /** Every worker has listened once. */
@@ -70,6 +71,21 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     return { ...status, fleet };
   };
 
+  // The status page's charts: a sample of /status every few seconds, whether or not a page is open,
+  // so that one opened during an incident shows the minutes before it. One sample at a time.
+  const history = new StatusHistory();
+  let sampling = false;
+  const sample = (): void => {
+    if (sampling) return;
+    sampling = true;
+    status()
+      .then((s) => history.record(Date.now(), s))
+      .catch((err: unknown) => log.warn({ err }, 'status history: sample failed'))
+      .finally(() => (sampling = false));
+  };
+  const sampler = setInterval(sample, HISTORY_INTERVAL_MS).unref();
+  sample();
+
   // POST /admin?pool=P&backend=HOST:PORT&state=ready|drain|maintenance: `switchyard admin`.
   const setAdmin = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
@@ -110,6 +126,8 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
       },
     },
     '/status': { GET: async (_req, res) => json(res, 200, await status()) },
+    // The last minutes of /status (tunnels per backend, messages/s, upgrades/s), for the page's charts.
+    '/status/history': { GET: (_req, res) => json(res, 200, history.history()) },
     '/': { GET: (_req, res) => send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE) },
     '/admin': { POST: setAdmin },
     // `switchyard reload`, as SIGHUP; 200 when the new workers listen, 409 when the config was
@@ -164,7 +182,7 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     }
     const path = (req.url ?? '/').split('?')[0];
     const route = routes[path];
-    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /healthz, /readyz, POST /admin, POST /reload\n');
+    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /status/history, /metrics, /healthz, /readyz, POST /admin, POST /reload\n');
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     const handler = method === 'GET' || method === 'POST' ? route[method] : undefined;
     if (handler === undefined) {
@@ -209,6 +227,7 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     port: (server.address() as { port: number }).port,
     socket: socketPath,
     close: async () => {
+      clearInterval(sampler);
       await Promise.all([closeServer(server), socketServer && closeServer(socketServer)]);
     },
   };

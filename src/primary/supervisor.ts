@@ -190,7 +190,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
 
   const workerViews = (): WorkerView[] =>
     [...slots, ...retiring].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
-  bindPrimary(workerViews);
+  bindPrimary(workerViews, config.pools);
   bindCertificate(() => config.certificate);
   announceCertificate(config, log);
   if (config.redis) setRedisConnected(coordination.status().state.status === 'ok');
@@ -371,7 +371,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     slots = fresh;
     config = next;
     log.level = next.logLevel;
-    bindPrimary(workerViews);
+    bindPrimary(workerViews, config.pools);
     const message: PrimaryMessage = { type: 'retire', timeoutMs: next.retireTimeout };
     for (const s of old) {
       clearTimeout(s.restartTimer);

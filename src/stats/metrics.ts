@@ -13,12 +13,13 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
-import { ADMIN_STATES } from '../config/schema';
-import { AdminRefusals } from '../errors';
+import { ADMIN_STATES, type PoolConfig } from '../config/schema';
+import { AdminRefusals, LOCAL_RESOURCE_ERRORS } from '../errors';
+import { LOCAL_FAILURE_OPS } from '../local-failures';
 import type { CertificateInfo } from '../config/tls-files';
 import { DECISION_LABELS } from '../load-balancer/load-balancer';
 import { assemblyBudget } from '../proxy/frame-reader';
-import type { Backend } from '../upstream/backend';
+import { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, counters, STATUS_CLASS_LABELS } from './counters';
 
@@ -146,14 +147,8 @@ countedAtScrape(
   'switchyard_tunnels_closed_total',
   'Tunnels closed, by the side that closed first (client, backend, balancer) and its close code (1000-1015 as themselves, 3xxx, 4xxx; 1006 = connection lost).',
   ['side', 'code'],
-  (emit) => {
-    CLOSE_SIDES.forEach((side, s) =>
-      CLOSE_CODE_LABELS.forEach((code, c) => {
-        const value = counters.closes[s * CLOSE_CODE_LABELS.length + c];
-        if (value > 0) emit(value, { side, code });
-      }),
-    );
-  },
+  // Every side x code from the start (57 series), zeros included: a fresh dashboard has data.
+  (emit) => CLOSE_SIDES.forEach((side, s) => CLOSE_CODE_LABELS.forEach((code, c) => emit(counters.closes[s * CLOSE_CODE_LABELS.length + c], { side, code }))),
 );
 
 countedAtScrape('switchyard_upgrades_total', 'WebSocket upgrade attempts by outcome: ok, or the errors.ts label of why it was refused.', ['outcome'], (emit) => {
@@ -283,12 +278,12 @@ countedAtScrape(
 
 countedAtScrape(
   'switchyard_local_resource_failures_total',
-  'Failures for want of local resources (cause: EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) by what the balancer was doing (op: backend_connect, http_connect, health_check, accept); never counted against a backend.',
+  'Failures for want of local resources (cause: EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) by what the balancer was doing (op: backend_connect, http_connect, health_check, accept, fork); never counted against a backend.',
   ['cause', 'op'],
+  // Every cause x op from the start (25 series), zeros included: a fresh dashboard has data.
   (emit) => {
-    for (const [key, value] of Object.entries(counters.localFailures)) {
-      const [cause, op] = key.split(' ');
-      emit(value, { cause, op });
+    for (const cause of LOCAL_RESOURCE_ERRORS) {
+      for (const op of LOCAL_FAILURE_OPS) emit(counters.localFailures[`${cause} ${op}`] ?? 0, { cause, op });
     }
   },
 );
@@ -545,9 +540,17 @@ export function unbindWorkerSlot(): void {
   workerSlot = undefined;
 }
 
-/** In the primary: publish the worker slots (and start every slot's restart count at zero). */
-export function bindPrimary(workers: () => readonly WorkerView[]): void {
+/**
+ * In the primary: publish the worker slots, and start at zero every series the primary counts
+ * (restarts per slot, reload results, admin refusals, health-check latency of each checked backend),
+ * so that they exist before their first event. Called again after a reload, for its new slots and backends.
+ */
+export function bindPrimary(workers: () => readonly WorkerView[], poolConfigs: Readonly<Record<string, PoolConfig>>): void {
   primaryWorkers = workers;
+  for (const [pool, pc] of Object.entries(poolConfigs)) {
+    if (pc.healthCheck === undefined) continue;
+    for (const b of pc.backends) healthCheckDuration.zero({ pool, backend: new Backend(b, pool).name });
+  }
   for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
   for (const result of RELOAD_RESULTS) configReloads.inc({ result }, 0);
   for (const refusal of Object.values(AdminRefusals)) adminRefused.inc({ reason: refusal.label }, 0);

@@ -14,6 +14,9 @@ export const CLI = join(REPO_ROOT, 'dist', 'cli.js');
 /** Part of every balancer command line; used to make sure a pid is ours before killing it. */
 const MARKER = 'dist/cli.js';
 
+/** clientLimits for a test whose load comes from one address (loopback): none of the per-client limits. */
+export const NO_CLIENT_LIMITS = { maxTunnels: 0, upgradesPerSecond: 0 } as const;
+
 export type LogLine = Record<string, unknown> & { msg?: string };
 
 export interface ExitInfo {

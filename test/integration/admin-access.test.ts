@@ -75,7 +75,7 @@ async function stillServes(balancer: Balancer): Promise<void> {
   }
 }
 
-void describe('admin listener access', { timeout: 90_000 }, () => {
+void describe('admin listener access', { timeout: 180_000 }, () => {
   void it('answers only Hosts it may: a rebinding name gets 421 on reads and writes; loopback names, its own address and admin.allowedHosts pass', async (t) => {
     const a = await oneBackend(t);
     const balancer = await startBalancer({ workers: 1, config: { ...poolOf(a), admin: { port: 0, allowedHosts: ['lb1.internal'] } } });
@@ -88,7 +88,7 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
     assert.equal(write.status, 421);
     assert.match(errorOf(write), /Host "rebind\.example:\d+" is not one this admin listener answers to: .*admin\.allowedHosts/);
     await stillServes(balancer);
-    for (const path of ['/status', '/metrics', '/', '/readyz', '/healthz']) {
+    for (const path of ['/status', '/status/history', '/metrics', '/', '/readyz', '/healthz']) {
       const read = await raw({ port }, http11('GET', path, `Host: rebind.example:${port}`));
       assert.equal(read.status, 421, `GET ${path}`);
       assert.doesNotMatch(read.body, /127\.0\.0\.1:\d+|"pools"/, 'nothing of the status leaks');
@@ -108,11 +108,11 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
 
     // Counted per refusal; logged once per reason and 10 s, however many come.
     const metrics = await scrape(balancer.adminUrl('/metrics'));
-    assert.equal(metrics.sum('switchyard_admin_requests_refused_total', { reason: 'misdirected' }), 12);
+    assert.equal(metrics.sum('switchyard_admin_requests_refused_total', { reason: 'misdirected' }), 13);
     const misdirected = (l: LogLine): boolean => l.msg === 'admin request refused: the Host is not one the admin listener answers to';
     await balancer.waitForLog(misdirected, 5000, 'the refusal logged');
     const lines = balancer.logs.filter(misdirected);
-    assert.equal(lines.length, 1, 'one line for 12 refusals within 10 s');
+    assert.equal(lines.length, 1, 'one line for 13 refusals within 10 s');
     assert.equal(lines[0].host, `rebind.example:${port}`);
     assert.equal(lines[0].origin, 'http://rebind.example');
   });
@@ -228,7 +228,7 @@ void describe('admin listener access', { timeout: 90_000 }, () => {
       assert.equal(errorOf(refused), 'admin writes are off: no admin token is configured; set admin.tokenFile, admin.token or SWITCHYARD_ADMIN_TOKEN');
     }
     await stillServes(balancer);
-    for (const path of ['/', '/status', '/metrics', '/healthz', '/readyz']) {
+    for (const path of ['/', '/status', '/status/history', '/metrics', '/healthz', '/readyz']) {
       const res = await request(balancer.adminUrl(path));
       await res.body.dump();
       assert.equal(res.statusCode, 200, path);

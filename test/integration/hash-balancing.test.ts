@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { seeded, zipf } from '../../bench/fleet-sim';
-import { startBalancer } from '../helpers/balancer';
+import { NO_CLIENT_LIMITS, startBalancer } from '../helpers/balancer';
 import { closeAll, startEchoBackends, type EchoBackend } from '../helpers/backends';
 import { scrape } from '../helpers/metrics';
 import { closeClients, connect, type ClientOptions, type TestClient } from '../helpers/ws-client';
@@ -37,6 +37,7 @@ void describe('hash balancing', { timeout: 120_000 }, () => {
     const balancer = await startBalancer({
       workers: 2,
       config: {
+        clientLimits: NO_CLIENT_LIMITS,
         pools: Object.fromEntries(KEYED.map((k) => [k.pool, { algorithm: 'hash', hashKey: k.hashKey, backends: list }])),
         routes: [
           { path: '/rooms', pool: 'bypath' },
@@ -97,6 +98,7 @@ void describe('hash balancing', { timeout: 120_000 }, () => {
     const balancer = await startBalancer({
       workers: 2,
       config: {
+        clientLimits: NO_CLIENT_LIMITS,
         pools: {
           bounded: { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, backends: bounded.map((b) => ({ url: b.url })) },
           unbounded: { algorithm: 'hash', hashKey: 'path:2', backends: unbounded.map((b) => ({ url: b.url })) },

@@ -1,7 +1,8 @@
-// The Grafana dashboard against a real Prometheus: Switchyard runs with traffic, a real
-// `prometheus` binary scrapes its admin listener every second, and every PromQL expression of
-// grafana/dashboards/switchyard.json must parse and return data. Every metric the dashboard names
-// must exist in /metrics. The balancer terminates TLS, so the certificate panel has data too.
+// The Grafana dashboard against a real Prometheus: a real `prometheus` binary scrapes Switchyard's
+// admin listener every second, and every PromQL expression of grafana/dashboards/switchyard.json
+// must parse and return data, first on a fresh balancer with no traffic (labelled counters start
+// at 0, so panels show flat lines, not "No data"), then under traffic. Every metric the dashboard
+// names must exist in /metrics. The balancer terminates TLS, so the certificate panel has data too.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +55,7 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
   let trafficDone: Promise<void> | undefined;
   let stopTraffic = false;
   const certs = certificateDir();
+  let cert: ReturnType<typeof makeCertificate>;
 
   before(async () => {
     const probe = spawnSync(PROMETHEUS, ['--version'], { encoding: 'utf8' });
@@ -64,7 +66,7 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     backend = await startEchoBackend({ name: 'prom' });
     // Active tcp checks every 200 ms, so the health-check latency panel has data too; a
     // maxConnections for the backend-fill panel.
-    const cert = makeCertificate(certs.dir, 'prometheus');
+    cert = makeCertificate(certs.dir, 'prometheus');
     balancer = await startBalancer({
       config: {
         listen: { tls: { cert: cert.cert, key: cert.key } },
@@ -97,9 +99,13 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     );
     prometheus.stderr!.setEncoding('utf8').on('data', (d: string) => (promLog += d));
     await waitFor(async () => (await fetch(`http://127.0.0.1:${promPort}/-/ready`)).ok, 20_000, `prometheus to be ready (log: ${promLog.slice(-500)})`, 200);
+  });
 
-    // Traffic for the whole test (bounded): a few long tunnels exchanging messages, and tunnels
-    // opened and closed (by either side) so that upgrades and closes have rates too.
+  /**
+   * Traffic for the rest of the file (bounded): a few long tunnels exchanging messages, and tunnels
+   * opened and closed (by either side) so that upgrades and closes have rates too.
+   */
+  async function startTraffic(): Promise<void> {
     const steady: TestClient[] = [];
     const url = (path: string): string => `wss://127.0.0.1:${balancer!.port}${path}`;
     for (let i = 0; i < 4; i++) steady.push(await connect(url(`/steady?i=${i}`), { ca: cert.pem }));
@@ -116,7 +122,7 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
       }
       for (const c of steady) await c.close();
     })();
-  });
+  }
 
   after(async () => {
     stopTraffic = true;
@@ -136,7 +142,27 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     return (await res.json()) as QueryResult;
   };
 
-  void it('every metric the dashboard names exists in /metrics', async () => {
+  /** Every dashboard query, as Grafana sends it: those Prometheus rejected, and those that returned no data. */
+  const runDashboardQueries = async (): Promise<{ failures: Map<string, string>; empty: Set<string> }> => {
+    const failures = new Map<string, string>();
+    const empty = new Set<string>();
+    for (const t of dashboardTargets()) {
+      const r = await query(substitute(t.expr));
+      if (r.status !== 'success') failures.set(`${t.panel}: ${t.expr}`, r.error ?? 'failed');
+      else if ((r.data?.result.length ?? 0) === 0) empty.add(`${t.panel}: ${t.expr}`);
+    }
+    return { failures, empty };
+  };
+
+  /** One number from an instant query that returns one series. */
+  const scalar = async (expr: string): Promise<number> => {
+    const r = await query(expr);
+    assert.equal(r.data?.result.length, 1, `${expr}: ${JSON.stringify(r)}`);
+    return Number((r.data?.result[0] as { value: [number, string] }).value[1]);
+  };
+
+  // Runs first, before any traffic: a fresh balancer.
+  void it('every metric the dashboard names exists in /metrics, before any traffic', async () => {
     const families = (await scrape(balancer!.adminUrl('/metrics'))).families();
     const named = new Set(dashboardTargets().flatMap((t) => [...t.expr.matchAll(/\b(switchyard_[a-z0-9_]+|process_[a-z0-9_]+|nodejs_[a-z0-9_]+)/g)].map((m) => m[1])));
     assert.ok(named.size >= 10, `the dashboard names ${named.size} metrics`);
@@ -144,39 +170,60 @@ void describe('Grafana dashboard against a real Prometheus', { timeout: 120_000 
     assert.deepEqual(missing, [], 'metrics named in the dashboard but absent from /metrics');
   });
 
-  void it('every PromQL expression of the dashboard parses and returns data', async () => {
+  void it('on a fresh balancer with no traffic, every dashboard query returns data (zeros, not "No data")', async () => {
     // Scraped, with enough samples for rate() over 10 s.
     await waitFor(async () => {
       const r = await query('count_over_time(switchyard_workers[1m]) >= 8');
       return r.data?.result.length === 1;
     }, 40_000, `prometheus to have scraped switchyard for a while (log: ${promLog.slice(-500)})`, 500);
     assert.equal((await query('up{job="switchyard"}')).data?.result.length, 1);
+    assert.equal(await scalar('sum(switchyard_upgrades_total) + sum(switchyard_http_requests_total)'), 0, 'no traffic yet');
 
     const targets = dashboardTargets();
     assert.ok(targets.length >= 12, `the dashboard has ${targets.length} queries`);
-    const failures = new Map<string, string>();
-    const empty = new Set<string>();
-    // Rates need traffic in the window: a target that is empty now may fill on the next scrape.
+    const { failures, empty } = await runDashboardQueries();
+    assert.deepEqual([...failures], [], 'queries Prometheus rejected');
+    assert.deepEqual([...empty], [], 'queries that returned no data on a fresh balancer');
+
+    // The labelled counters have every known series, at 0; the zeros leave min/max gauges alone.
+    assert.equal(await scalar('count(switchyard_tunnels_closed_total)'), 3 * 19, 'every side x close code');
+    assert.equal(await scalar(substitute('sum(rate(switchyard_tunnels_closed_total[$__rate_interval]))')), 0);
+    for (const [metric, label, want] of [
+      ['switchyard_messages_total', 'direction', 2],
+      ['switchyard_slow_peer_closes_total', 'peer', 2],
+      ['switchyard_idle_closes_total', 'side', 2],
+      ['switchyard_http_responses_total', 'code', 6],
+      ['switchyard_config_reloads_total', 'result', 2],
+      ['switchyard_admin_requests_refused_total', 'reason', 4],
+      ['switchyard_worker_restarts_total', 'worker', 2],
+    ] as const) {
+      assert.equal(await scalar(`count(count by (${label}) (${metric}))`), want, `${metric}: one series per ${label}`);
+      assert.equal(await scalar(`sum(${metric})`), 0, `${metric} at 0`);
+    }
+    assert.equal(await scalar('min(switchyard_backend_up)'), 1, 'the backend is up (min over workers; the zeros of other metrics do not pull it down)');
+    assert.equal(await scalar('count(switchyard_health_check_duration_seconds_count)'), 1, 'the checked backend has its health-check series');
+  });
+
+  void it('under traffic, every PromQL expression of the dashboard parses and returns data, and the rates move', async () => {
+    await startTraffic();
+    // The traffic reaches Prometheus: tunnels, messages both ways, upgrades and closes have rates.
+    const moving = [
+      'sum(switchyard_tunnels_active) >= 4',
+      'sum(rate(switchyard_messages_total{direction="to_backend"}[$__rate_interval])) > 0',
+      'sum(rate(switchyard_messages_total{direction="to_client"}[$__rate_interval])) > 0',
+      'sum(rate(switchyard_upgrades_total{outcome="ok"}[$__rate_interval])) > 0',
+      'sum(rate(switchyard_tunnels_closed_total{side="client",code="4xxx"}[$__rate_interval])) > 0',
+    ].map(substitute);
+    const still = new Set<string>();
     await waitFor(async () => {
-      failures.clear();
-      empty.clear();
-      for (const t of targets) {
-        const r = await query(substitute(t.expr));
-        if (r.status !== 'success') failures.set(`${t.panel}: ${t.expr}`, r.error ?? 'failed');
-        else if ((r.data?.result.length ?? 0) === 0) empty.add(`${t.panel}: ${t.expr}`);
-      }
-      return failures.size > 0 || empty.size === 0;
-    }, 30_000, 'every dashboard query to return data', 1000).catch(() => undefined);
+      still.clear();
+      for (const expr of moving) if ((await query(expr)).data?.result.length !== 1) still.add(expr);
+      return still.size === 0;
+    }, 30_000, 'the traffic to show in Prometheus', 1000).catch(() => undefined);
+    assert.deepEqual([...still], [], 'what traffic did not move');
+
+    const { failures, empty } = await runDashboardQueries();
     assert.deepEqual([...failures], [], 'queries Prometheus rejected');
     assert.deepEqual([...empty], [], 'queries that returned no data');
-
-    // Spot-check values: the steady tunnels are counted, and messages flow both ways.
-    const tunnels = await query('sum(switchyard_tunnels_active)');
-    assert.ok(Number((tunnels.data?.result[0] as { value: [number, string] }).value[1]) >= 4, 'at least the 4 steady tunnels');
-    const rates = await query(substitute('sum by (direction) (rate(switchyard_messages_total[$__rate_interval]))'));
-    assert.equal(rates.data?.result.length, 2);
-    for (const r of (rates.data?.result ?? []) as { metric: { direction: string }; value: [number, string] }[]) {
-      assert.ok(Number(r.value[1]) > 0, `messages/s ${r.metric.direction} is ${r.value[1]}`);
-    }
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { adminStatus } from '../helpers/admin';
-import { runCli, startBalancer } from '../helpers/balancer';
+import { NO_CLIENT_LIMITS, runCli, startBalancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, startEchoBackends, type EchoBackend } from '../helpers/backends';
 import { scrape, type Scrape } from '../helpers/metrics';
 import { connect, type TestClient } from '../helpers/ws-client';
@@ -35,6 +35,7 @@ void describe('slow start', { timeout: 120_000 }, () => {
     const balancer = await startBalancer({
       workers: 2,
       config: {
+        clientLimits: NO_CLIENT_LIMITS,
         pools: {
           lc: { algorithm: 'least-connections', slowStart: `${SLOW_START_MS}ms`, backends: list },
           rr: { algorithm: 'round-robin', slowStart: `${SLOW_START_MS}ms`, backends: list },
