@@ -80,7 +80,8 @@ export class ProxyProtocolFront {
     socket.once('close', () => this.sockets.delete(socket));
     const peer = normalise(socket.remoteAddress ?? '');
     let buffered: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => this.refuse(socket, ProxyProtocolRefusals.missingHeader, peer), HEADER_TIMEOUT_MS);
+    // Silence from a trusted peer is a missing header; from another peer, a client that sent nothing (not counted).
+    const timer = setTimeout(() => (this.trusted.has(peer) ? this.refuse(socket, ProxyProtocolRefusals.missingHeader, peer) : socket.destroy()), HEADER_TIMEOUT_MS);
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       const header = readProxyHeader(buffered);

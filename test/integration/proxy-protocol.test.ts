@@ -144,6 +144,12 @@ void describe('PROXY protocol on the listener', { timeout: 120_000 }, () => {
     assert.equal((await closedAfter(balancer.port, '127.0.0.1', Buffer.alloc(0))).length, 0, 'no answer to a trusted peer without the header');
     await waitFor(async () => (await refusedCount(balancer, 'missing_header')) === missingBefore + 1, 5000, 'missing_header counted');
 
+    // A trusted peer that sends nothing at all is closed once the header's 10 s are up.
+    const silentBefore = await refusedCount(balancer, 'missing_header');
+    const silent = await openSocket(balancer.port, '127.0.0.1');
+    assert.equal((await untilClosed(silent, 20_000)).length, 0);
+    await waitFor(async () => (await refusedCount(balancer, 'missing_header')) === silentBefore + 1, 5000, 'the silent peer counted');
+
     const direct = await rawWebSocket(balancer.port, { path: '/chat?direct', localAddress: '127.0.0.2' });
     direct.socket.destroy();
     const seen = await waitFor(() => backend.connections.find((c) => c.url === '/chat?direct'), 5000, 'the direct tunnel at the backend');
