@@ -112,7 +112,7 @@ const panels: { row: string; panels: cog.Builder<Panel>[] }[] = [
       ),
       timeseries(
         'Balancer decisions/s',
-        'Picks that were more than plain balancing: hashed (a key on its own backend), spilled (its backend at balanceFactor), fallback (no key), slow_start (a ramping backend changed the pick).',
+        'Picks that were more than plain balancing: hashed (a key on its own backend), spilled (its backend at balanceFactor), fallback (no key), slow_start (a ramping backend changed the pick), paced (an upgrade waited for its backend\'s turn under maxUpgradesPerSecond).',
         'reqps',
         [query(`sum by (pool, decision) (rate(switchyard_balancer_decisions_total{${POOL}}[$__rate_interval]))`, '{{pool}} {{decision}}')],
       ),

@@ -2,6 +2,7 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { describeAdminWrites } from './admin/admin-token';
+import { fullCloseWindow, MIN_CLOSES_PER_SECOND } from './close-spread';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
 import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
 import { formatSize } from './config/units';
@@ -98,6 +99,7 @@ program
       process.stdout.write(`${limitsLine(config)}\n`);
       process.stdout.write(`client limits: ${perClient}\n`);
       process.stdout.write(`${listenerLine(config)}\n`);
+      process.stdout.write(`${closesLine(config)}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
@@ -118,7 +120,19 @@ function describeBalancing(pool: PoolConfig): string {
   const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
   if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
   if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  if (pool.maxUpgradesPerSecond > 0) {
+    parts.push(`maxUpgradesPerSecond ${pool.maxUpgradesPerSecond} per backend from this machine (queue up to ${pool.upgradeQueueTimeout / 1000}s, then 503 with Retry-After)`);
+  }
   return parts.join(', ');
+}
+
+/** How the balancer's own closes of many tunnels (drain, end of retireTimeout) are spread, for `check`. */
+function closesLine(config: LoadedConfig): string {
+  const window = fullCloseWindow(config.closeSpread, config.drainTimeout);
+  const bound = window < config.closeSpread ? ` (closeSpread ${config.closeSpread / 1000}s, bounded by drainTimeout ${config.drainTimeout / 1000}s less 2s for the last close handshakes)` : '';
+  return window === 0
+    ? `closes on drain and at the end of retireTimeout: all at once${config.closeSpread > 0 ? bound : ' (closeSpread 0)'}`
+    : `closes on drain and at the end of retireTimeout: spread over ${window / 1000}s${bound}, at least ${MIN_CLOSES_PER_SECOND}/s per worker`;
 }
 
 /** What bounds a worker: its connections (with this shell's descriptor limit) and the memory messages may take. */

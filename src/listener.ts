@@ -6,14 +6,15 @@ import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
-import { Outcomes, ProxyProtocolRefusals, type Outcome } from './errors';
+import { OutcomeLabels, Outcomes, ProxyProtocolRefusals, type Outcome } from './errors';
 import { proxiedClient } from './proxy-protocol';
 import { ProxyProtocolFront } from './proxy-protocol-front';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { header, headerCount, type ClientRequest } from './client-request';
+import { clientIp, formatPeerAddress, forwardedHeaders, recoverBytes, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
 import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
@@ -22,6 +23,7 @@ import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type Tun
 import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
+import { closeTimes, closeWindow, spreadCloses } from './close-spread';
 import { closeListenSocket, forEachHeader, httpIdleCloseMs, oldBuild, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
 
 export interface ListenerDeps {
@@ -117,6 +119,11 @@ function sslApp(tls: TlsConfig): TemplatedApp {
   } catch {
     throw new Error(`listen.tls: uWS could not load ${tls.cert} and ${tls.key}` + (tls.ciphers ? ' with the ciphers in listen.tls.ciphers' : ''));
   }
+}
+
+/** A tunnel's drain: 1001 to both sides (a no-op for one that has closed meanwhile). */
+function shutDown(tunnel: Tunnel): void {
+  tunnel.shutdown();
 }
 
 /** After this long without a plain answer, uWS has closed every kept-alive connection (src/uws.ts). */
@@ -235,8 +242,8 @@ export class Listener implements TunnelOwner, Acceptor {
         this.opening--;
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
-          if (!aborted) this.reject(res, request, result.outcome, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool);
+          if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool);
           return;
         }
         if (result.kind === 'refused') {
@@ -250,10 +257,10 @@ export class Listener implements TunnelOwner, Acceptor {
           backend.active--;
           upgraded.socket.destroy();
           if (!aborted) this.reject(res, request, Outcomes.draining, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool, backend.name);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool, backend.name);
           return;
         }
-        counters.upgrades.ok++;
+        counters.upgrades.ok++; // OutcomeLabels.ok
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
@@ -459,13 +466,22 @@ export class Listener implements TunnelOwner, Acceptor {
   }
 
   /**
-   * Stop accepting, send 1001 on every tunnel (new plain requests get 503); resolves when every
-   * tunnel is closed and every plain HTTP request in flight has its response, or after `timeoutMs`.
+   * Stop accepting, send 1001 on every tunnel, spread over closeSpread (src/close-spread.ts; new
+   * plain requests get 503); resolves when every tunnel is closed and every plain HTTP request in
+   * flight has its response, or after `timeoutMs`.
    */
   drain(timeoutMs: number): Promise<void> {
     this.draining = true;
     this.stopAccepting();
-    for (const t of this.tunnels) t.shutdown();
+    const tunnels = [...this.tunnels];
+    const window = closeWindow(tunnels.length, this.deps.config.closeSpread, timeoutMs);
+    if (window === 0) for (const t of tunnels) t.shutdown();
+    else {
+      const stop = spreadCloses(tunnels, closeTimes(tunnels.length, window, Math.random), shutDown);
+      const idle = this.whenIdle(timeoutMs);
+      void idle.then(stop);
+      return idle;
+    }
     return this.whenIdle(timeoutMs);
   }
 

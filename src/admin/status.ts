@@ -2,7 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
-import type { StatusReport } from '../primary/coordination';
+import type { StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 
@@ -32,6 +32,10 @@ export interface PoolStatus {
   balanceFactor: number;
   /** Slow start, ms; 0: off. */
   slowStart: number;
+  /** New upgrades per second per backend from this machine; 0: not paced. */
+  maxUpgradesPerSecond: number;
+  /** Upgrades that waited for their backend's turn (decision="paced"). */
+  paced: number;
   backends: BackendStatus[];
 }
 
@@ -127,6 +131,8 @@ export class StatusReporter {
       hashKey: hashKeyOf(pool) ?? null,
       balanceFactor: pool.balanceFactor,
       slowStart: pool.slowStart,
+      maxUpgradesPerSecond: pool.maxUpgradesPerSecond,
+      paced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'paced' }),
       backends: pool.backends.map((b): BackendStatus => {
         const backend = new URL(b.url).host;
         const labels = { pool: name, backend };

@@ -154,11 +154,24 @@ const poolSchema = z.strictObject({
     .describe(
       'A backend that joins the pool (a reload adds it) or comes back (health up, admin ready, ejection over) gets a share of its weight that grows linearly from 1% to whole over this time (HAProxy\'s slowstart), with every algorithm: round-robin and hash give it that share of new tunnels (under hash, keys move to it as its weight grows), least-connections lets it hold that share of what it would hold at full weight. Not when the balancer starts. 0: off.',
     ),
+  maxUpgradesPerSecond: z
+    .number()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .describe(
+      'Most new tunnels one backend gets per second from this balancer machine (its workers share it, each at its part); upgrades beyond it wait their turn up to upgradeQueueTimeout, then get 503 with Retry-After. So the clients of a backend that died, reconnecting at once, reach the others at this rate, not in one instant. Size it to what one backend can set up per second (authentication, session restore); with N balancer machines a backend gets up to N x it. Plain HTTP requests are not paced. 0: off (the default: only the operator knows what a backend takes, and a wrong guess would refuse a flash crowd).',
+    ),
+  upgradeQueueTimeout: duration('upgradeQueueTimeout')
+    .default(2000)
+    .describe(
+      'With maxUpgradesPerSecond: the longest an upgrade waits for its backend\'s turn (so at most maxUpgradesPerSecond x this many wait at once); one that would wait longer gets 503 with Retry-After at once, counted as outcome="paced". 0: no waiting.',
+    ),
   backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
-      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body, else 502).',
+      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body). When no attempt is left the last one decides the answer: 504 (backend_timeout) when that backend took the connection and did not answer the upgrade in time, as responseTimeout gives a plain request; 502 (backend_unreachable) when it could not be reached.',
     ),
   responseTimeout: duration('responseTimeout')
     .pipe(z.number().min(1, 'must be more than 0'))
@@ -252,7 +265,7 @@ const routeSchema = z.strictObject({
     .string()
     .startsWith('/', 'must start with /')
     .default('/')
-    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom.'),
+    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. A trailing slash is ignored (/chat/ is /chat), so two routes for one host whose paths differ only by it are refused.'),
   pool: z.string().min(1).describe('The pool it sends to: a name under pools.'),
   mode: z
     .enum(ROUTE_MODES)
@@ -337,6 +350,11 @@ export const configSchema = z
     drainTimeout: duration('drainTimeout')
       .default(10_000)
       .describe('On SIGTERM/SIGINT: how long tunnels may take to close after 1001 before the workers exit anyway.'),
+    closeSpread: duration('closeSpread')
+      .default(10_000)
+      .describe(
+        'When the balancer itself closes its tunnels (the drain on SIGTERM/SIGINT, old workers at the end of retireTimeout after a reload or told to close theirs by maxRetiringGenerations), each worker sends the 1001s over this time, one at a random moment of its own equal slot, so their clients do not all reconnect in one instant (HAProxy\'s close-spread-time). Bounded by drainTimeout less 2 s for the last close handshakes; a worker with so few tunnels that they would close slower than 50 a second closes them sooner. 0: all at once.',
+      ),
     retireTimeout: duration('retireTimeout')
       .default(600_000)
       .describe(
@@ -474,6 +492,19 @@ export const configSchema = z
       if (route.maxPayload > cfg.messageAssemblyLimit) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
+    });
+    // Prefixes match on segment boundaries and a trailing slash is dropped (src/route.ts), so two routes
+    // for the same host whose paths differ only by trailing slashes match the same requests: the
+    // later one would never be used. Said rather than shadowed silently.
+    const matching = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const host = route.host === undefined || route.host === '*' ? '*' : route.host.toLowerCase().replace(/\.$/, '');
+      const key = `${host} ${route.path.length > 1 ? route.path.replace(/\/+$/, '') : route.path}`;
+      const first = matching.get(key);
+      if (first === undefined) return void matching.set(key, i);
+      const other = cfg.routes[first].path;
+      const why = other === route.path ? `the same host and path as routes[${first}]` : `differs from routes[${first}]'s "${other}" only by a trailing slash, for the same host`;
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `"${route.path}" ${why}: both match the same requests, so this route would never be used` });
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
     const byPath = new Map<string, number>();

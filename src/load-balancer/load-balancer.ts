@@ -33,10 +33,12 @@ export const enum Decision {
   Fallback = 2,
   /** Slow start changed the pick: with full weights it would have gone to another backend. */
   SlowStart = 3,
+  /** The backend was taking new tunnels at its pool's maxUpgradesPerSecond: the upgrade waited its turn (src/upstream/upgrade-pacer.ts). */
+  Paced = 4,
 }
 
 /** Label values of switchyard_balancer_decisions_total, indexed by Decision. */
-export const DECISION_LABELS = ['hashed', 'spilled', 'fallback', 'slow_start'] as const;
+export const DECISION_LABELS = ['hashed', 'spilled', 'fallback', 'slow_start', 'paced'] as const;
 
 export interface LoadBalancer {
   /**

@@ -2,9 +2,11 @@
 // connect failure try another (up to the pool's `retries`), as NGINX's proxy_next_upstream does
 // for "error timeout". A backend that answers with an HTTP status has spoken: no retry. A connect
 // that failed for want of local descriptors, ports or buffers is the balancer's failure: 503, no
-// retry (another backend would fail the same way), nothing counted against the backend.
+// retry (another backend would fail the same way), nothing counted against the backend. A backend
+// paced by maxUpgradesPerSecond makes the upgrade wait its turn, or refuses it when its queue is full.
 import type { Logger } from '../log';
 import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
+import { Decision } from '../load-balancer/load-balancer';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import { reportLocalFailure } from '../local-failures';
 import type { Backend } from '../upstream/backend';
@@ -14,7 +16,8 @@ import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, t
 export type BackendOpenResult =
   | { kind: 'upgraded'; backend: Backend; upgraded: Upgraded }
   | { kind: 'refused'; backend: Backend; refused: Refused }
-  | { kind: 'failed'; outcome: Outcome };
+  /** `retryAfter`: seconds, for the Retry-After header (paced). */
+  | { kind: 'failed'; outcome: Outcome; retryAfter?: number };
 
 /**
  * On 'upgraded' the backend's `active` count stays raised for the tunnel; whoever ends the tunnel
@@ -34,6 +37,11 @@ export function openBackend(
   });
 }
 
+/** A paced upgrade's turn has come (one function for all, not a closure per upgrade). */
+function connectInTurn(opening: BackendOpening): void {
+  opening.connect();
+}
+
 /**
  * The attempts of one upgrade, driven by the handshakes' callbacks: one promise per upgrade
  * rather than an async function awaiting one per attempt (churn profile, bench/README.md).
@@ -42,6 +50,7 @@ class BackendOpening implements HandshakeOwner {
   private readonly tried = new Set<Backend>();
   private attempt = 0;
   private backend: Backend | undefined;
+  private lastFailure: BackendConnectError['reason'] | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -59,15 +68,39 @@ class BackendOpening implements HandshakeOwner {
     const { pool, tried } = this;
     const backend = this.attempt++ <= pool.retries ? pool.pick(this.key, tried) : undefined;
     if (backend === undefined) {
-      this.resolve({ kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable });
+      // Out of attempts: the last one decides, as for a plain request (a backend that took the
+      // connection and never answered is a timeout, 504; one that could not be reached, 502).
+      const outcome = tried.size === 0 ? Outcomes.noBackend : this.lastFailure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable;
+      this.resolve({ kind: 'failed', outcome });
       return;
     }
     tried.add(backend);
+    // Counted from the pick, also while it waits its turn, so that least-connections sees it.
     backend.active++;
-    backend.connecting++;
     this.backend = backend;
+    const pacer = backend.pacer;
+    if (pacer !== null) {
+      const now = performance.now();
+      const wait = pacer.schedule(now);
+      if (wait < 0) {
+        backend.active--;
+        this.resolve({ kind: 'failed', outcome: Outcomes.paced, retryAfter: pacer.retryAfter(now, Math.random) });
+        return;
+      }
+      if (wait > 0) {
+        pool.decisions[Decision.Paced]++;
+        setTimeout(connectInTurn, wait, this);
+        return;
+      }
+    }
+    this.connect();
+  }
+
+  connect(): void {
+    const backend = this.backend!;
+    backend.connecting++;
     try {
-      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, pool.connectTimeout);
+      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, this.pool.connectTimeout);
     } catch (err) {
       backend.active--;
       backend.connecting--;
@@ -99,6 +132,7 @@ class BackendOpening implements HandshakeOwner {
       return;
     }
     backendFailed(backend);
+    this.lastFailure = err.reason;
     this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
     this.next();
   }

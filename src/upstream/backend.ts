@@ -1,6 +1,7 @@
 // A backend server of a pool. Whether it may get new tunnels is decided here and only here:
 // admin state (set by the operator) x health state (set by the primary from health checks and outlier detection).
 import type { AdminState, BackendConfig } from '../config/schema';
+import type { UpgradePacer } from './upgrade-pacer';
 
 export type HealthState = 'up' | 'down';
 
@@ -13,7 +14,7 @@ export class Backend {
   readonly maxConnections: number;
   /** Used only while no primary (non-backup) backend of the pool can take a tunnel. */
   readonly backup: boolean;
-  /** Stable name for logs and (later) metric labels: host:port. */
+  /** Stable name for logs and the `backend` metric label: host:port. */
   readonly name: string;
   /** pool/host:port: the backend's name in shared state (the same server in two pools is two entries). */
   readonly key: string;
@@ -32,6 +33,8 @@ export class Backend {
   ejections = 0;
   /** When it last became eligible (joined or came back up), epoch ms, decided by the primary; 0: since the start. Slow start ramps from it. */
   eligibleSince = 0;
+  /** Paces this worker's new upgrades to it (the pool's maxUpgradesPerSecond); null: not paced. */
+  pacer: UpgradePacer | null = null;
 
   constructor(config: BackendConfig, pool = '') {
     const u = new URL(config.url);

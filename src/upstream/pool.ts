@@ -3,8 +3,9 @@ import type { PoolConfig } from '../config/schema';
 import { createLoadBalancer, hashKeyOf } from '../load-balancer';
 import { compileHashKey, type HashKeyExtractor } from '../load-balancer/hash-key';
 import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
-import type { ClientRequest } from '../proxy/forwarded-headers';
+import type { ClientRequest } from '../client-request';
 import { Backend } from './backend';
+import { UpgradePacer } from './upgrade-pacer';
 
 function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | undefined, maxConnecting: number): Backend[] {
   return backends.filter((b) => b.eligible && b.hasRoom && b.connecting < maxConnecting && !tried?.has(b));
@@ -25,19 +26,28 @@ export class Pool {
   /** The request's hash key, for hash and ip-hash pools; null for the others. */
   private readonly extractKey: HashKeyExtractor | null;
   /**
-   * The balancer's decisions that pick made, by Decision (hashed, spilled, fallback, slow_start):
-   * plain counts, published as switchyard_balancer_decisions_total at scrape time. Counted only
-   * when there was a choice (two or more backends could take the tunnel).
+   * The balancer's decisions, by Decision (hashed, spilled, fallback, slow_start, paced): plain
+   * counts, published as switchyard_balancer_decisions_total at scrape time. The picks are counted
+   * only when there was a choice (two or more backends could take the tunnel); paced when an
+   * upgrade waited for its backend's turn (src/proxy/upgrade.ts).
    */
-  readonly decisions = [0, 0, 0, 0];
+  readonly decisions = [0, 0, 0, 0, 0];
 
+  /** Epoch ms, for slow start (the primary stamps eligibleSince with the same clock). */
+  private readonly now: () => number;
+
+  /** `workers`: how many workers share the machine's maxUpgradesPerSecond (each paces at its share). */
   constructor(
     readonly name: string,
     readonly config: PoolConfig,
-    /** Epoch ms, for slow start (the primary stamps eligibleSince with the same clock). */
-    private readonly now: () => number = Date.now,
+    options: { now?: () => number; workers?: number } = {},
   ) {
+    this.now = options.now ?? Date.now;
     this.backends = config.backends.map((b) => new Backend(b, name));
+    if (config.maxUpgradesPerSecond > 0) {
+      const share = config.maxUpgradesPerSecond / (options.workers ?? 1);
+      for (const b of this.backends) b.pacer = new UpgradePacer(share, config.upgradeQueueTimeout);
+    }
     this.primaries = this.backends.filter((b) => !b.backup);
     this.backups = this.backends.filter((b) => b.backup);
     this.connectTimeout = config.connectTimeout;

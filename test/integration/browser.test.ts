@@ -28,6 +28,8 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
   let browser: Browser | undefined;
   let balancer: Balancer | undefined;
   let tlsBalancer: Balancer | undefined;
+  /** Serves the page, but its /ws pool's only backend is a port nothing listens on: every upgrade fails. */
+  let refusing: Balancer | undefined;
   const backends: ChildProcess[] = [];
   const certs = certificateDir();
 
@@ -44,6 +46,11 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     balancer = await startBalancer({ config, workers: 1 });
     const cert = makeCertificate(certs.dir, 'browser');
     tlsBalancer = await startBalancer({ config: { ...config, listen: { tls: { cert: cert.cert, key: cert.key } } }, workers: 1 });
+    const nobody = await freePort();
+    refusing = await startBalancer({
+      config: { ...config, pools: { ...config.pools, chat: { backends: [{ url: `ws://127.0.0.1:${nobody}` }] } } },
+      workers: 1,
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -52,7 +59,7 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
 
   after(async () => {
     await browser?.close();
-    await stopAll(balancer, tlsBalancer);
+    await stopAll(balancer, tlsBalancer, refusing);
     for (const p of backends) p.kill('SIGTERM');
     certs.cleanup();
   });
@@ -90,5 +97,22 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     await tab.fill('#text', 'hello through wss');
     await tab.click('#send');
     await tab.waitForFunction("document.getElementById('log').textContent.includes('hello through wss')", undefined, { timeout: 10_000 });
+  });
+
+  void it('reconnects with jittered exponential backoff while its upgrades fail', async () => {
+    // The page cannot see why (a browser hides a refused handshake's status and Retry-After): it
+    // waits a random point of the upper half of 1 s, 2 s, 4 s ... between attempts.
+    const page = await browser!.newPage();
+    const attempts: number[] = [];
+    page.on('websocket', () => attempts.push(Date.now()));
+    await page.goto(refusing!.httpUrl('/'));
+    await waitFor(() => attempts.length >= 4, 20_000, `4 WebSocket attempts (${attempts.length} so far)`);
+    const gaps = attempts.slice(1, 4).map((at, i) => at - attempts[i]);
+    for (const [i, gap] of gaps.entries()) {
+      const ceiling = 1000 * 2 ** i;
+      assert.ok(gap >= ceiling / 2 - 50 && gap <= ceiling + 1000, `gap ${i + 1}: ${gap} ms, expected ${ceiling / 2}-${ceiling} ms (all: ${gaps.join(', ')})`);
+    }
+    assert.match((await page.textContent('#status')) ?? '', /reconnecting in \d+\.\ds$/);
+    await page.close();
   });
 });

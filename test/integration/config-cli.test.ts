@@ -91,6 +91,18 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, slowStart: '30s' })))]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^pool chat: hash on path:2, balanceFactor 1\.25, slowStart 30s$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { maxUpgradesPerSecond: 200, upgradeQueueTimeout: '3s' })))]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^pool chat: least-connections, maxUpgradesPerSecond 200 per backend from this machine \(queue up to 3s, then 503 with Retry-After\)$/m);
+  });
+
+  void it('says how the closes of a drain are spread', async () => {
+    let r = await runCli(['check', '--config', file(GOOD)]);
+    assert.match(r.stdout, /^closes on drain and at the end of retireTimeout: spread over 8s \(closeSpread 10s, bounded by drainTimeout 10s less 2s for the last close handshakes\), at least 50\/s per worker$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { closeSpread: '20s', drainTimeout: '30s' })))]);
+    assert.match(r.stdout, /^closes on drain and at the end of retireTimeout: spread over 20s, at least 50\/s per worker$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c, { closeSpread: '0s' })))]);
+    assert.match(r.stdout, /^closes on drain and at the end of retireTimeout: all at once \(closeSpread 0\)$/m);
   });
 
   const bad: [string, Mutate, RegExp][] = [
@@ -102,6 +114,8 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     ['an unknown top-level key', (c) => (c.colour = 'blue'), /^config error: colour: unknown key/],
     ['a route naming a missing pool', (c) => (c.routes[0].pool = 'nope'), /^config error: routes\[0\]\.pool: /],
     ['a bad duration', (c) => (c.drainTimeout = 'soon'), /^config error: drainTimeout: /],
+    ['a bad closeSpread', (c) => (c.closeSpread = 'soon'), /^config error: closeSpread: /],
+    ['a negative maxUpgradesPerSecond', (c) => Object.assign(c.pools.chat, { maxUpgradesPerSecond: -1 }), /^config error: pools\.chat\.maxUpgradesPerSecond: /],
     ['a bad size', (c) => (c.routes[0].maxPayload = 'huge'), /^config error: routes\[0\]\.maxPayload: /],
     ['a bad algorithm', (c) => (c.pools.chat.algorithm = 'random'), /^config error: pools\.chat\.algorithm: /],
     ['a bad admin state', (c) => (c.pools.chat.backends[1].admin = 'off'), /^config error: pools\.chat\.backends\[1\]\.admin: /],

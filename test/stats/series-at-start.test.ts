@@ -15,7 +15,7 @@ import { Pool } from '../../src/upstream/pool';
 const config = validateConfig({
   workers: 2,
   pools: {
-    chat: { backends: [{ url: 'ws://127.0.0.1:9001' }, { url: 'ws://127.0.0.1:9002' }], healthCheck: { type: 'tcp' } },
+    chat: { backends: [{ url: 'ws://127.0.0.1:9001' }, { url: 'ws://127.0.0.1:9002' }], healthCheck: { type: 'tcp' }, maxUpgradesPerSecond: 100 },
     rooms: { algorithm: 'hash', hashKey: 'path:2', backends: [{ url: 'ws://10.0.0.1:9003' }] },
   },
   routes: [{ path: '/', pool: 'chat' }],
@@ -63,8 +63,13 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_idle_closes_total: one('side', ['backend', 'client']),
   switchyard_local_resource_failures_total: cross(LOCAL_RESOURCE_ERRORS, LOCAL_FAILURE_OPS, 'cause', 'op'),
   switchyard_messages_too_big_total: ['from=backend,limit=assembly', 'from=backend,limit=max_payload', 'from=client,limit=max_payload'],
-  // Every decision of a hashing pool; only slow_start for the others (they never hash).
-  switchyard_balancer_decisions_total: [...cross(['rooms'], DECISION_LABELS, 'pool', 'decision'), 'decision=slow_start,pool=chat'].sort(),
+  // Every pick decision of a hashing pool; only slow_start for the others (they never hash); paced
+  // for a pool with maxUpgradesPerSecond only.
+  switchyard_balancer_decisions_total: [
+    ...cross(['rooms'], DECISION_LABELS.filter((d) => d !== 'paced'), 'pool', 'decision'),
+    'decision=slow_start,pool=chat',
+    'decision=paced,pool=chat',
+  ].sort(),
   switchyard_config_reloads_total: one('result', ['ok', 'refused']),
   switchyard_admin_requests_refused_total: one('reason', Object.values(AdminRefusals).map((r) => r.label)),
   switchyard_worker_restarts_total: one('worker', ['0', '1']),
