@@ -156,3 +156,17 @@ export function backendFramingEnding(closeCode: number, reason: string): TunnelE
 export function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
+
+/**
+ * Connections the public listener closes, without an answer, for their PROXY protocol header
+ * (src/proxy-protocol.ts, config listen.proxyProtocol); the label is
+ * `switchyard_proxy_protocol_refused_total`'s reason.
+ */
+export const ProxyProtocolRefusals = {
+  notConfigured: outcome('ERR_PROXY_NOT_CONFIGURED', 0, 'not_configured', 'a PROXY protocol header on a listener without listen.proxyProtocol'),
+  untrustedPeer: outcome('ERR_PROXY_UNTRUSTED', 0, 'untrusted_peer', 'a PROXY protocol header from a peer not in trustedProxies'),
+  missingHeader: outcome('ERR_PROXY_MISSING', 0, 'missing_header', 'a peer in trustedProxies sent no PROXY protocol header'),
+  badHeader: outcome('ERR_PROXY_BAD_HEADER', 0, 'bad_header', 'a PROXY protocol header that breaks its format'),
+  /** The listener's internal port (behind the front) got a connection that did not come through the front. */
+  notFromFront: outcome('ERR_PROXY_NOT_FROM_FRONT', 0, 'not_from_front', 'a connection to the internal port that did not come through the PROXY protocol front'),
+} as const;

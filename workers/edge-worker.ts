@@ -93,7 +93,7 @@ async function main(): Promise<void> {
   guard.start();
   const limit = readDescriptorLimit();
   const inUse = countOpenDescriptors() ?? 0; // the reserve included
-  listener.workerConnections = config.workerConnections === 'auto' ? autoWorkerConnections(limit, inUse) : config.workerConnections;
+  listener.workerConnections = config.workerConnections === 'auto' ? autoWorkerConnections(limit, inUse, listener.descriptorsPerConnection) : config.workerConnections;
   bindConnections(() => ({ open: listener.connections, limit: listener.workerConnections, accepting: guard.accepting }));
   log.debug({ port, binding: uwsBindingName, workerConnections: listener.workerConnections, descriptors: limit, inUse }, 'worker listening');
   send({ type: 'listening', port, binding: uwsBindingName, workerConnections: listener.workerConnections, descriptors: limit && { ...limit, inUse } });

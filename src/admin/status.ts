@@ -44,7 +44,11 @@ export interface Status {
   /** Why not ready (empty when ready). */
   notReady: string[];
   uptimeSeconds: number;
-  listen: { host: string; port: number };
+  /**
+   * The public listener. proxyProtocol: listen.proxyProtocol (false, true or "v2"), the peers that
+   * must send the header when it is on, and the connections closed for a PROXY reason since start, by reason.
+   */
+  listen: { host: string; port: number; proxyProtocol: { mode: boolean | 'v2'; trustedProxies: string[]; refused: Record<string, number> } };
   /** The certificate the listener serves, with whole days left before it expires; null without TLS. */
   tls: (CertificateInfo & { daysLeft: number }) | null;
   tunnels: number;
@@ -166,13 +170,19 @@ export class StatusReporter {
     else if (!inputs.workers.some((w) => w.listening)) notReady.push('no worker is listening');
     if (!pools.some((p) => p.backends.some((b) => b.health === 'up' && b.admin === 'ready'))) notReady.push('no healthy backend');
 
+    const proxyRefused: Record<string, number> = {};
+    for (const v of m.all('switchyard_proxy_protocol_refused_total')) proxyRefused[String(v.labels.reason)] = v.value;
     const configured = m.find('switchyard_redis_configured');
     const connected = m.find('switchyard_redis_connected');
     return {
       ready: notReady.length === 0,
       notReady,
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),
-      listen: { host: config.listen.host, port: this.publicPort },
+      listen: {
+        host: config.listen.host,
+        port: this.publicPort,
+        proxyProtocol: { mode: config.listen.proxyProtocol, trustedProxies: config.listen.proxyProtocol !== false ? [...config.trustedProxies] : [], refused: proxyRefused },
+      },
       tls: config.certificate ? { ...config.certificate, daysLeft: daysUntil(config.certificate.notAfter, now) } : null,
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },

@@ -285,6 +285,12 @@ export const configSchema = z
           .describe(
             'TLS termination (wss:// and https:// for clients); the backend hop stays plain. Each worker reads the files when it starts, so a reload serves a renewed certificate at the same path. Absent: plain.',
           ),
+        proxyProtocol: z
+          .union([z.boolean(), z.literal('v2')])
+          .default(false)
+          .describe(
+            "Behind a TCP load balancer (AWS NLB, HAProxy's send-proxy / send-proxy-v2, GCP's TCP proxy): peers in trustedProxies must open each connection with a PROXY protocol header, before any TLS, and the client address it carries is the client's for routing, hash keys, clientLimits, X-Forwarded-For / X-Real-IP and the access log (NGINX's `listen ... proxy_protocol`). Other peers are served as clients; a PROXY header from one of them closes its connection, as does a trusted peer that sends none. true: v1 and v2, read by a small TCP front in each worker that relays the connection to uWS (a v2 LOCAL or v1 UNKNOWN header, a proxy's health check, passes as the proxy itself). v2: v2 only; on a plain listener with the current uWebSockets.js build uWS reads it itself, at no cost (a LOCAL header then counts as none); with TLS or the old build, through the front. docs/operations.md gives the front's cost. false: a connection that opens with a PROXY header is refused.",
+          ),
       })
       .prefault({})
       .describe('The public listener: WebSocket upgrades and plain HTTP requests from clients, on one port.'),
@@ -470,6 +476,9 @@ export const configSchema = z
     const redirect = cfg.listen.tls?.redirectHttpPort;
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
+    }
+    if (cfg.listen.proxyProtocol && cfg.trustedProxies.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'proxyProtocol'], message: 'needs trustedProxies: the addresses of the load balancers that send the PROXY header' });
     }
     if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
       ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });

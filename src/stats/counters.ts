@@ -1,7 +1,7 @@
 // Per-worker counters, bumped on the hot path as plain integer increments (no labels, no calls).
 // The metrics layer (src/stats/metrics.ts: prom-client, aggregated over workers) reads and
 // publishes them at scrape time; nothing on the per-message path talks to it directly.
-import { OutcomeLabels, Outcomes, type Outcome } from '../errors';
+import { OutcomeLabels, Outcomes, ProxyProtocolRefusals, type Outcome } from '../errors';
 
 /** Who started a tunnel's close: the client, the backend, or the balancer itself (limits, drain, dead peer). */
 export const CLOSE_SIDES = ['client', 'backend', 'balancer'] as const;
@@ -49,6 +49,8 @@ export const counters = {
   /** Tunnels closed because the backend stopped answering pings / uWS timed out an unresponsive client. */
   idleBackendCloses: 0,
   idleClientCloses: 0,
+  /** Client connections closed for their PROXY protocol header (or its absence), by errors.ts label. */
+  proxyProtocolRefused: Object.fromEntries(Object.values(ProxyProtocolRefusals).map((o) => [o.label, 0])) as Record<string, number>,
   /** Local resource failures by "CAUSE op" (local-failures.ts): a handful of keys, made on first use. */
   localFailures: {} as Record<string, number>,
   /** Closed tunnels by [side * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]. */

@@ -180,6 +180,17 @@ describe('config', () => {
     assert.equal(errorOf(() => checkReloadable(running, load('{ socket: /tmp/x.sock }'))), 'config error: admin: cannot change on reload; restart switchyard to change it');
   });
 
+  it('listen.proxyProtocol needs trustedProxies, and a reload cannot turn it on or off', () => {
+    assert.equal(
+      errorOf(() => loadConfig({ config: file(GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')) })),
+      'config error: listen.proxyProtocol: needs trustedProxies: the addresses of the load balancers that send the PROXY header',
+    );
+    const on = loadConfig({ config: file(`${GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')}trustedProxies: [10.0.0.0/8]\n`) });
+    assert.equal(on.listen.proxyProtocol, true);
+    checkReloadable(on, loadConfig({ config: file(`${GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')}trustedProxies: [10.0.0.0/8, 192.0.2.1]\n`) }));
+    assert.equal(errorOf(() => checkReloadable(on, loadConfig({ config: file(GOOD) }))), 'config error: listen.proxyProtocol: cannot change on reload; restart switchyard to change it');
+  });
+
   it('rejects routes on one path with different client-side settings', () => {
     const text = `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }
 routes:

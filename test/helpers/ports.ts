@@ -1,6 +1,6 @@
 // Loopback ports from the kernel: free ones (listen on port 0, read the port, close), and dead ones
 // (bound and held, never listening: connections are refused).
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const server = createServer();
@@ -41,4 +41,16 @@ export function deadPort(host = '127.0.0.1'): Promise<number> {
   }
   held.push(handle);
   return Promise.resolve(out.port);
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` now. */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
