@@ -75,7 +75,7 @@ void describe('Pool.pick: backups and tried backends', () => {
     const pool = new Pool('room', pools.room);
     const [a, b] = pool.backends;
     assert.equal(pool.pick('lobby', new Set([a])), b);
-    assert.deepEqual(pool.decisions, [0, 0, 0, 0]);
+    assert.equal(Math.max(...pool.decisions), 0, 'no decision counted');
     pool.pick('lobby');
     assert.equal(pool.decisions.reduce((x, y) => x + y), 1, 'two candidates: the policy decided, and it was counted');
   });
