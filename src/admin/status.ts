@@ -39,14 +39,24 @@ export interface PoolStatus {
   backends: BackendStatus[];
 }
 
+type ServedCertificate = CertificateInfo & { daysLeft: number };
+
+function servedCertificates(certificates: readonly CertificateInfo[], now: number): ServedCertificate & { certificates: ServedCertificate[] } {
+  const served = certificates.map((c) => ({ ...c, daysLeft: daysUntil(c.notAfter, now) }));
+  return { ...served[0], certificates: served };
+}
+
 export interface Status {
   ready: boolean;
   /** Why not ready (empty when ready). */
   notReady: string[];
   uptimeSeconds: number;
   listen: { host: string; port: number };
-  /** The certificate the listener serves, with whole days left before it expires; null without TLS. */
-  tls: (CertificateInfo & { daysLeft: number }) | null;
+  /**
+   * The default certificate the listener serves, with whole days left before it expires, and every
+   * certificate (the default first, then those chosen by SNI, each with its names); null without TLS.
+   */
+  tls: (ServedCertificate & { certificates: ServedCertificate[] }) | null;
   tunnels: number;
   messagesPerSecond: { toBackend: number; toClient: number };
   bytesPerSecond: { toBackend: number; toClient: number };
@@ -173,7 +183,7 @@ export class StatusReporter {
       notReady,
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),
       listen: { host: config.listen.host, port: this.publicPort },
-      tls: config.certificate ? { ...config.certificate, daysLeft: daysUntil(config.certificate.notAfter, now) } : null,
+      tls: config.certificates ? servedCertificates(config.certificates, now) : null,
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },
       bytesPerSecond: { toBackend: rates[2], toClient: rates[3] },
