@@ -312,11 +312,15 @@ function startWorkerAlone(port: number, backendPorts: number[], wrapper: string[
   if (opts.proxy !== 'switchyard' && opts.proxy !== 'floor') throw new Error(`--proxy: switchyard or floor, not ${opts.proxy}`);
   const program = opts.proxy === 'floor' ? [...TSX, join(__dirname, 'floor-proxy.ts'), String(port), ...backendPorts.map(String)] : [join(ROOT, 'dist/workers/edge-worker.js')];
   const [command, ...args] = [...wrapper, process.execPath, '--max-semi-space-size=4', ...program];
-  return spawn(command, args, {
+  const worker = spawn(command, args, {
     cwd: ROOT, // where --import finds tsx
-    env: { ...process.env, SWITCHYARD_CONFIG: JSON.stringify(config) },
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   });
+  // The config goes over IPC, as the primary sends it (src/ipc.ts); the floor proxy never asks.
+  worker.on('message', (m: { type?: string }) => {
+    if (m.type === 'config-request') worker.send({ type: 'config', json: JSON.stringify(config) });
+  });
+  return worker;
 }
 
 async function callgrind(dir: string): Promise<void> {

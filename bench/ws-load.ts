@@ -35,6 +35,7 @@ const program = new Command()
   .option('--duration <s>', 'seconds measured', Number, 5)
   .option('--sources <n>', 'loopback source addresses, 127.0.0.2 upwards', Number, 200)
   .option('--tls', 'connect with TLS (wss://)')
+  .option('--proxy-header <version>', 'open each connection with a PROXY protocol header (v1 or v2) carrying its source address, before any TLS')
   .option('--watch-pid <pid>', 'process tree whose CPU and RSS are sampled', Number)
   .parse();
 
@@ -51,8 +52,10 @@ const opts = program.opts<{
   duration: number;
   sources: number;
   tls?: boolean;
+  proxyHeader?: 'v1' | 'v2';
   watchPid?: number;
 }>();
+if (opts.proxyHeader !== undefined && opts.proxyHeader !== 'v1' && opts.proxyHeader !== 'v2') throw new Error('--proxy-header: v1 or v2');
 
 const targets = opts.target.split(',').map((t) => {
   const i = t.lastIndexOf(':');
@@ -95,9 +98,24 @@ function openSocket(): Socket {
   const target = targets[nextTarget++ % targets.length];
   const source = `127.0.0.${2 + (nextSource++ % opts.sources)}`;
   const tcp = connect({ host: target.host, port: target.port, localAddress: source, noDelay: true });
+  // Registered before TLS's own 'connect' listener, so the header goes first.
+  if (opts.proxyHeader !== undefined) tcp.once('connect', () => tcp.write(proxyHeader(opts.proxyHeader!, source, target.port)));
   const socket = opts.tls ? tlsConnect({ socket: tcp, rejectUnauthorized: false, minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256' }) : tcp;
   socket.setNoDelay(true);
   return socket;
+}
+
+const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+
+/** A PROXY protocol header (TCP over IPv4) saying the connection comes from `source`. */
+function proxyHeader(version: 'v1' | 'v2', source: string, port: number): Buffer {
+  if (version === 'v1') return Buffer.from(`PROXY TCP4 ${source} 127.0.0.1 40000 ${port}\r\n`, 'latin1');
+  const addresses = Buffer.alloc(12);
+  Buffer.from(source.split('.').map(Number)).copy(addresses, 0);
+  Buffer.from([127, 0, 0, 1]).copy(addresses, 4);
+  addresses.writeUInt16BE(40000, 8);
+  addresses.writeUInt16BE(port, 10);
+  return Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0, 12]), addresses]);
 }
 
 /**

@@ -9,7 +9,7 @@
 // within PIPE_BUF, so the workers' lines never interleave on a shared pipe; at least once a second,
 // and at exit. The writes go through pino's destination (sonic-boom), which retries a full pipe.
 import pino from 'pino';
-import type { ClientRequest } from './proxy/forwarded-headers';
+import type { ClientRequest } from './client-request';
 
 /** The client side of one upgrade or request, as the access log names it. */
 export interface AccessEntry {

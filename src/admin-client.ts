@@ -1,8 +1,7 @@
 // `switchyard status`, `switchyard admin` and `switchyard reload`: clients of the primary's admin listener
 // (src/admin/admin-server.ts). The status table is what an operator reads; --json gives the report.
 import { Agent, request } from 'undici';
-import type { StatusReport } from './primary/coordination';
-import type { ReloadResult } from './primary/supervisor';
+import type { ReloadResult, StatusReport } from './admin/admin-api';
 
 /** Where the admin listener is, and the token writes carry (none: writes work only on admin.socket). */
 export interface AdminTarget {

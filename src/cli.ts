@@ -100,12 +100,22 @@ program
       for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
       process.stdout.write(`${limitsLine(config)}\n`);
       process.stdout.write(`client limits: ${perClient}\n`);
+      process.stdout.write(`${listenerLine(config)}\n`);
       process.stdout.write(`${closesLine(config)}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
     }
   });
+
+/** Where the public listener is, TLS or plain, and who must send it a PROXY protocol header. */
+function listenerLine(config: LoadedConfig): string {
+  const { host, port, tls, proxyProtocol } = config.listen;
+  const versions = proxyProtocol === 'v2' ? `v2${tls ? '' : ' (read by uWS itself on the current build)'}` : 'v1 and v2';
+  const proxy =
+    proxyProtocol !== false ? `PROXY protocol ${versions} from ${config.trustedProxies.join(', ')} (required of them, refused from others)` : 'PROXY protocol off (a PROXY header is refused)';
+  return `listener: ${host}:${port}, ${tls ? 'TLS' : 'plain'}; ${proxy}`;
+}
 
 /** "hash on path:2, balanceFactor 1.25, slowStart 30s": how a pool picks its backends, for `check`. */
 function describeBalancing(pool: PoolConfig): string {

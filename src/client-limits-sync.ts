@@ -3,7 +3,7 @@
 // applies what the primary says the other workers and machines hold. Nothing here is awaited by an
 // upgrade.
 import type { ClientLimits } from './client-limits';
-import type { PrimaryMessage, WorkerMessage } from './primary/ipc';
+import type { PrimaryMessage, WorkerMessage } from './ipc';
 
 export class ClientLimitsSync {
   private timer: NodeJS.Timeout | undefined;

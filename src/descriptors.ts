@@ -45,17 +45,18 @@ export function countOpenDescriptors(): number | undefined {
 }
 
 /**
- * The default of workerConnections: each client connection costs two descriptors (its own and its
- * backend's, as HAProxy counts for maxconn), out of what is left of the soft limit once the worker
+ * The default of workerConnections: each client connection costs `perConnection` descriptors (two:
+ * its own and its backend's, as HAProxy counts for maxconn; four behind the PROXY protocol front,
+ * which adds both ends of the inner connection), out of what is left of the soft limit once the worker
  * holds `inUse` (its start-up descriptors and the accept guard's reserve) and a slack of an eighth
  * (at least 16) is kept for what it cannot count: connections accepted that have sent nothing yet,
  * kept-alive idle client connections, idle keep-alive backend connections, DNS, /proc reads.
  */
-export function autoWorkerConnections(limit: DescriptorLimit | undefined, inUse: number): number {
+export function autoWorkerConnections(limit: DescriptorLimit | undefined, inUse: number, perConnection = 2): number {
   if (limit === undefined || !Number.isFinite(limit.soft)) return UNKNOWN_LIMIT_CONNECTIONS;
   const free = limit.soft - inUse;
   const slack = Math.max(16, Math.floor(free / 8));
-  return Math.max(1, Math.floor((free - slack) / 2));
+  return Math.max(1, Math.floor((free - slack) / perConnection));
 }
 
 /** Descriptors `connections` client connections need beside `inUse`: for the warning when workerConnections is set too high. */

@@ -1,5 +1,6 @@
-// Every way an upgrade or a tunnel can end badly, in one table: the stable code, what the client gets
-// (an HTTP status before the upgrade, a close code after it), and the label later used by metrics.
+// Every way an upgrade, a plain request or a tunnel can end, in one file: the stable code (undici
+// style, ERR_...), what the client gets (an HTTP status before the upgrade, a close code after it),
+// what the backend gets, the log message, and the label or counter the metrics and access log use.
 
 export interface Outcome {
   readonly code: string;
@@ -35,6 +36,19 @@ export const Outcomes = {
   workerFull: outcome('ERR_WORKER_FULL', 503, 'worker_full', 'this balancer process is at its connection limit', true),
   /** The balancer ran out of descriptors, ports or buffers (localResourceErrors below): its fault, never the backend's. */
   localResources: outcome('ERR_LOCAL_RESOURCES', 503, 'local_resources', 'the balancer is out of local resources (descriptors, ports or buffers)', true),
+} as const;
+
+/**
+ * Labels of requests and upgrades the balancer did not answer itself (beside Outcomes' labels, in
+ * switchyard_upgrades_total, switchyard_http_requests_total and the access log's `outcome`).
+ */
+export const OutcomeLabels = {
+  /** The backend's answer was relayed (a 101, or any status for a plain request). */
+  ok: 'ok',
+  /** The client left before any answer. */
+  clientGone: 'client_gone',
+  /** A plain request whose backend died after its status line went out: the client's connection is cut (access log only). */
+  backendCutOff: 'backend_cut_off',
 } as const;
 
 /**
@@ -87,7 +101,72 @@ export const CloseCodes = {
   backendSlow: 1013,
 } as const;
 
+/** The per-worker hot-path counts (src/stats/counters.ts; tunnel.ts's `counters[counter]++` checks the names) a tunnel ending bumps. */
+export type TunnelCounter = 'tooBigFromClient' | 'tooBigFromBackend' | 'slowBackendCloses' | 'slowClientCloses' | 'idleBackendCloses' | 'idleClientCloses';
+
+/**
+ * How the balancer ends a tunnel it decides to end: the close code and reason to each side
+ * (undefined: that side is not sent a close frame, because it is already gone, or, for the backend,
+ * its connection is cut instead), and the count it adds to. Closes started by the client or the
+ * backend are relayed with their own code and reason, and counted by side and code
+ * (switchyard_tunnels_closed_total) like these.
+ */
+export interface TunnelEnding {
+  readonly code: string;
+  readonly toClient?: number;
+  readonly clientReason?: string;
+  readonly toBackend?: number;
+  readonly backendReason?: string;
+  readonly counter?: TunnelCounter;
+}
+
+/** Every tunnel ending the balancer decides; tunnel.ts ends tunnels only through these. */
+export const TunnelEndings = {
+  /** A client message larger than the route's maxPayload (caught by the balancer). */
+  clientTooBig: { code: 'ERR_CLIENT_MESSAGE_TOO_BIG', toClient: CloseCodes.messageTooBig, clientReason: 'message too big', toBackend: CloseCodes.messageTooBig, backendReason: 'client message too big', counter: 'tooBigFromClient' },
+  /** Far past maxPayload: uWS cut the client without a close frame; the backend hears why. */
+  clientTooBigCut: { code: 'ERR_CLIENT_MESSAGE_TOO_BIG', toBackend: CloseCodes.messageTooBig, backendReason: 'client message too big', counter: 'tooBigFromClient' },
+  /** uWS closed a client that stopped answering its pings (the route's idleTimeout). */
+  clientIdle: { code: 'ERR_CLIENT_IDLE', toBackend: CloseCodes.goingAway, backendReason: 'client connection lost', counter: 'idleClientCloses' },
+  /** The client's connection dropped without a close frame (or with a code that cannot be relayed). */
+  clientLost: { code: 'ERR_CLIENT_LOST', toBackend: CloseCodes.goingAway, backendReason: 'client connection lost' },
+  /** More than backendBufferLimit waits for the backend. */
+  backendSlow: { code: 'ERR_BACKEND_SLOW', toClient: CloseCodes.backendSlow, clientReason: 'backend too slow', toBackend: CloseCodes.goingAway, backendReason: 'balancer closed a tunnel the backend could not keep up with', counter: 'slowBackendCloses' },
+  /** uWS dropped a message to the client past maxBackpressure. */
+  clientSlow: { code: 'ERR_CLIENT_SLOW', toClient: CloseCodes.backendSlow, clientReason: 'client too slow', toBackend: CloseCodes.goingAway, backendReason: 'client too slow', counter: 'slowClientCloses' },
+  /** The backend did not answer a ping within backendIdleTimeout: its connection is cut. */
+  backendIdle: { code: 'ERR_BACKEND_IDLE', toClient: CloseCodes.backendError, clientReason: 'backend not responding', counter: 'idleBackendCloses' },
+  /** The backend's TCP connection dropped without a close frame (typically a restart). */
+  backendLost: { code: 'ERR_BACKEND_LOST', toClient: CloseCodes.backendLost, clientReason: 'backend connection lost' },
+  /** Drain: the balancer is shutting down. */
+  shutdown: { code: 'ERR_DRAINING', toClient: CloseCodes.goingAway, clientReason: 'balancer shutting down', toBackend: CloseCodes.goingAway, backendReason: 'balancer shutting down' },
+} as const satisfies Record<string, TunnelEnding>;
+
+/**
+ * The backend broke the framing (the frame reader's close code and reason): 1011 to the client with
+ * the reader's reason, the reader's code to the backend; a message past maxPayload (1009) is a limit
+ * of ours, told as 1009 to both and counted as too big, not against the backend.
+ */
+export function backendFramingEnding(closeCode: number, reason: string): TunnelEnding {
+  const tooBig = closeCode === CloseCodes.messageTooBig;
+  return { code: tooBig ? 'ERR_BACKEND_MESSAGE_TOO_BIG' : 'ERR_BACKEND_PROTOCOL', toClient: tooBig ? CloseCodes.messageTooBig : CloseCodes.backendError, clientReason: reason, toBackend: closeCode, backendReason: reason, counter: tooBig ? 'tooBigFromBackend' : undefined };
+}
+
 /** True for codes that may appear in a close frame (RFC 6455 7.4.1/7.4.2: not 1004-1006, 1015, nor <1000). */
 export function isSendableCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
+
+/**
+ * Connections the public listener closes, without an answer, for their PROXY protocol header
+ * (src/proxy-protocol.ts, config listen.proxyProtocol); the label is
+ * `switchyard_proxy_protocol_refused_total`'s reason.
+ */
+export const ProxyProtocolRefusals = {
+  notConfigured: outcome('ERR_PROXY_NOT_CONFIGURED', 0, 'not_configured', 'a PROXY protocol header on a listener without listen.proxyProtocol'),
+  untrustedPeer: outcome('ERR_PROXY_UNTRUSTED', 0, 'untrusted_peer', 'a PROXY protocol header from a peer not in trustedProxies'),
+  missingHeader: outcome('ERR_PROXY_MISSING', 0, 'missing_header', 'a peer in trustedProxies sent no PROXY protocol header'),
+  badHeader: outcome('ERR_PROXY_BAD_HEADER', 0, 'bad_header', 'a PROXY protocol header that breaks its format'),
+  /** The listener's internal port (behind the front) got a connection that did not come through the front. */
+  notFromFront: outcome('ERR_PROXY_NOT_FROM_FRONT', 0, 'not_from_front', 'a connection to the internal port that did not come through the PROXY protocol front'),
+} as const;

@@ -6,13 +6,16 @@ import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
 import type { LoadedConfig } from './config/load';
 import type { RouteConfig, TlsConfig } from './config/schema';
-import { Outcomes, type Outcome } from './errors';
+import { OutcomeLabels, Outcomes, ProxyProtocolRefusals, type Outcome } from './errors';
+import { proxiedClient } from './proxy-protocol';
+import { ProxyProtocolFront } from './proxy-protocol-front';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
 import { serveByName } from './sni';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
-import { clientIp, formatPeerAddress, forwardedHeaders, header, headerCount, recoverBytes, type ClientRequest, type TrustedProxies } from './proxy/forwarded-headers';
+import { header, headerCount, type ClientRequest } from './client-request';
+import { clientIp, formatPeerAddress, forwardedHeaders, recoverBytes, type TrustedProxies } from './proxy/forwarded-headers';
 import type { Refused } from './proxy/backend-socket';
 import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
@@ -22,7 +25,7 @@ import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
 import { closeTimes, closeWindow, spreadCloses } from './close-spread';
-import { closeListenSocket, forEachHeader, httpIdleCloseMs, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type SslApp, type TemplatedApp, type WebSocketBehavior, type AppOptions } from './uws';
+import { closeListenSocket, forEachHeader, httpIdleCloseMs, oldBuild, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type SslApp, type TemplatedApp, type WebSocketBehavior, type AppOptions } from './uws';
 
 export interface ListenerDeps {
   config: LoadedConfig;
@@ -161,11 +164,20 @@ export class Listener implements TunnelOwner, Acceptor {
 
   /** TLS is terminated here: X-Forwarded-Proto says https. */
   private readonly secure: boolean;
+  /** listen.proxyProtocol: the front that reads PROXY headers on the public port; uWS listens on an internal one. */
+  private readonly front: ProxyProtocolFront | null;
+  /** listen.proxyProtocol v2 where uWS parses the header itself (a plain listener, the current build): no front. */
+  private readonly nativeProxyProtocol: boolean;
+  private innerPort = 0;
 
   /** Throws when listen.tls's files cannot be loaded (the primary checked them, but they may have changed since). */
   constructor(private readonly deps: ListenerDeps) {
     const tls = deps.config.listen.tls;
     this.secure = tls !== undefined;
+    const proxyProtocol = deps.config.listen.proxyProtocol;
+    // The old build answers 505 when the v2 header comes in a read of its own, as HAProxy sends it.
+    this.nativeProxyProtocol = proxyProtocol === 'v2' && tls === undefined && !oldBuild;
+    this.front = proxyProtocol !== false && !this.nativeProxyProtocol ? new ProxyProtocolFront(deps.trusted, proxyProtocol === true, () => this.innerPort, deps.log) : null;
     const secureApp = tls && sslApp(tls);
     this.app = secureApp || uws.App();
     this.addRoutes();
@@ -215,6 +227,7 @@ export class Listener implements TunnelOwner, Acceptor {
 
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: SocketContext): void {
     const request = captureRequest(req, res, this.secure);
+    if (!this.admitConnection(res, request)) return;
     const defect = defectOf(request);
     if (defect !== undefined) return this.reject(res, request, defect);
     const key = header(request, 'sec-websocket-key');
@@ -245,7 +258,7 @@ export class Listener implements TunnelOwner, Acceptor {
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool);
           return;
         }
         if (result.kind === 'refused') {
@@ -259,10 +272,10 @@ export class Listener implements TunnelOwner, Acceptor {
           backend.active--;
           upgraded.socket.destroy();
           if (!aborted) this.reject(res, request, Outcomes.draining, [], startedAt, pool);
-          else this.logAccess(request, 0, 'client_gone', startedAt, pool, backend.name);
+          else this.logAccess(request, 0, OutcomeLabels.clientGone, startedAt, pool, backend.name);
           return;
         }
-        counters.upgrades.ok++;
+        counters.upgrades.ok++; // OutcomeLabels.ok
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         tunnel.clientIp = ip;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
@@ -283,6 +296,7 @@ export class Listener implements TunnelOwner, Acceptor {
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
     const request = captureRequest(req, res, this.secure);
+    if (!this.admitConnection(res, request)) return;
     const defect = defectOf(request);
     if (defect !== undefined) return this.reject(res, request, defect);
     if (header(request, 'upgrade') !== '') {
@@ -295,6 +309,42 @@ export class Listener implements TunnelOwner, Acceptor {
     if (this.draining) return this.reject(res, request, Outcomes.draining);
     if (this.connections >= this.workerConnections) return this.reject(res, request, Outcomes.workerFull);
     this.deps.httpProxy.handle(res, request, route.pool);
+  }
+
+  /**
+   * listen.proxyProtocol: the request's peerIp becomes the client address its connection's PROXY
+   * header carried, which uWS parsed (v2, native) or the front read (src/proxy-protocol-front.ts).
+   * Without the key, uWS still parses a v2 header from any peer: such a connection is refused.
+   * False when the connection was closed.
+   */
+  private admitConnection(res: HttpResponse, request: ClientRequest): boolean {
+    const raw = res.getProxiedRemoteAddress();
+    let refusal: Outcome;
+    if (this.front === null) {
+      if (!this.nativeProxyProtocol) {
+        if (raw.byteLength === 0) return true;
+        refusal = ProxyProtocolRefusals.notConfigured;
+      } else {
+        const client = proxiedClient(request.peerIp, raw.byteLength === 0 ? '' : formatPeerAddress(new Uint8Array(raw)), this.deps.trusted);
+        if (typeof client === 'string') {
+          request.peerIp = client;
+          return true;
+        }
+        refusal = client;
+      }
+    } else {
+      const client = this.front.clientOf(request.peerIp);
+      if (client !== undefined && raw.byteLength === 0) {
+        request.peerIp = client;
+        return true;
+      }
+      // A second header after the one the front took, or a connection that bypassed the front.
+      refusal = client === undefined ? ProxyProtocolRefusals.notFromFront : ProxyProtocolRefusals.badHeader;
+    }
+    counters.proxyProtocolRefused[refusal.label]++;
+    this.deps.log.debug({ code: refusal.code, peer: request.peerIp }, refusal.message);
+    res.close();
+    return false;
   }
 
   /** Every refused upgrade or request: its status, a debug line, an access-log line and a count by label. */
@@ -332,6 +382,11 @@ export class Listener implements TunnelOwner, Acceptor {
     if (this.tunnels.size === 0) this.onIdle?.();
   }
 
+  /** Descriptors one client connection holds in this worker: two, four behind the PROXY protocol front (both ends of the inner connection). */
+  get descriptorsPerConnection(): number {
+    return this.front === null ? 2 : 4;
+  }
+
   get tunnelCount(): number {
     return this.tunnels.size;
   }
@@ -341,15 +396,23 @@ export class Listener implements TunnelOwner, Acceptor {
     return this.opening + this.tunnels.size + this.deps.httpProxy.requestsInFlight;
   }
 
-  listen(host: string, port: number): Promise<number> {
+  async listen(host: string, port: number): Promise<number> {
+    const front = this.front;
+    const bound = await this.listenApp(front === null ? host : '127.0.0.1', front === null ? port : 0);
+    if (front !== null) this.innerPort = bound;
+    const publicPort = front === null ? bound : await front.listen(host, port);
+    this.listenOn = { host, port: publicPort };
+    this.startIdleSweep();
+    return publicPort;
+  }
+
+  /** The uWS app listens: on the public port, or behind the front on an internal loopback one. */
+  private listenApp(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (socket) => {
         if (!socket) return reject(new Error(`cannot listen on ${host}:${port}`));
         this.listenSocket = socket;
-        const bound = listenSocketPort(socket);
-        this.listenOn = { host, port: bound };
-        this.startIdleSweep();
-        resolve(bound);
+        resolve(listenSocketPort(socket));
       });
     });
   }
@@ -364,6 +427,15 @@ export class Listener implements TunnelOwner, Acceptor {
     const on = this.listenOn;
     if (this.draining || this.retiring || on === null) return Promise.resolve(false);
     if (this.listenSocket !== null) return Promise.resolve(true);
+    const front = this.front;
+    if (front !== null) {
+      const again = async (): Promise<boolean> => {
+        this.innerPort = await this.listenApp('127.0.0.1', 0);
+        await front.listen(on.host, on.port);
+        return true;
+      };
+      return again().catch(() => false);
+    }
     return new Promise((resolve) => {
       this.app.listen(on.host, on.port, (socket) => {
         if (socket) this.listenSocket = socket;
@@ -429,6 +501,7 @@ export class Listener implements TunnelOwner, Acceptor {
   }
 
   private stopAccepting(): void {
+    this.front?.close();
     if (this.listenSocket) closeListenSocket(this.listenSocket);
     this.listenSocket = null;
   }

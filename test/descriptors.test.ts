@@ -27,6 +27,7 @@ void describe('descriptor limit', () => {
     assert.equal(autoWorkerConnections({ soft: 1024, hard: 1024 }, 40), Math.floor((984 - 123) / 2));
     assert.equal(autoWorkerConnections({ soft: 1_048_576, hard: 1_048_576 }, 40), Math.floor((1_048_536 - 131_067) / 2));
     assert.equal(autoWorkerConnections({ soft: 30, hard: 30 }, 38), 1, 'never below one');
+    assert.equal(autoWorkerConnections({ soft: 1024, hard: 1024 }, 40, 4), Math.floor((984 - 123) / 4), 'four per connection behind the PROXY protocol front');
     assert.equal(autoWorkerConnections(undefined, 38), UNKNOWN_LIMIT_CONNECTIONS);
   });
 

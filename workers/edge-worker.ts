@@ -8,7 +8,7 @@ import { ClientLimitsSync } from '../src/client-limits-sync';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { CONFIG_ENV, LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/primary/ipc';
+import { LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpsRedirect } from '../src/https-redirect';
 import { installLastResort } from '../src/last-resort';
@@ -31,8 +31,30 @@ function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message, undefined, {}, ignore);
 }
 
+/** How long a new worker waits for its config before giving up (the primary restarts it). */
+const CONFIG_TIMEOUT_MS = 30_000;
+
+/** The config, asked of the primary over IPC: the worker's first message. */
+function askConfig(): Promise<string> {
+  if (!process.send) return Promise.reject(new Error('no IPC channel: a worker is started by the primary (switchyard start)'));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no config from the primary within ${CONFIG_TIMEOUT_MS / 1000}s`)), CONFIG_TIMEOUT_MS);
+    const gone = (): void => reject(new Error('the primary went away before sending the config'));
+    const onMessage = (m: PrimaryMessage): void => {
+      if (m.type !== 'config') return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      process.off('disconnect', gone);
+      resolve(m.json);
+    };
+    process.on('message', onMessage);
+    process.once('disconnect', gone);
+    send({ type: 'config-request' });
+  });
+}
+
 async function main(): Promise<void> {
-  const config = validateConfig(JSON.parse(process.env[CONFIG_ENV] ?? 'null'));
+  const config = validateConfig(JSON.parse(await askConfig()));
   const logFd = process.env[LOG_FD_ENV] === String(WORKER_LOG_FD) ? WORKER_LOG_FD : 1;
   const log = createLogger(config.logLevel, { role: 'worker' }, logFd);
   installLastResort(log);
@@ -72,7 +94,7 @@ async function main(): Promise<void> {
   guard.start();
   const limit = readDescriptorLimit();
   const inUse = countOpenDescriptors() ?? 0; // the reserve included
-  listener.workerConnections = config.workerConnections === 'auto' ? autoWorkerConnections(limit, inUse) : config.workerConnections;
+  listener.workerConnections = config.workerConnections === 'auto' ? autoWorkerConnections(limit, inUse, listener.descriptorsPerConnection) : config.workerConnections;
   bindConnections(() => ({ open: listener.connections, limit: listener.workerConnections, accepting: guard.accepting }));
   log.debug({ port, binding: uwsBindingName, workerConnections: listener.workerConnections, descriptors: limit, inUse }, 'worker listening');
   send({ type: 'listening', port, binding: uwsBindingName, workerConnections: listener.workerConnections, descriptors: limit && { ...limit, inUse } });
@@ -84,8 +106,9 @@ async function main(): Promise<void> {
     guard.stop();
     redirect?.close();
     await listener.drain(timeoutMs);
-    send({ type: 'drained', tunnelsLeft: listener.tunnelCount });
-    await httpProxy.close().catch(() => undefined);
+    backendSync.stop();
+    clientSync.stop();
+    httpProxy.close();
     // What this worker counted stays in the primary's totals after it is gone.
     await sendFinalMetrics();
     // Let the last close frames leave before the process goes.

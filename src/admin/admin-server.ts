@@ -14,8 +14,7 @@ import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
 import { countAdminRefusal } from '../stats/metrics';
-import type { StatusReport } from '../primary/coordination';
-import type { ReloadResult } from '../primary/supervisor';
+import type { ReloadResult, StatusReport } from './admin-api';
 import type { WorkerView } from '../stats/metrics';
 import { checkBearer } from './admin-token';
 import { HostAllowList } from './host-allow-list';
@@ -251,7 +250,9 @@ function closeServer(server: Server): Promise<void> {
 }
 
 /** An error whose message is the whole line for the operator (the caller names no port). */
-export class AdminSocketError extends Error {}
+export class AdminSocketError extends Error {
+  readonly code = 'ERR_ADMIN_SOCKET';
+}
 
 /**
  * Listens on admin.socket, created mode 0600 (the umask is set around the bind, so the file is never

@@ -2,7 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
-import type { StatusReport } from '../primary/coordination';
+import type { StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 
@@ -51,7 +51,11 @@ export interface Status {
   /** Why not ready (empty when ready). */
   notReady: string[];
   uptimeSeconds: number;
-  listen: { host: string; port: number };
+  /**
+   * The public listener. proxyProtocol: listen.proxyProtocol (false, true or "v2"), the peers that
+   * must send the header when it is on, and the connections closed for a PROXY reason since start, by reason.
+   */
+  listen: { host: string; port: number; proxyProtocol: { mode: boolean | 'v2'; trustedProxies: string[]; refused: Record<string, number> } };
   /**
    * The default certificate the listener serves, with whole days left before it expires, and every
    * certificate (the default first, then those chosen by SNI, each with its names); null without TLS.
@@ -176,13 +180,19 @@ export class StatusReporter {
     else if (!inputs.workers.some((w) => w.listening)) notReady.push('no worker is listening');
     if (!pools.some((p) => p.backends.some((b) => b.health === 'up' && b.admin === 'ready'))) notReady.push('no healthy backend');
 
+    const proxyRefused: Record<string, number> = {};
+    for (const v of m.all('switchyard_proxy_protocol_refused_total')) proxyRefused[String(v.labels.reason)] = v.value;
     const configured = m.find('switchyard_redis_configured');
     const connected = m.find('switchyard_redis_connected');
     return {
       ready: notReady.length === 0,
       notReady,
       uptimeSeconds: Math.round((now - this.startedAt) / 1000),
-      listen: { host: config.listen.host, port: this.publicPort },
+      listen: {
+        host: config.listen.host,
+        port: this.publicPort,
+        proxyProtocol: { mode: config.listen.proxyProtocol, trustedProxies: config.listen.proxyProtocol !== false ? [...config.trustedProxies] : [], refused: proxyRefused },
+      },
       tls: config.certificates ? servedCertificates(config.certificates, now) : null,
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },

@@ -232,14 +232,21 @@ export function checkReloadable(running: LoadedConfig, next: LoadedConfig): void
   // listen.tls's files and settings may change (a renewed certificate); turning TLS on or off may not.
   // The admin token and allowed hosts are read per request, so a reload may change them (rotate a token).
   const held = (c: LoadedConfig) => ({
-    listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined, redirect: c.listen.tls?.redirectHttpPort },
+    listen: { host: c.listen.host, port: c.listen.port, tls: c.listen.tls !== undefined, redirect: c.listen.tls?.redirectHttpPort, proxyProtocol: c.listen.proxyProtocol },
     admin: { enabled: c.admin.enabled, host: c.admin.host, port: c.admin.port, socket: c.admin.socket },
     redis: c.redis,
   });
   const [a, b] = [held(running), held(next)];
   for (const key of ['listen', 'admin', 'redis'] as const) {
     if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) {
-      const what = key === 'listen' && a.listen.tls !== b.listen.tls ? 'listen.tls: TLS cannot be turned on or off' : `${key}: cannot change`;
+      // With proxyProtocol the public port is a Node server's (shared by the workers through the
+      // primary), without it uWS's (SO_REUSEPORT): the two generations could not share it.
+      const what =
+        key === 'listen' && a.listen.tls !== b.listen.tls
+          ? 'listen.tls: TLS cannot be turned on or off'
+          : key === 'listen' && a.listen.proxyProtocol !== b.listen.proxyProtocol
+            ? 'listen.proxyProtocol: cannot change'
+            : `${key}: cannot change`;
       throw new ConfigError(`config error: ${what} on reload; restart switchyard to change it`);
     }
   }

@@ -290,6 +290,12 @@ export function renderReference(schema: Schema = configSchema): string {
 export const REFERENCE_FILE = join(__dirname, '../../docs/configuration.md');
 
 if (require.main === module) {
+  // A key without its description would make a row without an explanation: say which, write nothing.
+  const missing = undocumentedKeys();
+  if (missing.length > 0) {
+    process.stderr.write(`keys without a .describe() in src/config/schema.ts: ${missing.join(', ')}\n`);
+    process.exit(1);
+  }
   writeFileSync(REFERENCE_FILE, renderReference());
   process.stdout.write(`wrote ${REFERENCE_FILE}\n`);
 }

@@ -171,7 +171,7 @@ const poolSchema = z.strictObject({
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
-      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body, else 502).',
+      'TCP connect plus the backend\'s answer to the upgrade (plain HTTP: the TCP connect). A connect still hanging then is a failed connect: another backend is tried (for plain HTTP only for an idempotent request without a body). When no attempt is left the last one decides the answer: 504 (backend_timeout) when that backend took the connection and did not answer the upgrade in time, as responseTimeout gives a plain request; 502 (backend_unreachable) when it could not be reached.',
     ),
   responseTimeout: duration('responseTimeout')
     .pipe(z.number().min(1, 'must be more than 0'))
@@ -293,7 +293,7 @@ const routeSchema = z.strictObject({
     .string()
     .startsWith('/', 'must start with /')
     .default('/')
-    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom.'),
+    .describe('Path prefix, matched on segment boundaries: /chat matches /chat, /chat/x and /chat?x, not /chatroom. A trailing slash is ignored (/chat/ is /chat), so two routes for one host whose paths differ only by it are refused.'),
   pool: z.string().min(1).describe('The pool it sends to: a name under pools.'),
   mode: z
     .enum(ROUTE_MODES)
@@ -312,6 +312,12 @@ export const configSchema = z
           .optional()
           .describe(
             'TLS termination (wss:// and https:// for clients); the backend hop stays plain. Each worker reads the files when it starts, so a reload serves a renewed certificate at the same path. Absent: plain.',
+          ),
+        proxyProtocol: z
+          .union([z.boolean(), z.literal('v2')])
+          .default(false)
+          .describe(
+            "Behind a TCP load balancer (AWS NLB, HAProxy's send-proxy / send-proxy-v2, GCP's TCP proxy): peers in trustedProxies must open each connection with a PROXY protocol header, before any TLS, and the client address it carries is the client's for routing, hash keys, clientLimits, X-Forwarded-For / X-Real-IP and the access log (NGINX's `listen ... proxy_protocol`). Other peers are served as clients; a PROXY header from one of them closes its connection, as does a trusted peer that sends none. true: v1 and v2, read by a small TCP front in each worker that relays the connection to uWS (a v2 LOCAL or v1 UNKNOWN header, a proxy's health check, passes as the proxy itself). v2: v2 only; on a plain listener with the current uWebSockets.js build uWS reads it itself, at no cost (a LOCAL header then counts as none); with TLS or the old build, through the front. docs/operations.md gives the front's cost. false: a connection that opens with a PROXY header is refused.",
           ),
       })
       .prefault({})
@@ -499,6 +505,9 @@ export const configSchema = z
     if (redirect !== undefined && (redirect === cfg.listen.port || (cfg.admin.enabled && redirect === cfg.admin.port))) {
       ctx.addIssue({ code: 'custom', path: ['listen', 'tls', 'redirectHttpPort'], message: 'must differ from listen.port and admin.port' });
     }
+    if (cfg.listen.proxyProtocol && cfg.trustedProxies.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['listen', 'proxyProtocol'], message: 'needs trustedProxies: the addresses of the load balancers that send the PROXY header' });
+    }
     if (cfg.clientLimits.scope === 'fleet' && cfg.redis === undefined) {
       ctx.addIssue({ code: 'custom', path: ['clientLimits', 'scope'], message: 'fleet needs redis (set redis.url or REDIS_URL), or use machine' });
     }
@@ -511,6 +520,19 @@ export const configSchema = z
       if (route.maxPayload > cfg.messageAssemblyLimit) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'maxPayload'], message: `exceeds messageAssemblyLimit (${cfg.messageAssemblyLimit} bytes): such messages could never be assembled` });
       }
+    });
+    // Prefixes match on segment boundaries and a trailing slash is dropped (src/route.ts), so two routes
+    // for the same host whose paths differ only by trailing slashes match the same requests: the
+    // later one would never be used. Said rather than shadowed silently.
+    const matching = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const host = route.host === undefined || route.host === '*' ? '*' : route.host.toLowerCase().replace(/\.$/, '');
+      const key = `${host} ${route.path.length > 1 ? route.path.replace(/\/+$/, '') : route.path}`;
+      const first = matching.get(key);
+      if (first === undefined) return void matching.set(key, i);
+      const other = cfg.routes[first].path;
+      const why = other === route.path ? `the same host and path as routes[${first}]` : `differs from routes[${first}]'s "${other}" only by a trailing slash, for the same host`;
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'path'], message: `"${route.path}" ${why}: both match the same requests, so this route would never be used` });
     });
     // uWS fixes client-side tunnel settings per URL pattern, so routes sharing a path must share them.
     const byPath = new Map<string, number>();

@@ -5,7 +5,8 @@
 // Pure: it is told what happened and when (an injected clock), and answers; it does no I/O.
 import type { OutlierDetectionConfig } from '../config/schema';
 
-interface Record {
+/** What the detector remembers of one backend. */
+interface BackendRecord {
   /** Failures in the current streak, and when the streak began. */
   failures: number;
   streakStart: number;
@@ -28,7 +29,7 @@ export interface Ejection {
 }
 
 export class OutlierDetector {
-  private readonly records = new Map<string, Record>();
+  private readonly records = new Map<string, BackendRecord>();
 
   constructor(
     private readonly settings: OutlierDetectionConfig,
@@ -108,7 +109,7 @@ export class OutlierDetector {
   }
 
   /** One step less per maxEjectionTime the backend stayed in (Envoy decays its multiplier likewise). */
-  private decay(r: Record, now: number): void {
+  private decay(r: BackendRecord, now: number): void {
     const step = Math.max(this.settings.maxEjectionTime, this.settings.baseEjectionTime);
     const steps = Math.floor((now - r.multiplierSince) / step);
     if (steps > 0 && r.multiplier > 0) r.multiplier = Math.max(0, r.multiplier - steps);

@@ -10,7 +10,7 @@
 //   path:N      the N-th path segment: /rooms/42/ws with path:2 keys on 42
 // An empty value counts as missing: such a request falls back to least-connections.
 import { isIPv4, isIPv6 } from 'node:net';
-import { header, type ClientRequest } from '../proxy/forwarded-headers';
+import { header, type ClientRequest } from '../client-request';
 
 export type HashKeySpec =
   | { kind: 'ip'; v4Bits: number; v6Bits: number }

@@ -5,7 +5,7 @@
 import type { Worker } from 'node:cluster';
 import { MAX_REPORTED_CLIENTS, type ClientCount } from '../client-limits';
 import { addClientCounts, type SharedState } from '../state/shared-state';
-import type { PrimaryMessage } from './ipc';
+import type { PrimaryMessage } from '../ipc';
 
 export class ClientCounts {
   private readonly workers = new Map<Worker, { clients: readonly ClientCount[]; sent: string }>();

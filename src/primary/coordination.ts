@@ -11,10 +11,11 @@ import { ActiveChecker, type ProbeResult } from '../health/active-check';
 import { OutlierDetector } from '../health/outlier-detection';
 import { slowStartEnds } from '../load-balancer/slow-start';
 import type { Logger } from '../log';
+import type { BackendStatus, StatusReport } from '../admin/admin-api';
 import type { SharedState, StateStatus } from '../state/shared-state';
-import { Backend, type HealthState } from '../upstream/backend';
+import { Backend } from '../upstream/backend';
 import { ClientCounts } from './client-counts';
-import { isWorkerMessage, type BackendView, type PrimaryMessage } from './ipc';
+import { isWorkerMessage, type BackendView, type PrimaryMessage } from '../ipc';
 
 interface Entry {
   pool: string;
@@ -29,32 +30,6 @@ interface Entry {
   eligible: boolean | undefined;
   /** When it last became eligible, epoch ms; 0: since the start. Sent to workers for slow start. */
   eligibleSince: number;
-}
-
-export interface BackendStatus {
-  backend: string;
-  url: string;
-  health: HealthState;
-  /** The active checks' verdict ('off' when the pool has none). */
-  activeCheck: HealthState | 'off';
-  /** True when this machine runs the active checks of this backend (holds its lease). */
-  checkedHere: boolean;
-  ejected: boolean;
-  ejections: number;
-  admin: AdminState;
-  connections: { machine: number; fleet: number };
-  /** The most tunnels it may hold fleet-wide; 0: no limit. */
-  maxConnections: number;
-  /** Takes tunnels only while no other backend of the pool can. */
-  backup: boolean;
-  /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
-  slowStartUntil: number;
-}
-
-export interface StatusReport {
-  machine: string;
-  state: { kind: string; status: StateStatus };
-  pools: Record<string, BackendStatus[]>;
 }
 
 export interface CoordinationEvents {

@@ -1,10 +1,11 @@
 // The primary: forks one worker per core, restarts the ones that die (with backoff, so a crash
 // loop does not spin the CPU), on SIGHUP reloads the config into a new generation of workers, and
 // on SIGTERM/SIGINT drains them all. It never handles traffic.
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import type { ReloadResult } from '../admin/admin-api';
 import { AdminSocketError, startAdminListener, type AdminListener } from '../admin/admin-server';
 import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
@@ -17,15 +18,13 @@ import { keepFinalMetrics } from '../stats/cluster-metrics';
 import { bindCertificates, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
-import { CONFIG_ENV, isWorkerMessage, LOG_FD_ENV, WORKER_LOG_FD, WORKER_STDIO, WORKER_COUNT_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from './ipc';
+import { isWorkerMessage, LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, WORKER_STDIO, type PrimaryMessage, type WorkerMessage } from '../ipc';
+import { newSlots, nextRestartDelay, overRetiringCap, reloadRefusal, type Generation, type Slot } from './worker-slots';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
-export class StartupError extends Error {}
-
-const RESTART_BASE_MS = 100;
-const RESTART_MAX_MS = 30_000;
-/** A worker that lived this long is healthy: its slot's backoff starts over. */
-const STABLE_AFTER_MS = 30_000;
+export class StartupError extends Error {
+  readonly code = 'ERR_STARTUP';
+}
 
 /** Refuses early, with a clear line, when something already holds the port (SO_REUSEPORT would hide it). */
 function checkPortFree(host: string, port: number): Promise<number> {
@@ -39,14 +38,6 @@ function checkPortFree(host: string, port: number): Promise<number> {
       probe.close(() => resolve(actual));
     });
   });
-}
-
-/** One set of workers started from one config: the first at startup, a new one at each reload. */
-interface Generation {
-  id: number;
-  config: LoadedConfig;
-  /** The config as the workers get it (JSON, with the port the primary resolved). */
-  workerConfig: string;
 }
 
 /**
@@ -63,27 +54,6 @@ function warnIfQueuesDrop(log: Logger): void {
   }
   if (value === '0') log.warn('net.ipv4.tcp_migrate_req is 0: connections queued on an old worker when it stops listening are reset; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1)');
 }
-
-interface Slot {
-  index: number;
-  generation: Generation;
-  /**
-   * current: serving, restarted when it dies; starting: forked by a reload that has not finished;
-   * retiring: an old generation's, finishing its tunnels; abandoned: a failed reload's, killed.
-   */
-  role: 'current' | 'starting' | 'retiring' | 'abandoned';
-  worker: Worker | null;
-  startedAt: number;
-  failures: number;
-  restartTimer?: NodeJS.Timeout;
-  listening: boolean;
-  restarts: number;
-}
-
-/** What a reload did, for the log, the admin endpoint and `switchyard reload`. */
-export type ReloadResult =
-  | { ok: true; generation: number; workers: number; retiring: number; closingNow: number }
-  | { ok: false; error: string };
 
 /** How long a reload waits for its new workers to listen before giving up (the old ones keep serving). */
 const RELOAD_START_TIMEOUT_MS = 15_000;
@@ -169,8 +139,6 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   });
   if (config.redis) coordination.on('status', (status) => setRedisConnected(status === 'ok'));
 
-  const newSlots = (g: Generation, role: Slot['role']): Slot[] =>
-    Array.from({ length: g.config.workerCount }, (_, index) => ({ index, generation: g, role, worker: null, startedAt: 0, failures: 0, listening: false, restarts: 0 }));
   let slots = newSlots(generation(config), 'current');
   /** The workers of a reload in progress, and of old generations still finishing their tunnels. */
   let starting: Slot[] = [];
@@ -216,7 +184,6 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const fork = (slot: Slot): void => {
     // undefined drops the variable from the worker's environment: the admin token stays in the primary.
     const worker = cluster.fork({
-      [CONFIG_ENV]: slot.generation.workerConfig,
       [LOG_FD_ENV]: String(WORKER_LOG_FD),
       [WORKER_SLOT_ENV]: String(slot.index),
       [WORKER_COUNT_ENV]: String(slot.generation.config.workerCount),
@@ -227,7 +194,10 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     coordination.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
-      if (m.type === 'final-metrics') keepFinalMetrics(m.metrics);
+      if (m.type === 'config-request') {
+        if (worker.isConnected()) worker.send({ type: 'config', json: slot.generation.workerConfig } satisfies PrimaryMessage);
+      }
+      else if (m.type === 'final-metrics') keepFinalMetrics(m.metrics);
       else if (m.type === 'listen-failed') {
         if (!ready) rejectStart(new StartupError(`cannot listen on ${config.listen.host}:${port}: ${m.error}`));
         else if (slot.role === 'starting') reloadStarted?.(`a new worker could not listen: ${m.error}`);
@@ -288,9 +258,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       if (slot.role === 'retiring' || slot.role === 'abandoned') return;
       if (slot.role === 'starting') return reloadStarted?.(`a new worker ${why} while starting`);
       if (!ready) return rejectStart(new StartupError(`a worker ${why} during startup`));
-      if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.failures = 0;
-      const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** slot.failures);
-      slot.failures++;
+      const delay = nextRestartDelay(slot, Date.now());
       log.warn({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker exited');
       slot.restartTimer = setTimeout(() => {
         slot.restarts++;
@@ -314,14 +282,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       log.error({ by, error }, 'reload refused: still running the previous config');
       return { ok: false, error };
     };
-    if (!ready || shuttingDown) return refuse('switchyard is starting or stopping');
-    if (loadNext === undefined) return refuse('no config to reload');
-    if (starting.length > 0) return refuse('a reload is already in progress');
-    if (closingNow.size > 0) {
-      return refuse(
-        `old workers told by an earlier reload to close their tunnels (more than maxRetiringGenerations: ${config.maxRetiringGenerations}) are still closing them, for at most drainTimeout (${config.drainTimeout / 1000}s); try again then`,
-      );
-    }
+    const refusal = reloadRefusal({ ready, shuttingDown, canLoad: loadNext !== undefined, starting: starting.length, closingNow: closingNow.size, config });
+    if (refusal !== undefined || loadNext === undefined) return refuse(refusal ?? 'no config to reload');
     let next: LoadedConfig;
     try {
       next = loadNext();
@@ -403,10 +365,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
    * most maxRetiringGenerations + 2 generations run at once. Returns how many workers were told.
    */
   function capRetiring(c: LoadedConfig): number {
-    const finishing = [...retiring].filter((s) => s.role === 'retiring' && !closingNow.has(s));
-    const ids = [...new Set(finishing.map((s) => s.generation.id))].sort((a, b) => a - b);
-    const over = ids.slice(0, Math.max(0, ids.length - c.maxRetiringGenerations));
-    const told = finishing.filter((s) => over.includes(s.generation.id));
+    const { generations: over, slots: told } = overRetiringCap(retiring, closingNow, c.maxRetiringGenerations);
     if (told.length === 0) return 0;
     const message: PrimaryMessage = { type: 'drain', timeoutMs: c.drainTimeout };
     for (const s of told) {

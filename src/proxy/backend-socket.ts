@@ -29,7 +29,12 @@ export interface Refused {
   body: Buffer;
 }
 
-/** `local`: this machine ran out of descriptors, ports or buffers (errors.ts): not the backend's fault. */
+/**
+ * `refused`: no TCP connection (refused, reset, or not made within connectTimeout); `timeout`: the
+ * backend accepted the connection but did not answer the upgrade within connectTimeout (504, as a
+ * plain request whose response head does not come); `local`: this machine ran out of descriptors,
+ * ports or buffers (errors.ts): not the backend's fault.
+ */
 export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
@@ -122,7 +127,9 @@ class Handshake implements ConnectionTarget, Expiring {
 
   onDeadline(): void {
     this.deadline = null;
-    this.finish(new BackendConnectError('timeout', `${this.backend.name}: no answer within ${this.deadlines.delayMs} ms`));
+    const { name } = this.backend;
+    const ms = this.deadlines.delayMs;
+    this.finish(this.connected ? new BackendConnectError('timeout', `${name}: no answer within ${ms} ms`) : new BackendConnectError('refused', `${name}: no connection within ${ms} ms`, 'ETIMEDOUT'));
   }
 
   private finish(err: BackendConnectError | null, value?: Upgraded | Refused): void {

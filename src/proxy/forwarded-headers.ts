@@ -3,6 +3,7 @@
 // hop-by-hop ones (RFC 9110 7.6.1, plus any the Connection header lists but Host) stop here;
 // X-Forwarded-* and X-Real-IP are set.
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
+import { header, headerCount, headerList, type ClientRequest } from '../client-request';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'trailers',
@@ -22,48 +23,8 @@ const DROPPED_LENGTHS = new Uint8Array(64);
 for (const name of DROPPED) DROPPED_LENGTHS[name.length] = 1;
 const NOTHING_LISTED: readonly string[] = [];
 
-/** What the listener captured of a client request while uWS's request object was still alive. */
-export interface ClientRequest {
-  method: string;
-  /** Path and query as sent. */
-  url: string;
-  /** Peer address of the TCP connection. */
-  peerIp: string;
-  /** Lower-cased names, in arrival order. */
-  headers: [string, string][];
-  /** Whether the client connection is TLS. */
-  secure: boolean;
-  /**
-   * Header values and `url` are byte strings (one character a byte, written as latin1), not text
-   * decoded from UTF-8 (written as UTF-8): set by recoverBytes() for a request that needed it.
-   */
-  bytes?: boolean;
-  /** uWS altered bytes of this request before JavaScript saw them, beyond recovery (recoverBytes): refuse it. */
-  altered?: boolean;
-}
-
 /** Header pairs for the backend request; `bytes` as in ClientRequest: the head is written as latin1. */
 export type ForwardedHeaders = [string, string][] & { bytes?: boolean };
-
-/** The first line of header `name` ('' when absent): for headers that are one value by definition. */
-export function header(req: ClientRequest, name: string): string {
-  for (const [k, v] of req.headers) if (k === name) return v;
-  return '';
-}
-
-/** Every line of list header `name` joined with ", " (RFC 9110 5.3), empty lines left out; '' when absent. */
-export function headerList(req: ClientRequest, name: string): string {
-  let joined = '';
-  for (const [k, v] of req.headers) if (k === name && v !== '') joined = joined === '' ? v : `${joined}, ${v}`;
-  return joined;
-}
-
-/** How many lines header `name` has. */
-export function headerCount(req: ClientRequest, name: string): number {
-  let n = 0;
-  for (const pair of req.headers) if (pair[0] === name) n++;
-  return n;
-}
 
 /**
  * A peer address from uWS's raw bytes (`getRemoteAddress()`): IPv4 dotted, an IPv4-mapped IPv6

@@ -4,7 +4,7 @@
 // reused connection the backend had just closed is retried once on a fresh one, same rule.
 // Failures feed outlier detection as NGINX's max_fails counts them (errors and timeouts, not 5xx).
 import { accessEntry, type AccessEntry, type AccessLog } from '../access-log';
-import { HTTP_REASONS, Outcomes, type LocalResourceError, type Outcome } from '../errors';
+import { HTTP_REASONS, OutcomeLabels, Outcomes, type LocalResourceError, type Outcome } from '../errors';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
@@ -13,7 +13,8 @@ import { countHttpAnswer, counters } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import type { HttpResponse } from '../uws';
-import { clientIp, forwardedHeaders, header, type ClientRequest, type TrustedProxies } from './forwarded-headers';
+import { header, type ClientRequest } from '../client-request';
+import { clientIp, forwardedHeaders, type TrustedProxies } from './forwarded-headers';
 import { KeepAlivePool, sweepPools, type UpstreamConnection, type UpstreamExchange, type UpstreamFailure } from './http-upstream';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -54,10 +55,9 @@ export class HttpProxy {
     return pool;
   }
 
-  close(): Promise<void> {
+  close(): void {
     clearInterval(this.sweeper);
     for (const pool of this.pools.values()) pool.close();
-    return Promise.resolve();
   }
 
   handle(res: HttpResponse, request: ClientRequest, pool: Pool): void {
@@ -143,7 +143,7 @@ class Exchange implements UpstreamExchange {
   /** The backend's status, counted when its head goes to the client; or the balancer's own. */
   private status = 0;
   /** For the access log: "ok", client_gone, backend_cut_off, or the errors.ts label of the balancer's answer. */
-  private outcome = 'ok';
+  private outcome: string = OutcomeLabels.ok;
   /** The status line went to the client. */
   private responded = false;
   /** The response's Content-Length, or -1 (then the body is streamed chunked by uWS). */
@@ -202,10 +202,10 @@ class Exchange implements UpstreamExchange {
     // Left before any answer; once the status line went out the request already counts as ok.
     if (!this.finished) {
       if (!this.responded) {
-        counters.httpRequests.client_gone++;
+        counters.httpRequests[OutcomeLabels.clientGone]++;
         this.status = 0;
       }
-      this.outcome = 'client_gone';
+      this.outcome = OutcomeLabels.clientGone;
     }
     this.finish();
     const upstream = this.upstream;
@@ -373,7 +373,7 @@ class Exchange implements UpstreamExchange {
     if (failure !== 'stale') backendFailed(backend);
     if (this.responded) {
       // The backend died mid-body: the status is already sent, so cutting the connection is the signal.
-      this.outcome = 'backend_cut_off';
+      this.outcome = OutcomeLabels.backendCutOff;
       this.finish();
       this.res.cork(() => this.res.close());
       return;

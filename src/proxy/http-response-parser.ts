@@ -52,7 +52,7 @@ const CR = 13;
 const LF = 10;
 /** CR or LF other than in a CRLF pair, or NUL. */
 const BARE_CR_LF_NUL = /\r(?!\n)|(?<!\r)\n|\0/;
-/** Header lines after the status line, all of them in one pass: `token:` then no CR, LF or NUL, CRLF-separated (RFC 9112 5). */
+/** Keep-Alive's `timeout=N` (seconds): how long the backend keeps an idle connection (RFC 2068 19.7.1.1). */
 const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 const DIGITS = /^\d{1,15}$/;
 const HEX = /^[0-9a-fA-F]{1,13}$/;

@@ -5,7 +5,7 @@
 // outgoing frame, create no closures or promises, and log nothing.
 import type { AccessEntry, TunnelTraffic } from '../access-log';
 import { CLOSE_HANDSHAKE_MS } from '../close-spread';
-import { CloseCodes, isLocalResourceError, isSendableCloseCode } from '../errors';
+import { backendFramingEnding, isLocalResourceError, isSendableCloseCode, TunnelEndings, type TunnelEnding } from '../errors';
 import { backendFailed } from '../health/passive-signals';
 import { counters, countClose, type CloseSide } from '../stats/counters';
 import type { Backend } from '../upstream/backend';
@@ -161,20 +161,10 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   fromClient(message: ArrayBuffer, isBinary: boolean): void {
     if (this.state !== State.Open) return;
     const size = message.byteLength; // a builtin call, not a field load
-    if (size > this.settings.maxPayload) {
-      counters.tooBigFromClient++;
-      this.endClient(CloseCodes.messageTooBig, 'message too big');
-      this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
-      return;
-    }
+    if (size > this.settings.maxPayload) return this.end(TunnelEndings.clientTooBig);
     // Checked before writing, so one message of any allowed size always goes out: what waits for
     // the backend (this turn's batch included) stays below backendBufferLimit + maxPayload.
-    if (this.socket.unsentBytes > this.settings.backendBufferLimit) {
-      counters.slowBackendCloses++;
-      this.endClient(CloseCodes.backendSlow, 'backend too slow');
-      this.closeBackend(CloseCodes.goingAway, 'balancer closed a tunnel the backend could not keep up with');
-      return;
-    }
+    if (this.socket.unsentBytes > this.settings.backendBufferLimit) return this.end(TunnelEndings.backendSlow);
     this.socket.write(encodeFrame(isBinary ? Opcode.binary : Opcode.text, new Uint8Array(message)));
     counters.messagesToBackend++;
     counters.bytesToBackend += size;
@@ -196,19 +186,17 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     this.clientClosed = true;
     if (!this.clientEndedByUs) {
       const reason = Buffer.from(message).toString('utf8');
+      // uWS's own closes (idle, far too big) are the balancer's; the first close decides the side counted.
       if (code === 1006 && reason === UWS_IDLE_REASON) {
-        counters.idleClientCloses++;
         this.noteClose('balancer', code);
+        this.end(TunnelEndings.clientIdle);
       } else if (code === 1006 && reason.startsWith(UWS_TOO_BIG_REASON)) {
-        // Far past maxPayload: uWS cut it without a close frame; the backend hears why.
-        counters.tooBigFromClient++;
         this.noteClose('balancer', code);
-        this.closeBackend(CloseCodes.messageTooBig, 'client message too big');
-      } else this.noteClose('client', code);
-      if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) {
-        this.closeBackend(CloseCodes.goingAway, 'client connection lost');
+        this.end(TunnelEndings.clientTooBigCut);
       } else {
-        this.closeBackend(code, reason);
+        this.noteClose('client', code);
+        if (code === 1006 || (!isSendableCloseCode(code) && code !== 1005)) this.end(TunnelEndings.clientLost);
+        else this.closeBackend(code, reason); // relayed as the client sent it
       }
     }
     this.maybeFinished();
@@ -252,9 +240,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     if (status === 1) return;
     if (status === 2) {
       // Dropped past maxBackpressure: cannot happen while we pause at clientBufferLimit, but never lose data silently.
-      counters.slowClientCloses++;
-      this.endClient(CloseCodes.backendSlow, 'client too slow');
-      this.closeBackend(CloseCodes.goingAway, 'client too slow');
+      this.end(TunnelEndings.clientSlow);
     } else if (!this.paused && ws.getBufferedAmount() > this.settings.clientBufferLimit) {
       this.paused = true;
       counters.backendReadsPaused++;
@@ -303,12 +289,10 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   }
 
   onProtocolError(closeCode: number, reason: string): void {
+    const ending = backendFramingEnding(closeCode, reason);
     // Too big is a limit of ours, not a fault of the backend (the budget counts its own refusals).
-    if (closeCode === CloseCodes.messageTooBig) {
-      if (!this.reader.overBudget) counters.tooBigFromBackend++;
-    } else backendFailed(this.backend);
-    this.endClient(closeCode === CloseCodes.messageTooBig ? CloseCodes.messageTooBig : CloseCodes.backendError, reason);
-    this.closeBackend(closeCode, reason);
+    if (ending.counter === undefined) backendFailed(this.backend);
+    this.end(ending, !this.reader.overBudget);
   }
 
   /** Pings a backend silent for half of backendIdleTimeout; cuts it off when the ping got no answer. */
@@ -318,8 +302,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
     this.lastHeard = now;
     if (this.awaitingPong) {
       backendFailed(this.backend);
-      counters.idleBackendCloses++;
-      this.endClient(CloseCodes.backendError, 'backend not responding');
+      this.end(TunnelEndings.backendIdle);
       this.socket.destroy();
       return;
     }
@@ -336,7 +319,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
       // detection), unless a write failed for want of local buffers.
       if (this.state === State.Open && !isLocalResourceError(error)) backendFailed(this.backend);
       this.noteClose('backend', 1006);
-      this.endClient(CloseCodes.backendLost, 'backend connection lost');
+      this.end(TunnelEndings.backendLost);
     }
     this.state = State.Closing;
     this.maybeFinished();
@@ -346,8 +329,14 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
 
   /** Drain: tell both sides the balancer is going away. */
   shutdown(): void {
-    this.endClient(CloseCodes.goingAway, 'balancer shutting down');
-    this.closeBackend(CloseCodes.goingAway, 'balancer shutting down');
+    this.end(TunnelEndings.shutdown);
+  }
+
+  /** Ends the tunnel as errors.ts's table says: its count (unless `count` is false), the client's close, then the backend's. */
+  private end(ending: TunnelEnding, count = true): void {
+    if (count && ending.counter !== undefined) counters[ending.counter]++;
+    if (ending.toClient !== undefined) this.endClient(ending.toClient, ending.clientReason ?? '');
+    if (ending.toBackend !== undefined) this.closeBackend(ending.toBackend, ending.backendReason ?? '');
   }
 
   /** Sends a close frame to the backend and gives it CLOSE_TIMEOUT_MS to finish the handshake. */

@@ -50,6 +50,7 @@ class BackendOpening implements HandshakeOwner {
   private readonly tried = new Set<Backend>();
   private attempt = 0;
   private backend: Backend | undefined;
+  private lastFailure: BackendConnectError['reason'] | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -67,7 +68,10 @@ class BackendOpening implements HandshakeOwner {
     const { pool, tried } = this;
     const backend = this.attempt++ <= pool.retries ? pool.pick(this.key, tried) : undefined;
     if (backend === undefined) {
-      this.resolve({ kind: 'failed', outcome: tried.size === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable });
+      // Out of attempts: the last one decides, as for a plain request (a backend that took the
+      // connection and never answered is a timeout, 504; one that could not be reached, 502).
+      const outcome = tried.size === 0 ? Outcomes.noBackend : this.lastFailure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable;
+      this.resolve({ kind: 'failed', outcome });
       return;
     }
     tried.add(backend);
@@ -128,6 +132,7 @@ class BackendOpening implements HandshakeOwner {
       return;
     }
     backendFailed(backend);
+    this.lastFailure = err.reason;
     this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
     this.next();
   }

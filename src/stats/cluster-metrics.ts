@@ -3,7 +3,7 @@
 // answer in time (busy, dying) is left out of that scrape rather than failing it.
 import cluster from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import type { PrimaryMessage, WorkerMessage } from '../primary/ipc';
+import type { PrimaryMessage, WorkerMessage } from '../ipc';
 import { metricsJson, type MetricsJson } from './metrics';
 
 interface Pending {

@@ -1,7 +1,7 @@
 // Per-worker counters, bumped on the hot path as plain integer increments (no labels, no calls).
 // The metrics layer (src/stats/metrics.ts: prom-client, aggregated over workers) reads and
 // publishes them at scrape time; nothing on the per-message path talks to it directly.
-import { Outcomes, type Outcome } from '../errors';
+import { OutcomeLabels, Outcomes, ProxyProtocolRefusals, type Outcome } from '../errors';
 
 /** Who started a tunnel's close: the client, the backend, or the balancer itself (limits, drain, dead peer). */
 export const CLOSE_SIDES = ['client', 'backend', 'balancer'] as const;
@@ -26,12 +26,12 @@ export const STATUS_CLASS_LABELS = ['1xx', '2xx', '3xx', '4xx', '5xx', 'other'] 
 
 export const counters = {
   /** Upgrade attempts by outcome label (errors.ts), plus "ok" for tunnels opened. */
-  upgrades: Object.fromEntries([['ok', 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
+  upgrades: Object.fromEntries([[OutcomeLabels.ok, 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
   /**
    * Plain HTTP requests by outcome label (errors.ts), plus "ok" (a backend's response head was relayed)
    * and "client_gone" (the client left before any answer).
    */
-  httpRequests: Object.fromEntries([['ok', 0], ['client_gone', 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
+  httpRequests: Object.fromEntries([[OutcomeLabels.ok, 0], [OutcomeLabels.clientGone, 0], ...Object.values(Outcomes).map((o) => [o.label, 0])]) as Record<string, number>,
   /** Responses to plain HTTP requests by status / 100 (0-9): the index is the status's first digit, no lookup. */
   httpResponses: new Array<number>(10).fill(0),
   messagesToBackend: 0,
@@ -49,6 +49,8 @@ export const counters = {
   /** Tunnels closed because the backend stopped answering pings / uWS timed out an unresponsive client. */
   idleBackendCloses: 0,
   idleClientCloses: 0,
+  /** Client connections closed for their PROXY protocol header (or its absence), by errors.ts label. */
+  proxyProtocolRefused: Object.fromEntries(Object.values(ProxyProtocolRefusals).map((o) => [o.label, 0])) as Record<string, number>,
   /** Local resource failures by "CAUSE op" (local-failures.ts): a handful of keys, made on first use. */
   localFailures: {} as Record<string, number>,
   /** Closed tunnels by [side * CLOSE_CODE_LABELS.length + closeCodeIndex(code)]. */
@@ -70,6 +72,6 @@ export function countHttpAnswer(outcome: Outcome): void {
 export function keptAliveAnswers(): number {
   let n = 0;
   for (const c of counters.httpResponses) n += c;
-  for (const label in counters.upgrades) if (label !== 'ok') n += counters.upgrades[label];
+  for (const label in counters.upgrades) if (label !== OutcomeLabels.ok) n += counters.upgrades[label];
   return n;
 }

@@ -268,6 +268,15 @@ countedAtScrape('switchyard_slow_peer_closes_total', 'Tunnels closed because a p
 });
 
 countedAtScrape(
+  'switchyard_proxy_protocol_refused_total',
+  'Client connections the listener closed for a PROXY protocol reason (listen.proxyProtocol): not_configured (a header on a listener without proxyProtocol), untrusted_peer (a header from a peer not in trustedProxies), missing_header (a peer in trustedProxies sent none, or nothing within 10 s), bad_header (a header that breaks the format), not_from_front (a connection to the internal port behind the front that did not come through it).',
+  ['reason'],
+  (emit) => {
+    for (const [reason, value] of Object.entries(counters.proxyProtocolRefused)) emit(value, { reason });
+  },
+);
+
+countedAtScrape(
   'switchyard_local_resource_failures_total',
   'Failures for want of local resources (cause: EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL) by what the balancer was doing (op: backend_connect, http_connect, health_check, accept, fork); never counted against a backend.',
   ['cause', 'op'],

@@ -3,7 +3,7 @@
 // and every sync interval reports this worker's live tunnel counts and passive outcomes. Upgrades
 // read the fields as they are; nothing here is awaited on the data path.
 import { takeOutcomes } from '../health/passive-signals';
-import type { PrimaryMessage, WorkerMessage } from '../primary/ipc';
+import type { PrimaryMessage, WorkerMessage } from '../ipc';
 import type { Backend } from './backend';
 import type { Pool } from './pool';
 

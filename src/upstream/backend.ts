@@ -14,7 +14,7 @@ export class Backend {
   readonly maxConnections: number;
   /** Used only while no primary (non-backup) backend of the pool can take a tunnel. */
   readonly backup: boolean;
-  /** Stable name for logs and (later) metric labels: host:port. */
+  /** Stable name for logs and the `backend` metric label: host:port. */
   readonly name: string;
   /** pool/host:port: the backend's name in shared state (the same server in two pools is two entries). */
   readonly key: string;

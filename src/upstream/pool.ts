@@ -3,7 +3,7 @@ import type { PoolConfig } from '../config/schema';
 import { createLoadBalancer, hashKeyOf } from '../load-balancer';
 import { compileHashKey, type HashKeyExtractor } from '../load-balancer/hash-key';
 import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
-import type { ClientRequest } from '../proxy/forwarded-headers';
+import type { ClientRequest } from '../client-request';
 import { Backend } from './backend';
 import { UpgradePacer } from './upgrade-pacer';
 

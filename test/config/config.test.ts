@@ -180,12 +180,36 @@ describe('config', () => {
     assert.equal(errorOf(() => checkReloadable(running, load('{ socket: /tmp/x.sock }'))), 'config error: admin: cannot change on reload; restart switchyard to change it');
   });
 
+  it('listen.proxyProtocol needs trustedProxies, and a reload cannot turn it on or off', () => {
+    assert.equal(
+      errorOf(() => loadConfig({ config: file(GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')) })),
+      'config error: listen.proxyProtocol: needs trustedProxies: the addresses of the load balancers that send the PROXY header',
+    );
+    const on = loadConfig({ config: file(`${GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')}trustedProxies: [10.0.0.0/8]\n`) });
+    assert.equal(on.listen.proxyProtocol, true);
+    checkReloadable(on, loadConfig({ config: file(`${GOOD.replace('{ port: 9000 }', '{ port: 9000, proxyProtocol: true }')}trustedProxies: [10.0.0.0/8, 192.0.2.1]\n`) }));
+    assert.equal(errorOf(() => checkReloadable(on, loadConfig({ config: file(GOOD) }))), 'config error: listen.proxyProtocol: cannot change on reload; restart switchyard to change it');
+  });
+
   it('rejects routes on one path with different client-side settings', () => {
     const text = `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }
 routes:
   - { host: a.test, path: /chat, pool: p, idleTimeout: 30s }
   - { host: b.test, path: /chat, pool: p, idleTimeout: 60s }`;
     assert.match(errorOf(() => loadConfig({ config: file(text) })), /^config error: routes\[1\]\.idleTimeout: differs from routes\[0\]/);
+  });
+
+  it('rejects routes for one host whose paths differ only by a trailing slash, or not at all', () => {
+    const routes = (...lines: string[]): string => `pools: { p: { backends: [{ url: "ws://127.0.0.1:1" }] } }\nroutes:\n${lines.map((l) => `  - ${l}`).join('\n')}`;
+    const load = (text: string): unknown => loadConfig({ config: file(text) });
+    assert.equal(
+      errorOf(() => load(routes('{ path: /chat, pool: p }', '{ path: /chat/, pool: p }'))),
+      'config error: routes[1].path: "/chat/" differs from routes[0]\'s "/chat" only by a trailing slash, for the same host: both match the same requests, so this route would never be used',
+    );
+    assert.match(errorOf(() => load(routes('{ host: Chat.test, path: /a//, pool: p }', '{ host: chat.test., path: /a, pool: p }'))), /^config error: routes\[1\]\.path: "\/a" differs from routes\[0\]'s "\/a\/\/" only by a trailing slash/);
+    assert.match(errorOf(() => load(routes('{ path: /chat, pool: p }', '{ host: "*", path: /chat, pool: p }'))), /^config error: routes\[1\]\.path: "\/chat" the same host and path as routes\[0\]/);
+    // Other hosts, or paths that are really different, are fine.
+    assert.equal(load(routes('{ host: a.test, path: /chat, pool: p }', '{ host: b.test, path: /chat/, pool: p }', '{ path: /chat, pool: p }', '{ path: /chatroom, pool: p }', '{ path: /, pool: p }')) !== undefined, true);
   });
 });
 

@@ -1,6 +1,6 @@
 // Reads a running balancer's fleet view from its admin listener (GET /status), as `switchyard status --json` does.
 import { fetchStatus } from '../../src/admin-client';
-import type { BackendStatus, StatusReport } from '../../src/primary/coordination';
+import type { BackendStatus, StatusReport } from '../../src/admin/admin-api';
 
 export function adminStatus(port: number): Promise<StatusReport> {
   return fetchStatus(`127.0.0.1:${port}`);

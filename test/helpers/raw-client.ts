@@ -282,3 +282,28 @@ export async function unfinishedMessages(port: number, count: number, size: numb
   );
   return sockets;
 }
+
+const PROXY_V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+
+/** A PROXY protocol v2 header (PROXY command, TCP over IPv4) saying the connection is from `source`. */
+export function proxyV2Header(source: string, sourcePort = 40000, destination = '127.0.0.1', destinationPort = 443): Buffer {
+  const addresses = Buffer.alloc(12);
+  Buffer.from(source.split('.').map(Number)).copy(addresses, 0);
+  Buffer.from(destination.split('.').map(Number)).copy(addresses, 4);
+  addresses.writeUInt16BE(sourcePort, 8);
+  addresses.writeUInt16BE(destinationPort, 10);
+  return Buffer.concat([PROXY_V2_SIGNATURE, Buffer.from([0x21, 0x11, 0, 12]), addresses]);
+}
+
+/** A PROXY protocol v1 line saying the connection is from `source` (IPv4). */
+export function proxyV1Header(source: string, sourcePort = 40000, destination = '127.0.0.1', destinationPort = 443): Buffer {
+  return Buffer.from(`PROXY TCP4 ${source} ${destination} ${sourcePort} ${destinationPort}\r\n`, 'latin1');
+}
+
+/** Resolves with what `socket` received before the other side closed it (or rejects after `timeoutMs`). */
+export function untilClosed(socket: Socket, timeoutMs = 5000): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.resume();
+  return withTimeout(new Promise<Buffer>((resolve) => socket.once('close', () => resolve(Buffer.concat(chunks)))), timeoutMs, 'the balancer to close the connection');
+}

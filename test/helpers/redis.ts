@@ -2,9 +2,8 @@
 // a failure, not a skip: the shared-state tests must run wherever the suite runs.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePort } from './ports';
+import { accepts, freePort } from './ports';
 import { waitFor } from './wait';
 
 export interface RedisServer {
@@ -28,17 +27,6 @@ function redisBinary(): string {
     throw new Error('redis-server is not installed; the shared-state tests need it: apt-get install -y redis-server');
   }
   return path;
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export async function startRedis(): Promise<RedisServer> {

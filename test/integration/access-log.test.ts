@@ -2,6 +2,7 @@
 // and its traffic both ways; one per refused upgrade and per plain request, with the status the
 // client got. Off by default.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { startBalancer, type Balancer, type LogLine } from '../helpers/balancer';
@@ -119,7 +120,11 @@ void describe('access log', { timeout: 60_000 }, () => {
     assert.equal((await client.request('x')).text, 'x');
     await client.close();
     assert.equal(await get(balancer, '/status/200'), 200);
-    await new Promise((r) => setTimeout(r, 300));
+    // Access lines are batched and written at the latest when a worker exits: stop, and read to the end.
+    await balancer.stop();
+    const out = balancer.proc.stdout!;
+    if (!out.readableEnded) await once(out, 'end');
+    assert.ok(balancer.logs.some((l) => l.msg === 'stopped'), 'read up to the primary\'s last line, after every worker exited');
     assert.deepEqual(balancer.logs.filter(isAccess), []);
   });
 

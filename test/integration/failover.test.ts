@@ -3,19 +3,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startBalancer, stopAll, type Balancer } from '../helpers/balancer';
-import { closeAll, startEchoBackend, startSilentServer, type EchoBackend } from '../helpers/backends';
+import { closeAll, startEchoBackend, startSilentServer, startUnacceptingServer, type EchoBackend, type UnacceptingServer } from '../helpers/backends';
 import { deadPort } from '../helpers/ports';
 import { closeClients, connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
 
 void describe('failover', { timeout: 60_000 }, () => {
   let live: EchoBackend;
   let silent: Awaited<ReturnType<typeof startSilentServer>>;
+  let unaccepting: UnacceptingServer;
   let balancer: Balancer;
   const clients: TestClient[] = [];
 
   before(async () => {
     live = await startEchoBackend({ name: 'live' });
     silent = await startSilentServer();
+    unaccepting = await startUnacceptingServer();
     const dead1 = `ws://127.0.0.1:${await deadPort()}`;
     const dead2 = `ws://127.0.0.1:${await deadPort()}`;
     balancer = await startBalancer({
@@ -29,6 +31,7 @@ void describe('failover', { timeout: 60_000 }, () => {
           mixed: { algorithm: 'round-robin', backends: [{ url: dead1, admin: 'maintenance' }, { url: live.url, admin: 'ready' }] },
           slow: { algorithm: 'round-robin', retries: 1, connectTimeout: '500ms', backends: [{ url: silent.url }, { url: live.url }] },
           hung: { retries: 0, connectTimeout: '500ms', backends: [{ url: silent.url }] },
+          synhang: { retries: 0, connectTimeout: '500ms', backends: [{ url: unaccepting.url }] },
           // Backends named by host: every address the name resolves to is tried (localhost may give ::1 first).
           byname: { backends: [{ url: `ws://localhost:${live.port}` }] },
           unresolvable: { retries: 0, connectTimeout: '2s', backends: [{ url: 'ws://no-such-backend.invalid:9001' }] },
@@ -41,6 +44,7 @@ void describe('failover', { timeout: 60_000 }, () => {
           { path: '/mixed', pool: 'mixed' },
           { path: '/slow', pool: 'slow' },
           { path: '/hung', pool: 'hung' },
+          { path: '/synhang', pool: 'synhang' },
           { path: '/byname', pool: 'byname' },
           { path: '/unresolvable', pool: 'unresolvable' },
         ],
@@ -51,7 +55,7 @@ void describe('failover', { timeout: 60_000 }, () => {
   after(async () => {
     for (const c of clients) c.terminate();
     await stopAll(balancer);
-    await closeAll(live, silent);
+    await closeAll(live, silent, unaccepting);
   });
 
   void it('retries a refused connect on another backend: every client gets through', async () => {
@@ -105,10 +109,18 @@ void describe('failover', { timeout: 60_000 }, () => {
     await closeClients(clients.splice(0));
   });
 
-  void it('answers 502 within a few seconds when the only backend never answers', async () => {
+  void it('answers 504 within a few seconds when the only backend takes the connection and never answers (as a plain request would get)', async () => {
     const started = Date.now();
-    assert.equal(await upgradeStatus(balancer.url('/hung'), { timeoutMs: 5000 }), 502);
+    assert.equal(await upgradeStatus(balancer.url('/hung'), { timeoutMs: 5000 }), 504);
+    const took = Date.now() - started;
+    assert.ok(took >= 400 && took < 3000, `504 after ${took} ms, expected about connectTimeout (500 ms)`);
+  });
+
+  void it('answers 502 when the only backend\'s TCP connect hangs past connectTimeout (as a plain request would get)', async () => {
+    const started = Date.now();
+    assert.equal(await upgradeStatus(balancer.url('/synhang'), { timeoutMs: 5000 }), 502);
     const took = Date.now() - started;
     assert.ok(took >= 400 && took < 3000, `502 after ${took} ms, expected about connectTimeout (500 ms)`);
+    await balancer.waitForLog((l) => l.msg === 'backend connect failed' && l.pool === 'synhang' && l.reason === 'refused' && typeof l.err === 'string' && l.err.includes('no connection within 500 ms'), 5000, 'the connect timeout logged');
   });
 });

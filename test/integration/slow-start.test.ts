@@ -104,22 +104,27 @@ void describe('slow start', { timeout: 120_000 }, () => {
     const [an, bn, cn] = [a, b, c].map((x) => name(x.url));
 
     // Round-robin: c's share of the tunnels opened in each window, against f / (2 + f) at its middle.
-    const rr: { share: number; expected: number; at: number }[] = [];
+    const rr: { share: number; expected: number; at: number; total: number }[] = [];
     for (let i = 1; i < samples.length; i++) {
       const [p, q] = [samples[i - 1].opened.rr ?? {}, samples[i].opened.rr ?? {}];
       const delta = (n: string): number => (q[n] ?? 0) - (p[n] ?? 0);
       const total = delta(an) + delta(bn) + delta(cn);
       if (total < 10) continue;
       const f = ramp('rr', (samples[i - 1].at + samples[i].at) / 2);
-      rr.push({ share: delta(cn) / total, expected: f / (2 + f), at: (samples[i].at - since.rr) / 1000 });
+      rr.push({ share: delta(cn) / total, expected: f / (2 + f), at: (samples[i].at - since.rr) / 1000, total });
     }
     t.diagnostic(`round-robin: c's share per window: ${rr.map((w) => `${w.share.toFixed(2)} (expected ${w.expected.toFixed(2)}, to ${w.at.toFixed(1)} s)`).join(', ')}`);
     assert.ok(rr.length >= 4, `${rr.length} windows measured`);
-    for (const w of rr) assert.ok(Math.abs(w.share - w.expected) < 0.1, `round-robin window to ${w.at.toFixed(1)} s: share ${w.share.toFixed(2)}, expected ${w.expected.toFixed(2)}`);
+    // Each worker's smooth round-robin may be a pick off at a window's edge: 2 / total on top of 0.1.
+    for (const w of rr) {
+      assert.ok(Math.abs(w.share - w.expected) < 0.1 + 2 / w.total, `round-robin window to ${w.at.toFixed(1)} s: share ${w.share.toFixed(2)} of ${w.total}, expected ${w.expected.toFixed(2)}`);
+    }
     const first = rr.find((w) => w.at > 0)!;
     assert.ok(first.share < 0.2, `first window of the ramp: share ${first.share.toFixed(2)}; at full weight it would be 0.33`);
-    assert.ok(rr.at(-1)!.share - first.share > 0.1, 'the share grows');
-    assert.ok(rr.at(-1)!.share > 0.25, 'after the ramp: its full third');
+    // The last whole window (the one after the loop stops may hold a few tunnels only).
+    const lastWhole = rr.filter((w) => w.total >= RATE).at(-1)!;
+    assert.ok(lastWhole.share - first.share > 0.1, 'the share grows');
+    assert.ok(lastWhole.share > 0.25, 'after the ramp: its full third');
 
     // Least-connections: at every sample c holds no more than its ramp's share of what a and b hold
     // (give or take what the other worker opened since the last count sync), and after the ramp it

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compileHashKey, maskIp, parseHashKey } from '../../src/load-balancer/hash-key';
-import type { ClientRequest } from '../../src/proxy/forwarded-headers';
+import type { ClientRequest } from '../../src/client-request';
 
 const request = (url: string, headers: [string, string][] = [], peerIp = '203.0.113.9'): ClientRequest => ({ method: 'GET', url, peerIp, headers, secure: false });
 const keyOf = (hashKey: string, req: ClientRequest, ip = req.peerIp): string | undefined => compileHashKey(hashKey)(req, ip);

@@ -1,7 +1,8 @@
 // The client address as forwarded to backends (X-Forwarded-For, X-Real-IP), from uWS's raw bytes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientIp, formatPeerAddress, forwardedHeaders, recoverBytes, TrustedProxies, type ClientRequest } from '../../src/proxy/forwarded-headers';
+import type { ClientRequest } from '../../src/client-request';
+import { clientIp, formatPeerAddress, forwardedHeaders, recoverBytes, TrustedProxies } from '../../src/proxy/forwarded-headers';
 
 const v6 = (text: string): Uint8Array => {
   // Expands "a:b::c" to 16 bytes, for the test's inputs only.

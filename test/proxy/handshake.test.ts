@@ -1,7 +1,8 @@
 // Backend-hop handshake and the headers that cross the balancer.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TrustedProxies, clientIp, forwardedHeaders, type ClientRequest } from '../../src/proxy/forwarded-headers';
+import type { ClientRequest } from '../../src/client-request';
+import { TrustedProxies, clientIp, forwardedHeaders } from '../../src/proxy/forwarded-headers';
 import { acceptFor, buildUpgradeRequest, checkSwitchingProtocols, isValidClientKey, parseResponseHead } from '../../src/proxy/handshake';
 
 describe('handshake', () => {

@@ -1,14 +1,15 @@
-// Messages between the primary and its workers (node:cluster IPC).
-import type { ClientCount } from '../client-limits';
-import type { AdminState } from '../config/schema';
-import type { MetricsJson } from '../stats/metrics';
-import type { HealthState } from '../upstream/backend';
+// Messages between the primary and its workers (node:cluster IPC): below both, so either side imports it.
+import type { ClientCount } from './client-limits';
+import type { AdminState } from './config/schema';
+import type { MetricsJson } from './stats/metrics';
+import type { HealthState } from './upstream/backend';
 
 export type WorkerMessage =
+  /** A worker's first message: it wants its config (a 'config' answer). */
+  | { type: 'config-request' }
   /** `workerConnections`: the cap it applies; `descriptors`: its descriptor limit and what it held at start (undefined off Linux). */
   | { type: 'listening'; port: number; binding: string; workerConnections: number; descriptors?: { soft: number; hard: number; inUse: number } }
   | { type: 'listen-failed'; error: string }
-  | { type: 'drained'; tunnelsLeft: number }
   /** Just before a worker exits on its own (drained or retired): its counters, kept by the primary so totals never go back. */
   | { type: 'final-metrics'; metrics: MetricsJson }
   /** Sent before listening: the worker wants the backends' current state. */
@@ -30,6 +31,12 @@ export interface BackendView {
 }
 
 export type PrimaryMessage =
+  /**
+   * The validated config, as JSON (with the port the primary resolved, without the admin token).
+   * Over IPC rather than the environment: Linux caps one environment string at 128 KiB, which a
+   * config of a few thousand backends passes.
+   */
+  | { type: 'config'; json: string }
   | { type: 'drain'; timeoutMs: number }
   /**
    * After a reload, to the old generation: stop accepting, finish what is in flight (plain responses
@@ -54,8 +61,6 @@ export const WORKER_STDIO = [0, 'ignore', 2, 'ipc', 1] as const;
 /** Set by the primary to WORKER_LOG_FD; a worker started otherwise (bench/profile.ts) logs to its stdout. */
 export const LOG_FD_ENV = 'SWITCHYARD_LOG_FD';
 
-/** The environment variable carrying the validated config (JSON) to each worker. */
-export const CONFIG_ENV = 'SWITCHYARD_CONFIG';
 /** The environment variable carrying a worker's slot number (0..workers-1), its metrics label. */
 export const WORKER_SLOT_ENV = 'SWITCHYARD_WORKER_SLOT';
 /** How many workers its generation has (they share per-machine rates such as maxUpgradesPerSecond). */

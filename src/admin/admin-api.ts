@@ -1,0 +1,37 @@
+// What the admin API answers: the fleet's backends (GET /status) and what a reload did (POST /reload).
+// The primary fills them in, the admin listener serves them and `switchyard status`/`reload` read
+// them; they live here, below all three, so none imports another's module for a type.
+import type { AdminState } from '../config/schema';
+import type { StateStatus } from '../state/shared-state';
+import type { HealthState } from '../upstream/backend';
+
+export interface BackendStatus {
+  backend: string;
+  url: string;
+  health: HealthState;
+  /** The active checks' verdict ('off' when the pool has none). */
+  activeCheck: HealthState | 'off';
+  /** True when this machine runs the active checks of this backend (holds its lease). */
+  checkedHere: boolean;
+  ejected: boolean;
+  ejections: number;
+  admin: AdminState;
+  connections: { machine: number; fleet: number };
+  /** The most tunnels it may hold fleet-wide; 0: no limit. */
+  maxConnections: number;
+  /** Takes tunnels only while no other backend of the pool can. */
+  backup: boolean;
+  /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
+  slowStartUntil: number;
+}
+
+export interface StatusReport {
+  machine: string;
+  state: { kind: string; status: StateStatus };
+  pools: Record<string, BackendStatus[]>;
+}
+
+/** What a reload did, for the log, the admin endpoint and `switchyard reload`. */
+export type ReloadResult =
+  | { ok: true; generation: number; workers: number; retiring: number; closingNow: number }
+  | { ok: false; error: string };
