@@ -107,7 +107,7 @@ export const uws = loaded.module as Binding;
 export const uwsBindingName: BindingName = loaded.name;
 /**
  * The old build (@rjweb/uws) is loaded: its own defects apply (505 on HTTP/1.0 and on a request
- * line split across reads, the 16 KiB send fast path, debug prints on SNI); docs/design.md lists them.
+ * line split across reads, the 16 KiB send fast path); docs/design.md lists them.
  */
 export const oldBuild: boolean = loaded.name === '@rjweb/uws';
 
