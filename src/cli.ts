@@ -87,7 +87,8 @@ program
     try {
       const config = loadConfig({ config: flags.config });
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
-      const cert = config.certificate ? `; TLS certificate ${config.certificate.subject}, valid to ${config.certificate.validTo}` : '';
+      const [fallback, ...bySni] = config.certificates ?? [];
+      const cert = fallback ? `; TLS certificate ${fallback.subject}, valid to ${fallback.validTo}` : '';
       const writes = `; admin writes: ${describeAdminWrites(config.admin, config.adminToken)}`;
       const { maxTunnels, upgradesPerSecond, upgradeBurst, scope } = config.clientLimits;
       const perClient =
@@ -95,6 +96,7 @@ program
           ? 'off'
           : `${maxTunnels === 0 ? 'any number of' : maxTunnels} tunnels, ${upgradesPerSecond === 0 ? 'any rate of upgrades' : `${upgradesPerSecond} upgrades/s (burst ${upgradeBurst})`} per client IP, counted per ${scope}`;
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
+      for (const c of bySni) process.stdout.write(`TLS certificate for ${c.names.join(' ')} (${c.key}): ${c.subject}, valid to ${c.validTo}\n`);
       for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
       process.stdout.write(`${limitsLine(config)}\n`);
       process.stdout.write(`client limits: ${perClient}\n`);

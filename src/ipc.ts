@@ -50,6 +50,17 @@ export type PrimaryMessage =
   | { type: 'clients-elsewhere'; clients: ClientCount[] }
   | { type: 'metrics-request'; id: number };
 
+/**
+ * Where a worker writes its log lines: the primary's stdout, passed on as this descriptor. The
+ * worker's own stdout goes nowhere, so that nothing but JSON lines reaches the log: uWS prints debug
+ * lines there with C stdio (`domain()`, which certificates chosen by SNI need: src/sni.ts).
+ */
+export const WORKER_LOG_FD = 4;
+/** The workers' descriptors: stdin and stderr the primary's, stdout nowhere, the log on WORKER_LOG_FD. */
+export const WORKER_STDIO = [0, 'ignore', 2, 'ipc', 1] as const;
+/** Set by the primary to WORKER_LOG_FD; a worker started otherwise (bench/profile.ts) logs to its stdout. */
+export const LOG_FD_ENV = 'SWITCHYARD_LOG_FD';
+
 /** The environment variable carrying a worker's slot number (0..workers-1), its metrics label. */
 export const WORKER_SLOT_ENV = 'SWITCHYARD_WORKER_SLOT';
 /** How many workers its generation has (they share per-machine rates such as maxUpgradesPerSecond). */

@@ -11,6 +11,7 @@ import { proxiedClient } from './proxy-protocol';
 import { ProxyProtocolFront } from './proxy-protocol-front';
 import type { Logger } from './log';
 import { respondOutcome } from './respond';
+import { serveByName } from './sni';
 import { countHttpAnswer, counters, keptAliveAnswers } from './stats/counters';
 import { observeUpgrade } from './stats/metrics';
 import { header, headerCount, type ClientRequest } from './client-request';
@@ -24,7 +25,7 @@ import { openBackend } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
 import { closeTimes, closeWindow, spreadCloses } from './close-spread';
-import { closeListenSocket, forEachHeader, httpIdleCloseMs, oldBuild, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type TemplatedApp, type WebSocketBehavior } from './uws';
+import { closeListenSocket, forEachHeader, httpIdleCloseMs, oldBuild, listenSocketPort, recordOpened, upgradeLater, uws, type HttpRequest, type HttpResponse, type ListenSocket, type SocketContext, type SslApp, type TemplatedApp, type WebSocketBehavior, type AppOptions } from './uws';
 
 export interface ListenerDeps {
   config: LoadedConfig;
@@ -105,17 +106,22 @@ function passRefusal(res: HttpResponse, { head, body }: Refused): void {
   });
 }
 
-/** uWS's TLS app; it reads the PEM files now. */
-function sslApp(tls: TlsConfig): TemplatedApp {
+/** uWS's options for one certificate/key pair of listen.tls. */
+function tlsOptions(tls: TlsConfig): (pair: { cert: string; key: string; passphrase?: string }) => AppOptions {
+  return (pair) => ({
+    cert_file_name: pair.cert,
+    key_file_name: pair.key,
+    passphrase: pair.passphrase,
+    ssl_ciphers: tls.ciphers,
+    // SSL_MODE_RELEASE_BUFFERS, as NGINX sets it: an idle tunnel holds no TLS record buffers.
+    ssl_prefer_low_memory_usage: true,
+  });
+}
+
+/** uWS's TLS app with the default certificate; it reads the PEM files now. */
+function sslApp(tls: TlsConfig): SslApp {
   try {
-    return uws.SSLApp({
-      cert_file_name: tls.cert,
-      key_file_name: tls.key,
-      passphrase: tls.passphrase,
-      ssl_ciphers: tls.ciphers,
-      // SSL_MODE_RELEASE_BUFFERS, as NGINX sets it: an idle tunnel holds no TLS record buffers.
-      ssl_prefer_low_memory_usage: true,
-    });
+    return uws.SSLApp(tlsOptions(tls)(tls));
   } catch {
     throw new Error(`listen.tls: uWS could not load ${tls.cert} and ${tls.key}` + (tls.ciphers ? ' with the ciphers in listen.tls.ciphers' : ''));
   }
@@ -172,7 +178,16 @@ export class Listener implements TunnelOwner, Acceptor {
     // The old build answers 505 when the v2 header comes in a read of its own, as HAProxy sends it.
     this.nativeProxyProtocol = proxyProtocol === 'v2' && tls === undefined && !oldBuild;
     this.front = proxyProtocol !== false && !this.nativeProxyProtocol ? new ProxyProtocolFront(deps.trusted, proxyProtocol === true, () => this.innerPort, deps.log) : null;
-    this.app = tls ? sslApp(tls) : uws.App();
+    const secureApp = tls && sslApp(tls);
+    this.app = secureApp || uws.App();
+    this.addRoutes();
+    // Certificates chosen by SNI: uWS keeps routes per name, so each gets the same ones.
+    if (tls && secureApp) serveByName(secureApp, tls, tlsOptions(tls), () => this.addRoutes());
+  }
+
+  /** The upgrade and HTTP handlers, on the app's current routes (the default ones, or an SNI name's). */
+  private addRoutes(): void {
+    const deps = this.deps;
     // One ws() behaviour per distinct route path: uWS fixes client-side settings per URL pattern.
     const seen = new Set<string>();
     const byPath = [...deps.config.routes].sort((a, b) => b.path.length - a.path.length);

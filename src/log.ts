@@ -3,6 +3,7 @@ import pino from 'pino';
 
 export type Logger = pino.Logger;
 
-export function createLogger(level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime });
+/** Writes to `fd`: stdout, or in a worker the primary's stdout passed on another descriptor (src/primary/ipc.ts). */
+export function createLogger(level: string, bindings: Record<string, unknown> = {}, fd = 1): Logger {
+  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: fd, sync: true }));
 }

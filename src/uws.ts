@@ -32,12 +32,26 @@ export interface TemplatedApp {
   any(pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>): TemplatedApp;
   get(pattern: string, handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>): TemplatedApp;
 }
+/**
+ * A TLS app's certificates chosen by SNI (both builds, same names). uWS matches names as given
+ * (case-sensitively; `*.` for one label). Each name has its own routes: requests on a connection
+ * whose name was added find only those registered after `domain(name)`, none otherwise (uWS closes
+ * the connection). `domain()` prints debug lines to stdout with C stdio on both builds: the workers'
+ * stdout goes nowhere (src/primary/ipc.ts).
+ */
+export interface SslApp extends TemplatedApp {
+  addServerName(hostname: string, options: AppOptions): SslApp;
+  /** Routes registered from now on are those of connections that sent this (added) name. */
+  domain(hostname: string): SslApp;
+  /** Called, before the handshake goes on, for a name nothing matches; a name added from here serves that handshake. */
+  missingServerName(cb: (hostname: string) => void): SslApp;
+}
 export type AppOptions = Current.AppOptions;
 
 /** The loaded module, as far as this project uses it. */
 interface Binding {
   App(options?: AppOptions): TemplatedApp;
-  SSLApp(options: AppOptions): TemplatedApp;
+  SSLApp(options: AppOptions): SslApp;
   readonly DISABLED: number;
   readonly SHARED_COMPRESSOR: number;
 }
@@ -93,7 +107,7 @@ export const uws = loaded.module as Binding;
 export const uwsBindingName: BindingName = loaded.name;
 /**
  * The old build (@rjweb/uws) is loaded: its own defects apply (505 on HTTP/1.0 and on a request
- * line split across reads, the 16 KiB send fast path, debug prints on SNI); docs/design.md lists them.
+ * line split across reads, the 16 KiB send fast path); docs/design.md lists them.
  */
 export const oldBuild: boolean = loaded.name === '@rjweb/uws';
 

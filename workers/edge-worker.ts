@@ -8,7 +8,7 @@ import { ClientLimitsSync } from '../src/client-limits-sync';
 import { validateConfig } from '../src/config/load';
 import { Listener } from '../src/listener';
 import { createLogger } from '../src/log';
-import { WORKER_COUNT_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/ipc';
+import { LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../src/ipc';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { HttpsRedirect } from '../src/https-redirect';
 import { installLastResort } from '../src/last-resort';
@@ -55,14 +55,15 @@ function askConfig(): Promise<string> {
 
 async function main(): Promise<void> {
   const config = validateConfig(JSON.parse(await askConfig()));
-  const log = createLogger(config.logLevel, { role: 'worker' });
+  const logFd = process.env[LOG_FD_ENV] === String(WORKER_LOG_FD) ? WORKER_LOG_FD : 1;
+  const log = createLogger(config.logLevel, { role: 'worker' }, logFd);
   installLastResort(log);
   bindLocalFailureLog(log);
   // The workers of a machine share its maxUpgradesPerSecond: each paces at its part.
   const workers = Number(process.env[WORKER_COUNT_ENV]) || 1;
   const pools = new Map(Object.entries(config.pools).map(([name, pc]) => [name, new Pool(name, pc, { workers })]));
   const trusted = new TrustedProxies(config.trustedProxies);
-  const accessLog = config.accessLog ? new AccessLog() : null;
+  const accessLog = config.accessLog ? new AccessLog(logFd) : null;
   const httpProxy = new HttpProxy(trusted, log, accessLog);
   assemblyBudget.limit = config.messageAssemblyLimit;
   const clientLimits = new ClientLimits(config.clientLimits);

@@ -102,8 +102,11 @@ function row(cells, attrs) {
 }
 function render(s) {
   $("port").textContent = s.listen.port;
-  $("tls").textContent = s.tls ? " (TLS: " + s.tls.subject + ", " + s.tls.daysLeft + " days left)" : "";
-  $("tls").className = s.tls && s.tls.daysLeft < 14 ? "down" : "";
+  const sni = s.tls ? s.tls.certificates.slice(1) : [];
+  const soonest = s.tls ? Math.min(...s.tls.certificates.map((c) => c.daysLeft)) : Infinity;
+  $("tls").textContent = s.tls ? " (TLS: " + s.tls.subject + ", " + s.tls.daysLeft + " days left" +
+    (sni.length ? "; by SNI: " + sni.map((c) => c.names.join(" ") + " " + c.daysLeft + " days left").join(", ") : "") + ")" : "";
+  $("tls").className = soonest < 14 ? "down" : "";
   $("readiness").textContent = s.ready ? "ready" : "not ready: " + s.notReady.join(", ");
   $("readiness").className = s.ready ? "ready" : "down";
   $("redis").textContent = s.redis;

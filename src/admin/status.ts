@@ -39,6 +39,13 @@ export interface PoolStatus {
   backends: BackendStatus[];
 }
 
+type ServedCertificate = CertificateInfo & { daysLeft: number };
+
+function servedCertificates(certificates: readonly CertificateInfo[], now: number): ServedCertificate & { certificates: ServedCertificate[] } {
+  const served = certificates.map((c) => ({ ...c, daysLeft: daysUntil(c.notAfter, now) }));
+  return { ...served[0], certificates: served };
+}
+
 export interface Status {
   ready: boolean;
   /** Why not ready (empty when ready). */
@@ -49,8 +56,11 @@ export interface Status {
    * must send the header when it is on, and the connections closed for a PROXY reason since start, by reason.
    */
   listen: { host: string; port: number; proxyProtocol: { mode: boolean | 'v2'; trustedProxies: string[]; refused: Record<string, number> } };
-  /** The certificate the listener serves, with whole days left before it expires; null without TLS. */
-  tls: (CertificateInfo & { daysLeft: number }) | null;
+  /**
+   * The default certificate the listener serves, with whole days left before it expires, and every
+   * certificate (the default first, then those chosen by SNI, each with its names); null without TLS.
+   */
+  tls: (ServedCertificate & { certificates: ServedCertificate[] }) | null;
   tunnels: number;
   messagesPerSecond: { toBackend: number; toClient: number };
   bytesPerSecond: { toBackend: number; toClient: number };
@@ -183,7 +193,7 @@ export class StatusReporter {
         port: this.publicPort,
         proxyProtocol: { mode: config.listen.proxyProtocol, trustedProxies: config.listen.proxyProtocol !== false ? [...config.trustedProxies] : [], refused: proxyRefused },
       },
-      tls: config.certificate ? { ...config.certificate, daysLeft: daysUntil(config.certificate.notAfter, now) } : null,
+      tls: config.certificates ? servedCertificates(config.certificates, now) : null,
       tunnels: m.sum('switchyard_tunnels_active'),
       messagesPerSecond: { toBackend: rates[0], toClient: rates[1] },
       bytesPerSecond: { toBackend: rates[2], toClient: rates[3] },

@@ -39,11 +39,11 @@ export interface AdminToken {
 }
 
 /**
- * The validated config plus the resolved worker count, with TLS the certificate it serves, and the
+ * The validated config plus the resolved worker count, with TLS the certificates it serves (the default first), and the
  * admin token (read from admin.tokenFile or the environment). The token stays in the primary: the
  * workers' copy of the config goes without it.
  */
-export type LoadedConfig = Readonly<Config & { workerCount: number; certificate?: CertificateInfo; adminToken?: AdminToken }>;
+export type LoadedConfig = Readonly<Config & { workerCount: number; certificates?: readonly CertificateInfo[]; adminToken?: AdminToken }>;
 
 /** The environment variable that gives the admin token when the file names none (as REDIS_URL gives redis.url). */
 export const ADMIN_TOKEN_ENV = 'SWITCHYARD_ADMIN_TOKEN';
@@ -157,9 +157,11 @@ export function loadConfig(flags: ConfigFlags): LoadedConfig {
   }
   const config = validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
   const token = resolveAdminToken(config.admin, process.env);
-  const certificate = config.listen.tls ? Object.freeze(checkTlsFiles(config.listen.tls)) : undefined;
-  if (!token && !certificate) return config;
-  return Object.freeze({ ...config, ...(certificate && { certificate }), ...(token && { adminToken: Object.freeze(token) }) });
+  const checked = config.listen.tls ? checkTlsFiles(config.listen.tls) : undefined;
+  if (!token && !checked) return config;
+  // With SNI certificates, listen.tls carries the names read from their files (the workers register those).
+  const tls = checked && { listen: { ...config.listen, tls: checked.tls }, certificates: checked.certificates };
+  return deepFreeze({ ...config, ...tls, ...(token && { adminToken: token }) });
 }
 
 /**
@@ -198,7 +200,11 @@ function withFilePathsFrom(dir: string, raw: Raw): Raw {
   const out = { ...raw };
   const listen = raw.listen as Raw | undefined;
   const tls = listen?.tls as Raw | undefined;
-  if (tls && typeof tls === 'object') out.listen = { ...listen, tls: { ...tls, cert: absolute(tls.cert), key: absolute(tls.key) } };
+  const pairs = (pair: Raw): Raw => ({ ...pair, cert: absolute(pair.cert), key: absolute(pair.key) });
+  if (tls && typeof tls === 'object') {
+    const more = Array.isArray(tls.certificates) ? { certificates: tls.certificates.map((c: unknown) => (c && typeof c === 'object' ? pairs(c as Raw) : c)) } : {};
+    out.listen = { ...listen, tls: { ...pairs(tls), ...more } };
+  }
   const admin = raw.admin as Raw | undefined;
   if (admin && typeof admin === 'object') {
     const paths: Raw = {};

@@ -215,10 +215,38 @@ const poolSchema = z.strictObject({
   }
 });
 
-const tlsSchema = z.strictObject({
+/** A DNS name as SNI carries it, or a wildcard for one label (`*.example.com`); kept lower-case, as matching ignores case. */
+export const SERVER_NAME = /^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
+const serverName = z
+  .string()
+  .transform((v) => v.toLowerCase())
+  .pipe(z.string().max(253).regex(SERVER_NAME, 'must be a DNS name such as chat.example.com, or *.example.com for one label'));
+
+const certificatePair = {
   cert: z.string().min(1).describe('PEM file: the certificate, followed by its intermediates (a full chain, as NGINX\'s ssl_certificate).'),
   key: z.string().min(1).describe('PEM file: its private key.'),
   passphrase: z.string().min(1).optional().describe('For an encrypted key.'),
+};
+
+const sniCertificateSchema = z.strictObject({
+  ...certificatePair,
+  names: z
+    .array(serverName)
+    .min(1)
+    .optional()
+    .describe(
+      'The server names (SNI) it is served for: exact names, or *.example.com for any one label under example.com (not example.com itself). Matched ignoring case. Absent: the DNS names of its subjectAltName.',
+    ),
+});
+
+const tlsSchema = z.strictObject({
+  ...certificatePair,
+  certificates: z
+    .array(sniCertificateSchema)
+    .default([])
+    .describe(
+      'More certificates, each served to clients whose SNI is one of its names (NGINX\'s ssl_certificate per server_name, HAProxy\'s crt-list). listen.tls.cert and listen.tls.key stay the default: served to clients that send no name or one that matches none. A name may belong to one certificate only.',
+    ),
   ciphers: z.string().min(1).optional().describe('OpenSSL cipher list for TLS 1.2 (TLS 1.3\'s suites are fixed); absent: the library\'s defaults.'),
   redirectHttpPort: z
     .number()
@@ -528,4 +556,5 @@ export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;
 export type TlsConfig = NonNullable<Config['listen']['tls']>;
+export type SniCertificateConfig = TlsConfig['certificates'][number];
 export type ClientLimitsConfig = Config['clientLimits'];

@@ -1,15 +1,20 @@
-// The listener's certificate and key, checked in the primary before any worker reads them, so a
+// The listener's certificates and keys, checked in the primary before any worker reads them, so a
 // missing, unreadable or mismatched file is a one-line config error (at start, or a refused reload)
-// rather than workers that cannot start. uWS reads the files itself when a worker builds its app.
+// rather than workers that cannot start; and the server names each SNI certificate is for, from its
+// subjectAltName unless the config lists them. uWS reads the files itself when a worker builds its app.
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import type { TlsConfig } from './schema';
+import { SERVER_NAME, type TlsConfig } from './schema';
 import { ConfigError } from './config-error';
 
-/** What the operator is told about the certificate being served (log line, /status and the status page, metric). */
+/** What the operator is told about each certificate served (log line, /status and the status page, metric, `switchyard check`). */
 export interface CertificateInfo {
+  /** The config key it comes from: listen.tls (the default) or listen.tls.certificates[i]. */
+  key: string;
   file: string;
+  /** The server names (SNI) it is served for, lower-case; empty for the default certificate. */
+  names: string[];
   subject: string;
   /** Subject alternative names as the certificate lists them, e.g. "DNS:chat.example.com". */
   altNames: string;
@@ -21,6 +26,13 @@ export interface CertificateInfo {
   fingerprint256: string;
 }
 
+/** listen.tls with every certificate's names filled in (from its subjectAltName where the config gave none). */
+export interface CheckedTls {
+  tls: TlsConfig;
+  /** The default certificate first, then listen.tls.certificates in order. */
+  certificates: CertificateInfo[];
+}
+
 function read(file: string, key: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -29,35 +41,34 @@ function read(file: string, key: string): string {
   }
 }
 
-/** Reads and cross-checks listen.tls's files; throws a ConfigError naming the key at fault. */
-export function checkTlsFiles(tls: TlsConfig): CertificateInfo {
-  const certPem = read(tls.cert, 'listen.tls.cert');
-  const keyPem = read(tls.key, 'listen.tls.key');
+/** Reads and cross-checks one certificate/key pair; `at` is its config key (listen.tls or listen.tls.certificates[i]). */
+function checkPair(pair: { cert: string; key: string; passphrase?: string }, at: string): X509Certificate {
+  const certPem = read(pair.cert, `${at}.cert`);
+  const keyPem = read(pair.key, `${at}.key`);
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem); // the first certificate of the chain is the server's
   } catch {
-    throw new ConfigError(`config error: listen.tls.cert: ${tls.cert} holds no PEM certificate`);
+    throw new ConfigError(`config error: ${at}.cert: ${pair.cert} holds no PEM certificate`);
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey({ key: keyPem, passphrase: tls.passphrase });
+    key = createPrivateKey({ key: keyPem, passphrase: pair.passphrase });
   } catch (err) {
     const encrypted = /ENCRYPTED/.test(keyPem);
-    const why = encrypted ? (tls.passphrase ? 'the passphrase does not decrypt it' : 'it is encrypted and listen.tls.passphrase is not set') : `holds no PEM private key (${(err as Error).message})`;
-    throw new ConfigError(`config error: listen.tls.key: ${tls.key}: ${why}`);
+    const why = encrypted ? (pair.passphrase ? 'the passphrase does not decrypt it' : `it is encrypted and ${at}.passphrase is not set`) : `holds no PEM private key (${(err as Error).message})`;
+    throw new ConfigError(`config error: ${at}.key: ${pair.key}: ${why}`);
   }
-  if (!cert.checkPrivateKey(key)) throw new ConfigError(`config error: listen.tls.key: ${tls.key} does not match the certificate in ${tls.cert}`);
-  if (tls.ciphers !== undefined) {
-    try {
-      createSecureContext({ ciphers: tls.ciphers });
-    } catch {
-      throw new ConfigError(`config error: listen.tls.ciphers: no cipher matches "${tls.ciphers}"`);
-    }
-  }
+  if (!cert.checkPrivateKey(key)) throw new ConfigError(`config error: ${at}.key: ${pair.key} does not match the certificate in ${pair.cert}`);
+  return cert;
+}
+
+function describe(cert: X509Certificate, file: string, key: string, names: string[]): CertificateInfo {
   const validTo = new Date(cert.validTo);
   return {
-    file: tls.cert,
+    key,
+    file,
+    names,
     subject: cert.subject.replace(/\n/g, ', '),
     altNames: cert.subjectAltName ?? '',
     issuer: cert.issuer.replace(/\n/g, ', '),
@@ -66,4 +77,41 @@ export function checkTlsFiles(tls: TlsConfig): CertificateInfo {
     notAfter: Math.floor(validTo.getTime() / 1000),
     fingerprint256: cert.fingerprint256,
   };
+}
+
+/** The DNS names of a certificate's subjectAltName that SNI can carry (IP entries and odd names left out), lower-case. */
+function namesOf(cert: X509Certificate): string[] {
+  const names = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice('DNS:'.length).toLowerCase())
+    .filter((name) => SERVER_NAME.test(name));
+  return [...new Set(names)];
+}
+
+/** Reads and cross-checks listen.tls's files; throws a ConfigError naming the key at fault. */
+export function checkTlsFiles(tls: TlsConfig): CheckedTls {
+  const certificates = [describe(checkPair(tls, 'listen.tls'), tls.cert, 'listen.tls', [])];
+  if (tls.ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers: tls.ciphers });
+    } catch {
+      throw new ConfigError(`config error: listen.tls.ciphers: no cipher matches "${tls.ciphers}"`);
+    }
+  }
+  const owner = new Map<string, string>();
+  const resolved = tls.certificates.map((pair, i) => {
+    const at = `listen.tls.certificates[${i}]`;
+    const cert = checkPair(pair, at);
+    const names = pair.names ?? namesOf(cert);
+    if (names.length === 0) throw new ConfigError(`config error: ${at}.names: ${pair.cert} has no DNS name in its subjectAltName; list the names it is for`);
+    for (const name of names) {
+      const first = owner.get(name);
+      if (first !== undefined) throw new ConfigError(`config error: ${at}.names: ${name} is already served by ${first}; a name may belong to one certificate only`);
+      owner.set(name, at);
+    }
+    certificates.push(describe(cert, pair.cert, at, names));
+    return { ...pair, names };
+  });
+  return { tls: { ...tls, certificates: resolved }, certificates };
 }

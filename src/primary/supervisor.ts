@@ -15,10 +15,10 @@ import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindCertificate, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { bindCertificates, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
-import { isWorkerMessage, WORKER_COUNT_ENV, WORKER_SLOT_ENV, type PrimaryMessage, type WorkerMessage } from '../ipc';
+import { isWorkerMessage, LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, WORKER_STDIO, type PrimaryMessage, type WorkerMessage } from '../ipc';
 import { newSlots, nextRestartDelay, overRetiringCap, reloadRefusal, type Generation, type Slot } from './worker-slots';
 
 /** A startup failure worth one line to the operator and a non-zero exit. */
@@ -61,15 +61,16 @@ const RELOAD_START_TIMEOUT_MS = 15_000;
 /** Days left under which the certificate's log line is a warning (Let's Encrypt renews at 30). */
 const CERTIFICATE_WARN_DAYS = 14;
 
-/** Logs the certificate the listener serves, with a warning when it has expired or soon will. */
-function announceCertificate(config: LoadedConfig, log: Logger): void {
-  const cert = config.certificate;
-  if (!cert) return;
-  const daysLeft = daysUntil(cert.notAfter, Date.now());
-  const fields = { cert: cert.file, subject: cert.subject, altNames: cert.altNames, validTo: cert.validTo, daysLeft, fingerprint256: cert.fingerprint256 };
-  if (daysLeft < 0) log.warn(fields, 'TLS certificate has expired: clients will refuse it');
-  else if (daysLeft < CERTIFICATE_WARN_DAYS) log.warn(fields, 'TLS certificate expires soon');
-  else log.info(fields, 'TLS certificate');
+/** Logs each certificate the listener serves, with a warning when it has expired or soon will. */
+function announceCertificates(config: LoadedConfig, log: Logger): void {
+  for (const cert of config.certificates ?? []) {
+    const daysLeft = daysUntil(cert.notAfter, Date.now());
+    const served = cert.names.length === 0 ? {} : { names: cert.names.join(' ') };
+    const fields = { key: cert.key, cert: cert.file, ...served, subject: cert.subject, altNames: cert.altNames, validTo: cert.validTo, daysLeft, fingerprint256: cert.fingerprint256 };
+    if (daysLeft < 0) log.warn(fields, 'TLS certificate has expired: clients will refuse it');
+    else if (daysLeft < CERTIFICATE_WARN_DAYS) log.warn(fields, 'TLS certificate expires soon');
+    else log.info(fields, 'TLS certificate');
+  }
 }
 
 /**
@@ -117,12 +118,12 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     id: ++generations,
     config: c,
     // The admin token stays in the primary: workers never need it.
-    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, admin: { ...c.admin, token: undefined, tokenFile: undefined }, adminToken: undefined, workerCount: undefined, certificate: undefined }),
+    workerConfig: JSON.stringify({ ...c, listen: { ...c.listen, port }, admin: { ...c.admin, token: undefined, tokenFile: undefined }, adminToken: undefined, workerCount: undefined, certificates: undefined }),
   });
   // A 4 MiB young generation (V8's default grows to 16 MiB a semi-space): a burst of upgrades
   // otherwise leaves ~32 MiB of young-generation pages resident per worker, ~1.3 KB per tunnel at
   // 10k tunnels, for 0.6% more instructions per relayed message (bench/README.md).
-  cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js'), execArgv: ['--max-semi-space-size=4', ...process.execArgv] });
+  cluster.setupPrimary({ exec: join(__dirname, '../../workers/edge-worker.js'), execArgv: ['--max-semi-space-size=4', ...process.execArgv], stdio: [...WORKER_STDIO] });
   const state = createSharedState(config);
   if (config.redis) {
     state.on('counts', (startedAt) => observeStateSync((Date.now() - startedAt) / 1000));
@@ -159,8 +160,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const workerViews = (): WorkerView[] =>
     [...slots, ...retiring].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
   bindPrimary(workerViews, config.pools);
-  bindCertificate(() => config.certificate);
-  announceCertificate(config, log);
+  bindCertificates(() => config.certificates);
+  announceCertificates(config, log);
   if (config.redis) setRedisConnected(coordination.status().state.status === 'ok');
   else setRedisNotConfigured();
   let admin: AdminListener | undefined;
@@ -183,6 +184,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   const fork = (slot: Slot): void => {
     // undefined drops the variable from the worker's environment: the admin token stays in the primary.
     const worker = cluster.fork({
+      [LOG_FD_ENV]: String(WORKER_LOG_FD),
       [WORKER_SLOT_ENV]: String(slot.index),
       [WORKER_COUNT_ENV]: String(slot.generation.config.workerCount),
       [ADMIN_TOKEN_ENV]: undefined,
@@ -350,7 +352,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     }
     const closing = capRetiring(next);
     countReload(true);
-    announceCertificate(next, log);
+    announceCertificates(next, log);
     const finishing = retiring.size - closingNow.size;
     log.info({ by, generation: g.id, workers: fresh.length, pids: fresh.map((s) => s.worker?.process.pid), retiring: finishing, closingNow: closing, retireTimeoutMs: next.retireTimeout }, 'reloaded');
     return { ok: true, generation: g.id, workers: fresh.length, retiring: finishing, closingNow: closing };

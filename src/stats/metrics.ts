@@ -472,15 +472,20 @@ readAtScrape('switchyard_workers_retiring', 'Workers of an older config generati
   if (primaryWorkers) emit(primaryWorkers().filter((w) => w.retiring).length);
 });
 
-let servedCertificate: (() => CertificateInfo | undefined) | undefined;
-readAtScrape('switchyard_tls_certificate_expiry_timestamp_seconds', 'When the certificate the public listener serves expires (Unix seconds), by file; absent without TLS.', ['file'], 'max', (emit) => {
-  const cert = servedCertificate?.();
-  if (cert) emit(cert.notAfter, { file: cert.file });
-});
+let servedCertificates: (() => readonly CertificateInfo[] | undefined) | undefined;
+readAtScrape(
+  'switchyard_tls_certificate_expiry_timestamp_seconds',
+  'When each certificate the public listener serves (the default and those chosen by SNI) expires (Unix seconds), by file; absent without TLS.',
+  ['file'],
+  'max',
+  (emit) => {
+    for (const cert of servedCertificates?.() ?? []) emit(cert.notAfter, { file: cert.file });
+  },
+);
 
-/** The primary: the certificate of the config in force (it changes on reload). */
-export function bindCertificate(current: () => CertificateInfo | undefined): void {
-  servedCertificate = current;
+/** The primary: the certificates of the config in force (they change on reload). */
+export function bindCertificates(current: () => readonly CertificateInfo[] | undefined): void {
+  servedCertificates = current;
 }
 
 const RELOAD_RESULTS = ['ok', 'refused'] as const;

@@ -43,18 +43,18 @@ void describe('listen.tls', () => {
     const cfg = loadConfig({ config: configFile(tls({ cert: 'chain.pem', key: './chain.key' }), sub) });
     assert.equal(cfg.listen.tls?.cert, join(sub, 'chain.pem'));
     assert.equal(cfg.listen.tls?.key, join(sub, 'chain.key'));
-    assert.equal(cfg.certificate?.fingerprint256, good.fingerprint256);
-    assert.equal(cfg.certificate?.notAfter, good.notAfter);
-    assert.equal(cfg.certificate?.subject, 'CN=switchyard test good');
-    assert.match(cfg.certificate?.altNames ?? '', /DNS:localhost/);
+    assert.equal(cfg.certificates?.[0].fingerprint256, good.fingerprint256);
+    assert.equal(cfg.certificates?.[0].notAfter, good.notAfter);
+    assert.equal(cfg.certificates?.[0].subject, 'CN=switchyard test good');
+    assert.match(cfg.certificates?.[0].altNames ?? '', /DNS:localhost/);
   });
 
   void it('takes --tls-cert and --tls-key, and an encrypted key with its passphrase', () => {
     const cfg = loadConfig({ backend: ['ws://127.0.0.1:9001'], tlsCert: good.cert, tlsKey: good.key });
-    assert.deepEqual(cfg.listen.tls, { cert: good.cert, key: good.key });
+    assert.deepEqual(cfg.listen.tls, { cert: good.cert, key: good.key, certificates: [] });
     const unlocked = loadConfig({ config: configFile(tls({ cert: locked.cert, key: locked.key, passphrase: 'open sesame' })) });
-    assert.equal(unlocked.certificate?.fingerprint256, locked.fingerprint256);
-    assert.equal(loadConfig({ backend: ['ws://127.0.0.1:9001'] }).certificate, undefined, 'no TLS, no certificate');
+    assert.equal(unlocked.certificates?.[0].fingerprint256, locked.fingerprint256);
+    assert.equal(loadConfig({ backend: ['ws://127.0.0.1:9001'] }).certificates, undefined, 'no TLS, no certificate');
   });
 
   void it('names the key at fault in one line', () => {
@@ -89,5 +89,47 @@ void describe('listen.tls', () => {
     const redirecting = loadConfig({ config: configFile(`{ port: 8443, tls: ${JSON.stringify({ cert: good.cert, key: good.key, redirectHttpPort: 8080 })} }`) });
     assert.throws(() => checkReloadable(withTls(good), redirecting), { message: 'config error: listen: cannot change on reload; restart switchyard to change it' });
     assert.doesNotThrow(() => checkReloadable(redirecting, redirecting));
+  });
+
+  void it('listen.tls.certificates: names from the subjectAltName or the config, lower-case, relative paths, each described', () => {
+    const sub = join(dir, 'sni');
+    mkdirSync(sub);
+    const chat = makeCertificate(sub, 'chat', { altNames: 'DNS:Chat.Example,DNS:*.chat.example,IP:127.0.0.1' });
+    const api = makeCertificate(sub, 'api', { altNames: 'DNS:api.example' });
+    const certificates = [{ cert: 'chat.pem', key: 'chat.key' }, { cert: api.cert, key: api.key, names: ['API.example', '*.api.example'] }];
+    const cfg = loadConfig({ config: configFile(`{ port: 8443, tls: ${JSON.stringify({ cert: good.cert, key: good.key, certificates })} }`, sub) });
+    assert.deepEqual(cfg.listen.tls?.certificates, [
+      { cert: chat.cert, key: chat.key, names: ['chat.example', '*.chat.example'] },
+      { cert: api.cert, key: api.key, names: ['api.example', '*.api.example'] },
+    ]);
+    assert.deepEqual(
+      cfg.certificates?.map((c) => [c.key, c.file, c.names, c.fingerprint256, c.notAfter]),
+      [
+        ['listen.tls', good.cert, [], good.fingerprint256, good.notAfter],
+        ['listen.tls.certificates[0]', chat.cert, ['chat.example', '*.chat.example'], chat.fingerprint256, chat.notAfter],
+        ['listen.tls.certificates[1]', api.cert, ['api.example', '*.api.example'], api.fingerprint256, api.notAfter],
+      ],
+    );
+  });
+
+  void it('listen.tls.certificates: one line naming the certificate at fault', () => {
+    const ipOnly = makeCertificate(dir, 'ip-only', { altNames: 'IP:127.0.0.1' });
+    const pair = { cert: good.cert, key: good.key };
+    const withSni = (certificates: unknown[]): string => configFile(`{ port: 8443, tls: ${JSON.stringify({ ...pair, certificates })} }`);
+    const cases: [unknown[], RegExp][] = [
+      [[pair, { cert: other.cert, key: good.key }], /^config error: listen\.tls\.certificates\[1\]\.key: .*good\.key does not match the certificate in .*other\.pem$/],
+      [[{ cert: join(dir, 'missing.pem'), key: good.key }], /^config error: listen\.tls\.certificates\[0\]\.cert: cannot read .*missing\.pem/],
+      [[{ cert: locked.cert, key: locked.key }], /^config error: listen\.tls\.certificates\[0\]\.key: .*locked\.key: it is encrypted and listen\.tls\.certificates\[0\]\.passphrase is not set$/],
+      [[{ ...pair, names: ['chat.example', 'bad name'] }], /^config error: listen\.tls\.certificates\[0\]\.names\[1\]: must be a DNS name such as chat\.example\.com, or \*\.example\.com for one label$/],
+      [[{ ...pair, names: ['a.*.example'] }], /^config error: listen\.tls\.certificates\[0\]\.names\[0\]: must be a DNS name/],
+      [[{ ...pair, names: [] }], /^config error: listen\.tls\.certificates\[0\]\.names: /],
+      [[{ cert: ipOnly.cert, key: ipOnly.key }], /^config error: listen\.tls\.certificates\[0\]\.names: .*ip-only\.pem has no DNS name in its subjectAltName; list the names it is for$/],
+      [[pair, { cert: other.cert, key: other.key }], /^config error: listen\.tls\.certificates\[1\]\.names: localhost is already served by listen\.tls\.certificates\[0\]; a name may belong to one certificate only$/],
+      [[{ ...pair, names: ['a.example'], ca: good.cert }], /^config error: listen\.tls\.certificates\[0\]\.ca: unknown key$/],
+    ];
+    for (const [certificates, expected] of cases) assert.match(errorOf({ config: withSni(certificates) }), expected, JSON.stringify(certificates));
+    // Its passphrase is its own.
+    const cfg = loadConfig({ config: withSni([{ cert: locked.cert, key: locked.key, passphrase: 'open sesame', names: ['locked.example'] }]) });
+    assert.equal(cfg.certificates?.[1].fingerprint256, locked.fingerprint256);
   });
 });

@@ -32,15 +32,16 @@ export function certificateDir(): { dir: string; cleanup: () => void } {
 }
 
 /**
- * Writes `<name>.pem` and `<name>.key` in `dir`: a P-256 certificate for localhost and 127.0.0.1,
- * valid `days` from now. With `passphrase`, the key is encrypted with it.
+ * Writes `<name>.pem` and `<name>.key` in `dir`: a P-256 certificate for localhost and 127.0.0.1
+ * (or the subjectAltName given, e.g. "DNS:chat.example,DNS:*.chat.example"), valid `days` from now.
+ * With `passphrase`, the key is encrypted with it.
  */
-export function makeCertificate(dir: string, name: string, options: { days?: number; passphrase?: string } = {}): TestCertificate {
+export function makeCertificate(dir: string, name: string, options: { days?: number; passphrase?: string; altNames?: string } = {}): TestCertificate {
   const cert = join(dir, `${name}.pem`);
   const key = join(dir, `${name}.key`);
   openssl([
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-days', String(options.days ?? 2),
-    '-subj', `/CN=switchyard test ${name}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-subj', `/CN=switchyard test ${name}`, '-addext', `subjectAltName=${options.altNames ?? 'DNS:localhost,IP:127.0.0.1'}`,
     '-keyout', key, '-out', cert,
     ...(options.passphrase ? ['-passout', `pass:${options.passphrase}`] : ['-noenc']),
   ]);

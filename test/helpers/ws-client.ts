@@ -19,6 +19,8 @@ export interface ClientOptions {
   perMessageDeflate?: boolean;
   /** wss://: the certificate to trust (PEM). */
   ca?: string;
+  /** wss://: the name sent in SNI and checked against the certificate (default: the URL's host). */
+  servername?: string;
 }
 
 export class TestClient {
@@ -110,6 +112,8 @@ function create(url: string, options: ClientOptions): WebSocket {
     perMessageDeflate: options.perMessageDeflate ?? true,
     maxPayload: 512 * 1024 * 1024,
     ca: options.ca,
+    // ws hands this on to tls.connect (its types leave it out).
+    ...(options.servername !== undefined && ({ servername: options.servername } as object)),
   });
 }
 

@@ -45,7 +45,10 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     };
     balancer = await startBalancer({ config, workers: 1 });
     const cert = makeCertificate(certs.dir, 'browser');
-    tlsBalancer = await startBalancer({ config: { ...config, listen: { tls: { cert: cert.cert, key: cert.key } } }, workers: 1 });
+    // A second certificate, served to chat.example by SNI (the browser resolves that name to 127.0.0.1).
+    const sni = makeCertificate(certs.dir, 'sni-chat', { altNames: 'DNS:chat.example' });
+    const tls = { cert: cert.cert, key: cert.key, certificates: [{ cert: sni.cert, key: sni.key }] };
+    tlsBalancer = await startBalancer({ config: { ...config, listen: { tls } }, workers: 1 });
     const nobody = await freePort();
     refusing = await startBalancer({
       config: { ...config, pools: { ...config.pools, chat: { backends: [{ url: `ws://127.0.0.1:${nobody}` }] } } },
@@ -53,7 +56,7 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: ['--no-sandbox', '--host-resolver-rules=MAP chat.example 127.0.0.1', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
   });
 
@@ -97,6 +100,15 @@ void describe('browser: the demo chat through the balancer', { timeout: 90_000 }
     await tab.fill('#text', 'hello through wss');
     await tab.click('#send');
     await tab.waitForFunction("document.getElementById('log').textContent.includes('hello through wss')", undefined, { timeout: 10_000 });
+  });
+
+  void it('over TLS by name: chat.example gets its certificate by SNI and chats; 127.0.0.1 (no SNI) gets the default', async () => {
+    for (const [host, subject] of [['chat.example', 'switchyard test sni-chat'], ['127.0.0.1', 'switchyard test browser']]) {
+      const page = await browser!.newPage({ ignoreHTTPSErrors: true });
+      const response = await page.goto(`https://${host}:${tlsBalancer!.port}/`);
+      assert.equal((await response?.securityDetails())?.subjectName, subject, host);
+      await page.waitForFunction("document.getElementById('status').textContent.startsWith('connected via backend')", undefined, { timeout: 10_000 });
+    }
   });
 
   void it('reconnects with jittered exponential backoff while its upgrades fail', async () => {
