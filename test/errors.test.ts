@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AdminRefusals, backendFramingEnding, CloseCodes, isSendableCloseCode, OutcomeLabels, Outcomes, TunnelEndings, type TunnelEnding } from '../src/errors';
+import { BackendConnectError } from '../src/proxy/backend-socket';
 import { counters } from '../src/stats/counters';
 
 void describe('errors.ts', () => {
@@ -18,6 +19,12 @@ void describe('errors.ts', () => {
     // Every label, and the non-answers, is a series of the upgrade and request counts.
     for (const label of [...Object.values(Outcomes).map((o) => o.label), OutcomeLabels.ok]) assert.equal(typeof counters.upgrades[label], 'number', label);
     for (const label of [OutcomeLabels.ok, OutcomeLabels.clientGone]) assert.equal(typeof counters.httpRequests[label], 'number', label);
+  });
+
+  void it('a failed backend connect carries a stable code, whatever its cause; the errno name rides beside it', () => {
+    const err = new BackendConnectError('refused', '10.0.0.1:9001: ECONNREFUSED', 'ECONNREFUSED');
+    assert.deepEqual([err.code, err.reason, err.errno], ['ERR_BACKEND_CONNECT', 'refused', 'ECONNREFUSED']);
+    assert.equal(new BackendConnectError('timeout', 'no answer').code, 'ERR_BACKEND_CONNECT');
   });
 
   void it('a hung backend is a timeout (504) and an unreachable one a 502, for upgrades and requests alike', () => {

@@ -39,11 +39,13 @@ export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
 export class BackendConnectError extends Error {
+  /** Stable, whatever the cause (the cause is `reason`, and `errno` for a failed system call). */
+  readonly code = 'ERR_BACKEND_CONNECT';
   constructor(
     readonly reason: ConnectFailure,
     message: string,
     /** The errno name, when a system call failed. */
-    readonly code?: string,
+    readonly errno?: string,
   ) {
     super(message);
   }

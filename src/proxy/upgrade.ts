@@ -126,8 +126,8 @@ class BackendOpening implements HandshakeOwner {
     const backend = this.backend!;
     backend.active--;
     backend.connecting--;
-    if (isLocalResourceError(err.code)) {
-      reportLocalFailure(err.code, 'backend_connect', { pool: this.pool.name, backend: backend.name });
+    if (isLocalResourceError(err.errno)) {
+      reportLocalFailure(err.errno, 'backend_connect', { pool: this.pool.name, backend: backend.name });
       this.resolve({ kind: 'failed', outcome: Outcomes.localResources });
       return;
     }
