@@ -15,7 +15,7 @@ import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindCertificates, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
+import { bindCertificates, bindDiscovery, bindPrimary, countReload, countTotalsRepaired, countWorkerRestart, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured, type WorkerView } from '../stats/metrics';
 import { Coordination } from './coordination';
 import { autoWorkerConnections, descriptorsNeeded, readDescriptorLimit, UNKNOWN_LIMIT_CONNECTIONS } from '../descriptors';
 import { isWorkerMessage, LOG_FD_ENV, WORKER_COUNT_ENV, WORKER_LOG_FD, WORKER_SLOT_ENV, WORKER_STDIO, type PrimaryMessage, type WorkerMessage } from '../ipc';
@@ -138,6 +138,12 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     if (labels) observeHealthCheck(labels.pool, labels.backend, result.latencyMs / 1000);
   });
   if (config.redis) coordination.on('status', (status) => setRedisConnected(status === 'ok'));
+  // The pools with discovery, again after a reload (their lookup counts start at zero).
+  const bindDiscoveryOf = (c: LoadedConfig): void =>
+    bindDiscovery(Object.keys(c.pools).filter((p) => c.pools[p].discovery !== undefined), () =>
+      Object.entries(coordination.discoveryStatus()).map(([pool, d]) => ({ pool, live: d.backends, draining: d.draining })),
+    );
+  bindDiscoveryOf(config);
 
   let slots = newSlots(generation(config), 'current');
   /** The workers of a reload in progress, and of old generations still finishing their tunnels. */
@@ -341,6 +347,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     config = next;
     log.level = next.logLevel;
     bindPrimary(workerViews, config.pools);
+    bindDiscoveryOf(config);
     const message: PrimaryMessage = { type: 'retire', timeoutMs: next.retireTimeout };
     for (const s of old) {
       clearTimeout(s.restartTimer);
