@@ -2,13 +2,16 @@
 // answers the test changes (2 addresses, then 3, then 2 others), `ws` backends on 127.0.0.2-6, and a
 // real balancer with two workers. Tunnels go to the addresses of the latest answer; a vanished
 // backend's tunnels stay (no new ones) until they end or the drain deadline, then get 1001; a
-// failed lookup keeps the set; SRV carries the ports; the TTL is respected within its bounds.
+// failed lookup keeps the set; SRV carries the ports; the TTL is respected within its bounds. With
+// Redis, two machines that get different answers each keep their own set, sharing counts per address.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { adminStatus } from '../helpers/admin';
 import { NO_CLIENT_LIMITS, runCli, startBalancer, writeConfig, type Balancer } from '../helpers/balancer';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server';
+import { freePort } from '../helpers/ports';
+import { startRedis } from '../helpers/redis';
 import { scrape } from '../helpers/metrics';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
@@ -186,5 +189,73 @@ void describe('backends found by DNS', { timeout: 120_000 }, () => {
     // A and AAAA go together: count the A/AAAA pairs as one lookup (pairs are ms apart).
     const lookups = times.filter((at, i) => i === 0 || at - times[i - 1] > 500);
     for (let i = 1; i < lookups.length; i++) assert.ok(lookups[i] - lookups[i - 1] >= 1400, `lookups ${lookups[i] - lookups[i - 1]} ms apart`);
+  });
+
+  void it('with Redis, each machine resolves for itself: different answers do not fight, counts and checks stay per address', async (t) => {
+    const redis = await startRedis();
+    const dnsP = await startDnsServer();
+    const dnsQ = await startDnsServer();
+    const { port, backends } = await startBackendsOn(['127.0.0.9', '127.0.0.10', '127.0.0.11', '127.0.0.12']);
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const c of clients) c.terminate();
+      await closeAll(...backends.values());
+      await dnsP.close();
+      await dnsQ.close();
+      await redis.stop();
+    });
+    const name = (ip: string): string => `${ip}:${port}`;
+    // Two views of one name (a split horizon, or an update seen by one machine first).
+    dnsP.set('chat.test', { a: ['127.0.0.9', '127.0.0.10'], ttl: 1 });
+    dnsQ.set('chat.test', { a: ['127.0.0.10', '127.0.0.11'], ttl: 1 });
+    const machine = async (dns: DnsServer): Promise<Balancer> => {
+      const b = await startBalancer({
+        workers: 1,
+        config: {
+          clientLimits: NO_CLIENT_LIMITS,
+          admin: { port: await freePort() },
+          redis: { url: redis.url, clusterName: 'dns', leaseTtl: '1s', countTtl: '1s', syncInterval: '50ms' },
+          pools: {
+            chat: {
+              discovery: { dns: 'chat.test', port, resolver: dns.address, minTtl: '1s', timeout: '200ms', drainTimeout: '30s' },
+              healthCheck: { type: 'tcp', interval: '100ms', timeout: '500ms' },
+            },
+          },
+          routes: [{ path: '/', pool: 'chat' }],
+        },
+      });
+      t.after(() => b.stop());
+      return b;
+    };
+    const p = await machine(dnsP);
+    const q = await machine(dnsQ);
+    assert.deepEqual(await poolView(p, 'chat'), { [name('127.0.0.10')]: 'ready', [name('127.0.0.9')]: 'ready' });
+    assert.deepEqual(await poolView(q, 'chat'), { [name('127.0.0.10')]: 'ready', [name('127.0.0.11')]: 'ready' });
+
+    // A tunnel through p to the address both have counts fleet-wide on q.
+    const reached = await tunnelsUntil(p, '/', clients, 20, (r) => r.has('127.0.0.10'));
+    assert.ok(reached.has('127.0.0.10'));
+    const onShared = clients.find((c) => c.messages.at(-1)?.text === '127.0.0.10')!;
+    const sharedOnQ = async () => (await adminStatus(q.adminPort!)).pools.chat.find((x) => x.backend === name('127.0.0.10'))!;
+    await waitFor(async () => (await sharedOnQ()).connections.fleet >= 1, 5000, 'q counts p\'s tunnel on the shared address');
+    assert.equal((await sharedOnQ()).connections.machine, 0);
+
+    // p's answer drops the shared address: p drains it, q keeps it ready (drains are not shared state).
+    dnsP.set('chat.test', { a: ['127.0.0.9'], ttl: 1 });
+    await waitFor(async () => (await poolView(p, 'chat'))[name('127.0.0.10')] === 'drain', 10_000, 'p drains the address it lost');
+    assert.equal((await sharedOnQ()).admin, 'ready');
+    assert.equal((await onShared.request('kept')).text, 'kept');
+
+    // A new address on q at run time: checked by the fleet (one machine holds its lease), counted, reachable.
+    dnsQ.set('chat.test', { a: ['127.0.0.10', '127.0.0.11', '127.0.0.12'], ttl: 1 });
+    await waitFor(async () => (await poolView(q, 'chat'))[name('127.0.0.12')] === 'ready', 10_000, 'q adds the new address');
+    await waitFor(async () => (await adminStatus(q.adminPort!)).pools.chat.find((x) => x.backend === name('127.0.0.12'))?.checkedHere, 5000, 'q checks the new address (its lease)');
+
+    // p's tunnel ends: p removes the address; q's fleet count falls back to 0 and q still has it.
+    await onShared.close();
+    await waitFor(async () => !(name('127.0.0.10') in (await poolView(p, 'chat'))), 10_000, 'p removes the drained address');
+    await waitFor(async () => (await sharedOnQ()).connections.fleet === 0, 5000, 'the fleet count back to 0');
+    assert.equal((await sharedOnQ()).admin, 'ready');
+    assert.equal((await sharedOnQ()).health, 'up');
   });
 });
