@@ -47,7 +47,6 @@ export class Pool {
   ) {
     this.now = options.now ?? Date.now;
     this.paceShare = config.maxUpgradesPerSecond > 0 ? config.maxUpgradesPerSecond / (options.workers ?? 1) : 0;
-    this.setBackends(config.backends);
     this.connectTimeout = config.connectTimeout;
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
@@ -56,6 +55,7 @@ export class Pool {
     this.maxConnectsInFlight = config.maxConnectsInFlight;
     const hashKey = hashKeyOf(config);
     this.extractKey = hashKey === undefined ? null : compileHashKey(hashKey);
+    this.setBackends(config.backends);
   }
 
   /**
@@ -77,6 +77,7 @@ export class Pool {
     });
     this.primaries = this.backends.filter((b) => !b.backup);
     this.backups = this.backends.filter((b) => b.backup);
+    for (const b of old.values()) this.balancer.forget?.(b.name);
     return [...old.values()];
   }
 
