@@ -258,4 +258,41 @@ void describe('backends found by DNS', { timeout: 120_000 }, () => {
     assert.equal((await sharedOnQ()).admin, 'ready');
     assert.equal((await sharedOnQ()).health, 'up');
   });
+
+  void it('a reload keeps what DNS said: the new workers have the discovered backends at once, without a new ramp, even while lookups fail', async (t) => {
+    const dns = await startDnsServer();
+    const { port, backends } = await startBackendsOn(['127.0.0.13', '127.0.0.14']);
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const c of clients) c.terminate();
+      await closeAll(...backends.values());
+      await dns.close();
+    });
+    dns.set('chat.test', { a: ['127.0.0.13', '127.0.0.14'], ttl: 3600 });
+    const config = (slowStart: string) => ({
+      clientLimits: NO_CLIENT_LIMITS,
+      pools: { chat: { algorithm: 'round-robin', slowStart, discovery: { dns: 'chat.test', port, resolver: dns.address, timeout: '200ms' } } },
+      routes: [{ path: '/', pool: 'chat' }],
+    });
+    const balancer = await startBalancer({ workers: 1, config: config('60s') });
+    t.after(() => balancer.stop());
+    const before = await connect(balancer.url('/before'));
+    clients.push(before);
+    await before.whoami();
+
+    // DNS fails from now on; the reload still starts its workers with both backends.
+    dns.servfail(true);
+    balancer.rewriteConfig(config('50s'));
+    process.kill(balancer.pid, 'SIGHUP');
+    await balancer.waitForLog((l) => l.msg === 'reloaded', 15_000, 'reloaded');
+    const report = await adminStatus(balancer.adminPort!);
+    assert.deepEqual(report.pools.chat.map((x) => [x.backend, x.admin, x.slowStartUntil]).sort(), [
+      [`127.0.0.13:${port}`, 'ready', 0],
+      [`127.0.0.14:${port}`, 'ready', 0],
+    ]);
+    const reached = await tunnelsUntil(balancer, '/after', clients, 10, (r) => r.size === 2);
+    assert.deepEqual([...reached].sort(), ['127.0.0.13', '127.0.0.14'], 'the new generation balances over both');
+    assert.equal((await before.request('old tunnel')).text, 'old tunnel');
+    await waitFor(async () => (await adminStatus(balancer.adminPort!)).discovery.chat.failing === 'ESERVFAIL', 10_000, 'the failing lookups shown');
+  });
 });
