@@ -1,16 +1,18 @@
 // Active health checks (HAProxy's `check`, Envoy's health_checks): every `interval` (plus up to
 // `jitter`, so many machines do not check in step) probe each backend over http, tcp or a full
-// WebSocket upgrade; `fall` failures in a row take it down, `rise` passes bring it back.
+// WebSocket upgrade (over TLS for a wss:// or https:// backend, with its own TLS settings); `fall` failures in a row take it down, `rise` passes bring it back.
 // Runs in the primary, never in a worker; with shared state only the holder of a backend's lease
 // probes it (`shouldCheck`), the others adopt the verdict it publishes. A probe that could not run
 // for want of local descriptors, ports or buffers says nothing of the backend: it is not counted.
 import { EventEmitter } from 'node:events';
 import { connect } from 'node:net';
-import { request } from 'undici';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { Agent, request } from 'undici';
 import type { HealthCheckConfig } from '../config/schema';
 import { isLocalResourceError, type LocalResourceError } from '../errors';
 import { reportLocalFailure } from '../local-failures';
-import { openBackendSocket } from '../proxy/backend-socket';
+import { BackendConnectError, openBackendSocket } from '../proxy/backend-socket';
+import { tlsConnectOptions } from '../proxy/tls-connection';
 import { encodeClose } from '../proxy/frame-writer';
 import type { Backend, HealthState } from '../upstream/backend';
 
@@ -31,8 +33,25 @@ function statusBounds(range: string): [number, number] {
 
 const MAX_BODY = 64 * 1024;
 
+/** The node:tls options of a TLS backend, the same as its traffic's (tls-connection.ts). */
+function tlsOptions(backend: Backend): ConnectionOptions {
+  return tlsConnectOptions(backend.tls!, backend.host);
+}
+
 async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
-  const res = await request(`http://${backend.name}${cfg.path}`, {
+  const tls = backend.tls !== null;
+  // A fresh Agent per TLS check, as `reset` below: undici's connect options are per dispatcher.
+  const dispatcher = tls ? new Agent({ connect: tlsOptions(backend) }) : undefined;
+  try {
+    return await probeHttpWith(backend, cfg, userAgent, dispatcher);
+  } finally {
+    void dispatcher?.close();
+  }
+}
+
+async function probeHttpWith(backend: Backend, cfg: HealthCheckConfig, userAgent: string, dispatcher: Agent | undefined): Promise<string | undefined> {
+  const res = await request(`${dispatcher ? 'https' : 'http'}://${backend.name}${cfg.path}`, {
+    dispatcher,
     method: 'GET',
     headers: { 'user-agent': userAgent },
     headersTimeout: cfg.timeout,
@@ -55,16 +74,18 @@ async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: st
   return undefined;
 }
 
+/** A connect; for a TLS backend, a whole TLS handshake (its certificate checked as for traffic). */
 function probeTcp(backend: Backend, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const socket = connect({ host: backend.host, port: backend.port });
+    const tls = backend.tls !== null;
+    const socket = tls ? tlsConnect({ ...tlsOptions(backend), host: backend.host, port: backend.port }) : connect({ host: backend.host, port: backend.port });
     const finish = (detail: string | undefined): void => {
       socket.destroy();
       resolve(detail);
     };
     socket.setTimeout(timeoutMs, () => finish('timeout'));
-    socket.once('connect', () => finish(undefined));
-    socket.once('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+    socket.once(tls ? 'secureConnect' : 'connect', () => finish(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) => finish(tls && !/^E[A-Z]+$/.test(err.code ?? '') ? `TLS ${err.code ?? ''}: ${err.message}` : (err.code ?? err.message)));
   });
 }
 
@@ -86,7 +107,9 @@ export async function probe(backend: Backend, cfg: HealthCheckConfig, userAgent 
     else detail = await probeWebSocket(backend, cfg, userAgent);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { cause?: { code?: string } };
-    detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.cause?.code ?? e.message);
+    // A websocket probe's failure carries its errno (or TLS cause) apart from its stable code.
+    if (err instanceof BackendConnectError) detail = err.errno ?? err.message;
+    else detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.cause?.code ?? e.message);
   }
   const result: ProbeResult = { ok: detail === undefined, latencyMs: performance.now() - started, detail };
   if (isLocalResourceError(detail)) result.local = true;

@@ -10,12 +10,12 @@ import type { ForwardedHeaders } from './forwarded-headers';
 import { buildUpgradeRequest, checkSwitchingProtocols, newKey, parseResponseHead, type ResponseHead } from './handshake';
 import { isInterim, MAX_INTERIM_RESPONSES } from './http-head';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
-import { TcpConnection, type ConnectionTarget } from './tcp-connection';
+import { isTlsFailure, newBackendConnection, type BackendConnection, type ConnectionTarget } from './backend-connection';
 
 /** The backend accepted the upgrade. Frames that arrive before the tunnel takes the socket over are kept in `leftover`. */
 export interface Upgraded {
   kind: 'upgraded';
-  socket: TcpConnection;
+  socket: BackendConnection;
   protocol: string;
   /** Frames that arrived with the 101 (copied). */
   leftover: Buffer | null;
@@ -35,7 +35,7 @@ export interface Refused {
  * plain request whose response head does not come); `local`: this machine ran out of descriptors,
  * ports or buffers (errors.ts): not the backend's fault.
  */
-export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
+export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'tls' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
 export class BackendConnectError extends Error {
@@ -100,7 +100,7 @@ function hasBody(head: ResponseHead): boolean {
  */
 class Handshake implements ConnectionTarget, Expiring {
   private readonly key = newKey();
-  private readonly socket: TcpConnection;
+  private readonly socket: BackendConnection;
   private deadline: Deadline | null = null;
   private head: ResponseHead | null = null;
   /** The answer so far, when it took more than one read. */
@@ -119,7 +119,7 @@ class Handshake implements ConnectionTarget, Expiring {
     private readonly offeredProtocols: string,
     private readonly deadlines: DeadlineList,
   ) {
-    this.socket = new TcpConnection(this);
+    this.socket = newBackendConnection(this, backend);
   }
 
   start(): void {
@@ -156,7 +156,7 @@ class Handshake implements ConnectionTarget, Expiring {
   onBackendClosed(error: string | undefined): void {
     const { backend, head } = this;
     if (error !== undefined) {
-      const reason = isLocalResourceError(error) ? 'local' : this.connected ? 'handshake' : 'refused';
+      const reason = isLocalResourceError(error) ? 'local' : isTlsFailure(error) ? 'tls' : this.connected ? 'handshake' : 'refused';
       return this.finish(new BackendConnectError(reason, `${backend.name}: ${error}`, error));
     }
     if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: hasBody(head) ? this.received.subarray(head.size) : EMPTY });

@@ -70,7 +70,8 @@ class BackendOpening implements HandshakeOwner {
     if (backend === undefined) {
       // Out of attempts: the last one decides, as for a plain request (a backend that took the
       // connection and never answered is a timeout, 504; one that could not be reached, 502).
-      const outcome = tried.size === 0 ? Outcomes.noBackend : this.lastFailure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable;
+      const last = this.lastFailure;
+      const outcome = tried.size === 0 ? Outcomes.noBackend : last === 'timeout' ? Outcomes.backendTimeout : last === 'tls' ? Outcomes.backendTls : Outcomes.backendUnreachable;
       this.resolve({ kind: 'failed', outcome });
       return;
     }
@@ -133,7 +134,8 @@ class BackendOpening implements HandshakeOwner {
     }
     backendFailed(backend);
     this.lastFailure = err.reason;
-    this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
+    // A TLS failure's cause (expired, unknown CA, name mismatch, our certificate refused) is in err.
+    this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, err.reason === 'tls' ? 'backend TLS failed' : 'backend connect failed');
     this.next();
   }
 }

@@ -43,7 +43,7 @@ export class Pool {
     options: { now?: () => number; workers?: number } = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.backends = config.backends.map((b) => new Backend(b, name));
+    this.backends = config.backends.map((b) => new Backend(b, name, config.tls));
     if (config.maxUpgradesPerSecond > 0) {
       const share = config.maxUpgradesPerSecond / (options.workers ?? 1);
       for (const b of this.backends) b.pacer = new UpgradePacer(share, config.upgradeQueueTimeout);

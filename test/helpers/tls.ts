@@ -2,7 +2,7 @@
 // checked-in certificate would expire and a checked-in key would look like a leaked secret).
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -45,6 +45,28 @@ export function makeCertificate(dir: string, name: string, options: { days?: num
     '-keyout', key, '-out', cert,
     ...(options.passphrase ? ['-passout', `pass:${options.passphrase}`] : ['-noenc']),
   ]);
+  const pem = readFileSync(cert, 'utf8');
+  const x509 = new X509Certificate(pem);
+  return { cert, key, pem, fingerprint256: x509.fingerprint256, notAfter: Math.floor(new Date(x509.validTo).getTime() / 1000) };
+}
+
+/** A test certificate authority: `<name>.pem` (its certificate, the `ca` to trust) and `<name>.key`. */
+export function makeCa(dir: string, name: string): TestCertificate {
+  return makeCertificate(dir, name, { altNames: `DNS:${name}.invalid` });
+}
+
+/**
+ * A certificate signed by `ca`, for `altNames` (default localhost and 127.0.0.1). `days` below 0
+ * makes one that has already expired (it ends before it begins, which OpenSSL reports as expired).
+ */
+export function makeSignedCertificate(dir: string, name: string, ca: TestCertificate, options: { days?: number; altNames?: string } = {}): TestCertificate {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, `subjectAltName=${options.altNames ?? 'DNS:localhost,IP:127.0.0.1'}\n`);
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-subj', `/CN=switchyard test ${name}`, '-keyout', key, '-out', csr, '-noenc']);
+  openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', String(Date.now()), '-days', String(options.days ?? 2), '-extfile', ext, '-out', cert]);
   const pem = readFileSync(cert, 'utf8');
   const x509 = new X509Certificate(pem);
   return { cert, key, pem, fingerprint256: x509.fingerprint256, notAfter: Math.floor(new Date(x509.validTo).getTime() / 1000) };
