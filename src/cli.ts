@@ -130,6 +130,7 @@ function describeBalancing(pool: PoolConfig): string {
   const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
   if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
   if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  if (pool.sendProxyProtocol === 'v2') parts.push('PROXY protocol v2 to its backends (tunnels: the client address; health checks: LOCAL)');
   if (pool.maxUpgradesPerSecond > 0) {
     parts.push(`maxUpgradesPerSecond ${pool.maxUpgradesPerSecond} per backend from this machine (queue up to ${pool.upgradeQueueTimeout / 1000}s, then 503 with Retry-After)`);
   }

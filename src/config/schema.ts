@@ -238,6 +238,12 @@ const poolSchema = z.strictObject({
     .optional()
     .describe('Active health checks of every backend of the pool (HAProxy\'s check, Envoy\'s health_checks), run by the primary. Absent: off; present: on.'),
   outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
+  sendProxyProtocol: z
+    .union([z.literal(false), z.literal('v2')])
+    .default(false)
+    .describe(
+      "v2: each tunnel's connection to a backend opens with a PROXY protocol v2 header carrying the client's address (HAProxy's send-proxy-v2), before any TLS, for backends that want it without X-Forwarded-For: the client address as the balancer decided it (from an incoming PROXY header or trustedProxies too), source port 0 (uWebSockets.js does not report the client's port), destination listen.host:listen.port. Health checks open with a v2 LOCAL header (no address), as HAProxy's checks do with send-proxy-v2. Plain HTTP requests send none (their keep-alive connections carry many clients; they have X-Forwarded-For). false: none.",
+    ),
   tls: backendTlsSchema
     .optional()
     .describe('TLS settings of the pool\'s wss:// and https:// backends (ws:// and http:// ones stay plain); absent: verify against the system\'s CAs, SNI from the URL, no client certificate.'),

@@ -5,12 +5,13 @@
 // probes it (`shouldCheck`), the others adopt the verdict it publishes. A probe that could not run
 // for want of local descriptors, ports or buffers says nothing of the backend: it is not counted.
 import { EventEmitter } from 'node:events';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { Agent, request } from 'undici';
+import { Agent, request, type buildConnector } from 'undici';
 import type { HealthCheckConfig } from '../config/schema';
 import { isLocalResourceError, type LocalResourceError } from '../errors';
 import { reportLocalFailure } from '../local-failures';
+import { PROXY_V2_LOCAL } from '../proxy-header';
 import { BackendConnectError, openBackendSocket } from '../proxy/backend-socket';
 import { tlsConnectOptions } from '../proxy/tls-connection';
 import { encodeClose } from '../proxy/frame-writer';
@@ -38,10 +39,32 @@ function tlsOptions(backend: Backend): ConnectionOptions {
   return tlsConnectOptions(backend.tls!, backend.host);
 }
 
+/**
+ * The check's connection, as traffic's: a PROXY protocol v2 LOCAL header first when the pool sends
+ * the protocol (HAProxy's checks do the same with send-proxy-v2), then TLS for a TLS backend.
+ */
+function checkSocket(backend: Backend): Socket {
+  if (!backend.sendProxyProtocol) return backend.tls === null ? connect({ host: backend.host, port: backend.port }) : tlsConnect({ ...tlsOptions(backend), host: backend.host, port: backend.port });
+  const raw = connect({ host: backend.host, port: backend.port });
+  raw.write(PROXY_V2_LOCAL);
+  return backend.tls === null ? raw : tlsConnect({ ...tlsOptions(backend), socket: raw });
+}
+
+/** undici's connector for a check: checkSocket's connection, handed over once connected (TLS: handshake done). */
+function checkConnector(backend: Backend): buildConnector.connector {
+  return (_options, callback) => {
+    const socket = checkSocket(backend);
+    const ready = backend.tls === null ? 'connect' : 'secureConnect';
+    socket.once(ready, () => callback(null, socket));
+    socket.once('error', (err) => callback(err, null));
+    return socket;
+  };
+}
+
 async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
-  const tls = backend.tls !== null;
-  // A fresh Agent per TLS check, as `reset` below: undici's connect options are per dispatcher.
-  const dispatcher = tls ? new Agent({ connect: tlsOptions(backend) }) : undefined;
+  // A fresh Agent per TLS or PROXY-protocol check, as `reset` below: undici's connector is per dispatcher.
+  const own = backend.tls !== null || backend.sendProxyProtocol;
+  const dispatcher = own ? new Agent({ connect: checkConnector(backend) }) : undefined;
   try {
     return await probeHttpWith(backend, cfg, userAgent, dispatcher);
   } finally {
@@ -50,7 +73,7 @@ async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: st
 }
 
 async function probeHttpWith(backend: Backend, cfg: HealthCheckConfig, userAgent: string, dispatcher: Agent | undefined): Promise<string | undefined> {
-  const res = await request(`${dispatcher ? 'https' : 'http'}://${backend.name}${cfg.path}`, {
+  const res = await request(`${backend.tls !== null ? 'https' : 'http'}://${backend.name}${cfg.path}`, {
     dispatcher,
     method: 'GET',
     headers: { 'user-agent': userAgent },
@@ -78,7 +101,7 @@ async function probeHttpWith(backend: Backend, cfg: HealthCheckConfig, userAgent
 function probeTcp(backend: Backend, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const tls = backend.tls !== null;
-    const socket = tls ? tlsConnect({ ...tlsOptions(backend), host: backend.host, port: backend.port }) : connect({ host: backend.host, port: backend.port });
+    const socket = checkSocket(backend);
     const finish = (detail: string | undefined): void => {
       socket.destroy();
       resolve(detail);
@@ -90,7 +113,8 @@ function probeTcp(backend: Backend, timeoutMs: number): Promise<string | undefin
 }
 
 async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
-  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout);
+  const proxyHeader = backend.sendProxyProtocol ? PROXY_V2_LOCAL : undefined;
+  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout, proxyHeader);
   if (result.kind === 'refused') return `upgrade refused with ${result.head.status}`;
   result.socket.end(encodeClose(1000, 'health check'));
   setTimeout(() => result.socket.destroy(), 1000).unref();

@@ -62,7 +62,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   /** The backends and active checkers of `config`. */
   private build(config: LoadedConfig): void {
     for (const [pool, pc] of Object.entries(config.pools)) {
-      const backends = pc.backends.map((b) => new Backend(b, pool, pc.tls));
+      const backends = pc.backends.map((b) => new Backend(b, pool, pc));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
       for (const [i, backend] of backends.entries()) {
         this.entries.set(backend.key, {

@@ -34,7 +34,14 @@ export interface BackendConnection {
   destroy(): void;
 }
 
-/** A new, unconnected connection to `backend`: TLS for a wss:// or https:// backend. */
-export function newBackendConnection(target: ConnectionTarget, backend: Backend): BackendConnection {
-  return backend.tls === null ? new TcpConnection(target) : new TlsConnection(target, backend.tls);
+/**
+ * A new, unconnected connection to `backend`: TLS for a wss:// or https:// backend. `preamble`
+ * (a PROXY protocol header) goes first on the TCP connection, before TLS and anything written.
+ */
+export function newBackendConnection(target: ConnectionTarget, backend: Backend, preamble?: Uint8Array): BackendConnection {
+  if (backend.tls !== null) return new TlsConnection(target, backend.tls, preamble);
+  const conn = new TcpConnection(target);
+  // Queued before the connect, it leaves first, in the same write as what follows it.
+  if (preamble !== undefined) conn.write(preamble);
+  return conn;
 }

@@ -62,6 +62,7 @@ export interface HandshakeOwner {
 /**
  * Connects to `backend` and asks it to upgrade `pathAndQuery`. `timeoutMs` bounds the TCP connect
  * and the wait for the answer together (NGINX's proxy_connect_timeout plus the header read).
+ * `proxyHeader`: the PROXY protocol header the connection opens with, when the pool sends one.
  */
 export function startBackendHandshake(
   owner: HandshakeOwner,
@@ -70,8 +71,9 @@ export function startBackendHandshake(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   timeoutMs: number,
+  proxyHeader?: Uint8Array,
 ): void {
-  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs)).start();
+  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs), proxyHeader).start();
 }
 
 /** startBackendHandshake() as a promise. */
@@ -81,9 +83,10 @@ export function openBackendSocket(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   timeoutMs: number,
+  proxyHeader?: Uint8Array,
 ): Promise<Upgraded | Refused> {
   return new Promise((resolve, reject) => {
-    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs);
+    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs, proxyHeader);
   });
 }
 
@@ -118,8 +121,9 @@ class Handshake implements ConnectionTarget, Expiring {
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
     private readonly deadlines: DeadlineList,
+    proxyHeader: Uint8Array | undefined,
   ) {
-    this.socket = newBackendConnection(this, backend);
+    this.socket = newBackendConnection(this, backend, proxyHeader);
   }
 
   start(): void {

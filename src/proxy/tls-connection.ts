@@ -9,7 +9,7 @@
 // (one TLS record and one syscall for what a client sent in one turn). Event handlers are shared
 // functions reading `this.owner`, not closures per connection.
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { connect as tcpConnect, isIP, type Socket } from 'node:net';
 import { connect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { BackendTls } from '../upstream/backend';
 import type { ConnectionTarget } from './tcp-connection';
@@ -65,6 +65,16 @@ function onRead(this: OwnedSocket, nread: number, buf: Buffer): void {
 function onTcpConnect(this: OwnedSocket): void {
   this.owner.tcpConnected = true;
 }
+/** With a preamble, the TCP socket under TLS is ours: its connect and its errors come from it. */
+function onRawError(this: Socket & { owner: TlsConnection }, err: NodeJS.ErrnoException): void {
+  this.owner.onError(err);
+  this.owner.destroy();
+}
+/** With a preamble node:tls takes no `onread` (it wraps a socket already made): reads arrive as 'data'. */
+function onData(this: OwnedSocket, chunk: Buffer): void {
+  const conn = this.owner;
+  if (!conn.destroyed) conn.target.onBackendData(chunk, chunk.length);
+}
 function onSecureConnect(this: OwnedSocket): void {
   this.owner.onSecureConnect();
 }
@@ -106,21 +116,30 @@ export class TlsConnection {
   constructor(
     public target: ConnectionTarget,
     readonly tls: BackendTls,
+    /** Bytes written on the TCP connection before TLS starts (a PROXY protocol header). */
+    private readonly preamble?: Uint8Array,
   ) {}
 
   connect(host: string, port: number): void {
     const { tls } = this;
     let socket: OwnedSocket;
     try {
+      let raw: (Socket & { owner?: TlsConnection }) | undefined;
+      if (this.preamble !== undefined) {
+        raw = tcpConnect({ host, port, noDelay: true });
+        raw.owner = this;
+        raw.on('error', onRawError);
+        raw.on('connect', onTcpConnect);
+        raw.write(this.preamble);
+      }
       socket = connect({
         ...tlsConnectOptions(tls, host),
-        host,
-        port,
+        ...(raw === undefined ? { host, port } : { socket: raw }),
         session: sessions.get(tls),
         // tls.connect hands its options to the net.Socket beneath, which honours onread (typed for net only).
         onread: { buffer: READ_BUFFER, callback: onRead },
         noDelay: true,
-      } as ConnectionOptions) as OwnedSocket;
+      } as unknown as ConnectionOptions) as OwnedSocket;
     } catch (err) {
       // A CA or client certificate file that became unreadable since the primary checked it.
       this.error = `${TLS_FAILURE}settings: ${(err as Error).message}`;
@@ -129,7 +148,8 @@ export class TlsConnection {
       return;
     }
     socket.owner = this;
-    socket.on('connect', onTcpConnect);
+    if (this.preamble === undefined) socket.on('connect', onTcpConnect);
+    else socket.on('data', onData);
     socket.on('secureConnect', onSecureConnect);
     socket.on('error', onError);
     socket.on('close', onClose);

@@ -19,6 +19,8 @@ export class Backend {
   readonly url: string;
   /** TLS settings for a wss:// or https:// backend; null: plain TCP. */
   readonly tls: BackendTls | null;
+  /** Tunnels' connections open with a PROXY protocol v2 header (the pool's sendProxyProtocol). */
+  readonly sendProxyProtocol: boolean;
   readonly host: string;
   readonly port: number;
   readonly weight: number;
@@ -48,7 +50,10 @@ export class Backend {
   /** Paces this worker's new upgrades to it (the pool's maxUpgradesPerSecond); null: not paced. */
   pacer: UpgradePacer | null = null;
 
-  constructor(config: BackendConfig, pool = '', poolTls?: BackendTlsConfig) {
+  /** `poolConfig`: the pool's settings every backend shares (TLS, PROXY protocol). */
+  constructor(config: BackendConfig, pool = '', poolConfig: { tls?: BackendTlsConfig; sendProxyProtocol?: false | 'v2' } = {}) {
+    const poolTls = poolConfig.tls;
+    this.sendProxyProtocol = poolConfig.sendProxyProtocol === 'v2';
     const u = new URL(config.url);
     this.url = config.url;
     const secure = TLS_SCHEMES.includes(u.protocol);

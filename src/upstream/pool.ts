@@ -17,6 +17,8 @@ export class Pool {
   private readonly primaries: readonly Backend[];
   private readonly backups: readonly Backend[];
   readonly connectTimeout: number;
+  /** Tunnels to its backends open with a PROXY protocol v2 header (sendProxyProtocol: v2). */
+  readonly sendsProxyProtocol: boolean;
   readonly responseTimeout: number;
   readonly retries: number;
   readonly slowStart: number;
@@ -43,7 +45,7 @@ export class Pool {
     options: { now?: () => number; workers?: number } = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.backends = config.backends.map((b) => new Backend(b, name, config.tls));
+    this.backends = config.backends.map((b) => new Backend(b, name, config));
     if (config.maxUpgradesPerSecond > 0) {
       const share = config.maxUpgradesPerSecond / (options.workers ?? 1);
       for (const b of this.backends) b.pacer = new UpgradePacer(share, config.upgradeQueueTimeout);
@@ -51,6 +53,7 @@ export class Pool {
     this.primaries = this.backends.filter((b) => !b.backup);
     this.backups = this.backends.filter((b) => b.backup);
     this.connectTimeout = config.connectTimeout;
+    this.sendsProxyProtocol = config.sendProxyProtocol === 'v2';
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
     this.slowStart = config.slowStart;

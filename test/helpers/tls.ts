@@ -57,7 +57,7 @@ export function makeCa(dir: string, name: string): TestCertificate {
 
 /**
  * A certificate signed by `ca`, for `altNames` (default localhost and 127.0.0.1). `days` below 0
- * makes one that has already expired (it ends before it begins, which OpenSSL reports as expired).
+ * makes one that has already expired.
  */
 export function makeSignedCertificate(dir: string, name: string, ca: TestCertificate, options: { days?: number; altNames?: string } = {}): TestCertificate {
   const cert = join(dir, `${name}.pem`);
@@ -66,7 +66,17 @@ export function makeSignedCertificate(dir: string, name: string, ca: TestCertifi
   const ext = join(dir, `${name}.ext`);
   writeFileSync(ext, `subjectAltName=${options.altNames ?? 'DNS:localhost,IP:127.0.0.1'}\n`);
   openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-subj', `/CN=switchyard test ${name}`, '-keyout', key, '-out', csr, '-noenc']);
-  openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', String(Date.now()), '-days', String(options.days ?? 2), '-extfile', ext, '-out', cert]);
+  const sign = ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', String(Date.now()), '-extfile', ext, '-out', cert];
+  const days = options.days ?? 2;
+  if (days >= 0) openssl([...sign, '-days', String(days)]);
+  else {
+    // Expired: OpenSSL 3.4+ (Debian 13) takes explicit dates and refuses negative days; 3.0 (Debian 12) the reverse.
+    try {
+      openssl([...sign, '-not_before', '20200101000000Z', '-not_after', '20200102000000Z']);
+    } catch {
+      openssl([...sign, '-days', String(days)]);
+    }
+  }
   const pem = readFileSync(cert, 'utf8');
   const x509 = new X509Certificate(pem);
   return { cert, key, pem, fingerprint256: x509.fingerprint256, notAfter: Math.floor(new Date(x509.validTo).getTime() / 1000) };

@@ -1,8 +1,10 @@
 // TLS to backends: wss:// and https:// backends verified against a CA, mutual TLS, certificates the
 // balancer must refuse (expired, wrong name, unknown CA: 502 backend_tls, counted against the backend,
-// the cause in the log), verify: false, health checks over TLS, and the config checks of the files.
+// the cause in the log), verify: false, health checks over TLS, the config checks of the files, and
+// PROXY protocol v2 sent to backends (sendProxyProtocol), before TLS.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -10,6 +12,8 @@ import { backendStatus } from '../helpers/admin';
 import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backends';
 import { runCli, startBalancer, stopAll, type Balancer } from '../helpers/balancer';
 import { scrape } from '../helpers/metrics';
+import { waitFor } from '../helpers/wait';
+import { readProxyHeader } from '../../src/proxy-header';
 import { freePort } from '../helpers/ports';
 import { certificateDir, makeCa, makeSignedCertificate, type TestCertificate } from '../helpers/tls';
 import { closeClients, connect, upgradeStatus, type TestClient } from '../helpers/ws-client';
@@ -197,9 +201,12 @@ void describe('backend TLS config', { timeout: 30_000 }, () => {
 
   void it('switchyard check names the backend TLS settings it validated, with paths relative to the config file', async () => {
     const file = join(certs.dir, 'check.yaml');
-    writeFileSync(file, JSON.stringify(pools({ ca: 'ca.pem', cert: 'balancer-client.pem', key: 'balancer-client.key', serverName: 'chat.internal' })));
+    const config = pools({ ca: 'ca.pem', cert: 'balancer-client.pem', key: 'balancer-client.key', serverName: 'chat.internal' });
+    (config.pools as Record<string, Record<string, unknown>>).chat.sendProxyProtocol = 'v2';
+    writeFileSync(file, JSON.stringify(config));
     const res = await runCli(['check', '--config', file]);
     assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /pool chat: least-connections, PROXY protocol v2 to its backends/);
     assert.match(res.stdout, /backend wss:\/\/127\.0\.0\.1:9443 \(pool chat\): TLS, certificate verified against \S+ca\.pem \(1 certificate\) for chat\.internal; client certificate \S+balancer-client\.pem/);
   });
 
@@ -221,4 +228,102 @@ void describe('backend TLS config', { timeout: 30_000 }, () => {
     });
   }
 
+});
+
+/**
+ * A backend front that requires a PROXY protocol header, as a backend behind HAProxy's accept-proxy
+ * does: it records each header (bytes and source), then relays the rest of the connection to `to`.
+ * A connection that does not open with a complete v2 header is recorded as such and closed.
+ */
+async function startProxyFront(to: number): Promise<{ port: number; headers: Buffer[]; sources: string[]; refused: number; close(): Promise<void> }> {
+  const headers: Buffer[] = [];
+  const sources: string[] = [];
+  const front = { port: 0, headers, sources, refused: 0, close: async () => {} };
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buffered = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const header = readProxyHeader(buffered);
+      if (header.kind === 'incomplete') return;
+      socket.off('data', onData);
+      if (header.kind !== 'header' || header.version !== 2) {
+        front.refused++;
+        socket.destroy();
+        return;
+      }
+      headers.push(buffered.subarray(0, header.length));
+      sources.push(header.source);
+      const backend = netConnect(to, '127.0.0.1');
+      sockets.add(backend);
+      backend.on('error', () => socket.destroy());
+      socket.on('error', () => backend.destroy());
+      backend.write(buffered.subarray(header.length));
+      socket.pipe(backend);
+      backend.pipe(socket);
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  front.port = (server.address() as { port: number }).port;
+  front.close = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return front;
+}
+
+void describe('sendProxyProtocol: v2', { timeout: 60_000 }, () => {
+  void it('opens each tunnel to a ws:// or wss:// backend with a PROXY v2 header carrying the client address, before TLS', async () => {
+    const plain = await startEchoBackend({ name: 'plain-behind-proxy' });
+    started.push(plain);
+    const plainFront = await startProxyFront(plain.port);
+    const tlsFront = await startProxyFront(good.port);
+    try {
+      const port = await freePort();
+      const balancer = await startBalancer({
+        workers: 1,
+        port,
+        config: {
+          listen: { host: '127.0.0.1', port },
+          trustedProxies: ['127.0.0.1'],
+          pools: {
+            plain: { backends: [{ url: `ws://127.0.0.1:${plainFront.port}` }], sendProxyProtocol: 'v2' },
+            tls: {
+              backends: [{ url: `wss://127.0.0.1:${tlsFront.port}` }],
+              tls: { ca: ca.cert },
+              sendProxyProtocol: 'v2',
+              healthCheck: { type: 'websocket', interval: '100ms', fall: 1 },
+              outlierDetection: { enabled: false },
+            },
+          },
+          routes: [route('plain'), route('tls')],
+        },
+      });
+      balancers.push(balancer);
+      // The client address as the balancer decides it: X-Forwarded-For from a trusted peer.
+      const headers = { 'x-forwarded-for': '203.0.113.7' };
+      const a = await connect(balancer.url('/plain'), { headers });
+      clients.push(a);
+      assert.equal(await a.whoami(), 'plain-behind-proxy');
+      const b = await connect(balancer.url('/tls'), { headers });
+      clients.push(b);
+      assert.equal(await b.whoami(), 'good', 'TLS to the backend started after the header');
+      // Health checks open with a LOCAL header (no address, source ''), and pass through the front.
+      await waitFor(() => tlsFront.sources.filter((s) => s === '').length >= 2, 5000, 'health checks through the front');
+      assert.equal(tlsFront.refused, 0, 'every connection opened with a v2 header');
+      assert.deepEqual([plainFront.sources, tlsFront.sources.filter((s) => s !== '')], [['203.0.113.7'], ['203.0.113.7']]);
+      // Version 2 PROXY, TCP over IPv4, 12 address bytes: 203.0.113.7:0 -> 127.0.0.1:port.
+      const expected = Buffer.concat([Buffer.from('0d0a0d0a000d0a515549540a2111000c', 'hex'), Buffer.from([203, 0, 113, 7, 127, 0, 0, 1, 0, 0, port >> 8, port & 0xff])]);
+      assert.deepEqual(plainFront.headers[0], expected);
+      assert.deepEqual(tlsFront.headers[tlsFront.sources.indexOf('203.0.113.7')], expected);
+      assert.ok(good.connections.some((c) => c.url === '/health' || c.url === '/'), 'websocket checks reached the backend over TLS');
+    } finally {
+      await plainFront.close();
+      await tlsFront.close();
+    }
+  });
 });
