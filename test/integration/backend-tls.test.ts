@@ -82,6 +82,7 @@ void describe('TLS to backends', { timeout: 90_000 }, () => {
         pools: {
           good: single(good, { ca: ca.cert }),
           https: { backends: [{ url: `https://127.0.0.1:${good.port}` }], tls: { ca: ca.cert } },
+          httpsexpired: { ...single(expired, { ca: ca.cert }), backends: [{ url: `https://127.0.0.1:${expired.port}` }] },
           mtls: single(mutual, { ca: ca.cert, cert: clientCert.cert, key: clientCert.key }),
           nocert: single(mutual, { ca: ca.cert }),
           expired: single(expired, { ca: ca.cert }),
@@ -97,7 +98,10 @@ void describe('TLS to backends', { timeout: 90_000 }, () => {
             outlierDetection: { consecutiveFailures: 2, maxEjectionPercent: 50 },
           },
         },
-        routes: ['good', 'mtls', 'nocert', 'expired', 'wrongname', 'unknownca', 'noverify', 'ejecting'].map(route).concat([{ path: '/plain', pool: 'https', mode: 'http' }]),
+        routes: ['good', 'mtls', 'nocert', 'expired', 'wrongname', 'unknownca', 'noverify', 'ejecting'].map(route).concat([
+          { path: '/plain', pool: 'https', mode: 'http' },
+          { path: '/plainexpired', pool: 'httpsexpired', mode: 'http' },
+        ]),
       },
     });
     balancers.push(balancer);
@@ -118,6 +122,17 @@ void describe('TLS to backends', { timeout: 90_000 }, () => {
     assert.equal(res.statusCode, 200);
     assert.match(body, /good/);
     assert.ok(good.httpRequests.some((r) => r.url === '/plain/x?y=1'), 'the backend got the request');
+  });
+
+  void it('answers a plain request 502 backend_tls when the https:// backend\'s certificate is refused', async () => {
+    const res = await request(balancer.httpUrl('/plainexpired/x'));
+    await res.body.dump();
+    assert.equal(res.statusCode, 502);
+    const line = await balancer.waitForLog((l) => l.msg === 'backend TLS failed' && l.pool === 'httpsexpired', 5000, 'the TLS failure logged');
+    assert.equal(line.failure, 'tls');
+    assert.match(String(line.err), /certificate has expired|CERT_HAS_EXPIRED/);
+    const metrics = await scrape(balancer.adminUrl('/metrics'));
+    assert.equal(metrics.sum('switchyard_http_requests_total', { outcome: 'backend_tls' }), 1);
   });
 
   void it('shows its client certificate to a backend that requires one (mutual TLS)', async () => {
