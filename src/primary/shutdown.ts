@@ -2,7 +2,8 @@
 // 1001 spread over closeSpread, within drainTimeout: src/listener.ts) and exits; what is still
 // there 3 s past drainTimeout is killed. A second signal exits at once, for an impatient operator.
 import type { Logger } from '../log';
-import { KILL_AFTER_MS, realTimers, type Supervisor, type Timers } from './supervisor';
+import type { Supervisor } from './supervisor';
+import { KILL_AFTER_MS, realTimers, type Timers } from './timers';
 
 export class Shutdown {
   /** Resolves when no worker is left, or at the backstop. */

@@ -11,28 +11,9 @@ import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { countWorkerRestart, type WorkerView } from '../stats/metrics';
 import { StartupError } from './startup';
-import { newGeneration, newSlots, nextRestartDelay, overRetiringCap, type Generation, type Slot } from './worker-slots';
-
-/** Time, injected: the restart backoff, the reload's start timeout and the kill backstops run on it. */
-export interface Timers {
-  now(): number;
-  /** `unref`: the timer alone does not keep the process alive. */
-  setTimeout(fn: () => void, ms: number, unref?: boolean): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  now: Date.now,
-  setTimeout: (fn, ms, unref) => {
-    const t = setTimeout(fn, ms);
-    if (unref === true) t.unref();
-    return t;
-  },
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout | undefined),
-};
-
-/** A worker past drainTimeout (or told to close now) is killed this much later: the close handshakes' margin. */
-export const KILL_AFTER_MS = 3000;
+import { Retirement } from './retirement';
+import { realTimers, type Timers } from './timers';
+import { newGeneration, newSlots, nextRestartDelay, type Generation, type Slot } from './worker-slots';
 
 type Listening = Extract<WorkerMessage, { type: 'listening' }>;
 
@@ -58,10 +39,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private slots: Slot[];
   /** The workers of a reload in progress. */
   private starting: Slot[] = [];
-  /** Old generations' workers still finishing their tunnels (and a failed reload's, until they exit). */
-  private readonly retiring = new Set<Slot>();
-  /** Retiring workers told to close their tunnels now (past maxRetiringGenerations), until they exit. */
-  private readonly closingNow = new Set<Slot>();
+  private readonly retirement: Retirement;
   private settleStart: ((error?: string) => void) | null = null;
   private listening = 0;
   ready = false;
@@ -76,6 +54,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     private readonly timers: Timers = realTimers,
   ) {
     super();
+    this.retirement = new Retirement(log, timers);
     this.current = newGeneration(1, first, port);
     this.slots = newSlots(this.current, 'current');
   }
@@ -95,7 +74,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   get closingNowCount(): number {
-    return this.closingNow.size;
+    return this.retirement.closingNowCount;
   }
 
   /** No worker process is left (after drain or kill). */
@@ -108,7 +87,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   views(): WorkerView[] {
-    return [...this.slots, ...this.retiring].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
+    return [...this.slots, ...this.retirement.slots()].map((s) => ({ slot: s.index, pid: s.worker?.process.pid, listening: s.listening, restarts: s.restarts, startedAt: s.startedAt, retiring: s.role === 'retiring' }));
   }
 
   /** The next generation's number and what its workers get. */
@@ -138,23 +117,19 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       // They were told to drain with the rest; the primary waits for them too.
       for (const s of fresh) {
         s.role = 'abandoned';
-        if (s.worker !== null) this.retiring.add(s);
+        if (s.worker !== null) this.retirement.keep(s);
       }
       return { ok: false, error: 'switchyard is stopping', stopping: true };
     }
     if (error === undefined) return { ok: true, generation: g, slots: fresh };
     for (const s of fresh) {
-      if (s.worker?.isConnected() && s.listening) {
-        s.role = 'retiring';
-        s.listening = false;
-        this.retiring.add(s);
-        s.worker.send({ type: 'retire', timeoutMs: this.config.retireTimeout } satisfies PrimaryMessage);
-      } else {
+      if (s.worker?.isConnected() && s.listening) this.retirement.retire(s, this.config.retireTimeout);
+      else {
         s.role = 'abandoned';
         s.worker?.process.kill('SIGKILL');
       }
     }
-    this.capRetiring(this.config);
+    this.retirement.cap(this.config);
     return { ok: false, error, stopping: false };
   }
 
@@ -164,17 +139,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const s of started.slots) s.role = 'current';
     this.slots = started.slots;
     this.current = started.generation;
-    const message: PrimaryMessage = { type: 'retire', timeoutMs: this.config.retireTimeout };
     for (const s of old) {
       this.timers.clearTimeout(s.restartTimer);
       s.listening = false;
-      if (s.worker === null) continue;
-      s.role = 'retiring';
-      this.retiring.add(s);
-      if (s.worker.isConnected()) s.worker.send(message);
+      if (s.worker !== null) this.retirement.retire(s, this.config.retireTimeout);
     }
-    const closingNow = this.capRetiring(this.config);
-    return { retiring: this.retiring.size - this.closingNow.size, closingNow };
+    const closingNow = this.retirement.cap(this.config);
+    return { retiring: this.retirement.finishing, closingNow };
   }
 
   /** Every worker drains within `timeoutMs` and exits; none is restarted, a reload in progress ends. */
@@ -195,7 +166,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private allSlots(): Slot[] {
-    return [...this.slots, ...this.starting, ...this.retiring];
+    return [...this.slots, ...this.starting, ...this.retirement.slots()];
   }
 
   private spawn(slot: Slot): void {
@@ -243,10 +214,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot.worker = null;
       slot.listening = false;
     }
-    this.closingNow.delete(slot);
-    if (this.retiring.delete(slot) && slot.role === 'retiring') {
-      this.log.info({ workerPid: worker.process.pid, generation: slot.generation.id, code, signal, retiring: this.retiring.size }, 'old worker exited');
-    }
+    this.retirement.exited(slot, { workerPid: worker.process.pid, code, signal });
     if (this.stopping) {
       if (this.idle) this.emit('idle');
       return;
@@ -261,29 +229,5 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       countWorkerRestart(slot.index);
       this.spawn(slot);
     }, delay);
-  }
-
-  /**
-   * HAProxy's mworker-max-reloads: past `maxRetiringGenerations` older generations finishing their
-   * tunnels, the oldest are told to close them now (1001, then drainTimeout; killed if still there
-   * 3 s later). With the reload refused while they do (reloadRefusal), reloads in a row cannot pile
-   * up workers: at most maxRetiringGenerations + 2 generations run at once. Returns how many were told.
-   */
-  private capRetiring(c: LoadedConfig): number {
-    const { generations: over, slots: told } = overRetiringCap(this.retiring, this.closingNow, c.maxRetiringGenerations);
-    if (told.length === 0) return 0;
-    const message: PrimaryMessage = { type: 'drain', timeoutMs: c.drainTimeout };
-    for (const s of told) {
-      this.closingNow.add(s);
-      if (s.worker?.isConnected()) s.worker.send(message);
-    }
-    this.log.warn(
-      { generations: over, pids: told.map((s) => s.worker?.process.pid), maxRetiringGenerations: c.maxRetiringGenerations, drainTimeoutMs: c.drainTimeout },
-      'old workers closing their tunnels now: more generations finishing their tunnels than maxRetiringGenerations',
-    );
-    this.timers.setTimeout(() => {
-      for (const s of told) if (this.closingNow.has(s)) s.worker?.process.kill('SIGKILL');
-    }, c.drainTimeout + KILL_AFTER_MS, true);
-    return told.length;
   }
 }
