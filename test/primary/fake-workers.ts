@@ -10,15 +10,10 @@ import type { Slot } from '../../src/primary/worker-slots';
 
 let nextPid = 1000;
 
-/** A worker process as the supervisor sees one: messages in through 'message', out through send(). */
-export class FakeWorker extends EventEmitter {
+/** A worker's IPC channel: messages in through 'message', out through send(), captured. */
+export class FakeChannel extends EventEmitter {
   readonly sent: PrimaryMessage[] = [];
-  readonly signals: string[] = [];
   connected = true;
-  readonly process = { pid: nextPid++ as number | undefined, kill: (signal: string): boolean => this.signals.push(signal) > 0 };
-  constructor(readonly slot: Slot) {
-    super();
-  }
   isConnected(): boolean {
     return this.connected;
   }
@@ -28,6 +23,15 @@ export class FakeWorker extends EventEmitter {
   }
   report(m: WorkerMessage): void {
     this.emit('message', m);
+  }
+}
+
+/** A worker process as the supervisor sees one: its channel, a pid, and the signals it was sent. */
+export class FakeWorker extends FakeChannel {
+  readonly signals: string[] = [];
+  readonly process = { pid: nextPid++ as number | undefined, kill: (signal: string): boolean => this.signals.push(signal) > 0 };
+  constructor(readonly slot: Slot) {
+    super();
   }
   /** Asks for its config and listens, as a worker that started well does. */
   listen(): void {
