@@ -38,14 +38,7 @@ export class Reloader {
     };
     const previous = supervisor.config;
     // Serialised here: a reload in progress has starting workers until it ends.
-    const refusal = reloadRefusal({
-      ready: supervisor.ready,
-      shuttingDown: supervisor.stopping,
-      canLoad: loadNext !== undefined,
-      starting: supervisor.startingCount,
-      closingNow: supervisor.closingNowCount,
-      config: previous,
-    });
+    const refusal = reloadRefusal({ ...supervisor.phase(), canLoad: loadNext !== undefined, config: previous });
     if (refusal !== undefined || loadNext === undefined) return refuse(refusal ?? 'no config to reload');
     let next: LoadedConfig;
     try {

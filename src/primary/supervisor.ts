@@ -42,8 +42,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly retirement: Retirement;
   private settleStart: ((error?: string) => void) | null = null;
   private listening = 0;
-  ready = false;
-  stopping = false;
+  private started = false;
+  private stopped = false;
 
   constructor(
     first: LoadedConfig,
@@ -69,12 +69,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const slot of this.slots) this.spawn(slot);
   }
 
-  get startingCount(): number {
-    return this.starting.length;
+  /** Every worker of the first generation has listened. */
+  get ready(): boolean {
+    return this.started;
   }
 
-  get closingNowCount(): number {
-    return this.retirement.closingNowCount;
+  /** What decides whether a reload may start now (reloadRefusal): stopping, a reload's workers starting, old ones closing now. */
+  phase(): { ready: boolean; shuttingDown: boolean; starting: number; closingNow: number } {
+    return { ready: this.started, shuttingDown: this.stopped, starting: this.starting.length, closingNow: this.retirement.closingNowCount };
   }
 
   /** No worker process is left (after drain or kill). */
@@ -113,7 +115,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.settleStart = null;
     const fresh = this.starting;
     this.starting = [];
-    if (this.stopping) {
+    if (this.stopped) {
       // They were told to drain with the rest; the primary waits for them too.
       for (const s of fresh) {
         s.role = 'abandoned';
@@ -150,7 +152,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Every worker drains within `timeoutMs` and exits; none is restarted, a reload in progress ends. */
   drain(timeoutMs: number): void {
-    this.stopping = true;
+    this.stopped = true;
     this.settleStart?.('switchyard is stopping');
     const message: PrimaryMessage = { type: 'drain', timeoutMs };
     for (const slot of this.allSlots()) {
@@ -161,7 +163,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Kills every worker at once (the backstop, or a failed start); none is restarted. */
   kill(): void {
-    this.stopping = true;
+    this.stopped = true;
     for (const s of this.allSlots()) s.worker?.process.kill('SIGKILL');
   }
 
@@ -203,7 +205,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (this.starting.every((s) => s.listening)) this.settleStart?.();
     } else if (this.ready) this.log.info({ workerPid: worker.process.pid }, 'worker started');
     else if (this.slots.every((s) => s.worker !== null) && ++this.listening === this.slots.length) {
-      this.ready = true;
+      this.started = true;
       this.emit('ready', m);
     }
   }
@@ -215,7 +217,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       slot.listening = false;
     }
     this.retirement.exited(slot, { workerPid: worker.process.pid, code, signal });
-    if (this.stopping) {
+    if (this.stopped) {
       if (this.idle) this.emit('idle');
       return;
     }

@@ -86,7 +86,7 @@ void describe('Supervisor', () => {
     const next = configOf({ retireTimeout: '30s' }, 3);
     const pending = supervisor.startGeneration(supervisor.generation(next), 15_000);
     assert.equal(forked.length, 5, 'three new workers beside the two');
-    assert.equal(supervisor.startingCount, 3);
+    assert.equal(supervisor.phase().starting, 3);
     for (const w of forked.slice(2)) w.listen();
     const started = await pending;
     assert.equal(started.ok, true);
@@ -133,7 +133,7 @@ void describe('Supervisor', () => {
     assert.deepEqual(await reload(), { retiring: 1, closingNow: 0 });
     assert.deepEqual(await reload(), { retiring: 1, closingNow: 1 });
     assert.deepEqual(forked[0].sent.at(-1), { type: 'drain', timeoutMs: 10_000 });
-    assert.equal(supervisor.closingNowCount, 1);
+    assert.equal(supervisor.phase().closingNow, 1);
     assert.ok(messages().includes('old workers closing their tunnels now: more generations finishing their tunnels than maxRetiringGenerations'));
     timers.advance(12_999);
     assert.deepEqual(forked[0].signals, []);
@@ -141,6 +141,6 @@ void describe('Supervisor', () => {
     assert.deepEqual(forked[0].signals, ['SIGKILL']);
     assert.deepEqual(forked[1].signals, [], 'the younger retiring generation finishes its tunnels');
     forked[0].exit(null, 'SIGKILL');
-    assert.equal(supervisor.closingNowCount, 0);
+    assert.equal(supervisor.phase().closingNow, 0);
   });
 });
