@@ -11,7 +11,7 @@ import { keepFinalMetrics } from '../stats/cluster-metrics';
 import { bindCertificates, bindPrimary, countTotalsRepaired, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured } from '../stats/metrics';
 import { announceCertificates, announceDescriptorLimit, warnIfDescriptorsShort } from './announce';
 import { Coordination } from './coordination';
-import { forkWorker, setupWorkers } from './fork';
+import { setupWorkers } from './fork';
 import { Reloader } from './reloader';
 import { Shutdown } from './shutdown';
 import { checkPortFree, StartupError } from './startup';
@@ -61,7 +61,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   announceDescriptorLimit(log);
   setupWorkers();
   const coordination = await startCoordination(first, log);
-  const supervisor = new Supervisor(first, port, log, forkWorker);
+  const supervisor = new Supervisor(first, port, log);
   supervisor.on('forked', (worker) => {
     coordination.addWorker(worker);
     worker.on('message', (m: unknown) => {

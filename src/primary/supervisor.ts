@@ -10,6 +10,7 @@ import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from '../ipc
 import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { countWorkerRestart, type WorkerView } from '../stats/metrics';
+import { forkWorker } from './fork';
 import { StartupError } from './startup';
 import { Retirement } from './retirement';
 import { realTimers, type Timers } from './timers';
@@ -50,7 +51,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     /** The public port every worker shares (port 0 already resolved). */
     private readonly port: number,
     private readonly log: Logger,
-    private readonly fork: (slot: Slot) => Worker,
+    /** Starts a slot's worker process: node:cluster's by default, fake workers in tests. */
+    private readonly fork: (slot: Slot) => Worker = forkWorker,
     private readonly timers: Timers = realTimers,
   ) {
     super();
