@@ -6,7 +6,7 @@ import { fullCloseWindow, MIN_CLOSES_PER_SECOND } from './close-spread';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
 import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
 import { formatSize } from './config/units';
-import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, type PoolConfig } from './config/schema';
+import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, isSrvName, type PoolConfig } from './config/schema';
 import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS, UNKNOWN_LIMIT_CONNECTIONS } from './descriptors';
 import { installLastResort } from './last-resort';
 import { bindLocalFailureLog } from './local-failures';
@@ -123,6 +123,13 @@ function describeBalancing(pool: PoolConfig): string {
   const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
   if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
   if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
+  const d = pool.discovery;
+  if (d !== undefined) {
+    const what = isSrvName(d.dns) ? `SRV ${d.dns}` : `A/AAAA ${d.dns} port ${d.port}`;
+    parts.push(
+      `backends found by DNS (${what}, asking ${d.resolver?.join(' ') ?? 'the system\'s resolver'}, again at the TTL within ${d.minTtl / 1000}s..${d.maxTtl / 1000}s; one that leaves drains up to ${d.drainTimeout / 1000}s)`,
+    );
+  }
   if (pool.maxUpgradesPerSecond > 0) {
     parts.push(`maxUpgradesPerSecond ${pool.maxUpgradesPerSecond} per backend from this machine (queue up to ${pool.upgradeQueueTimeout / 1000}s, then 503 with Retry-After)`);
   }

@@ -138,6 +138,8 @@ export const TunnelEndings = {
   backendIdle: { code: 'ERR_BACKEND_IDLE', toClient: CloseCodes.backendError, clientReason: 'backend not responding', counter: 'idleBackendCloses' },
   /** The backend's TCP connection dropped without a close frame (typically a restart). */
   backendLost: { code: 'ERR_BACKEND_LOST', toClient: CloseCodes.backendLost, clientReason: 'backend connection lost' },
+  /** The backend left the pool (DNS no longer gives it) and its drainTimeout passed: the client reconnects to another. */
+  backendRemoved: { code: 'ERR_BACKEND_REMOVED', toClient: CloseCodes.goingAway, clientReason: 'backend left the pool', toBackend: CloseCodes.goingAway, backendReason: 'backend left the pool' },
   /** Drain: the balancer is shutting down. */
   shutdown: { code: 'ERR_DRAINING', toClient: CloseCodes.goingAway, clientReason: 'balancer shutting down', toBackend: CloseCodes.goingAway, backendReason: 'balancer shutting down' },
 } as const satisfies Record<string, TunnelEnding>;

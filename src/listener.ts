@@ -22,6 +22,7 @@ import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
 import { openBackend } from './proxy/upgrade';
+import type { Backend } from './upstream/backend';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
 import { closeTimes, closeWindow, spreadCloses } from './close-spread';
@@ -385,6 +386,12 @@ export class Listener implements TunnelOwner, Acceptor {
   /** Descriptors one client connection holds in this worker: two, four behind the PROXY protocol front (both ends of the inner connection). */
   get descriptorsPerConnection(): number {
     return this.front === null ? 2 : 4;
+  }
+
+  /** Ends the tunnels to these backends, which left their pool (DNS discovery, after its drainTimeout). */
+  closeTunnelsTo(backends: readonly Backend[]): void {
+    const gone = new Set(backends);
+    for (const t of this.tunnels) if (gone.has(t.backend)) t.removeBackend();
   }
 
   get tunnelCount(): number {

@@ -23,12 +23,32 @@ export interface BackendStatus {
   backup: boolean;
   /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
   slowStartUntil: number;
+  weight: number;
+  /** Found by DNS discovery rather than written in the config. */
+  discovered: boolean;
+}
+
+/** A pool's DNS discovery, as `switchyard status` and /status show it. */
+export interface DiscoveryStatus {
+  dns: string;
+  /** Backends in the latest good answer. */
+  backends: number;
+  /** Backends that left the answer and still drain. */
+  draining: number;
+  /** Epoch ms of the last good answer; 0: none yet. */
+  lastAnswer: number;
+  /** Why the lookups fail, while they do (ESERVFAIL, ETIMEOUT, ENOTFOUND...). */
+  failing: string | undefined;
+  /** Epoch ms of the next lookup. */
+  nextLookup: number;
 }
 
 export interface StatusReport {
   machine: string;
   state: { kind: string; status: StateStatus };
   pools: Record<string, BackendStatus[]>;
+  /** Pools with DNS discovery: the name, the backends found, whether lookups fail. */
+  discovery: Record<string, DiscoveryStatus>;
 }
 
 /** What a reload did, for the log, the admin endpoint and `switchyard reload`. */

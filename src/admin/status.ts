@@ -2,7 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
-import type { StatusReport } from './admin-api';
+import type { DiscoveryStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 
@@ -21,6 +21,8 @@ export interface BackendStatus {
   backup: boolean;
   /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
   slowStartUntil: number;
+  /** Found by DNS discovery rather than written in the config. */
+  discovered: boolean;
 }
 
 export interface PoolStatus {
@@ -36,6 +38,8 @@ export interface PoolStatus {
   maxUpgradesPerSecond: number;
   /** Upgrades that waited for their backend's turn (decision="paced"). */
   paced: number;
+  /** DNS discovery: the name, how many backends it gives and drains, whether lookups fail; null: off. */
+  discovery: DiscoveryStatus | null;
   backends: BackendStatus[];
 }
 
@@ -143,7 +147,9 @@ export class StatusReporter {
       slowStart: pool.slowStart,
       maxUpgradesPerSecond: pool.maxUpgradesPerSecond,
       paced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'paced' }),
-      backends: pool.backends.map((b): BackendStatus => {
+      discovery: fleet?.discovery[name] ?? null,
+      // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
+      backends: (fleet?.pools[name] ?? pool.backends.map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
         const backend = new URL(b.url).host;
         const labels = { pool: name, backend };
         const up = m.find('switchyard_backend_up', labels);
@@ -153,6 +159,7 @@ export class StatusReporter {
           url: b.url,
           weight: b.weight,
           admin: typeof admin?.labels.state === 'string' ? admin.labels.state : b.admin,
+          discovered: b.discovered,
           health: up === undefined ? 'unknown' : up === 1 ? 'up' : 'down',
           tunnels: m.sum('switchyard_tunnels_active', labels),
           tunnelsOpened: m.sum('switchyard_tunnels_opened_total', labels),

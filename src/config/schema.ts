@@ -81,6 +81,71 @@ const statusRange = z
   .preprocess((v) => (typeof v === 'number' ? `${v}` : v), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'))
   .meta({ typeName: 'status or range' });
 
+/** host:port of a DNS server, as node:dns's setServers takes it: 10.0.0.2, 10.0.0.2:53, [fd00::2]:53. */
+const dnsServer = z
+  .string()
+  .refine((s) => {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(s) ?? /^([0-9a-fA-F:]+)$/.exec(s);
+    if (m === null) return false;
+    const host = m[1] ?? m[2];
+    const port = m[3] === undefined ? 53 : Number(m[3]);
+    return isIP(host) !== 0 && port >= 1 && port <= 65535;
+  }, 'must be an IP address with an optional port: 10.0.0.2, 10.0.0.2:53 or [fd00::2]:53');
+
+/** A DNS name to look up: A/AAAA (chat.internal), or SRV when it starts with `_` (_chat._tcp.chat.internal). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(/^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/, 'must be a DNS name such as chat.internal or _chat._tcp.chat.internal');
+
+/** SRV names start with a service label (RFC 2782: _service._proto.name). */
+export function isSrvName(name: string): boolean {
+  return name.startsWith('_');
+}
+
+const discoverySchema = z
+  .strictObject({
+    dns: dnsName.describe(
+      'The name whose addresses are the pool\'s backends: A and AAAA records (chat.internal, a Kubernetes headless Service, a Consul name), each address with `port`; or an SRV name (_chat._tcp.chat.internal), whose targets carry their ports.',
+    ),
+    port: z.number().int().min(1).max(65535).optional().describe('The backends\' port, with an A/AAAA name (required there); not with an SRV name, whose records carry the ports.'),
+    resolver: z
+      .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(dnsServer).min(1))
+      .optional()
+      .describe('The DNS server(s) asked, as NGINX\'s resolver: 10.0.0.2:53, or a list. Absent: the system\'s (/etc/resolv.conf).'),
+    minTtl: duration('minTtl')
+      .pipe(z.number().min(1000, 'must be at least 1s'))
+      .default(1000)
+      .describe('The name is looked up again when its records\' TTL runs out, but never sooner than this (a TTL of 0 would ask without pause). Also the wait before retrying a failed lookup.'),
+    maxTtl: duration('maxTtl')
+      .pipe(z.number().min(1000, 'must be at least 1s'))
+      .default(300_000)
+      .describe('Never later than this, whatever the TTL says (SRV: the TTL is that of the targets\' addresses; node\'s resolver does not give the SRV record\'s own).'),
+    timeout: duration('timeout')
+      .pipe(z.number().min(100, 'must be at least 100ms'))
+      .default(2000)
+      .describe('How long one query waits for an answer before it is sent again (twice in all), then the lookup fails.'),
+    drainTimeout: duration('drainTimeout')
+      .default(300_000)
+      .describe(
+        'An address that leaves the answer drains: no new tunnels or requests, its tunnels stay until they end or this passes; then they are closed with 1001 (going away), so clients reconnect to the others. 0: closed at once.',
+      ),
+    maxBackends: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(256)
+      .describe('Most addresses taken from one answer (the lowest, in order); more are left out and logged. Bounds the backend label values of the metrics.'),
+    weight: z.number().int().min(1).max(256).default(1).describe('Each discovered backend\'s weight (SRV records\' own weights are not used).'),
+    maxConnections: z.number().int().min(0).default(0).describe('Each discovered backend\'s maxConnections; 0: no limit.'),
+  })
+  .superRefine((d, ctx) => {
+    if (isSrvName(d.dns) && d.port !== undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: 'not with an SRV name: its records carry the ports' });
+    if (!isSrvName(d.dns) && d.port === undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: `is required with an A/AAAA name (${d.dns}): the backends' port` });
+    if (d.maxTtl < d.minTtl) ctx.addIssue({ code: 'custom', path: ['maxTtl'], message: 'must be at least minTtl' });
+  });
+
 export const HEALTH_CHECK_TYPES = ['http', 'tcp', 'websocket'] as const;
 
 const healthCheckSchema = z.strictObject({
@@ -167,7 +232,12 @@ const poolSchema = z.strictObject({
     .describe(
       'With maxUpgradesPerSecond: the longest an upgrade waits for its backend\'s turn (so at most maxUpgradesPerSecond x this many wait at once); one that would wait longer gets 503 with Retry-After at once, counted as outcome="paced". 0: no waiting.',
     ),
-  backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
+  backends: z.array(backendSchema).default([]).describe('The pool\'s backends: at least one, unless `discovery` finds them (the two add up).'),
+  discovery: discoverySchema
+    .optional()
+    .describe(
+      'Backends found by DNS, looked up by the primary of each balancer machine for itself, again when the TTL runs out: every address is a backend (pool/address:port), joining with slowStart; one that leaves the answer drains (drainTimeout). A failed lookup keeps the last good set. Absent: only `backends`.',
+    ),
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
@@ -207,6 +277,7 @@ const poolSchema = z.strictObject({
   outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
 }).superRefine((pool, ctx) => {
   const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
+  if (pool.backends.length === 0 && pool.discovery === undefined) issue('backends', 'needs at least one backend (or discovery)');
   if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
   if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
   else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);
@@ -551,6 +622,9 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][string];
 export type BackendConfig = PoolConfig['backends'][number];
+export type DiscoveryConfig = NonNullable<PoolConfig['discovery']>;
+/** A backend with its defaults, for one found by discovery. */
+export const parseBackend = (b: z.input<typeof backendSchema>): BackendConfig => backendSchema.parse(b);
 export type RouteConfig = Config['routes'][number];
 export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];

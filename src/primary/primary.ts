@@ -8,7 +8,7 @@ import { isWorkerMessage } from '../ipc';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
 import { keepFinalMetrics } from '../stats/cluster-metrics';
-import { bindCertificates, bindPrimary, countTotalsRepaired, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured } from '../stats/metrics';
+import { bindCertificates, bindDiscovery, bindPrimary, countTotalsRepaired, observeHealthCheck, observeStateSync, setRedisConnected, setRedisNotConfigured } from '../stats/metrics';
 import { announceCertificates, announceDescriptorLimit, warnIfDescriptorsShort } from './announce';
 import { Coordination } from './coordination';
 import { setupWorkers } from './fork';
@@ -69,13 +69,23 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     });
   });
   supervisor.on('exited', (worker) => coordination.removeWorker(worker));
+  // The pools with discovery, again after a reload (their lookup counts start at zero).
+  const bindDiscoveryOf = (c: LoadedConfig): void =>
+    bindDiscovery(Object.keys(c.pools).filter((p) => c.pools[p].discovery !== undefined), () =>
+      Object.entries(coordination.discoveryStatus()).map(([pool, d]) => ({ pool, live: d.backends, draining: d.draining })),
+    );
+  bindDiscoveryOf(first);
   const workers = supervisor.views.bind(supervisor);
   bindPrimary(workers, first.pools);
   bindCertificates(() => supervisor.config.certificates);
   announceCertificates(first, log);
   if (first.redis) setRedisConnected(coordination.status().state.status === 'ok');
   else setRedisNotConfigured();
-  const reloader = new Reloader({ supervisor, coordination, loadNext, log, applied: (c) => bindPrimary(workers, c.pools) });
+  const applied = (c: LoadedConfig): void => {
+    bindPrimary(workers, c.pools);
+    bindDiscoveryOf(c);
+  };
+  const reloader = new Reloader({ supervisor, coordination, loadNext, log, applied });
   const view: AdminView = {
     started: () => supervisor.ready,
     workers,

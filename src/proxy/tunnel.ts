@@ -327,6 +327,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
 
   // ---- shutting down ----
 
+  /** Its backend left the pool and its drain time is over: both sides hear 1001. */
+  removeBackend(): void {
+    this.end(TunnelEndings.backendRemoved);
+  }
+
   /** Drain: tell both sides the balancer is going away. */
   shutdown(): void {
     this.end(TunnelEndings.shutdown);

@@ -44,6 +44,8 @@ export interface EchoBackendOptions {
   name?: string;
   /** Port to listen on (default: a free one). */
   port?: number;
+  /** Address to listen on (default 127.0.0.1; any 127.0.0.x is loopback on Linux). */
+  host?: string;
   /** ws `handleProtocols`. Default: picks "chat.v2" when offered, else no subprotocol. */
   handleProtocols?: (protocols: Set<string>, req: IncomingMessage) => string | false;
   /** Return an HTTP status to refuse an upgrade with it. */
@@ -170,7 +172,7 @@ export async function startEchoBackend(options: EchoBackendOptions = {}): Promis
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
   });
   const address = httpServer.address();
   if (address === null || typeof address === 'string') throw new Error('backend has no port');
@@ -179,7 +181,7 @@ export async function startEchoBackend(options: EchoBackendOptions = {}): Promis
   const backend: EchoBackend = {
     name,
     port,
-    url: `ws://127.0.0.1:${port}`,
+    url: `ws://${options.host ?? '127.0.0.1'}:${port}`,
     httpServer,
     wss,
     connections,
