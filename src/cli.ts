@@ -12,7 +12,8 @@ import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS,
 import { installLastResort } from './last-resort';
 import { bindLocalFailureLog } from './local-failures';
 import { createLogger } from './log';
-import { runPrimary, StartupError } from './primary/supervisor';
+import { runPrimary } from './primary/primary';
+import { StartupError } from './primary/startup';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
