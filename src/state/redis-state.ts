@@ -15,8 +15,9 @@
 //   F clients:<machine>   hash    client IP -> "tunnels:debt", PX countTtl   clientLimits.scope: fleet only, IPs near a limit)
 //
 // Counts are aggregated in Redis (redis-scripts.ts): each sync writes only the counts that changed
-// and reads the pool's totals back in the same call, so a sync costs Redis the same whatever the
-// size of the fleet, and an idle machine's sync is a heartbeat. A machine's share of the totals is
+// and reads the pool's totals back in the same round trip (a plain HGETALL behind the script, and
+// only when they moved), so a sync costs Redis the same whatever the size of the fleet, and an idle
+// machine's sync is a heartbeat. A machine's share of the totals is
 // kept beside them, so a machine that stops writing is taken out exactly once, countTtl after its
 // last write.
 //
@@ -35,7 +36,7 @@ import { CachedState } from './shared-state';
 interface Scripts {
   leases(prefix: string, machine: string, ttl: number, ...backends: string[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
-  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
+  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
   syncClients(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: string[]): Promise<(string | number)[]>;
 }
@@ -393,11 +394,15 @@ export class RedisState extends CachedState {
     return pools;
   }
 
-  /** One pool's script; true when the reply asks for every count at once. */
+  /**
+   * One pool's script, and its totals read back: in the same round trip while the pool is busy,
+   * after the script's reply when an idle pool's totals moved. True when the reply asks for every
+   * count at once.
+   */
   private async syncPool(pool: string, counts: PoolCounts, request: SyncRequest, generation: number): Promise<boolean> {
     const k = this.poolKeys(pool);
     try {
-      const reply = await this.client.syncPool(
+      const script = this.client.syncPool(
         k.machines,
         k.totals,
         k.connsPrefix + this.machineId,
@@ -412,7 +417,12 @@ export class RedisState extends CachedState {
         request.base,
         ...request.pairs,
       );
-      if (generation !== this.syncGeneration) {
+      // Auto-pipelining sends both in one write; Redis runs them in order on this connection.
+      // (Its failure is the script's: caught there, so never left unhandled.)
+      const ahead = request.mode !== 'leave' && counts.readAhead() ? this.client.hgetall(k.totals).catch(() => null) : undefined;
+      const [applied, version] = await script;
+      let totals = ahead === undefined ? undefined : await ahead;
+      if (generation !== this.syncGeneration || totals === null) {
         counts.failed();
         return false;
       }
@@ -420,7 +430,8 @@ export class RedisState extends CachedState {
         this.pools.delete(pool);
         return false;
       }
-      return counts.applied(request, { applied: reply[0] === 1, version: Number(reply[1]), totals: reply[2] });
+      if (totals === undefined && applied === 1 && counts.behind(version)) totals = await this.client.hgetall(k.totals);
+      return counts.applied(request, { applied: applied === 1, version, totals });
     } catch {
       // Redis went away mid-call, or the call failed: the counts are sent again in full next time.
       counts.failed();
