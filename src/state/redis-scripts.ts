@@ -249,32 +249,82 @@ return table.concat(held)`;
 export const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**
- * Per-client counts (clientLimits.scope: fleet): this machine's IPs near a limit (a bounded few)
- * replace its hash, and the other machines' are summed by IP. KEYS: client machines set, own clients key. ARGV:
- * machine id, countTtl ms, clients key prefix, then ip/"tunnels:debt" pairs. Returns ip, tunnels, debt
- * triples (debt as text: Redis would truncate a Lua number to an integer).
+ * Per-client counts (clientLimits.scope: fleet), summed in Redis like the tunnel counts: each machine
+ * writes its client IPs near a limit (a bounded few, MAX_REPORTED_CLIENTS) as its share, the script
+ * moves the fleet's sums by what changed, and the reply is the sums minus this machine's share. So a
+ * sync's work follows the fleet's hot IPs, not the number of machines.
+ *
+ * KEYS[1] machines (zset: machine id -> deadline, ms), KEYS[2] sums (hash: ip -> "machines:tunnels:debt",
+ * machines the number of shares that name the IP, so the IP leaves exactly when the last one goes and a
+ * fraction's rounding never lingers), KEYS[3] this machine's share (hash: ip -> "tunnels:debt").
+ * ARGV[1] machine id, ARGV[2] countTtl ms, ARGV[3] share key prefix, ARGV[4] how long the keys outlive
+ * the last write (ms), ARGV[5] 'sync' | 'leave', then ip, "tunnels:debt" pairs. Returns ip, tunnels,
+ * debt triples (debt as text: Redis would truncate a Lua number to an integer).
  */
 export const CLIENT_SYNC_LUA = `
-redis.call('DEL', KEYS[2])
-if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
-redis.call('HSET', KEYS[2], '', '0:0')
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[1], ARGV[1])
-local tunnels, debt = {}, {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if m ~= ARGV[1] then
-    local h = redis.call('HGETALL', ARGV[3] .. m)
-    if #h == 0 then redis.call('SREM', KEYS[1], m) end
-    for i = 1, #h, 2 do
-      if h[i] ~= '' then
-        local colon = string.find(h[i + 1], ':', 1, true)
-        tunnels[h[i]] = (tunnels[h[i]] or 0) + tonumber(string.sub(h[i + 1], 1, colon - 1))
-        debt[h[i]] = (debt[h[i]] or 0) + tonumber(string.sub(h[i + 1], colon + 1))
-      end
-    end
-  end
+local REAP = 8
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function parts(v)
+  local a = string.find(v, ':', 1, true)
+  return tonumber(string.sub(v, 1, a - 1)), tonumber(string.sub(v, a + 1))
 end
+-- sums[ip] += sign * "tunnels:debt"
+local function move(ip, value, sign)
+  local tunnels, debt = parts(value)
+  local machines, sumTunnels, sumDebt = 0, 0, 0
+  local was = redis.call('HGET', KEYS[2], ip)
+  if was then
+    local a = string.find(was, ':', 1, true)
+    machines = tonumber(string.sub(was, 1, a - 1))
+    sumTunnels, sumDebt = parts(string.sub(was, a + 1))
+  end
+  machines = machines + sign
+  if machines <= 0 then redis.call('HDEL', KEYS[2], ip); return end
+  redis.call('HSET', KEYS[2], ip, machines .. ':' .. (sumTunnels + sign * tunnels) .. ':' .. (sumDebt + sign * debt))
+end
+local function drop(machine, share)
+  local h = redis.call('HGETALL', share)
+  for i = 1, #h, 2 do move(h[i], h[i + 1], -1) end
+  redis.call('DEL', share)
+  redis.call('ZREM', KEYS[1], machine)
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, REAP)) do drop(m, ARGV[3] .. m) end
+if ARGV[5] == 'leave' then
+  if redis.call('ZSCORE', KEYS[1], ARGV[1]) then drop(ARGV[1], KEYS[3]) else redis.call('DEL', KEYS[3]) end
+  return {}
+end
+-- Not registered, so not in the sums: whatever is left of its share goes.
+if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then redis.call('DEL', KEYS[3]) end
+local old = {}
+local h = redis.call('HGETALL', KEYS[3])
+for i = 1, #h, 2 do old[h[i]] = h[i + 1] end
+local own = {}
+for i = 6, #ARGV, 2 do
+  local ip, value = ARGV[i], ARGV[i + 1]
+  own[ip] = value
+  if old[ip] ~= value then
+    if old[ip] then move(ip, old[ip], -1) end
+    move(ip, value, 1)
+    redis.call('HSET', KEYS[3], ip, value)
+  end
+  old[ip] = nil
+end
+for ip, value in pairs(old) do
+  move(ip, value, -1)
+  redis.call('HDEL', KEYS[3], ip)
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 local flat = {}
-for ip, n in pairs(tunnels) do flat[#flat + 1] = ip; flat[#flat + 1] = n; flat[#flat + 1] = tostring(debt[ip]) end
+local sums = redis.call('HGETALL', KEYS[2])
+for i = 1, #sums, 2 do
+  local ip = sums[i]
+  local a = string.find(sums[i + 1], ':', 1, true)
+  local tunnels, debt = parts(string.sub(sums[i + 1], a + 1))
+  if own[ip] then
+    local ownTunnels, ownDebt = parts(own[ip])
+    tunnels, debt = tunnels - ownTunnels, debt - ownDebt
+  end
+  if tunnels > 0 or debt > 0 then flat[#flat + 1] = ip; flat[#flat + 1] = tunnels; flat[#flat + 1] = tostring(debt) end
+end
 return flat`;
-
