@@ -21,7 +21,7 @@ import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
-import { openBackend } from './proxy/upgrade';
+import { openBackend, type UpgradeClient } from './proxy/upgrade';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
 import { closeTimes, closeWindow, spreadCloses } from './close-spread';
@@ -247,14 +247,15 @@ export class Listener implements TunnelOwner, Acceptor {
     const ip = clientIp(request, trusted);
     const refusal = clientLimits === undefined ? null : clientLimits.admit(ip, startedAt);
     if (refusal !== null) return this.refuseClient(res, request, ip, refusal, startedAt, pool);
-    let aborted = false;
+    const client: UpgradeClient = { gone: false };
     res.onAborted(() => {
-      aborted = true;
+      client.gone = true;
     });
     this.opening++;
-    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
+    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log, client).then(
       (result) => {
         this.opening--;
+        const aborted = client.gone;
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
@@ -289,7 +290,7 @@ export class Listener implements TunnelOwner, Acceptor {
         this.opening--;
         clientLimits?.release(ip);
         log.error({ err }, 'upgrade failed unexpectedly');
-        if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
+        if (!client.gone) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
     );
   }
