@@ -148,9 +148,13 @@ export interface Member extends Candidate {
 /**
  * Under hash: the backend a key would be placed on now, by name: the first in the key's own order
  * that is within the bound (balanceFactor, on the fleet counts of `members`). A tunnel already there
- * is at home and stays.
+ * is at home and stays. One finder serves every tunnel of a round.
  */
+export function homeFinder(members: readonly Member[], balanceFactor: number): (key: string) => string | undefined {
+  const hash = new Hash({ fallback: new LeastConnections(), balanceFactor });
+  return (key) => (members.length === 0 ? undefined : hash.pick(members, key, 0).name);
+}
+
 export function homeOf(key: string, members: readonly Member[], balanceFactor: number): string | undefined {
-  if (members.length === 0) return undefined;
-  return new Hash({ fallback: new LeastConnections(), balanceFactor }).pick(members, key, 0).name;
+  return homeFinder(members, balanceFactor)(key);
 }

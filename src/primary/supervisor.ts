@@ -172,6 +172,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       fleet: () => coordination.status(),
       config: () => config,
       setAdmin: coordination.setAdmin.bind(coordination),
+      rebalance: (pool: string, timeoutMs?: number) => coordination.rebalancer.command(pool, timeoutMs),
+      rebalanceStatus: (pool: string) => coordination.rebalancer.status(pool),
       reload: () => reload('admin'),
     };
     admin = await startAdminListener(config, port, view, log).catch((err: NodeJS.ErrnoException) => {
@@ -297,6 +299,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     const g = generation(next);
     log.info({ by, generation: g.id, workers: next.workerCount }, 'reloading: starting new workers');
     coordination.reconfigure(next);
+    // No rebalance closes until the new workers take the reconnects: the old ones know only the old backends.
+    coordination.rebalancer.paused = true;
     starting = newSlots(g, 'starting');
     const started = new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(`the new workers did not listen within ${RELOAD_START_TIMEOUT_MS / 1000}s`), RELOAD_START_TIMEOUT_MS);
@@ -333,6 +337,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       }
       capRetiring(previous);
       coordination.reconfigure(previous);
+      coordination.rebalancer.paused = false;
       return refuse(error);
     }
     const old = slots;
@@ -351,6 +356,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
       if (s.worker.isConnected()) s.worker.send(message);
     }
     const closing = capRetiring(next);
+    coordination.rebalancer.paused = false;
     countReload(true);
     announceCertificates(next, log);
     const finishing = retiring.size - closingNow.size;
