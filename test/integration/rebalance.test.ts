@@ -134,9 +134,48 @@ void describe('live rebalancing', { timeout: 180_000 }, () => {
     assert.equal(m.sum('switchyard_balancer_decisions_total', { pool: 'chat', decision: 'rebalanced' }), chatters.moved.length);
     assert.equal(after.rebalance.chat.state, 'balanced');
     assert.equal(after.rebalance.chat.closed, chatters.moved.length);
+    const status = (await (await fetch(balancer.adminUrl('/status'))).json()) as { pools: { name: string; rebalance: { state: string; closed: number } | null; rebalanced: number }[] };
+    const pool = status.pools.find((p) => p.name === 'chat')!;
+    assert.equal(pool.rebalance?.state, 'balanced', 'the status page\'s data shows how it ended');
+    assert.equal(pool.rebalanced, chatters.moved.length);
     // A second one finds nothing to do.
     const again = await runCli(['rebalance', 'chat', ...balancer.adminArgs()], 20_000);
     assert.equal(again.code, 0, again.stderr);
+  });
+
+  void it('under hash, moves only the keys whose home changed, and each lands at its new home', async (t) => {
+    const N = 60;
+    const [a, b, c] = [await startEchoBackend({ name: 'a' }), await startEchoBackend({ name: 'b' }), await startEchoBackend({ name: 'c' })];
+    const config = {
+      logLevel: 'info',
+      clientLimits: OPEN,
+      pools: { chat: { algorithm: 'hash', hashKey: 'query:room', rebalance: { auto: false, maxSkew: 1.1, closesPerSecond: 50, minTunnelAge: '1s' }, backends: [{ url: a.url }, { url: b.url }] } },
+      routes: [{ pool: 'chat' }],
+    };
+    const balancer = await startBalancer({ workers: 2, config });
+    const chatters = new Chatters((id) => balancer.url(`/hash?room=r${id}`));
+    t.after(async () => {
+      chatters.stop();
+      await balancer.stop();
+      await closeAll(a, b, c);
+    });
+    await chatters.open(Array.from({ length: N }, (_, i) => i));
+    await waitFor(() => a.openCount() + b.openCount() === N, 10_000, `${N} tunnels`);
+    const roomOf = (url: string): string => new URL(url, 'http://x').searchParams.get('room')!;
+    const placedBefore = new Map<string, string>();
+    for (const x of [a, b]) for (const conn of x.openConnections()) placedBefore.set(roomOf(conn.url), x.name);
+    await addBackend(balancer, config, c);
+    const r = await runCli(['rebalance', 'chat', ...balancer.adminArgs(), '--timeout', '30s'], 40_000);
+    t.diagnostic(r.stdout.trim());
+    await waitFor(() => a.openCount() + b.openCount() + c.openCount() === N, 10_000, 'every moved client back');
+    const now = new Map<string, string>();
+    for (const x of [a, b, c]) for (const conn of x.openConnections()) now.set(roomOf(conn.url), x.name);
+    const moved = new Set(chatters.moved.map(([id]) => `r${id}`));
+    t.diagnostic(`${moved.size} moved; a ${a.openCount()}, b ${b.openCount()}, c ${c.openCount()}`);
+    assert.ok(moved.size > 0, 'some keys moved to c');
+    for (const room of moved) assert.equal(now.get(room), 'c', `${room} was moved, so its home is now c`);
+    for (const [room, backend] of now) if (!moved.has(room)) assert.equal(backend, placedBefore.get(room), `${room} was not moved`);
+    assert.deepEqual(chatters.twice(), [], 'no client closed twice');
   });
 
   void it('an opted-in pool rebalances by itself when a reload adds a backend', async (t) => {
