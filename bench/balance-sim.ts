@@ -126,18 +126,19 @@ function scaleOut(row: Row, rebalance: boolean): { filled: number | undefined; b
   const life = seeded(SEED + 2);
   const at = SIM_EPOCH + 20_000;
   const openedAt = new Map<SimClient, number>(clients.map((c) => [c, SIM_EPOCH + ARRIVAL_MS]));
-  const reconnect = (c: SimClient): void => {
+  // The client comes back within the jitter; after churn its new tunnel's life starts then.
+  const reconnect = (c: SimClient, thenLive: boolean): void => {
     sim.schedule(sim.now + Math.floor(sim.random() * RECONNECT_JITTER_MS), () => {
       sim.connect(c);
       openedAt.set(c, sim.now);
+      if (thenLive) live(c);
     });
   };
   const live = (c: SimClient): void => {
     sim.schedule(sim.now + Math.max(1, Math.round(-Math.log(1 - life()) * MEAN_TUNNEL_LIFE_MS)), () => {
-      if (c.backend < 0) return live(c); // closed by the rebalancer meanwhile: its new tunnel lives on
+      if (c.backend < 0) return live(c); // closed by the rebalancer, reconnecting: its life goes on
       sim.disconnect(c);
-      reconnect(c);
-      live(c);
+      reconnect(c, true);
     });
   };
   sim.run(at);
@@ -176,7 +177,7 @@ function scaleOut(row: Row, rebalance: boolean): { filled: number | undefined; b
         closedOnce.add(c);
         closed++;
         sim.disconnect(c);
-        reconnect(c);
+        reconnect(c, false);
       });
     });
   };
