@@ -14,6 +14,7 @@ import { startRedis } from '../helpers/redis';
 import { scrape } from '../helpers/metrics';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
+import { perSecond } from '../helpers/per-second';
 
 const OPEN = { upgradesPerSecond: 0, maxTunnels: 0 };
 
@@ -62,16 +63,6 @@ function skew(report: StatusReport, pool: string): number {
   return Math.max(...counts) / mean;
 }
 
-/** Counts per whole second from `from` (ms). */
-function perSecond(times: readonly number[], from: number): number[] {
-  const bins: number[] = [];
-  for (const t of times) {
-    const i = Math.floor((t - from) / 1000);
-    if (i >= 0) bins[i] = (bins[i] ?? 0) + 1;
-  }
-  return Array.from(bins, (b) => b ?? 0);
-}
-
 type TestConfig = { pools: { chat: { backends: { url: string }[] } & Record<string, unknown> } } & Record<string, unknown>;
 
 /** Adds a backend to the pool by reload and waits for it. */
@@ -79,29 +70,39 @@ async function addBackend(balancer: Balancer, config: TestConfig, backend: EchoB
   config.pools.chat.backends.push({ url: backend.url });
   balancer.rewriteConfig(config);
   process.kill(balancer.pid, 'SIGHUP');
-  await balancer.waitForLog((l) => l.msg === 'reloaded' && balancer.logs.filter((x) => x.msg === 'reloaded').length >= 1, 15_000, '"reloaded"');
+  await balancer.waitForLog((l) => l.msg === 'reloaded', 15_000, '"reloaded"');
+}
+
+/**
+ * Backends a and b (and c, not in the pool yet), a balancer whose pool `chat` has `pool`'s settings,
+ * and `n` reconnecting clients on /chat (the query ?id=I, or `query(I)`), all on a and b.
+ */
+async function chatOnTwo(
+  t: { after(fn: () => Promise<void>): void },
+  n: number,
+  workers: number,
+  pool: Record<string, unknown>,
+  query: (id: number) => string = (id) => `id=${id}`,
+): Promise<{ a: EchoBackend; b: EchoBackend; c: EchoBackend; balancer: Balancer; config: TestConfig; chatters: Chatters }> {
+  const [a, b, c] = [await startEchoBackend({ name: 'a' }), await startEchoBackend({ name: 'b' }), await startEchoBackend({ name: 'c' })];
+  const config: TestConfig = { logLevel: 'info', clientLimits: OPEN, pools: { chat: { ...pool, backends: [{ url: a.url }, { url: b.url }] } }, routes: [{ pool: 'chat' }] };
+  const balancer = await startBalancer({ workers, config });
+  const chatters = new Chatters((id) => balancer.url(`/chat?${query(id)}`));
+  t.after(async () => {
+    chatters.stop();
+    await balancer.stop();
+    await closeAll(a, b, c);
+  });
+  await chatters.open(Array.from({ length: n }, (_, i) => i));
+  await waitFor(() => a.openCount() + b.openCount() === n, 10_000, `${n} tunnels on a and b`);
+  return { a, b, c, balancer, config, chatters };
 }
 
 void describe('live rebalancing', { timeout: 180_000 }, () => {
   void it('switchyard rebalance POOL after a backend is added: within maxSkew at the rate, no client closed twice', async (t) => {
     const N = 90;
     const RATE = 10;
-    const [a, b, c] = [await startEchoBackend({ name: 'a' }), await startEchoBackend({ name: 'b' }), await startEchoBackend({ name: 'c' })];
-    const config = {
-      logLevel: 'info',
-      clientLimits: OPEN,
-      pools: { chat: { herdingGuard: 'off', rebalance: { auto: false, maxSkew: 1.2, closesPerSecond: RATE, minTunnelAge: '1s' }, backends: [{ url: a.url }, { url: b.url }] } },
-      routes: [{ pool: 'chat' }],
-    };
-    const balancer = await startBalancer({ workers: 2, config });
-    const chatters = new Chatters((id) => balancer.url(`/chat?id=${id}`));
-    t.after(async () => {
-      chatters.stop();
-      await balancer.stop();
-      await closeAll(a, b, c);
-    });
-    await chatters.open(Array.from({ length: N }, (_, i) => i));
-    await waitFor(() => a.openCount() + b.openCount() === N, 10_000, `${N} tunnels on a and b`);
+    const { a, b, c, balancer, config, chatters } = await chatOnTwo(t, N, 2, { herdingGuard: 'off', rebalance: { auto: false, maxSkew: 1.2, closesPerSecond: RATE, minTunnelAge: '1s' } });
     await addBackend(balancer, config, c);
     await waitFor(async () => (await adminStatus(balancer.adminPort!)).pools.chat.length === 3, 5000, 'c in the pool');
 
@@ -145,22 +146,7 @@ void describe('live rebalancing', { timeout: 180_000 }, () => {
 
   void it('under hash, moves only the keys whose home changed, and each lands at its new home', async (t) => {
     const N = 60;
-    const [a, b, c] = [await startEchoBackend({ name: 'a' }), await startEchoBackend({ name: 'b' }), await startEchoBackend({ name: 'c' })];
-    const config = {
-      logLevel: 'info',
-      clientLimits: OPEN,
-      pools: { chat: { algorithm: 'hash', hashKey: 'query:room', rebalance: { auto: false, maxSkew: 1.1, closesPerSecond: 50, minTunnelAge: '1s' }, backends: [{ url: a.url }, { url: b.url }] } },
-      routes: [{ pool: 'chat' }],
-    };
-    const balancer = await startBalancer({ workers: 2, config });
-    const chatters = new Chatters((id) => balancer.url(`/hash?room=r${id}`));
-    t.after(async () => {
-      chatters.stop();
-      await balancer.stop();
-      await closeAll(a, b, c);
-    });
-    await chatters.open(Array.from({ length: N }, (_, i) => i));
-    await waitFor(() => a.openCount() + b.openCount() === N, 10_000, `${N} tunnels`);
+    const { a, b, c, balancer, config, chatters } = await chatOnTwo(t, N, 2, { algorithm: 'hash', hashKey: 'query:room', rebalance: { auto: false, maxSkew: 1.1, closesPerSecond: 50, minTunnelAge: '1s' } }, (id) => `room=r${id}`);
     const roomOf = (url: string): string => new URL(url, 'http://x').searchParams.get('room')!;
     const placedBefore = new Map<string, string>();
     for (const x of [a, b]) for (const conn of x.openConnections()) placedBefore.set(roomOf(conn.url), x.name);
@@ -180,22 +166,7 @@ void describe('live rebalancing', { timeout: 180_000 }, () => {
 
   void it('an opted-in pool rebalances by itself when a reload adds a backend', async (t) => {
     const N = 80;
-    const [a, b, c] = [await startEchoBackend({ name: 'a' }), await startEchoBackend({ name: 'b' }), await startEchoBackend({ name: 'c' })];
-    const config = {
-      logLevel: 'info',
-      clientLimits: OPEN,
-      pools: { chat: { rebalance: { maxSkew: 1.25, closesPerSecond: 20, minTunnelAge: '1s' }, backends: [{ url: a.url }, { url: b.url }] } },
-      routes: [{ pool: 'chat' }],
-    };
-    const balancer = await startBalancer({ workers: 1, config });
-    const chatters = new Chatters((id) => balancer.url(`/auto?id=${id}`));
-    t.after(async () => {
-      chatters.stop();
-      await balancer.stop();
-      await closeAll(a, b, c);
-    });
-    await chatters.open(Array.from({ length: N }, (_, i) => i));
-    await waitFor(() => a.openCount() + b.openCount() === N, 10_000, `${N} tunnels`);
+    const { a, b, c, balancer, config, chatters } = await chatOnTwo(t, N, 1, { rebalance: { maxSkew: 1.25, closesPerSecond: 20, minTunnelAge: '1s' } });
     await addBackend(balancer, config, c);
     await balancer.waitForLog((l) => l.msg === 'rebalance started: the pool is above maxSkew', 10_000, 'the rebalance starting');
     await balancer.waitForLog((l) => l.msg === 'rebalance ended' && l.reason === 'balanced', 30_000, 'the rebalance balanced');

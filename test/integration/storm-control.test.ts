@@ -10,20 +10,11 @@ import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backend
 import { scrape } from '../helpers/metrics';
 import { connect, UpgradeRejected, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
+import { perSecond } from '../helpers/per-second';
 import { openSocket, upgradeRequest } from '../helpers/raw-client';
 
 /** Every test client comes from 127.0.0.1: no per-client rate limit here. */
 const OPEN = { upgradesPerSecond: 0 };
-
-/** Counts per whole second from `from` (ms) of `times`. */
-function perSecond(times: readonly number[], from: number): number[] {
-  const bins: number[] = [];
-  for (const t of times) {
-    const i = Math.floor((t - from) / 1000);
-    if (i >= 0) bins[i] = (bins[i] ?? 0) + 1;
-  }
-  return Array.from(bins, (b) => b ?? 0);
-}
 
 /** Opens `n` clients, `batch` at a time. */
 async function openClients(n: number, url: (i: number) => string, batch = 25): Promise<TestClient[]> {
