@@ -34,7 +34,7 @@ export interface AdminView {
   setAdmin(pool: string, backend: string, state: AdminState): Promise<void>;
   /**
    * Starts a rebalance of a pool on every machine (POST /rebalance, `switchyard rebalance`); rejects
-   * for an unknown pool, a RebalanceConflict when one runs, or when the fleet could not be told.
+   * for an unknown pool, a RebalanceConflict when one runs, or when the fleet could not be told (then nothing started).
    */
   rebalance(pool: string, timeoutMs?: number): Promise<RebalanceStatus>;
   /** The pool's rebalance, running or last ended (GET /rebalance). */

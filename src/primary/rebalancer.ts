@@ -97,9 +97,10 @@ export class Rebalancer {
     if (this.pools[pool] === undefined) throw new Error(`no pool ${pool}`);
     if (this.running(pool)) throw new RebalanceConflict(`a rebalance of ${pool} is running`);
     const startedAt = this.now();
+    // The fleet first: without the shared store no machine can be granted closes, so nothing starts.
+    await this.state.startRebalance(pool, startedAt, startedAt + timeoutMs);
     this.begin(pool, 'command', startedAt, startedAt + timeoutMs);
     this.log.info({ pool, timeoutMs }, 'rebalance started by command');
-    await this.state.startRebalance(pool, startedAt, startedAt + timeoutMs);
     return this.status(pool)!;
   }
 

@@ -243,7 +243,7 @@ export class RedisState extends CachedState {
 
   async startRebalance(pool: string, startedAt: number, until: number): Promise<void> {
     // An operator's command: say so when it did not reach the fleet.
-    if (this.client.status !== 'ready') throw new Error(`redis is unreachable; the rebalance of ${pool} runs on this machine only`);
+    if (this.client.status !== 'ready') throw new Error(`redis is unreachable: the machines cannot agree on closes, so no rebalance of ${pool} was started`);
     const message: EventMessage = { t: 'rebalance', pool, startedAt, until, by: this.machineId };
     await this.client.publish(this.channel, JSON.stringify(message));
   }
