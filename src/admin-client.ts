@@ -78,7 +78,7 @@ export function formatStatus(report: StatusReport): string {
   for (const [pool, backends] of Object.entries(report.pools)) {
     const now = Date.now();
     const rows = backends.map((b) => [
-      b.backend + (b.backup ? ' (backup)' : '') + (b.slowStartUntil > now ? ` (slow start, ${Math.ceil((b.slowStartUntil - now) / 1000)} s left)` : ''),
+      b.backend + (b.backup ? ' (backup)' : '') + (b.discovered ? ' (dns)' : '') + (b.slowStartUntil > now ? ` (slow start, ${Math.ceil((b.slowStartUntil - now) / 1000)} s left)` : ''),
       b.health,
       b.activeCheck === 'off' ? 'off' : `${b.activeCheck}${b.checkedHere ? '*' : ''}`,
       b.ejected ? 'yes' : 'no',
@@ -89,7 +89,9 @@ export function formatStatus(report: StatusReport): string {
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     const fmt = (r: string[]): string => '  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-    lines.push('', `pool ${pool}`, fmt(header), ...rows.map(fmt));
+    const d = report.discovery?.[pool];
+    const found = d === undefined ? '' : `  (DNS ${d.dns}: ${d.backends} found${d.draining > 0 ? `, ${d.draining} draining` : ''}${d.failing ? `; lookups failing (${d.failing}), last good set kept` : ''})`;
+    lines.push('', `pool ${pool}${found}`, fmt(header), ...rows.map(fmt));
   }
   return lines.join('\n') + '\n';
 }

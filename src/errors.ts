@@ -24,6 +24,8 @@ export const Outcomes = {
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
   backendRefused: outcome('ERR_BACKEND_REFUSED', 0 /* the backend's own status */, 'backend_refused', 'the backend refused the upgrade'),
   backendUnreachable: outcome('ERR_BACKEND_UNREACHABLE', 502, 'backend_unreachable', 'no backend could be reached'),
+  /** A wss:// or https:// backend's TLS handshake failed (certificate expired, unknown CA, wrong name; client certificate refused): counted against it, cause logged. */
+  backendTls: outcome('ERR_BACKEND_TLS', 502, 'backend_tls', 'the backend\'s TLS handshake failed (its certificate was refused, or it refused ours)'),
   backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),
@@ -138,6 +140,8 @@ export const TunnelEndings = {
   backendIdle: { code: 'ERR_BACKEND_IDLE', toClient: CloseCodes.backendError, clientReason: 'backend not responding', counter: 'idleBackendCloses' },
   /** The backend's TCP connection dropped without a close frame (typically a restart). */
   backendLost: { code: 'ERR_BACKEND_LOST', toClient: CloseCodes.backendLost, clientReason: 'backend connection lost' },
+  /** The backend left the pool (DNS no longer gives it) and its drainTimeout passed: the client reconnects to another. */
+  backendRemoved: { code: 'ERR_BACKEND_REMOVED', toClient: CloseCodes.goingAway, clientReason: 'backend left the pool', toBackend: CloseCodes.goingAway, backendReason: 'backend left the pool' },
   /** Drain: the balancer is shutting down. */
   /** A rebalance moves the tunnel: the client reconnects and is placed on an emptier backend (src/load-balancer/rebalance.ts). */
   rebalanced: { code: 'ERR_REBALANCED', toClient: CloseCodes.backendLost, clientReason: 'rebalancing: reconnect', toBackend: CloseCodes.goingAway, backendReason: 'client moved to another backend' },

@@ -1,6 +1,6 @@
 // Messages between the primary and its workers (node:cluster IPC): below both, so either side imports it.
 import type { ClientCount } from './client-limits';
-import type { AdminState } from './config/schema';
+import type { AdminState, BackendConfig } from './config/schema';
 import type { MetricsJson } from './stats/metrics';
 import type { HealthState } from './upstream/backend';
 
@@ -46,6 +46,8 @@ export type PrimaryMessage =
    */
   | { type: 'retire'; timeoutMs: number }
   | { type: 'backend-state'; backends: BackendView[] }
+  /** A pool with DNS discovery: its whole backend list now (the config's and the discovered, draining ones included); sent before the state that names them. */
+  | { type: 'backends'; pool: string; backends: BackendConfig[] }
   /** Tunnels per backend key held by the machine's other workers and by other machines. */
   | { type: 'elsewhere'; counts: Record<string, number> }
   /** Per client IP near a limit, what the machine's other workers and the other machines hold. */

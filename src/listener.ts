@@ -1,6 +1,7 @@
 // The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches its uWS
 // request/response objects (https-redirect.ts has its own app for the plain port of a TLS listener).
 // Data path: listener -> route -> pool -> load balancer -> tunnel.
+import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
@@ -21,10 +22,11 @@ import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
-import { openBackend, type UpgradeClient } from './proxy/upgrade';
+import { openBackend, type TunnelEnds, type UpgradeClient } from './proxy/upgrade';
 import type { RebalanceClose } from './ipc';
 import { homeFinder, isCandidate } from './load-balancer/rebalance';
 import { Decision } from './load-balancer/load-balancer';
+import type { Backend } from './upstream/backend';
 import type { Pool } from './upstream/pool';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
@@ -262,7 +264,8 @@ export class Listener implements TunnelOwner, Acceptor {
     });
     this.opening++;
     const hashKey = route.pool.keyOf(request, ip);
-    openBackend(route.pool, hashKey, request.url, forwardedHeaders(request, trusted), protocols, log, client).then(
+    const ends = route.pool.sendsProxyProtocol ? this.tunnelEnds(ip) : undefined;
+    openBackend(route.pool, hashKey, request.url, forwardedHeaders(request, trusted), protocols, log, client, ends).then(
       (result) => {
         this.opening--;
         const aborted = client.gone;
@@ -304,6 +307,12 @@ export class Listener implements TunnelOwner, Acceptor {
         if (!client.gone) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
     );
+  }
+
+  /** For a PROXY protocol header to a backend: the client, and the listener's address (0.0.0.0 for a host name). */
+  private tunnelEnds(client: string): TunnelEnds {
+    const { host, port } = this.deps.config.listen;
+    return { client, listenHost: isIP(host) === 0 ? '0.0.0.0' : host, listenPort: port };
   }
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {
@@ -397,6 +406,12 @@ export class Listener implements TunnelOwner, Acceptor {
   /** Descriptors one client connection holds in this worker: two, four behind the PROXY protocol front (both ends of the inner connection). */
   get descriptorsPerConnection(): number {
     return this.front === null ? 2 : 4;
+  }
+
+  /** Ends the tunnels to these backends, which left their pool (DNS discovery, after its drainTimeout). */
+  closeTunnelsTo(backends: readonly Backend[]): void {
+    const gone = new Set(backends);
+    for (const t of this.tunnels) if (gone.has(t.backend)) t.removeBackend();
   }
 
   get tunnelCount(): number {

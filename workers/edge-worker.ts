@@ -89,6 +89,8 @@ async function main(): Promise<void> {
     send({ type: 'listen-failed', error: (err as Error).message });
     process.exit(1);
   }
+  // A backend DNS discovery took out of its pool (its drain over): its tunnels end with 1001.
+  backendSync.onRemoved = (removed) => listener.closeTunnelsTo(removed);
   // Out of descriptors, the listen sockets close until there is room again (src/accept-guard.ts).
   const guard = new AcceptGuard(redirect ? [listener, redirect] : [listener], log);
   guard.start();

@@ -23,6 +23,24 @@ export interface BackendStatus {
   backup: boolean;
   /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
   slowStartUntil: number;
+  weight: number;
+  /** Found by DNS discovery rather than written in the config. */
+  discovered: boolean;
+}
+
+/** A pool's DNS discovery, as `switchyard status` and /status show it. */
+export interface DiscoveryStatus {
+  dns: string;
+  /** Backends in the latest good answer. */
+  backends: number;
+  /** Backends that left the answer and still drain. */
+  draining: number;
+  /** Epoch ms of the last good answer; 0: none yet. */
+  lastAnswer: number;
+  /** Why the lookups fail, while they do (ESERVFAIL, ETIMEOUT, ENOTFOUND...). */
+  failing: string | undefined;
+  /** Epoch ms of the next lookup. */
+  nextLookup: number;
 }
 
 /** A pool's rebalance as this machine runs it (src/primary/rebalancer.ts): running, or how the last one ended. */
@@ -54,6 +72,8 @@ export interface StatusReport {
   pools: Record<string, BackendStatus[]>;
   /** Per pool that has run one: its rebalance, running or last ended. */
   rebalance: Record<string, RebalanceStatus>;
+  /** Pools with DNS discovery: the name, the backends found, whether lookups fail. */
+  discovery: Record<string, DiscoveryStatus>;
 }
 
 /** What a reload did, for the log, the admin endpoint and `switchyard reload`. */

@@ -77,7 +77,7 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="charts" id="charts"></div>
 <div class="note"><span id="history-note">Loading the balancer's samples.</span> <span id="history-error"></span></div>
 <h2>Pools</h2>
-<table><thead><tr><th>pool</th><th>algorithm</th><th>hash key</th><th>balance factor</th><th>slow start</th><th>upgrades paced</th><th>rebalance</th></tr></thead><tbody id="pools"></tbody></table>
+<table><thead><tr><th>pool</th><th>algorithm</th><th>hash key</th><th>balance factor</th><th>slow start</th><th>upgrades paced</th><th>DNS discovery</th><th>rebalance</th></tr></thead><tbody id="pools"></tbody></table>
 <h2>Backends</h2>
 <table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th><th>slow start</th></tr></thead><tbody id="backends"></tbody></table>
 <h2>Workers</h2>
@@ -127,12 +127,14 @@ function render(s) {
   $("upgrades-ok").textContent = s.totals.upgrades.ok || 0;
   $("worker-count").textContent = s.workers.filter((w) => w.listening).length + " / " + s.workers.length;
   $("pools").replaceChildren(...s.pools.map((p) => row([cell(p.name), cell(p.algorithm), cell(p.hashKey || "-"), cell(p.balanceFactor || "-"), cell(p.slowStart ? p.slowStart / 1000 + " s" : "-"),
-    cell(p.maxUpgradesPerSecond ? p.maxUpgradesPerSecond + "/s a backend, " + p.paced + " waited" : "-"), rebalanceCell(p)],
+    cell(p.maxUpgradesPerSecond ? p.maxUpgradesPerSecond + "/s a backend, " + p.paced + " waited" : "-"),
+    p.discovery ? cell(p.discovery.dns + ": " + p.discovery.backends + " found" + (p.discovery.draining ? ", " + p.discovery.draining + " draining" : "") + (p.discovery.failing ? "; lookups failing (" + p.discovery.failing + "), last good set kept" : ""), p.discovery.failing ? "down" : "") : cell("-"),
+    rebalanceCell(p)],
     { "data-pool": p.name })));
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {
     const ramp = b.slowStartUntil > Date.now() ? "ramping, " + Math.ceil((b.slowStartUntil - Date.now()) / 1000) + " s left" : "-";
-    backends.push(row([cell(p.name), cell(b.backup ? b.name + " (backup)" : b.name), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-"), cell(ramp, ramp === "-" ? "" : "drain")],
+    backends.push(row([cell(p.name), cell(b.name + (/^(wss|https):/.test(b.url) ? " (TLS)" : "") + (b.backup ? " (backup)" : "") + (b.discovered ? " (dns)" : "")), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-"), cell(ramp, ramp === "-" ? "" : "drain")],
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);

@@ -2,9 +2,10 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
-import type { RebalanceStatus, StatusReport } from './admin-api';
+import type { DiscoveryStatus, RebalanceStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
+import { Backend } from '../upstream/backend';
 
 export interface BackendStatus {
   name: string;
@@ -21,6 +22,8 @@ export interface BackendStatus {
   backup: boolean;
   /** While slow start ramps its weight: when the ramp ends (epoch ms); 0 when it has its full weight. */
   slowStartUntil: number;
+  /** Found by DNS discovery rather than written in the config. */
+  discovered: boolean;
 }
 
 export interface PoolStatus {
@@ -42,6 +45,8 @@ export interface PoolStatus {
   rebalance: RebalanceStatus | null;
   /** Tunnels closed by rebalances (decision="rebalanced"), this machine. */
   rebalanced: number;
+  /** DNS discovery: the name, how many backends it gives and drains, whether lookups fail; null: off. */
+  discovery: DiscoveryStatus | null;
   backends: BackendStatus[];
 }
 
@@ -152,8 +157,11 @@ export class StatusReporter {
       rebalanceConfig: pool.rebalance ?? null,
       rebalance: fleet?.rebalance[name] ?? null,
       rebalanced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'rebalanced' }),
-      backends: pool.backends.map((b): BackendStatus => {
-        const backend = new URL(b.url).host;
+      discovery: fleet?.discovery[name] ?? null,
+      // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
+      backends: (fleet?.pools[name] ?? pool.backends.map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
+        // As the metrics label it: host:port, the port filled in (443 for wss:// and https://, 80 for ws:// and http://).
+        const backend = new Backend(b, name).name;
         const labels = { pool: name, backend };
         const up = m.find('switchyard_backend_up', labels);
         const admin = m.all('switchyard_backend_admin_state').find((v) => v.labels.pool === name && v.labels.backend === backend && v.value === 1);
@@ -162,6 +170,7 @@ export class StatusReporter {
           url: b.url,
           weight: b.weight,
           admin: typeof admin?.labels.state === 'string' ? admin.labels.state : b.admin,
+          discovered: b.discovered,
           health: up === undefined ? 'unknown' : up === 1 ? 'up' : 'down',
           tunnels: m.sum('switchyard_tunnels_active', labels),
           tunnelsOpened: m.sum('switchyard_tunnels_opened_total', labels),

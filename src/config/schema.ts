@@ -17,13 +17,18 @@ const backendUrl = z.string().refine(
   (s) => {
     try {
       const u = new URL(s);
-      return (u.protocol === 'ws:' || u.protocol === 'http:') && u.hostname !== '' && u.port !== '';
+      return BACKEND_SCHEMES.includes(u.protocol) && u.hostname !== '' && (u.port !== '' || TLS_SCHEMES.includes(u.protocol)) && u.username === '' && u.password === '';
     } catch {
       return false;
     }
   },
-  { message: 'must be ws://host:port or http://host:port (the backend hop is plain TCP: no wss:// or https:// backends yet)' },
+  { message: 'must be ws://host:port, http://host:port, wss://host[:port] or https://host[:port]' },
 );
+
+const BACKEND_SCHEMES = ['ws:', 'http:', 'wss:', 'https:'];
+/** Backend URL schemes whose hop is TLS (port 443 when the URL gives none). */
+export const TLS_SCHEMES = ['wss:', 'https:'];
+
 
 /**
  * 8405: Prometheus's own ports are 9090-9094 and its default-port list gives every port of
@@ -44,6 +49,31 @@ const hostName = z
   .string()
   .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
 
+/**
+ * TLS to a wss:// or https:// backend (NGINX's proxy_ssl_*, HAProxy's `server ... ssl`), set on the
+ * pool, on a backend, or both (a backend's keys override the pool's one by one). No default here,
+ * so that the two levels merge; the defaults are in the descriptions and src/upstream/backend-tls.ts.
+ */
+const backendTlsSchema = z.strictObject({
+  verify: z
+    .boolean()
+    .optional()
+    .describe(
+      'Check the backend\'s certificate: signed by `ca` (absent: the system\'s trusted CAs), valid now, and for `serverName`. A failure is a failed connect: 502 (backend_tls), counted against the backend, logged with its cause. false: encrypt without checking (NGINX\'s default proxy_ssl_verify off, HAProxy\'s verify none). Default: true.',
+    ),
+  ca: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEM file of the CA certificates that sign the backends\' certificates (relative to the config file); absent: the system\'s trusted CAs (Node\'s bundled list).'),
+  serverName: hostName
+    .optional()
+    .describe('The name sent as SNI and required in the backend\'s certificate; absent: the host of the backend\'s URL (for an IP address no SNI is sent and the certificate must list that IP).'),
+  cert: z.string().min(1).optional().describe('PEM file of the client certificate shown to backends that ask for one (mutual TLS); with `key`.'),
+  key: z.string().min(1).optional().describe('PEM file of the private key of `cert` (unencrypted).'),
+});
+export type BackendTlsConfig = z.infer<typeof backendTlsSchema>;
+
 export const ALGORITHMS = ['least-connections', 'round-robin', 'hash', 'ip-hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
@@ -53,8 +83,11 @@ export type AdminState = (typeof ADMIN_STATES)[number];
 
 const backendSchema = z.strictObject({
   url: backendUrl.describe(
-    'ws://host:port, or http://host:port (the same); the client\'s path and query are forwarded as they are. The backend hop is plain TCP: no wss:// or https:// backends.',
+    'ws://host:port, or http://host:port (the same); wss://host[:port] or https://host[:port] (the same, default port 443) for TLS to the backend, set by `tls` (the backend\'s, else the pool\'s). The client\'s path and query are forwarded as they are.',
   ),
+  tls: backendTlsSchema
+    .optional()
+    .describe('TLS settings of this backend (a wss:// or https:// URL only); each key given overrides the pool\'s `tls`.'),
   weight: z.number().int().min(1).max(256).default(1).describe('Its share of new tunnels and requests, relative to the pool\'s other backends.'),
   admin: z
     .enum(ADMIN_STATES)
@@ -80,6 +113,71 @@ const backendSchema = z.strictObject({
 const statusRange = z
   .preprocess((v) => (typeof v === 'number' ? `${v}` : v), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'))
   .meta({ typeName: 'status or range' });
+
+/** host:port of a DNS server, as node:dns's setServers takes it: 10.0.0.2, 10.0.0.2:53, [fd00::2]:53. */
+const dnsServer = z
+  .string()
+  .refine((s) => {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(s) ?? /^([0-9a-fA-F:]+)$/.exec(s);
+    if (m === null) return false;
+    const host = m[1] ?? m[2];
+    const port = m[3] === undefined ? 53 : Number(m[3]);
+    return isIP(host) !== 0 && port >= 1 && port <= 65535;
+  }, 'must be an IP address with an optional port: 10.0.0.2, 10.0.0.2:53 or [fd00::2]:53');
+
+/** A DNS name to look up: A/AAAA (chat.internal), or SRV when it starts with `_` (_chat._tcp.chat.internal). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(/^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/, 'must be a DNS name such as chat.internal or _chat._tcp.chat.internal');
+
+/** SRV names start with a service label (RFC 2782: _service._proto.name). */
+export function isSrvName(name: string): boolean {
+  return name.startsWith('_');
+}
+
+const discoverySchema = z
+  .strictObject({
+    dns: dnsName.describe(
+      'The name whose addresses are the pool\'s backends: A and AAAA records (chat.internal, a Kubernetes headless Service, a Consul name), each address with `port`; or an SRV name (_chat._tcp.chat.internal), whose targets carry their ports.',
+    ),
+    port: z.number().int().min(1).max(65535).optional().describe('The backends\' port, with an A/AAAA name (required there); not with an SRV name, whose records carry the ports.'),
+    resolver: z
+      .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(dnsServer).min(1))
+      .optional()
+      .describe('The DNS server(s) asked, as NGINX\'s resolver: 10.0.0.2:53, or a list. Absent: the system\'s (/etc/resolv.conf).'),
+    minTtl: duration('minTtl')
+      .pipe(z.number().min(1000, 'must be at least 1s'))
+      .default(1000)
+      .describe('The name is looked up again when its records\' TTL runs out, but never sooner than this (a TTL of 0 would ask without pause). Also the wait before retrying a failed lookup.'),
+    maxTtl: duration('maxTtl')
+      .pipe(z.number().min(1000, 'must be at least 1s'))
+      .default(300_000)
+      .describe('Never later than this, whatever the TTL says (SRV: the TTL is that of the targets\' addresses; node\'s resolver does not give the SRV record\'s own).'),
+    timeout: duration('timeout')
+      .pipe(z.number().min(100, 'must be at least 100ms'))
+      .default(2000)
+      .describe('How long one query waits for an answer before it is sent again (twice in all), then the lookup fails.'),
+    drainTimeout: duration('drainTimeout')
+      .default(300_000)
+      .describe(
+        'An address that leaves the answer drains: no new tunnels or requests, its tunnels stay until they end or this passes; then they are closed with 1001 (going away), so clients reconnect to the others. 0: closed at once.',
+      ),
+    maxBackends: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(256)
+      .describe('Most addresses taken from one answer (the lowest, in order); more are left out and logged. Bounds the backend label values of the metrics.'),
+    weight: z.number().int().min(1).max(256).default(1).describe('Each discovered backend\'s weight (SRV records\' own weights are not used).'),
+    maxConnections: z.number().int().min(0).default(0).describe('Each discovered backend\'s maxConnections; 0: no limit.'),
+  })
+  .superRefine((d, ctx) => {
+    if (isSrvName(d.dns) && d.port !== undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: 'not with an SRV name: its records carry the ports' });
+    if (!isSrvName(d.dns) && d.port === undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: `is required with an A/AAAA name (${d.dns}): the backends' port` });
+    if (d.maxTtl < d.minTtl) ctx.addIssue({ code: 'custom', path: ['maxTtl'], message: 'must be at least minTtl' });
+  });
 
 export const HEALTH_CHECK_TYPES = ['http', 'tcp', 'websocket'] as const;
 
@@ -190,7 +288,12 @@ const poolSchema = z.strictObject({
     .describe(
       'With maxUpgradesPerSecond: the longest an upgrade waits for its backend\'s turn (so at most maxUpgradesPerSecond x this many wait at once); one that would wait longer gets 503 with Retry-After at once, counted as outcome="paced". 0: no waiting.',
     ),
-  backends: z.array(backendSchema).min(1, 'needs at least one backend').describe('The pool\'s backends, at least one.'),
+  backends: z.array(backendSchema).default([]).describe('The pool\'s backends: at least one, unless `discovery` finds them (the two add up).'),
+  discovery: discoverySchema
+    .optional()
+    .describe(
+      'Backends found by DNS, looked up by the primary of each balancer machine for itself, again when the TTL runs out: every address is a backend (pool/address:port), joining with slowStart; one that leaves the answer drains (drainTimeout). A failed lookup keeps the last good set. Absent: only `backends`.',
+    ),
   connectTimeout: duration('connectTimeout')
     .default(5000)
     .describe(
@@ -233,8 +336,28 @@ const poolSchema = z.strictObject({
     .optional()
     .describe('Active health checks of every backend of the pool (HAProxy\'s check, Envoy\'s health_checks), run by the primary. Absent: off; present: on.'),
   outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
+  sendProxyProtocol: z
+    .union([z.literal(false), z.literal('v2')])
+    .default(false)
+    .describe(
+      "v2: each tunnel's connection to a backend opens with a PROXY protocol v2 header carrying the client's address (HAProxy's send-proxy-v2), before any TLS, for backends that want it without X-Forwarded-For: the client address as the balancer decided it (from an incoming PROXY header or trustedProxies too), source port 0 (uWebSockets.js does not report the client's port), destination listen.host:listen.port. Health checks open with a v2 LOCAL header (no address), as HAProxy's checks do with send-proxy-v2. Plain HTTP requests send none (their keep-alive connections carry many clients; they have X-Forwarded-For). false: none.",
+    ),
+  tls: backendTlsSchema
+    .optional()
+    .describe('TLS settings of the pool\'s wss:// and https:// backends (ws:// and http:// ones stay plain); absent: verify against the system\'s CAs, SNI from the URL, no client certificate.'),
 }).superRefine((pool, ctx) => {
   const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
+  if (pool.backends.length === 0 && pool.discovery === undefined) issue('backends', 'needs at least one backend (or discovery)');
+  pool.backends.forEach((b, i) => {
+    if (b.tls !== undefined && !TLS_SCHEMES.includes(new URL(b.url).protocol)) {
+      ctx.addIssue({ code: 'custom', path: ['backends', i, 'tls'], message: `only for a wss:// or https:// backend (this one is ${b.url})` });
+    }
+    const tls = { ...pool.tls, ...b.tls };
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      const at = b.tls?.cert !== undefined || b.tls?.key !== undefined ? ['backends', i, 'tls'] : ['tls'];
+      ctx.addIssue({ code: 'custom', path: [...at, tls.cert === undefined ? 'cert' : 'key'], message: `is required with ${tls.cert === undefined ? 'key' : 'cert'} (mutual TLS needs both)` });
+    }
+  });
   if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
   if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
   else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);
@@ -579,6 +702,9 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][string];
 export type BackendConfig = PoolConfig['backends'][number];
+export type DiscoveryConfig = NonNullable<PoolConfig['discovery']>;
+/** A backend with its defaults, for one found by discovery. */
+export const parseBackend = (b: z.input<typeof backendSchema>): BackendConfig => backendSchema.parse(b);
 export type RouteConfig = Config['routes'][number];
 export type RebalanceConfig = z.infer<typeof rebalanceSchema>;
 export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;

@@ -50,4 +50,6 @@ export interface LoadBalancer {
   pick<T extends Candidate>(candidates: readonly T[], key: string | undefined, now: number): T;
   /** What the last pick was (read right after pick()). */
   readonly decision: Decision;
+  /** Forgets what it kept of a backend that left the pool (DNS discovery), so churn does not grow it. */
+  forget?(name: string): void;
 }

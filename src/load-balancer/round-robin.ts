@@ -11,6 +11,10 @@ export class RoundRobin implements LoadBalancer {
   /** `slowStart`: ms; 0: off. */
   constructor(private readonly slowStart = 0) {}
 
+  forget(name: string): void {
+    this.current.delete(name);
+  }
+
   pick<T extends Candidate>(candidates: readonly T[], _key: string | undefined, now: number): T {
     const slowStart = this.slowStart;
     let total = 0;

@@ -2,18 +2,22 @@
 // checkers, the outlier detectors and the shared state; workers report their tunnel counts and
 // passive outcomes over IPC every sync interval, and get back each backend's state (health x admin)
 // and the tunnels held elsewhere (other workers, other machines). Workers never wait on any of it:
-// they act on the last state they were sent.
+// they act on the last state they were sent. A pool's backends are its config's plus those DNS
+// discovery finds (src/discovery/): a change of that set rebuilds the entries as a reload does, and
+// workers get the pool's new list ('backends') before its state.
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:cluster';
 import type { LoadedConfig } from '../config/load';
-import type { AdminState } from '../config/schema';
+import type { AdminState, BackendConfig, PoolConfig } from '../config/schema';
+import { Discovery } from '../discovery/discovery';
 import { ActiveChecker, type ProbeResult } from '../health/active-check';
 import { OutlierDetector } from '../health/outlier-detection';
 import { slowStartEnds } from '../load-balancer/slow-start';
 import type { Logger } from '../log';
-import type { BackendStatus, StatusReport } from '../admin/admin-api';
+import type { BackendStatus, DiscoveryStatus, StatusReport } from '../admin/admin-api';
 import type { SharedState, StateStatus } from '../state/shared-state';
 import { Backend } from '../upstream/backend';
+import { forgetBackend } from '../stats/metrics';
 import { ClientCounts } from './client-counts';
 import { Rebalancer } from './rebalancer';
 import { isWorkerMessage, type BackendView, type PrimaryMessage } from '../ipc';
@@ -31,6 +35,8 @@ interface Entry {
   eligible: boolean | undefined;
   /** When it last became eligible, epoch ms; 0: since the start. Sent to workers for slow start. */
   eligibleSince: number;
+  /** Found by DNS discovery (not written in the config). */
+  discovered: boolean;
 }
 
 export interface CoordinationEvents {
@@ -49,6 +55,9 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   /** Live rebalancing of the pools (its own rounds, on these entries and workers' counts). */
   readonly rebalancer: Rebalancer;
   private timer: NodeJS.Timeout | undefined;
+  private config: LoadedConfig;
+  /** Each pool's backends found by DNS. */
+  private readonly discovery: Discovery;
 
   constructor(
     config: LoadedConfig,
@@ -58,7 +67,9 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     private readonly now: () => number = Date.now,
   ) {
     super();
-    this.build(config);
+    this.config = config;
+    this.discovery = new Discovery(config.pools, log, now);
+    this.build();
     this.clients = new ClientCounts(state, config.clientLimits.scope === 'fleet');
     this.rebalancer = new Rebalancer(
       config,
@@ -89,16 +100,26 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     return [...this.workers].map(([worker, w]): [Worker, number] => [worker, w.counts.get(key) ?? 0]);
   }
 
-  /** The backends and active checkers of `config`. */
-  private build(config: LoadedConfig): void {
-    for (const [pool, pc] of Object.entries(config.pools)) {
-      const backends = pc.backends.map((b) => new Backend(b, pool));
+  /** A pool's backends: its config's, then those DNS discovery gives (a name written in the config is not repeated). */
+  private backendsOf(pool: string, pc: PoolConfig): BackendConfig[] {
+    const found = this.discovery.backendsOf(pool);
+    if (found.length === 0) return pc.backends;
+    const written = new Set(pc.backends.map((b) => new Backend(b).name));
+    return [...pc.backends, ...found.filter((b) => !written.has(new Backend(b).name))];
+  }
+
+  /** The backends and active checkers of the config, with what discovery found. */
+  private build(): void {
+    for (const [pool, pc] of Object.entries(this.config.pools)) {
+      const configs = this.backendsOf(pool, pc);
+      const backends = configs.map((b) => new Backend(b, pool, pc));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
       for (const [i, backend] of backends.entries()) {
         this.entries.set(backend.key, {
           pool,
           backend,
-          configAdmin: pc.backends[i].admin,
+          discovered: i >= pc.backends.length,
+          configAdmin: configs[i].admin,
           checked: pc.healthCheck !== undefined,
           detector,
           ejected: false,
@@ -141,11 +162,27 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
    * Workers of the old generation still report their tunnels, so fleet counts stay whole.
    */
   reconfigure(config: LoadedConfig): void {
+    this.config = config;
+    this.discovery.configure(config.pools);
+    this.rebuild();
+    this.clients.reconfigure(config.clientLimits.scope === 'fleet');
+    this.rebalancer.reconfigure(config);
+    // No rebalance closes until the new workers take the reconnects: the old ones know only the old backends.
+    this.rebalancer.paused = true;
+  }
+
+  /** The reload that reconfigured ended (new workers listening, or rolled back): rebalancing may go on. */
+  settled(): void {
+    this.rebalancer.paused = false;
+  }
+
+  /** The entries again from the config and discovery, keeping what each kept backend had (a reload, or a change DNS brought). */
+  private rebuild(): void {
     for (const c of this.checkers) c.stop();
     this.checkers.length = 0;
     const previous = new Map(this.entries);
     this.entries.clear();
-    this.build(config);
+    this.build();
     // A backend the reload keeps keeps its passive-health record: an ejected one stays out.
     const oldDetectors = new Set([...previous.values()].map((e) => e.detector));
     for (const detector of new Set([...this.entries.values()].map((e) => e.detector))) for (const old of oldDetectors) detector.carryOver(old);
@@ -157,12 +194,30 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       e.eligible = old?.eligible;
       e.eligibleSince = old === undefined ? now : old.eligibleSince;
     }
+    for (const [key, e] of previous) if (!this.entries.has(key)) forgetBackend(e.pool, e.backend.name);
     this.state.track([...this.entries.keys()]);
     this.startCheckers();
+    for (const worker of this.workers.keys()) this.sendBackends(worker);
     this.broadcastState();
     this.pushElsewhere();
-    this.clients.reconfigure(config.clientLimits.scope === 'fleet');
-    this.rebalancer.reconfigure(config);
+  }
+
+  /** A change DNS brought: new or removed backends rebuild the entries (new ones join with slow start); a drain or a return is a change of state. */
+  private onDiscovered(change: { joined: string[]; removed: string[] }): void {
+    if (change.joined.length + change.removed.length !== 0) this.rebuild();
+    else this.broadcastState();
+  }
+
+  /** Each pool with discovery: its whole backend list, so the worker's pool matches the primary's entries. */
+  private sendBackends(worker: Worker): void {
+    for (const [pool, pc] of Object.entries(this.config.pools)) {
+      if (pc.discovery !== undefined) this.send(worker, { type: 'backends', pool, backends: this.backendsOf(pool, pc) });
+    }
+  }
+
+  /** Each pool's discovery (DNS name, backends found, lookups failing), for the status page and /status. */
+  discoveryStatus(): Record<string, DiscoveryStatus> {
+    return this.discovery.status();
   }
 
   async start(): Promise<void> {
@@ -191,6 +246,12 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       else this.log.info({ state: this.state.kind }, 'shared state connected');
       this.emit('status', status, detail);
     });
+    // The first answers before the first worker: what DNS gives at start is there from the start (no slow start for it).
+    await this.discovery.start();
+    this.entries.clear();
+    this.checkers.length = 0;
+    this.build();
+    this.discovery.on('changed', (_pool, change) => this.onDiscovered(change));
     await this.state.start([...this.entries.keys()]);
     this.views(); // what is eligible at start: no slow start for it
     this.startCheckers();
@@ -202,6 +263,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   async close(graceful = true): Promise<void> {
     clearInterval(this.timer);
     this.rebalancer.stop();
+    this.discovery.stop();
     for (const c of this.checkers) c.stop();
     await this.state.close(graceful);
   }
@@ -211,7 +273,10 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     this.clients.addWorker(worker);
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
-      if (m.type === 'state-request') this.send(worker, { type: 'backend-state', backends: this.views() });
+      if (m.type === 'state-request') {
+        this.sendBackends(worker);
+        this.send(worker, { type: 'backend-state', backends: this.views() });
+      }
       else if (m.type === 'backend-report') this.onReport(worker, m.counts, m.outcomes);
       else if (m.type === 'client-report') this.clients.onReport(worker, m.clients);
       else if (m.type === 'rebalance-closed') this.rebalancer.onClosed(m.pool, m.closed);
@@ -259,6 +324,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         maxConnections: e.backend.maxConnections,
         backup: e.backend.backup,
         slowStartUntil: rampEnds > now ? rampEnds : 0,
+        weight: e.backend.weight,
+        discovered: e.discovered,
       });
     }
     const rebalance: StatusReport['rebalance'] = {};
@@ -266,14 +333,16 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       const r = this.rebalancer.status(pool);
       if (r !== undefined) rebalance[pool] = r;
     }
-    return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools, rebalance };
+    return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools, rebalance, discovery: this.discovery.status() };
   }
 
   /** What workers are told of a backend; notes when it became eligible (every change of health or admin state passes here). */
   private view(key: string, e: Entry): BackendView {
     const activeDown = e.checked && this.state.healthOf(key) === 'down';
     const health = activeDown || e.ejected ? 'down' : 'up';
-    const admin = this.state.adminOf(key) ?? e.configAdmin;
+    const set = this.state.adminOf(key) ?? e.configAdmin;
+    // A backend DNS no longer gives drains (unless the operator put it in maintenance).
+    const admin = set === 'ready' && e.discovered && this.discovery.isDraining(e.pool, e.backend.name) ? 'drain' : set;
     const eligible = health === 'up' && admin === 'ready';
     if (eligible && e.eligible === false) e.eligibleSince = this.now();
     e.eligible = eligible;
@@ -335,7 +404,10 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       }
     }
     if (changed) this.broadcastState();
-    this.state.setLocalCounts(this.machineCounts());
+    const machine = this.machineCounts();
+    // Workers report at every sync: a tunnel opened just before its backend left DNS is counted within a few.
+    this.discovery.sweep(Math.max(1000, 5 * this.syncInterval), (pool, name) => machine.get(`${pool}/${name}`) ?? 0);
+    this.state.setLocalCounts(machine);
     this.clients.sync();
     this.pushElsewhere();
   }

@@ -13,7 +13,7 @@ import { oldBuild, type WebSocket } from '../uws';
 import { assemblyBudget, FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
 import { deadlineList, type Deadline, type Expiring } from './deadlines';
-import type { ConnectionTarget, TcpConnection } from './tcp-connection';
+import type { BackendConnection, ConnectionTarget } from './backend-connection';
 
 export interface TunnelSettings {
   /** The client may have negotiated permessage-deflate: messages to it are offered for compression. */
@@ -129,7 +129,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   bytesToClient = 0;
 
   constructor(
-    readonly socket: TcpConnection,
+    readonly socket: BackendConnection,
     readonly backend: Backend,
     private readonly settings: TunnelSettings,
     private readonly owner: TunnelOwner,
@@ -330,6 +330,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   }
 
   // ---- shutting down ----
+
+  /** Its backend left the pool and its drain time is over: both sides hear 1001. */
+  removeBackend(): void {
+    this.end(TunnelEndings.backendRemoved);
+  }
 
   /** Drain: tell both sides the balancer is going away. */
   shutdown(): void {

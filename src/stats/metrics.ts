@@ -364,6 +364,43 @@ export function observeHealthCheck(pool: string, backend: string, seconds: numbe
   healthCheckDuration.observe({ pool, backend }, seconds);
 }
 
+/** A backend that left the pool (discovery removed it): its series go, so the label values stay those of the backends there are. */
+export function forgetBackend(pool: string, backend: string): void {
+  healthCheckDuration.remove({ pool, backend });
+}
+
+// ---- discovery ----
+
+export const DISCOVERY_RESULTS = ['ok', 'failed'] as const;
+
+const discoveryLookups = new Counter({
+  name: 'switchyard_discovery_lookups_total',
+  help: "DNS lookups of a pool's discovery name by this machine's primary: ok, or failed (timeout, SERVFAIL, no such name: the last good set is kept).",
+  labelNames: ['pool', 'result'],
+  registers: [registry],
+});
+
+/** One lookup of a pool's discovery name ended. */
+export function countDiscoveryLookup(pool: string, result: (typeof DISCOVERY_RESULTS)[number]): void {
+  discoveryLookups.inc({ pool, result });
+}
+
+/** The discovered backends of each pool with discovery, in the answer (live) and draining (left it); set in the primary. */
+let discovered: (() => Iterable<{ pool: string; live: number; draining: number }>) | undefined;
+
+readAtScrape('switchyard_discovery_backends', 'Backends found by DNS, per pool: state="live" in the latest good answer, state="draining" left it and still draining.', ['pool', 'state'], 'sum', (emit) => {
+  for (const d of discovered?.() ?? []) {
+    emit(d.live, { pool: d.pool, state: 'live' });
+    emit(d.draining, { pool: d.pool, state: 'draining' });
+  }
+});
+
+/** In the primary: the pools with discovery, their lookup results counted from zero, and where their backend counts are read. */
+export function bindDiscovery(pools: readonly string[], read: () => Iterable<{ pool: string; live: number; draining: number }>): void {
+  discovered = read;
+  for (const pool of pools) for (const result of DISCOVERY_RESULTS) discoveryLookups.inc({ pool, result }, 0);
+}
+
 // ---- shared state ----
 
 // Connected is the minimum over the processes that use Redis: one disconnected process shows.

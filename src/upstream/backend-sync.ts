@@ -9,6 +9,9 @@ import type { Pool } from './pool';
 
 export class BackendSync {
   private readonly byKey = new Map<string, Backend>();
+  private readonly pools = new Map<string, Pool>();
+  /** Called with the backends the primary took out of a pool (DNS discovery): their tunnels end. */
+  onRemoved: (removed: Backend[]) => void = () => undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastCounts = '';
   private onFirstState: (() => void) | null = null;
@@ -18,7 +21,13 @@ export class BackendSync {
     private readonly intervalMs: number,
     private readonly send: (m: WorkerMessage) => void,
   ) {
-    for (const pool of pools) for (const b of pool.backends) this.byKey.set(b.key, b);
+    for (const pool of pools) this.pools.set(pool.name, pool);
+    this.index();
+  }
+
+  private index(): void {
+    this.byKey.clear();
+    for (const pool of this.pools.values()) for (const b of pool.backends) this.byKey.set(b.key, b);
   }
 
   /** Asks the primary for the current state; resolves when it came, or after `timeoutMs` (config state then). */
@@ -55,6 +64,14 @@ export class BackendSync {
       }
       this.onFirstState?.();
       this.onFirstState = null;
+      return true;
+    }
+    if (m.type === 'backends') {
+      const pool = this.pools.get(m.pool);
+      if (pool === undefined) return true; // a pool this worker's generation does not have
+      const removed = pool.setBackends(m.backends);
+      this.index();
+      if (removed.length !== 0) this.onRemoved(removed);
       return true;
     }
     if (m.type === 'elsewhere') {

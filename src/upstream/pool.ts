@@ -1,5 +1,5 @@
 // A named group of backends behind one balancing policy.
-import type { PoolConfig } from '../config/schema';
+import type { BackendConfig, PoolConfig } from '../config/schema';
 import { createLoadBalancer, hashKeyOf } from '../load-balancer';
 import { compileHashKey, type HashKeyExtractor } from '../load-balancer/hash-key';
 import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
@@ -12,11 +12,16 @@ function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | u
 }
 
 export class Pool {
-  readonly backends: readonly Backend[];
+  /** Fixed by the config, or, with DNS discovery, replaced by the primary's list (setBackends). */
+  backends: readonly Backend[] = [];
   /** The backends that are not backups, and those that are (tried only when no primary can be picked). */
-  private readonly primaries: readonly Backend[];
-  private readonly backups: readonly Backend[];
+  private primaries: readonly Backend[] = [];
+  private backups: readonly Backend[] = [];
+  /** Each backend's share of maxUpgradesPerSecond in this worker; 0: not paced. */
+  private readonly paceShare: number;
   readonly connectTimeout: number;
+  /** Tunnels to its backends open with a PROXY protocol v2 header (sendProxyProtocol: v2). */
+  readonly sendsProxyProtocol: boolean;
   readonly responseTimeout: number;
   readonly retries: number;
   readonly slowStart: number;
@@ -44,14 +49,9 @@ export class Pool {
     options: { now?: () => number; workers?: number } = {},
   ) {
     this.now = options.now ?? Date.now;
-    this.backends = config.backends.map((b) => new Backend(b, name));
-    if (config.maxUpgradesPerSecond > 0) {
-      const share = config.maxUpgradesPerSecond / (options.workers ?? 1);
-      for (const b of this.backends) b.pacer = new UpgradePacer(share, config.upgradeQueueTimeout);
-    }
-    this.primaries = this.backends.filter((b) => !b.backup);
-    this.backups = this.backends.filter((b) => b.backup);
+    this.paceShare = config.maxUpgradesPerSecond > 0 ? config.maxUpgradesPerSecond / (options.workers ?? 1) : 0;
     this.connectTimeout = config.connectTimeout;
+    this.sendsProxyProtocol = config.sendProxyProtocol === 'v2';
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
     this.slowStart = config.slowStart;
@@ -59,6 +59,30 @@ export class Pool {
     this.maxConnectsInFlight = config.maxConnectsInFlight;
     const hashKey = hashKeyOf(config);
     this.extractKey = hashKey === undefined ? null : compileHashKey(hashKey);
+    this.setBackends(config.backends);
+  }
+
+  /**
+   * The pool's backends become `configs`: a backend already there (same name) is kept with its
+   * counts and state; the others are new. Returns the backends taken out (their tunnels are the
+   * caller's to end). Not on the data path: when the primary's list changes (DNS discovery).
+   */
+  setBackends(configs: readonly BackendConfig[]): Backend[] {
+    const old = new Map(this.backends.map((b) => [b.name, b]));
+    this.backends = configs.map((c) => {
+      const fresh = new Backend(c, this.name, this.config);
+      const kept = old.get(fresh.name);
+      if (kept !== undefined) {
+        old.delete(fresh.name);
+        return kept;
+      }
+      if (this.paceShare > 0) fresh.pacer = new UpgradePacer(this.paceShare, this.config.upgradeQueueTimeout);
+      return fresh;
+    });
+    this.primaries = this.backends.filter((b) => !b.backup);
+    this.backups = this.backends.filter((b) => b.backup);
+    for (const b of old.values()) this.balancer.forget?.(b.name);
+    return [...old.values()];
   }
 
   /** The request's hash key: undefined when the pool does not hash or the request lacks the key (once per upgrade or request). */

@@ -9,7 +9,7 @@ import { AdminRefusals, LOCAL_RESOURCE_ERRORS, Outcomes } from '../../src/errors
 import { DECISION_LABELS } from '../../src/load-balancer/load-balancer';
 import { LOCAL_FAILURE_OPS } from '../../src/local-failures';
 import { CLOSE_CODE_LABELS, CLOSE_SIDES, STATUS_CLASS_LABELS } from '../../src/stats/counters';
-import { bindConnections, bindPrimary, bindWorker, registry, type MetricsJson } from '../../src/stats/metrics';
+import { bindConnections, bindDiscovery, bindPrimary, bindWorker, registry, type MetricsJson } from '../../src/stats/metrics';
 import { Pool } from '../../src/upstream/pool';
 
 const config = validateConfig({
@@ -17,6 +17,8 @@ const config = validateConfig({
   pools: {
     chat: { backends: [{ url: 'ws://127.0.0.1:9001' }, { url: 'ws://127.0.0.1:9002' }], healthCheck: { type: 'tcp' }, maxUpgradesPerSecond: 100 },
     rooms: { algorithm: 'hash', hashKey: 'path:2', backends: [{ url: 'ws://10.0.0.1:9003' }] },
+    // Backends found by DNS: none until the first answer, but the pool's discovery series exist.
+    found: { discovery: { dns: 'chat.internal', port: 9001 } },
   },
   routes: [{ path: '/', pool: 'chat' }],
 });
@@ -25,6 +27,7 @@ bindWorker(
   '0',
 );
 bindConnections(() => ({ open: 0, limit: 1000, accepting: true }));
+bindDiscovery(['found'], () => [{ pool: 'found', live: 0, draining: 0 }]);
 bindPrimary(() => [0, 1].map((slot) => ({ slot, pid: 1000 + slot, listening: true, restarts: 0, startedAt: 0, retiring: false })), config.pools);
 
 /**
@@ -68,6 +71,7 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_balancer_decisions_total: [
     ...cross(['rooms'], DECISION_LABELS.filter((d) => d !== 'paced'), 'pool', 'decision'),
     'decision=slow_start,pool=chat',
+    'decision=slow_start,pool=found',
     'decision=paced,pool=chat',
     'decision=rebalanced,pool=chat',
   ].sort(),
@@ -82,7 +86,9 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_backend_connects_in_flight: BACKENDS,
   // Only the pool with active checks.
   switchyard_health_check_duration_seconds: BACKENDS.filter((s) => s.includes('pool=chat')),
-  switchyard_upgrade_duration_seconds: one('pool', ['chat', 'rooms']),
+  switchyard_upgrade_duration_seconds: one('pool', ['chat', 'found', 'rooms']),
+  switchyard_discovery_lookups_total: cross(['found'], ['ok', 'failed'], 'pool', 'result'),
+  switchyard_discovery_backends: cross(['found'], ['live', 'draining'], 'pool', 'state'),
 };
 
 void describe('metric series at start', () => {

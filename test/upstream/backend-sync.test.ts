@@ -94,4 +94,28 @@ void describe('BackendSync', () => {
     mock.timers.tick(1000);
     assert.equal(sent.length, 3);
   });
+
+  void it("a pool's new list (DNS discovery): kept backends keep their counts and state, new ones are picked, removed ones are handed over with their tunnels", () => {
+    const { sync, p } = setup();
+    const [one, two] = p.backends;
+    one.active = 3;
+    two.active = 1;
+    one.health = 'down';
+    two.elsewhere = 7;
+    const removed: string[] = [];
+    sync.onRemoved = (gone) => removed.push(...gone.map((b) => b.name));
+    const backend = (url: string) => ({ url, weight: 1, admin: 'ready' as const, maxConnections: 0, backup: false });
+    assert.equal(sync.onMessage({ type: 'backends', pool: 'p', backends: [backend('ws://127.0.0.1:1'), backend('ws://127.0.0.3:1')] }), true);
+    assert.deepEqual(removed, ['127.0.0.1:2']);
+    assert.equal(p.backends[0], one, 'the same Backend object, its tunnels still counted on it');
+    assert.deepEqual([p.backends[0].active, p.backends[0].health], [3, 'down']);
+    assert.equal(p.backends[1].name, '127.0.0.3:1');
+    assert.equal(p.pick(undefined), p.backends[1], 'the new backend takes tunnels (the kept one is down)');
+    // The new backend's state and counts reach it by key; the removed one's no longer do.
+    sync.onMessage({ type: 'elsewhere', counts: { 'p/127.0.0.3:1': 5, 'p/127.0.0.1:2': 9 } });
+    assert.equal(p.backends[1].elsewhere, 5);
+    assert.equal(two.elsewhere, 7, 'the removed backend no longer hears');
+    // A pool this worker does not have (an older generation's config) is ignored.
+    assert.equal(sync.onMessage({ type: 'backends', pool: 'other', backends: [] }), true);
+  });
 });
