@@ -74,6 +74,7 @@ const EXPECTED: Record<string, string[]> = {
     'decision=slow_start,pool=found',
     'decision=paced,pool=chat',
     'decision=rebalanced,pool=chat',
+    'decision=rebalanced,pool=found',
   ].sort(),
   switchyard_config_reloads_total: one('result', ['ok', 'refused']),
   switchyard_admin_requests_refused_total: one('reason', Object.values(AdminRefusals).map((r) => r.label)),
