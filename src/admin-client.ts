@@ -1,7 +1,7 @@
 // `switchyard status`, `switchyard admin` and `switchyard reload`: clients of the primary's admin listener
 // (src/admin/admin-server.ts). The status table is what an operator reads; --json gives the report.
 import { Agent, request } from 'undici';
-import type { ReloadResult, StatusReport } from './admin/admin-api';
+import type { RebalanceStatus, ReloadResult, StatusReport } from './admin/admin-api';
 
 /** Where the admin listener is, and the token writes carry (none: writes work only on admin.socket). */
 export interface AdminTarget {
@@ -52,6 +52,23 @@ export async function setAdminState(target: AdminTarget, pool: string, backend: 
 export async function reload(target: AdminTarget): Promise<ReloadResult & { ok: true }> {
   // A reload waits for the new workers to listen (up to 15 s in the primary).
   return (await call(target, 'POST', '/reload', 20_000)) as ReloadResult & { ok: true };
+}
+
+/** Starts a rebalance of `pool` on every machine; rejects with the one-line reason (unknown pool, one runs already). */
+export async function startRebalance(target: AdminTarget, pool: string, timeout?: string): Promise<RebalanceStatus> {
+  const q = new URLSearchParams({ pool });
+  if (timeout !== undefined) q.set('timeout', timeout);
+  return (await call(target, 'POST', `/rebalance?${q.toString()}`)) as RebalanceStatus;
+}
+
+export async function rebalanceStatus(target: AdminTarget, pool: string): Promise<RebalanceStatus> {
+  return (await call(target, 'GET', `/rebalance?${new URLSearchParams({ pool }).toString()}`)) as RebalanceStatus;
+}
+
+/** One line of a rebalance's progress. */
+export function formatRebalance(pool: string, r: RebalanceStatus): string {
+  const ended = r.state === 'running' ? 'running' : `${r.state} after ${Math.round((r.endedAt - r.startedAt) / 1000)} s`;
+  return `rebalance ${pool}: ${ended}; skew ${r.skew} (was ${r.skewAtStart}, maxSkew ${r.maxSkew}); ${r.closed} tunnels closed by this machine`;
 }
 
 /** One table per pool: backend, health, active check (* = checked from this machine), ejection, admin, tunnels. */

@@ -3,7 +3,7 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { describeAdminWrites } from './admin/admin-token';
 import { fullCloseWindow, MIN_CLOSES_PER_SECOND } from './close-spread';
-import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
+import { fetchStatus, formatRebalance, formatStatus, rebalanceStatus, reload, setAdminState, startRebalance, type AdminTarget } from './admin-client';
 import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
 import { formatSize } from './config/units';
 import { checkBackendTlsFiles, type BackendTlsInfo } from './config/tls-files';
@@ -142,6 +142,8 @@ function describeBalancing(pool: PoolConfig): string {
   if (pool.maxUpgradesPerSecond > 0) {
     parts.push(`maxUpgradesPerSecond ${pool.maxUpgradesPerSecond} per backend from this machine (queue up to ${pool.upgradeQueueTimeout / 1000}s, then 503 with Retry-After)`);
   }
+  const r = pool.rebalance;
+  if (r !== undefined) parts.push(`rebalance${r.auto ? '' : ' on command'} above maxSkew ${r.maxSkew} at ${r.closesPerSecond} closes/s for the fleet, tunnels older than ${r.minTunnelAge / 1000}s`);
   return parts.join(', ');
 }
 
@@ -246,6 +248,28 @@ adminOptions(program.command('reload'))
       process.stdout.write(`reloaded: generation ${result.generation}, ${result.workers} workers; ${result.retiring} old workers finishing their tunnels${closing}\n`);
     } catch (err) {
       fail(`switchyard: reload refused: ${(err as Error).message}`);
+    }
+  });
+
+adminOptions(program.command('rebalance'))
+  .description('move tunnels off the backends above the pool\'s maxSkew (1012, clients reconnect to the emptier ones) at its closesPerSecond, on every machine, until the pool is within the skew; waits for the end and prints it (exit 1 when it stalled or reached its timeout)')
+  .argument('<pool>', 'pool name')
+  .option('--timeout <duration>', 'end it by then whatever the skew (default 10m)')
+  .option('--no-wait', 'start it and return')
+  .action(async (pool: string, flags: AdminFlags & { timeout?: string; wait: boolean }) => {
+    const target = adminTarget(flags);
+    try {
+      let r = await startRebalance(target, pool, flags.timeout);
+      process.stdout.write(`${formatRebalance(pool, r)}\n`);
+      if (!flags.wait) return;
+      while (r.state === 'running') {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        r = await rebalanceStatus(target, pool);
+      }
+      process.stdout.write(`${formatRebalance(pool, r)}\n`);
+      if (r.state !== 'balanced') process.exitCode = 1;
+    } catch (err) {
+      fail(`switchyard: rebalance refused: ${(err as Error).message}`);
     }
   });
 

@@ -97,7 +97,7 @@ export const CloseCodes = {
   messageTooBig: 1009,
   /** The backend misbehaved or stopped answering pings: the client should retry. */
   backendError: 1011,
-  /** The backend's TCP connection dropped without a close frame (typically a restart): reconnect. */
+  /** 1012 Service Restart: the backend's TCP connection dropped without a close frame (typically a restart), or a rebalance moves the client: reconnect. */
   backendLost: 1012,
   /** The backend could not keep up: more than backendBufferLimit was waiting for it. */
   backendSlow: 1013,
@@ -143,6 +143,8 @@ export const TunnelEndings = {
   /** The backend left the pool (DNS no longer gives it) and its drainTimeout passed: the client reconnects to another. */
   backendRemoved: { code: 'ERR_BACKEND_REMOVED', toClient: CloseCodes.goingAway, clientReason: 'backend left the pool', toBackend: CloseCodes.goingAway, backendReason: 'backend left the pool' },
   /** Drain: the balancer is shutting down. */
+  /** A rebalance moves the tunnel: the client reconnects and is placed on an emptier backend (src/load-balancer/rebalance.ts). */
+  rebalanced: { code: 'ERR_REBALANCED', toClient: CloseCodes.backendLost, clientReason: 'rebalancing: reconnect', toBackend: CloseCodes.goingAway, backendReason: 'client moved to another backend' },
   shutdown: { code: 'ERR_DRAINING', toClient: CloseCodes.goingAway, clientReason: 'balancer shutting down', toBackend: CloseCodes.goingAway, backendReason: 'balancer shutting down' },
 } as const satisfies Record<string, TunnelEnding>;
 

@@ -18,7 +18,9 @@ export type WorkerMessage =
   | { type: 'backend-report'; counts: Record<string, number>; outcomes: [key: string, ok: boolean][] }
   /** Every sync interval when it changed: this worker's client IPs near a limit (client-limits.ts). */
   | { type: 'client-report'; clients: ClientCount[] }
-  | { type: 'metrics'; id: number; metrics: MetricsJson };
+  | { type: 'metrics'; id: number; metrics: MetricsJson }
+  /** The answer to a 'rebalance-close': how many tunnels it is closing (spread over the round's close window). */
+  | { type: 'rebalance-closed'; pool: string; backend: string; closed: number };
 
 /** What a worker needs to know of a backend it did not decide itself. */
 export interface BackendView {
@@ -50,7 +52,25 @@ export type PrimaryMessage =
   | { type: 'elsewhere'; counts: Record<string, number> }
   /** Per client IP near a limit, what the machine's other workers and the other machines hold. */
   | { type: 'clients-elsewhere'; clients: ClientCount[] }
-  | { type: 'metrics-request'; id: number };
+  | { type: 'metrics-request'; id: number }
+  | RebalanceClose;
+
+/**
+ * A rebalance round (src/primary/rebalancer.ts): close up to `count` tunnels of backend key `backend`
+ * with 1012, spread over `windowMs`: only tunnels opened before `startedAt` and at least
+ * `minTunnelAge` old; under hash (`members` given: the pool's eligible backends as
+ * [name, weight, fleet tunnels]) only those whose key's home is now another backend.
+ */
+export interface RebalanceClose {
+  type: 'rebalance-close';
+  pool: string;
+  backend: string;
+  count: number;
+  startedAt: number;
+  minTunnelAge: number;
+  windowMs: number;
+  members: [name: string, weight: number, tunnels: number][] | null;
+}
 
 /**
  * Where a worker writes its log lines: the primary's stdout, passed on as this descriptor. The

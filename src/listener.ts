@@ -22,8 +22,12 @@ import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
-import { openBackend, type TunnelEnds } from './proxy/upgrade';
+import { openBackend, type TunnelEnds, type UpgradeClient } from './proxy/upgrade';
+import type { RebalanceClose } from './ipc';
+import { homeFinder, isCandidate } from './load-balancer/rebalance';
+import { Decision } from './load-balancer/load-balancer';
 import type { Backend } from './upstream/backend';
+import type { Pool } from './upstream/pool';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
 import { closeTimes, closeWindow, spreadCloses } from './close-spread';
@@ -132,6 +136,11 @@ function sslApp(tls: TlsConfig): SslApp {
 /** A tunnel's drain: 1001 to both sides (a no-op for one that has closed meanwhile). */
 function shutDown(tunnel: Tunnel): void {
   tunnel.shutdown();
+}
+
+/** A rebalance's close (a no-op for one that has closed meanwhile). */
+function moveTunnel(tunnel: Tunnel): void {
+  tunnel.rebalance();
 }
 
 /** After this long without a plain answer, uWS has closed every kept-alive connection (src/uws.ts). */
@@ -249,15 +258,17 @@ export class Listener implements TunnelOwner, Acceptor {
     const ip = clientIp(request, trusted);
     const refusal = clientLimits === undefined ? null : clientLimits.admit(ip, startedAt);
     if (refusal !== null) return this.refuseClient(res, request, ip, refusal, startedAt, pool);
-    let aborted = false;
+    const client: UpgradeClient = { gone: false };
     res.onAborted(() => {
-      aborted = true;
+      client.gone = true;
     });
     this.opening++;
+    const hashKey = route.pool.keyOf(request, ip);
     const ends = route.pool.sendsProxyProtocol ? this.tunnelEnds(ip) : undefined;
-    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log, ends).then(
+    openBackend(route.pool, hashKey, request.url, forwardedHeaders(request, trusted), protocols, log, client, ends).then(
       (result) => {
         this.opening--;
+        const aborted = client.gone;
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
         if (result.kind === 'failed') {
           if (!aborted) this.reject(res, request, result.outcome, result.retryAfter === undefined ? [] : [['retry-after', String(result.retryAfter)]], startedAt, pool);
@@ -281,6 +292,7 @@ export class Listener implements TunnelOwner, Acceptor {
         counters.upgrades.ok++; // OutcomeLabels.ok
         const tunnel = new Tunnel(upgraded.socket, backend, route.config, this, upgraded.leftover);
         tunnel.clientIp = ip;
+        tunnel.hashKey = hashKey;
         if (this.deps.accessLog) tunnel.access = { ...accessEntry(request, ip, startedAt), pool };
         this.tunnels.add(tunnel);
         if (!tunnel.attach(upgradeLater<ClientData>(res, { tunnel }, key, upgraded.protocol, extensions, context))) {
@@ -292,7 +304,7 @@ export class Listener implements TunnelOwner, Acceptor {
         this.opening--;
         clientLimits?.release(ip);
         log.error({ err }, 'upgrade failed unexpectedly');
-        if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
+        if (!client.gone) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
     );
   }
@@ -513,6 +525,29 @@ export class Listener implements TunnelOwner, Acceptor {
       return idle;
     }
     return this.whenIdle(timeoutMs);
+  }
+
+  /**
+   * A rebalance round (src/primary/rebalancer.ts): closes up to `order.count` of this worker's
+   * tunnels on the backend with 1012, oldest first, spread over the order's window; only those
+   * opened before the rebalance began and old enough, and under hash only those whose key's home is
+   * now elsewhere. Returns how many it is closing.
+   */
+  rebalance(pool: Pool, order: RebalanceClose): number {
+    if (this.draining || order.count <= 0) return 0; // a retiring worker (after a reload) still moves its tunnels
+    const now = Date.now();
+    const home = order.members === null ? null : homeFinder(order.members.map(([name, weight, tunnels]) => ({ name, weight, active: 0, connections: tunnels })), pool.config.balanceFactor);
+    const picked: Tunnel[] = [];
+    for (const t of this.tunnels) {
+      if (picked.length >= order.count) break;
+      if (t.backend.key !== order.backend || !isCandidate(t.openedAt, order.startedAt, now, order.minTunnelAge)) continue;
+      if (home !== null && t.hashKey !== undefined && home(t.hashKey) === t.backend.name) continue;
+      picked.push(t);
+    }
+    if (picked.length === 0) return 0;
+    pool.decisions[Decision.Rebalanced] += picked.length;
+    spreadCloses(picked, closeTimes(picked.length, order.windowMs, Math.random), moveTunnel);
+    return picked.length;
   }
 
   private stopAccepting(): void {

@@ -135,6 +135,10 @@ async function main(): Promise<void> {
     if (m.type === 'drain') drain(m.timeoutMs).catch(leaveAnyway);
     else if (m.type === 'retire') retire(m.timeoutMs).catch(leaveAnyway);
     else if (m.type === 'metrics-request') answerMetricsRequest(m.id).catch((err: unknown) => log.warn({ err }, 'metrics request failed'));
+    else if (m.type === 'rebalance-close') {
+      const pool = pools.get(m.pool);
+      send({ type: 'rebalance-closed', pool: m.pool, backend: m.backend, closed: pool === undefined ? 0 : listener.rebalance(pool, m) });
+    }
   });
   // A terminal's Ctrl-C reaches the whole process group: the primary coordinates, workers wait for its word.
   process.on('SIGINT', () => undefined);

@@ -43,10 +43,35 @@ export interface DiscoveryStatus {
   nextLookup: number;
 }
 
+/** A pool's rebalance as this machine runs it (src/primary/rebalancer.ts): running, or how the last one ended. */
+export interface RebalanceStatus {
+  state: 'running' | 'balanced' | 'stalled' | 'deadline';
+  /** command: `switchyard rebalance POOL` (on any machine); auto: the pool's `rebalance` saw it above maxSkew. */
+  trigger: 'command' | 'auto';
+  startedAt: number;
+  /** 0 while running. */
+  endedAt: number;
+  /** The deadline (epoch ms); 0: none. */
+  until: number;
+  /** Tunnels this machine closed. */
+  closed: number;
+  skewAtStart: number;
+  /** max/mean per weight over the pool's eligible backends, fleet-wide, at the last round. */
+  skew: number;
+  maxSkew: number;
+  closesPerSecond: number;
+  minTunnelAge: number;
+}
+
+/** A rebalance of the pool runs already (POST /rebalance answers 409). */
+export class RebalanceConflict extends Error {}
+
 export interface StatusReport {
   machine: string;
   state: { kind: string; status: StateStatus };
   pools: Record<string, BackendStatus[]>;
+  /** Per pool that has run one: its rebalance, running or last ended. */
+  rebalance: Record<string, RebalanceStatus>;
   /** Pools with DNS discovery: the name, the backends found, whether lookups fail. */
   discovery: Record<string, DiscoveryStatus>;
 }

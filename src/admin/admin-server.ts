@@ -14,7 +14,8 @@ import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
 import { gatherClusterMetrics } from '../stats/cluster-metrics';
 import { countAdminRefusal } from '../stats/metrics';
-import type { ReloadResult, StatusReport } from './admin-api';
+import { RebalanceConflict, type RebalanceStatus, type ReloadResult, type StatusReport } from './admin-api';
+import { parseDuration } from '../config/units';
 import type { WorkerView } from '../stats/metrics';
 import { checkBearer } from './admin-token';
 import { HostAllowList } from './host-allow-list';
@@ -31,6 +32,13 @@ export interface AdminView {
   fleet(): StatusReport;
   /** Sets a backend's admin state fleet-wide (POST /admin). */
   setAdmin(pool: string, backend: string, state: AdminState): Promise<void>;
+  /**
+   * Starts a rebalance of a pool on every machine (POST /rebalance, `switchyard rebalance`); rejects
+   * for an unknown pool, a RebalanceConflict when one runs, or when the fleet could not be told (then nothing started).
+   */
+  rebalance(pool: string, timeoutMs?: number): Promise<RebalanceStatus>;
+  /** The pool's rebalance, running or last ended (GET /rebalance). */
+  rebalanceStatus(pool: string): RebalanceStatus | undefined;
   /** The config the current workers run (a reload replaces it). */
   config(): LoadedConfig;
   /** Reads the config again and starts new workers with it (POST /reload, `switchyard reload`). */
@@ -102,6 +110,33 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     json(res, 200, { pool, backend, admin: state });
   };
 
+  // POST /rebalance?pool=P[&timeout=10m]: `switchyard rebalance`; starts one and answers at once
+  // (GET /rebalance?pool=P follows it). 404 unknown pool, 409 one runs already.
+  const rebalance = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const pool = url.searchParams.get('pool') ?? '';
+    const timeoutText = url.searchParams.get('timeout');
+    const timeoutMs = timeoutText === null ? undefined : parseDuration(timeoutText);
+    if (timeoutMs === undefined && timeoutText !== null) return json(res, 400, { error: 'timeout must be a duration such as 90s or 10m' });
+    if (timeoutMs !== undefined && (timeoutMs < 1000 || timeoutMs > 24 * 3600_000)) return json(res, 400, { error: 'timeout must be between 1s and 24h' });
+    if (view.config().pools[pool] === undefined) return json(res, 404, { error: `no pool ${pool}` });
+    try {
+      const started = await view.rebalance(pool, timeoutMs);
+      json(res, 200, { pool, ...started });
+    } catch (err) {
+      const message = (err as Error).message;
+      if (err instanceof RebalanceConflict) return json(res, 409, { pool, error: message, ...view.rebalanceStatus(pool) });
+      json(res, 503, { pool, error: message });
+    }
+  };
+  const rebalanceStatus = (req: IncomingMessage, res: ServerResponse): void => {
+    const pool = new URL(req.url ?? '/', 'http://admin').searchParams.get('pool') ?? '';
+    if (view.config().pools[pool] === undefined) return json(res, 404, { error: `no pool ${pool}` });
+    const status = view.rebalanceStatus(pool);
+    if (status === undefined) return json(res, 404, { error: `no rebalance of ${pool} has run on this machine` });
+    json(res, 200, { pool, ...status });
+  };
+
   /**
    * Every path, by method. GET (and HEAD) are reads, open to any client whose Host passes. Every
    * other method is a write: the dispatcher checks the token before it calls the handler, so a write
@@ -129,6 +164,7 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     '/status/history': { GET: (_req, res) => json(res, 200, history.history()) },
     '/': { GET: (_req, res) => send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE) },
     '/admin': { POST: setAdmin },
+    '/rebalance': { GET: rebalanceStatus, POST: rebalance },
     // `switchyard reload`, as SIGHUP; 200 when the new workers listen, 409 when the config was
     // refused, they did not start, or another reload is under way (the old workers keep serving).
     '/reload': {
@@ -181,7 +217,7 @@ export async function startAdminListener(config: LoadedConfig, publicPort: numbe
     }
     const path = (req.url ?? '/').split('?')[0];
     const route = routes[path];
-    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /status/history, /metrics, /healthz, /readyz, POST /admin, POST /reload\n');
+    if (route === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /status/history, /metrics, /healthz, /readyz, POST /admin, POST /reload, POST /rebalance\n');
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     const handler = method === 'GET' || method === 'POST' ? route[method] : undefined;
     if (handler === undefined) {

@@ -77,7 +77,7 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="charts" id="charts"></div>
 <div class="note"><span id="history-note">Loading the balancer's samples.</span> <span id="history-error"></span></div>
 <h2>Pools</h2>
-<table><thead><tr><th>pool</th><th>algorithm</th><th>hash key</th><th>balance factor</th><th>slow start</th><th>upgrades paced</th><th>DNS discovery</th></tr></thead><tbody id="pools"></tbody></table>
+<table><thead><tr><th>pool</th><th>algorithm</th><th>hash key</th><th>balance factor</th><th>slow start</th><th>upgrades paced</th><th>DNS discovery</th><th>rebalance</th></tr></thead><tbody id="pools"></tbody></table>
 <h2>Backends</h2>
 <table><thead><tr><th>pool</th><th>backend</th><th>admin</th><th>health</th><th>tunnels</th><th>opened</th><th>ejections</th><th>max tunnels (fleet)</th><th>slow start</th></tr></thead><tbody id="backends"></tbody></table>
 <h2>Workers</h2>
@@ -93,6 +93,16 @@ function cell(text, cls) {
   td.textContent = String(text);
   if (cls) td.className = cls;
   return td;
+}
+// A pool's rebalance: running (skew, closed so far), how the last one ended, or its settings.
+function rebalanceCell(p) {
+  const r = p.rebalance;
+  const c = p.rebalanceConfig;
+  const setting = c ? (c.auto ? "auto" : "on command") + " above " + c.maxSkew + ", " + c.closesPerSecond + "/s" : "on command";
+  if (!r) return cell(setting + "; " + p.rebalanced + " moved");
+  const text = r.state === "running" ? "running: skew " + r.skew + " (max " + r.maxSkew + "), " + r.closed + " closed"
+    : r.state + " (" + r.trigger + "): skew " + r.skewAtStart + " \u2192 " + r.skew + ", " + r.closed + " closed";
+  return cell(text, r.state === "running" ? "drain" : r.state === "balanced" ? "" : "down");
 }
 function row(cells, attrs) {
   const tr = document.createElement("tr");
@@ -118,7 +128,8 @@ function render(s) {
   $("worker-count").textContent = s.workers.filter((w) => w.listening).length + " / " + s.workers.length;
   $("pools").replaceChildren(...s.pools.map((p) => row([cell(p.name), cell(p.algorithm), cell(p.hashKey || "-"), cell(p.balanceFactor || "-"), cell(p.slowStart ? p.slowStart / 1000 + " s" : "-"),
     cell(p.maxUpgradesPerSecond ? p.maxUpgradesPerSecond + "/s a backend, " + p.paced + " waited" : "-"),
-    p.discovery ? cell(p.discovery.dns + ": " + p.discovery.backends + " found" + (p.discovery.draining ? ", " + p.discovery.draining + " draining" : "") + (p.discovery.failing ? "; lookups failing (" + p.discovery.failing + "), last good set kept" : ""), p.discovery.failing ? "down" : "") : cell("-")],
+    p.discovery ? cell(p.discovery.dns + ": " + p.discovery.backends + " found" + (p.discovery.draining ? ", " + p.discovery.draining + " draining" : "") + (p.discovery.failing ? "; lookups failing (" + p.discovery.failing + "), last good set kept" : ""), p.discovery.failing ? "down" : "") : cell("-"),
+    rebalanceCell(p)],
     { "data-pool": p.name })));
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {

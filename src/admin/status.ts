@@ -2,7 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
-import type { DiscoveryStatus, StatusReport } from './admin-api';
+import type { DiscoveryStatus, RebalanceStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
 import { Backend } from '../upstream/backend';
@@ -39,6 +39,12 @@ export interface PoolStatus {
   maxUpgradesPerSecond: number;
   /** Upgrades that waited for their backend's turn (decision="paced"). */
   paced: number;
+  /** The pool's `rebalance` (null: by command only, with the defaults). */
+  rebalanceConfig: { maxSkew: number; closesPerSecond: number; minTunnelAge: number; auto: boolean } | null;
+  /** Its rebalance as this machine runs it, running or last ended; null when none ran. */
+  rebalance: RebalanceStatus | null;
+  /** Tunnels closed by rebalances (decision="rebalanced"), this machine. */
+  rebalanced: number;
   /** DNS discovery: the name, how many backends it gives and drains, whether lookups fail; null: off. */
   discovery: DiscoveryStatus | null;
   backends: BackendStatus[];
@@ -148,6 +154,9 @@ export class StatusReporter {
       slowStart: pool.slowStart,
       maxUpgradesPerSecond: pool.maxUpgradesPerSecond,
       paced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'paced' }),
+      rebalanceConfig: pool.rebalance ?? null,
+      rebalance: fleet?.rebalance[name] ?? null,
+      rebalanced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'rebalanced' }),
       discovery: fleet?.discovery[name] ?? null,
       // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
       backends: (fleet?.pools[name] ?? pool.backends.map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {

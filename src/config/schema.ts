@@ -228,6 +228,29 @@ const hashKey = z.string().superRefine((text, ctx) => {
   if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
 });
 
+/** Live rebalancing of a pool (src/load-balancer/rebalance.ts); the defaults also serve `switchyard rebalance POOL` on a pool without it. */
+export const rebalanceSchema = z.strictObject({
+  maxSkew: z
+    .number()
+    .min(1.01, 'must be more than 1 (e.g. 1.2)')
+    .max(100)
+    .default(1.2)
+    .describe('A backend holding more than maxSkew x its weight\'s share of the pool\'s tunnels (counted fleet-wide over its eligible backends) sheds the excess; the rebalance runs until no backend does.'),
+  closesPerSecond: z
+    .number()
+    .min(0.1)
+    .max(100_000)
+    .default(50)
+    .describe('Tunnels the whole fleet closes per second while rebalancing (with Redis the machines share it: N machines close this many in all, not N x); each closed client gets 1012 (Service Restart) and reconnects to the emptier backends.'),
+  minTunnelAge: duration('minTunnelAge')
+    .default(60_000)
+    .describe('Tunnels younger than this are never closed by a rebalance (nor any opened after it began, so a client it closed is not closed again).'),
+  auto: z
+    .boolean()
+    .default(true)
+    .describe('true: the primary starts a rebalance by itself whenever the pool is above maxSkew (checked every second). false: these settings serve `switchyard rebalance POOL` only.'),
+});
+
 const poolSchema = z.strictObject({
   algorithm: z
     .enum(ALGORITHMS)
@@ -303,6 +326,11 @@ const poolSchema = z.strictObject({
     .default('p2c')
     .describe(
       'least-connections (and hash\'s fallback): p2c compares two random backends (power of two choices), so balancers deciding on fleet counts up to one sync old do not all pick the same emptiest backend; off compares all (exact on one process, herds across many).',
+    ),
+  rebalance: rebalanceSchema
+    .optional()
+    .describe(
+      'Live rebalancing, opt-in: present, the primary checks the skew every second and, above maxSkew, closes tunnels on the fullest backends at closesPerSecond until the pool is within it (after a scale-out, old tunnels otherwise stay on the old backends until they end). Under hash only keys whose home changed are moved. Absent: only `switchyard rebalance POOL` (POST /rebalance) runs one, with these defaults.',
     ),
   healthCheck: healthCheckSchema
     .optional()
@@ -678,6 +706,7 @@ export type DiscoveryConfig = NonNullable<PoolConfig['discovery']>;
 /** A backend with its defaults, for one found by discovery. */
 export const parseBackend = (b: z.input<typeof backendSchema>): BackendConfig => backendSchema.parse(b);
 export type RouteConfig = Config['routes'][number];
+export type RebalanceConfig = z.infer<typeof rebalanceSchema>;
 export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;
 export type OutlierDetectionConfig = PoolConfig['outlierDetection'];
 export type RedisConfig = NonNullable<Config['redis']>;

@@ -35,10 +35,12 @@ export const enum Decision {
   SlowStart = 3,
   /** The backend was taking new tunnels at its pool's maxUpgradesPerSecond: the upgrade waited its turn (src/upstream/upgrade-pacer.ts). */
   Paced = 4,
+  /** Not a pick: a tunnel closed by a rebalance (1012) so that its client is placed again (src/load-balancer/rebalance.ts). */
+  Rebalanced = 5,
 }
 
 /** Label values of switchyard_balancer_decisions_total, indexed by Decision. */
-export const DECISION_LABELS = ['hashed', 'spilled', 'fallback', 'slow_start', 'paced'] as const;
+export const DECISION_LABELS = ['hashed', 'spilled', 'fallback', 'slow_start', 'paced', 'rebalanced'] as const;
 
 export interface LoadBalancer {
   /**

@@ -19,6 +19,7 @@ import type { SharedState, StateStatus } from '../state/shared-state';
 import { Backend } from '../upstream/backend';
 import { forgetBackend } from '../stats/metrics';
 import { ClientCounts } from './client-counts';
+import { Rebalancer } from './rebalancer';
 import { isWorkerMessage, type BackendView, type PrimaryMessage } from '../ipc';
 
 interface Entry {
@@ -51,6 +52,8 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   private readonly workers = new Map<Worker, { counts: Map<string, number>; sent: string }>();
   /** Per-client-IP counts, kept apart: they concern clients, not backends. */
   private readonly clients: ClientCounts;
+  /** Live rebalancing of the pools (its own rounds, on these entries and workers' counts). */
+  readonly rebalancer: Rebalancer;
   private timer: NodeJS.Timeout | undefined;
   private config: LoadedConfig;
   /** Each pool's backends found by DNS. */
@@ -68,6 +71,33 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     this.discovery = new Discovery(config.pools, log, now);
     this.build();
     this.clients = new ClientCounts(state, config.clientLimits.scope === 'fleet');
+    this.rebalancer = new Rebalancer(
+      config,
+      state,
+      { loads: (pool) => this.poolLoads(pool), workerCounts: (key) => this.workerCounts(key), send: (worker, m) => this.send(worker, m) },
+      log,
+      now,
+    );
+  }
+
+  /** A pool's eligible, non-backup backends with their fleet-wide tunnels and this machine's (for the rebalancer). */
+  private poolLoads(pool: string): { key: string; name: string; weight: number; tunnels: number; here: number }[] {
+    const machine = this.machineCounts();
+    const remote = this.state.remoteCounts();
+    const out: { key: string; name: string; weight: number; tunnels: number; here: number }[] = [];
+    for (const [key, e] of this.entries) {
+      if (e.pool !== pool || e.backend.backup) continue;
+      const view = this.view(key, e);
+      if (view.health !== 'up' || view.admin !== 'ready') continue;
+      const here = machine.get(key) ?? 0;
+      out.push({ key, name: e.backend.name, weight: e.backend.weight, tunnels: here + (remote.get(key) ?? 0), here });
+    }
+    return out;
+  }
+
+  /** Each worker's tunnels on a backend key, as last reported. */
+  private workerCounts(key: string): [Worker, number][] {
+    return [...this.workers].map(([worker, w]): [Worker, number] => [worker, w.counts.get(key) ?? 0]);
   }
 
   /** A pool's backends: its config's, then those DNS discovery gives (a name written in the config is not repeated). */
@@ -136,6 +166,14 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     this.discovery.configure(config.pools);
     this.rebuild();
     this.clients.reconfigure(config.clientLimits.scope === 'fleet');
+    this.rebalancer.reconfigure(config);
+    // No rebalance closes until the new workers take the reconnects: the old ones know only the old backends.
+    this.rebalancer.paused = true;
+  }
+
+  /** The reload that reconfigured ended (new workers listening, or rolled back): rebalancing may go on. */
+  settled(): void {
+    this.rebalancer.paused = false;
   }
 
   /** The entries again from the config and discovery, keeping what each kept backend had (a reload, or a change DNS brought). */
@@ -219,10 +257,12 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     this.startCheckers();
     this.timer = setInterval(() => this.sync(), this.syncInterval);
     this.timer.unref();
+    this.rebalancer.start();
   }
 
   async close(graceful = true): Promise<void> {
     clearInterval(this.timer);
+    this.rebalancer.stop();
     this.discovery.stop();
     for (const c of this.checkers) c.stop();
     await this.state.close(graceful);
@@ -239,6 +279,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
       }
       else if (m.type === 'backend-report') this.onReport(worker, m.counts, m.outcomes);
       else if (m.type === 'client-report') this.clients.onReport(worker, m.clients);
+      else if (m.type === 'rebalance-closed') this.rebalancer.onClosed(m.pool, m.closed);
     });
   }
 
@@ -287,7 +328,12 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         discovered: e.discovered,
       });
     }
-    return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools, discovery: this.discovery.status() };
+    const rebalance: StatusReport['rebalance'] = {};
+    for (const pool of Object.keys(pools)) {
+      const r = this.rebalancer.status(pool);
+      if (r !== undefined) rebalance[pool] = r;
+    }
+    return { machine: this.state.machineId, state: { kind: this.state.kind, status: this.state.status }, pools, rebalance, discovery: this.discovery.status() };
   }
 
   /** What workers are told of a backend; notes when it became eligible (every change of health or admin state passes here). */

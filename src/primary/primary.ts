@@ -92,6 +92,8 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
     fleet: () => coordination.status(),
     config: () => supervisor.config,
     setAdmin: coordination.setAdmin.bind(coordination),
+    rebalance: (pool: string, timeoutMs?: number) => coordination.rebalancer.command(pool, timeoutMs),
+    rebalanceStatus: (pool: string) => coordination.rebalancer.status(pool),
     reload: () => reloader.reload('admin'),
   };
   const admin = first.admin.enabled ? await startAdmin(first, port, view, log) : undefined;

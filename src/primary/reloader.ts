@@ -15,8 +15,12 @@ export const RELOAD_START_TIMEOUT_MS = 15_000;
 
 export interface ReloaderOptions {
   supervisor: Supervisor;
-  /** Health checks and fleet state follow the new pools from the start of the reload, back if it fails. */
-  coordination: { reconfigure(config: LoadedConfig): void };
+  /**
+   * Health checks and fleet state follow the new pools from the start of the reload, back if it
+   * fails; `settled` once the reload ended either way (rebalancing waits until then: the old
+   * workers know only the old backends).
+   */
+  coordination: { reconfigure(config: LoadedConfig): void; settled?(): void };
   /** Reads the config again (the same file and flags); without it, reloads are refused. */
   loadNext: (() => LoadedConfig) | undefined;
   log: Logger;
@@ -56,10 +60,12 @@ export class Reloader {
     if (!started.ok) {
       if (started.stopping) return { ok: false, error: started.error };
       coordination.reconfigure(previous);
+      coordination.settled?.();
       return refuse(started.error);
     }
     log.level = next.logLevel;
     const { retiring, closingNow } = supervisor.promote(started);
+    coordination.settled?.();
     this.o.applied(next);
     countReload(true);
     announceCertificates(next, log);

@@ -119,6 +119,10 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   access: (AccessEntry & { pool: string }) | null = null;
   /** The client IP it counts against (client-limits.ts), released when it ends. */
   clientIp = '';
+  /** The request's hash key (Pool.keyOf), for a rebalance under hash; undefined: none. */
+  hashKey: string | undefined = undefined;
+  /** When it opened (epoch ms): a rebalance closes only tunnels older than minTunnelAge, opened before it began. */
+  readonly openedAt = Date.now();
   messagesToBackend = 0;
   bytesToBackend = 0;
   messagesToClient = 0;
@@ -335,6 +339,11 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   /** Drain: tell both sides the balancer is going away. */
   shutdown(): void {
     this.end(TunnelEndings.shutdown);
+  }
+
+  /** A rebalance moves it: 1012 to the client, which reconnects and is placed again; 1001 to the backend. */
+  rebalance(): void {
+    if (this.state === State.Open) this.end(TunnelEndings.rebalanced);
   }
 
   /** Ends the tunnel as errors.ts's table says: its count (unless `count` is false), the client's close, then the backend's. */

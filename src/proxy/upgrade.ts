@@ -3,7 +3,8 @@
 // for "error timeout". A backend that answers with an HTTP status has spoken: no retry. A connect
 // that failed for want of local descriptors, ports or buffers is the balancer's failure: 503, no
 // retry (another backend would fail the same way), nothing counted against the backend. A backend
-// paced by maxUpgradesPerSecond makes the upgrade wait its turn, or refuses it when its queue is full.
+// paced by maxUpgradesPerSecond makes the upgrade wait its turn, or refuses it when its queue is full;
+// one whose client left meanwhile never connects.
 import type { Logger } from '../log';
 import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
 import { Decision } from '../load-balancer/load-balancer';
@@ -20,6 +21,11 @@ export type BackendOpenResult =
   /** `retryAfter`: seconds, for the Retry-After header (paced). */
   | { kind: 'failed'; outcome: Outcome; retryAfter?: number };
 
+/** The client side of an upgrade being opened: `gone` is set when uWS reports the client aborted. */
+export interface UpgradeClient {
+  gone: boolean;
+}
+
 /**
  * On 'upgraded' the backend's `active` count stays raised for the tunnel; whoever ends the tunnel
  * lowers it. Counting from the pick (not from the 101) keeps a burst of concurrent upgrades from
@@ -32,10 +38,11 @@ export function openBackend(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   log: Logger,
-  client?: TunnelEnds,
+  client: UpgradeClient,
+  ends?: TunnelEnds,
 ): Promise<BackendOpenResult> {
   return new Promise((resolve, reject) => {
-    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject, client).next();
+    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, client, resolve, reject, ends).next();
   });
 }
 
@@ -70,6 +77,7 @@ class BackendOpening implements HandshakeOwner {
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
     private readonly log: Logger,
+    private readonly client: UpgradeClient,
     private readonly resolve: (result: BackendOpenResult) => void,
     private readonly reject: (err: unknown) => void,
     private readonly ends: TunnelEnds | undefined,
@@ -110,6 +118,13 @@ class BackendOpening implements HandshakeOwner {
 
   connect(): void {
     const backend = this.backend!;
+    if (this.client.gone) {
+      // The client left while its upgrade waited its turn (or between attempts): nothing to open.
+      // The listener sees the client gone and records client_gone, whatever the outcome says.
+      backend.active--;
+      this.resolve({ kind: 'failed', outcome: Outcomes.noBackend });
+      return;
+    }
     backend.connecting++;
     try {
       // uWS does not report the client's port: 0, as the header's format allows for an unknown one.

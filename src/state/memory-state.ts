@@ -6,21 +6,29 @@ import { EventEmitter } from 'node:events';
 import type { ClientCount } from '../client-limits';
 import type { AdminState } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
+import { grantCloses, type CloseClaim, type RoundGrants } from '../load-balancer/rebalance';
 import { addClientCounts, addCounts, CachedState, type StateTimings } from './shared-state';
 
 /** The "server" side: what a Redis would hold, in this process. */
-export class MemoryStore extends EventEmitter<{ health: [key: string, health: HealthState, by: string]; admin: [key: string, admin: AdminState] }> {
+export class MemoryStore extends EventEmitter<{
+  health: [key: string, health: HealthState, by: string];
+  admin: [key: string, admin: AdminState];
+  rebalance: [pool: string, startedAt: number, until: number, by: string];
+}> {
   readonly leases = new Map<string, { holder: string; expires: number }>();
   readonly health = new Map<string, HealthState>();
   readonly admin = new Map<string, AdminState>();
   readonly counts = new Map<string, { counts: ReadonlyMap<string, number>; expires: number }>();
   readonly clients = new Map<string, { clients: readonly ClientCount[]; expires: number }>();
+  /** Rebalance rounds' grants by pool, the current round's only (as the Redis key's short expiry). */
+  readonly rounds = new Map<string, { round: number; grants: RoundGrants }>();
 }
 
 export class MemoryState extends CachedState {
   readonly kind = 'memory';
   private readonly onHealth = (key: string, health: HealthState, by: string): void => this.applyHealth(key, health, by);
   private readonly onAdmin = (key: string, admin: AdminState): void => this.applyAdmin(key, admin);
+  private readonly onRebalance = (pool: string, startedAt: number, until: number, by: string): void => void this.emit('rebalance', pool, startedAt, until, by);
 
   constructor(
     machineId: string,
@@ -37,6 +45,7 @@ export class MemoryState extends CachedState {
     for (const [k, v] of this.store.admin) this.admin.set(k, v);
     this.store.on('health', this.onHealth);
     this.store.on('admin', this.onAdmin);
+    this.store.on('rebalance', this.onRebalance);
     this.startTimers(
       () => this.renewLeases(),
       () => this.sync(),
@@ -48,6 +57,7 @@ export class MemoryState extends CachedState {
     this.stopTimers();
     this.store.off('health', this.onHealth);
     this.store.off('admin', this.onAdmin);
+    this.store.off('rebalance', this.onRebalance);
     if (graceful) {
       for (const key of this.held) if (this.store.leases.get(key)?.holder === this.machineId) this.store.leases.delete(key);
       this.store.counts.delete(this.machineId);
@@ -66,6 +76,17 @@ export class MemoryState extends CachedState {
     this.store.admin.set(key, admin);
     this.store.emit('admin', key, admin);
     return Promise.resolve();
+  }
+
+  startRebalance(pool: string, startedAt: number, until: number): Promise<void> {
+    this.store.emit('rebalance', pool, startedAt, until, this.machineId);
+    return Promise.resolve();
+  }
+
+  claimCloses(pool: string, round: number, budget: number, claims: readonly CloseClaim[]): Promise<number[]> {
+    let r = this.store.rounds.get(pool);
+    if (r === undefined || r.round !== round) this.store.rounds.set(pool, (r = { round, grants: { total: 0, byBackend: new Map() } }));
+    return Promise.resolve(grantCloses(r.grants, budget, claims));
   }
 
   /** SET NX PX, renewed by the holder: the same rule as the Redis lease. */

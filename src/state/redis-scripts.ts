@@ -328,3 +328,29 @@ for i = 1, #sums, 2 do
   if tunnels > 0 or debt > 0 then flat[#flat + 1] = ip; flat[#flat + 1] = tunnels; flat[#flat + 1] = tostring(debt) end
 end
 return flat`;
+
+/**
+ * A machine's claims on a rebalance round (src/load-balancer/rebalance.ts grantCloses, the same
+ * rule): each gets what it wants within what the round has left of the fleet's budget and what its
+ * backend has left of its shed. KEYS[1] the pool's round hash ('#' -> granted in all, host:port ->
+ * granted for it). ARGV: budget, ttl ms, then backend/want/shed triples (one pool's backends above
+ * the skew: bounded). Returns the grants in order.
+ */
+export const REBALANCE_CLAIM_LUA = `
+local budget = tonumber(ARGV[1])
+local total = tonumber(redis.call('HGET', KEYS[1], '#') or '0')
+local out = {}
+for i = 3, #ARGV, 3 do
+  local used = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  local take = math.min(tonumber(ARGV[i + 1]), budget - total, tonumber(ARGV[i + 2]) - used)
+  if take > 0 then
+    total = total + take
+    redis.call('HINCRBY', KEYS[1], ARGV[i], take)
+  else
+    take = 0
+  end
+  out[#out + 1] = take
+end
+redis.call('HSET', KEYS[1], '#', total)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return out`;

@@ -10,7 +10,8 @@
 //   P lease:<host:port>   string  machine id of the health checker, PX leaseTtl
 //   P health              hash    <host:port> -> up | down
 //   P admin               hash    <host:port> -> ready | drain | maintenance
-//   switchyard:{<cluster>}:events   pub/sub {"t":"health"|"admin","key",...} (rare, so one channel)
+//   P rebalance:<round>   hash    a rebalance round's grants: '#' -> closes granted in all, <host:port> -> for it; PX a few rounds
+//   switchyard:{<cluster>}:events   pub/sub {"t":"health"|"admin"|"rebalance",...} (rare, so one channel)
 //   F client-deadlines    zset    machine id -> deadline, of the machines that write per-client counts
 //   F client-sums         hash    client IP -> "machines:tunnels:debt", summed over them
 //   F clients:<machine>   hash    client IP -> "tunnels:debt", that machine's share of the sums
@@ -32,7 +33,8 @@ import type { ClientCount } from '../client-limits';
 import type { AdminState, RedisConfig } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
 import { PoolCounts, type SyncRequest } from './pool-counts';
-import { CLIENT_SYNC_LUA, LEASES_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-scripts';
+import { CLIENT_SYNC_LUA, LEASES_LUA, REBALANCE_CLAIM_LUA, RECONCILE_LUA, RELEASE_LUA, SYNC_LUA } from './redis-scripts';
+import { ROUND_MS, type CloseClaim } from '../load-balancer/rebalance';
 import { CachedState } from './shared-state';
 
 interface Scripts {
@@ -41,11 +43,15 @@ interface Scripts {
   syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
   syncClients(machines: string, sums: string, own: string, machine: string, ttl: number, prefix: string, lifetime: number, mode: 'sync' | 'leave', ...pairs: string[]): Promise<(string | number)[]>;
+  claimCloses(round: string, budget: number, ttl: number, ...triples: (string | number)[]): Promise<number[]>;
 }
 type ScriptedRedis = (Redis | Cluster) & Scripts;
 type ScriptedPipeline = ChainableCommander & { release(key: string, machine: string): ScriptedPipeline };
 
-type EventMessage = { t: 'health'; key: string; health: HealthState; by: string } | { t: 'admin'; key: string; admin: AdminState; by: string };
+type EventMessage =
+  | { t: 'health'; key: string; health: HealthState; by: string }
+  | { t: 'admin'; key: string; admin: AdminState; by: string }
+  | { t: 'rebalance'; pool: string; startedAt: number; until: number; by: string };
 
 /** The keys of one pool (see the table above). */
 interface PoolKeys {
@@ -57,6 +63,7 @@ interface PoolKeys {
   health: string;
   admin: string;
   leasePrefix: string;
+  roundPrefix: string;
 }
 
 function poolKeys(cluster: string, pool: string): PoolKeys {
@@ -70,6 +77,7 @@ function poolKeys(cluster: string, pool: string): PoolKeys {
     health: `${p}health`,
     admin: `${p}admin`,
     leasePrefix: `${p}lease:`,
+    roundPrefix: `${p}rebalance:`,
   };
 }
 
@@ -165,6 +173,7 @@ export class RedisState extends CachedState {
     this.client.defineCommand('syncPool', { numberOfKeys: 4, lua: SYNC_LUA });
     this.client.defineCommand('reconcilePool', { numberOfKeys: 4, lua: RECONCILE_LUA });
     this.client.defineCommand('syncClients', { numberOfKeys: 3, lua: CLIENT_SYNC_LUA });
+    this.client.defineCommand('claimCloses', { numberOfKeys: 1, lua: REBALANCE_CLAIM_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
     this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
@@ -235,6 +244,25 @@ export class RedisState extends CachedState {
     if (failed) throw failed;
   }
 
+  async startRebalance(pool: string, startedAt: number, until: number): Promise<void> {
+    // An operator's command: say so when it did not reach the fleet.
+    if (this.client.status !== 'ready') throw new Error(`redis is unreachable: the machines cannot agree on closes, so no rebalance of ${pool} was started`);
+    const message: EventMessage = { t: 'rebalance', pool, startedAt, until, by: this.machineId };
+    await this.client.publish(this.channel, JSON.stringify(message));
+  }
+
+  async claimCloses(pool: string, round: number, budget: number, claims: readonly CloseClaim[]): Promise<number[]> {
+    // No agreement without Redis: closing this machine's share blindly could close N times too many.
+    if (this.client.status !== 'ready' || this.status !== 'ok') return claims.map(() => 0);
+    const triples: (string | number)[] = [];
+    for (const c of claims) triples.push(splitKey(c.key)[1], c.want, c.shed);
+    try {
+      return (await this.client.claimCloses(this.poolKeys(pool).roundPrefix + round, budget, 5 * ROUND_MS, ...triples)).map(Number);
+    } catch {
+      return claims.map(() => 0);
+    }
+  }
+
   override holdsLease(key: string): boolean {
     // Degraded: nobody can coordinate, so every machine checks every backend itself.
     return this.status === 'degraded' || super.holdsLease(key);
@@ -256,6 +284,7 @@ export class RedisState extends CachedState {
     if (m.by === this.machineId) return;
     if (m.t === 'health') this.applyHealth(m.key, m.health, m.by);
     else if (m.t === 'admin') this.applyAdmin(m.key, m.admin);
+    else if (m.t === 'rebalance') this.emit('rebalance', m.pool, m.startedAt, m.until, m.by);
   }
 
   private onDown(detail: string): void {

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { ClientCount } from '../client-limits';
 import type { AdminState } from '../config/schema';
 import type { HealthState } from '../upstream/backend';
+import type { CloseClaim } from '../load-balancer/rebalance';
 
 export interface SharedStateEvents {
   /** A health verdict published by any machine (this one included). */
@@ -21,6 +22,8 @@ export interface SharedStateEvents {
   repaired: [pool: string, fields: number];
   /** Fresh per-client counts of the other machines arrived (see remoteClients()). */
   clients: [];
+  /** A rebalance of `pool` by command, begun by machine `by` at `startedAt`, to end by `until` (epoch ms). */
+  rebalance: [pool: string, startedAt: number, until: number, by: string];
   /** Connectivity of the shared store: `degraded` while it cannot be reached (metrics hook). */
   status: [status: StateStatus, detail: string | undefined];
 }
@@ -69,6 +72,15 @@ export interface SharedState extends EventEmitter<SharedStateEvents> {
   setLocalClients(clients: readonly ClientCount[]): void;
   /** Per client IP, what the other machines hold (summed), as last read; empty while the store is unreachable. */
   remoteClients(): readonly ClientCount[];
+
+  /** Tells every machine (this one included) that a rebalance of `pool` began at `startedAt` and ends by `until`. */
+  startRebalance(pool: string, startedAt: number, until: number): Promise<void>;
+  /**
+   * Claims closes of a rebalance round for this machine (src/load-balancer/rebalance.ts grantCloses):
+   * the whole fleet gets at most `budget` in the round, and each backend at most its shed. Resolves
+   * with what each claim was granted; all zero when the store cannot be reached (no agreement, no closes).
+   */
+  claimCloses(pool: string, round: number, budget: number, claims: readonly CloseClaim[]): Promise<number[]>;
 }
 
 /** host:pid:random, unique per primary process. */
@@ -131,6 +143,8 @@ export abstract class CachedState extends EventEmitter<SharedStateEvents> implem
   abstract close(graceful?: boolean): Promise<void>;
   abstract publishHealth(key: string, health: HealthState): void;
   abstract setAdmin(key: string, admin: AdminState): Promise<void>;
+  abstract startRebalance(pool: string, startedAt: number, until: number): Promise<void>;
+  abstract claimCloses(pool: string, round: number, budget: number, claims: readonly CloseClaim[]): Promise<number[]>;
 
   track(backendKeys: readonly string[]): void {
     this.keys = backendKeys;

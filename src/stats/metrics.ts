@@ -308,14 +308,14 @@ countedAtScrape('switchyard_idle_closes_total', 'Tunnels closed by an idle timeo
 
 countedAtScrape(
   'switchyard_balancer_decisions_total',
-  'Picks of a backend that were more than plain balancing, per pool: hashed (hash: the key\'s own backend), spilled (hash: its own backend was over balanceFactor, the next in the key\'s order took it), fallback (hash: the request had no key, least-connections picked), slow_start (a ramping backend made the pick differ from what full weights would give); counted when two or more backends could take the tunnel or request. paced: an upgrade waited for its backend\'s turn under maxUpgradesPerSecond (those refused when the queue was full are switchyard_upgrades_total{outcome="paced"}).',
+  'Picks of a backend that were more than plain balancing, per pool: hashed (hash: the key\'s own backend), spilled (hash: its own backend was over balanceFactor, the next in the key\'s order took it), fallback (hash: the request had no key, least-connections picked), slow_start (a ramping backend made the pick differ from what full weights would give); counted when two or more backends could take the tunnel or request. paced: an upgrade waited for its backend\'s turn under maxUpgradesPerSecond (those refused when the queue was full are switchyard_upgrades_total{outcome="paced"}). rebalanced: a tunnel a rebalance closed (1012) so that its client reconnects to an emptier backend.',
   ['pool', 'decision'],
   (emit) => {
     for (const pool of pools) {
       const hashing = pool.config.algorithm === 'hash' || pool.config.algorithm === 'ip-hash';
       const paced = pool.config.maxUpgradesPerSecond > 0;
       DECISION_LABELS.forEach((decision, i) => {
-        if (decision === 'paced' ? paced : hashing || decision === 'slow_start') emit(pool.decisions[i], { pool: pool.name, decision });
+        if (decision === 'rebalanced' || (decision === 'paced' ? paced : hashing || decision === 'slow_start')) emit(pool.decisions[i], { pool: pool.name, decision });
       });
     }
   },

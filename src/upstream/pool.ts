@@ -31,12 +31,13 @@ export class Pool {
   /** The request's hash key, for hash and ip-hash pools; null for the others. */
   private readonly extractKey: HashKeyExtractor | null;
   /**
-   * The balancer's decisions, by Decision (hashed, spilled, fallback, slow_start, paced): plain
+   * The balancer's decisions, by Decision (hashed, spilled, fallback, slow_start, paced, rebalanced): plain
    * counts, published as switchyard_balancer_decisions_total at scrape time. The picks are counted
    * only when there was a choice (two or more backends could take the tunnel); paced when an
-   * upgrade waited for its backend's turn (src/proxy/upgrade.ts).
+   * upgrade waited for its backend's turn (src/proxy/upgrade.ts); rebalanced when a rebalance
+   * closed a tunnel (src/listener.ts).
    */
-  readonly decisions = [0, 0, 0, 0, 0];
+  readonly decisions = [0, 0, 0, 0, 0, 0];
 
   /** Epoch ms, for slow start (the primary stamps eligibleSince with the same clock). */
   private readonly now: () => number;

@@ -94,6 +94,12 @@ void describe('switchyard check', { timeout: 60_000, concurrency: 4 }, () => {
     r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { maxUpgradesPerSecond: 200, upgradeQueueTimeout: '3s' })))]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^pool chat: least-connections, maxUpgradesPerSecond 200 per backend from this machine \(queue up to 3s, then 503 with Retry-After\)$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { rebalance: { maxSkew: 1.3, minTunnelAge: '2m' } })))]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^pool chat: least-connections, rebalance above maxSkew 1\.3 at 50 closes\/s for the fleet, tunnels older than 120s$/m);
+    r = await runCli(['check', '--config', file(variant((c) => Object.assign(c.pools.chat, { rebalance: { maxSkew: 1 } })))]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /pools\.chat\.rebalance\.maxSkew/);
   });
 
   void it('says how the closes of a drain are spread', async () => {

@@ -81,7 +81,7 @@ void describe('browser: the status page', { timeout: 150_000 }, () => {
         admin: { port: 0 },
         pools: {
           chat: { algorithm: 'round-robin', backends: backends.map((b, i) => ({ url: b.url, maxConnections: i === 0 ? 100 : 0 })) },
-          rooms: { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, slowStart: '30s', maxUpgradesPerSecond: 500, backends: backends.map((b, i) => ({ url: b.url, admin: i === 1 ? 'maintenance' : 'ready' })) },
+          rooms: { algorithm: 'hash', hashKey: 'path:2', balanceFactor: 1.25, slowStart: '30s', maxUpgradesPerSecond: 500, rebalance: { auto: false, maxSkew: 1.5 }, backends: backends.map((b, i) => ({ url: b.url, admin: i === 1 ? 'maintenance' : 'ready' })) },
         },
         routes: [{ path: '/', pool: 'chat' }],
       },
@@ -134,8 +134,8 @@ void describe('browser: the status page', { timeout: 150_000 }, () => {
     assert.equal(rows.reduce((n, row) => n + Number(row[4]), 0), N);
     assert.deepEqual(rows.map((row) => row[7]), ['100', '-'], 'each backend\'s maxConnections');
     assert.deepEqual(await tableCells(page, 'pools'), [
-      ['chat', 'round-robin', '-', '-', '-', '-', '-'],
-      ['rooms', 'hash', 'path:2', '1.25', '30 s', '500/s a backend, 0 waited', '-'],
+      ['chat', 'round-robin', '-', '-', '-', '-', '-', 'on command; 0 moved'],
+      ['rooms', 'hash', 'path:2', '1.25', '30 s', '500/s a backend, 0 waited', '-', 'on command above 1.5, 50/s; 0 moved'],
     ]);
     assert.deepEqual(rows.map((row) => row[8]), ['-', '-'], 'nothing ramps at start');
 

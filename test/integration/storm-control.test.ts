@@ -10,19 +10,11 @@ import { closeAll, startEchoBackend, type EchoBackend } from '../helpers/backend
 import { scrape } from '../helpers/metrics';
 import { connect, UpgradeRejected, type TestClient } from '../helpers/ws-client';
 import { delay, waitFor } from '../helpers/wait';
+import { perSecond } from '../helpers/per-second';
+import { openSocket, upgradeRequest } from '../helpers/raw-client';
 
 /** Every test client comes from 127.0.0.1: no per-client rate limit here. */
 const OPEN = { upgradesPerSecond: 0 };
-
-/** Counts per whole second from `from` (ms) of `times`. */
-function perSecond(times: readonly number[], from: number): number[] {
-  const bins: number[] = [];
-  for (const t of times) {
-    const i = Math.floor((t - from) / 1000);
-    if (i >= 0) bins[i] = (bins[i] ?? 0) + 1;
-  }
-  return Array.from(bins, (b) => b ?? 0);
-}
 
 /** Opens `n` clients, `batch` at a time. */
 async function openClients(n: number, url: (i: number) => string, batch = 25): Promise<TestClient[]> {
@@ -125,6 +117,28 @@ void describe('storm control', { timeout: 180_000 }, () => {
     }
     const m = await scrape(balancer.adminUrl('/metrics'));
     assert.equal(m.sum('switchyard_upgrades_total', { outcome: 'paced' }), rejected.length);
+  });
+
+  void it('an upgrade whose client left while it waited its turn never reaches the backend', async (t) => {
+    const backend = await startEchoBackend({ name: 'q' });
+    t.after(() => closeAll(backend));
+    const balancer = await startBalancer({
+      workers: 1,
+      config: { clientLimits: OPEN, pools: { chat: { maxUpgradesPerSecond: 2, upgradeQueueTimeout: '10s', backends: [{ url: backend.url }] } }, routes: [{ pool: 'chat' }] },
+    });
+    t.after(() => balancer.stop());
+    // The first takes the only turn there is now; the next three queue (0.5 s apart at 2/s).
+    const first = await connect(balancer.url('/first'));
+    t.after(() => first.terminate());
+    const queued = await Promise.all([1, 2, 3].map(() => openSocket(balancer.port)));
+    for (const s of queued) s.write(upgradeRequest({ path: '/queued' }).text);
+    await waitFor(async () => (await scrape(balancer.adminUrl('/metrics'))).sum('switchyard_balancer_decisions_total', { pool: 'chat', decision: 'paced' }) >= 3, 10_000, 'three upgrades waiting their turn');
+    for (const s of queued) s.destroy();
+    // One more client queues behind the turns the three had taken: once it is through, theirs have come.
+    const last = await connect(balancer.url('/last'), { timeoutMs: 10_000 });
+    t.after(() => last.terminate());
+    await waitFor(() => backend.connections.length >= 2, 5000, 'the last client on the backend');
+    assert.deepEqual(backend.connections.map((c) => c.url), ['/first', '/last'], 'the backend saw only the clients that stayed');
   });
 
   void it('SIGTERM spreads the 1001s over closeSpread: no second holds more than twice its share', async (t) => {

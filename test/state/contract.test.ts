@@ -119,6 +119,26 @@ for (const impl of [memory, redisImpl, redisClusterImpl, redisSentinelImpl]) {
       await waitFor(() => KEYS.every((k) => b.holdsLease(k)), timings.leaseTtl * 4, 'b takes over the leases');
     });
 
+    void it('grants a rebalance round to the machines once: never past the budget or a backend\'s shed, a new round afresh; a command reaches the others', async () => {
+      run++;
+      const [a, b, c] = [await machine('a'), await machine('b'), await machine('c')];
+      const claims = [
+        { key: KEYS[0], want: 8, shed: 10 },
+        { key: KEYS[1], want: 8, shed: 6 },
+      ];
+      const grants = await Promise.all([a, b, c].map((m) => m.claimCloses('chat', 7, 15, claims)));
+      const byBackend = [0, 1].map((i) => grants.reduce((n, g) => n + g[i], 0));
+      assert.ok(byBackend[0] <= 10 && byBackend[1] <= 6, `per backend ${byBackend.join(', ')}`);
+      assert.equal(byBackend[0] + byBackend[1], 15, `the round's budget, once: ${JSON.stringify(grants)}`);
+      assert.deepEqual(await a.claimCloses('chat', 8, 15, claims), [8, 6], 'a new round, afresh');
+      assert.deepEqual(await b.claimCloses('feed', 8, 15, [{ key: KEYS[2], want: 3, shed: 3 }]), [3], 'each pool its own rounds');
+      const heard: string[] = [];
+      b.on('rebalance', (pool, startedAt, until, by) => heard.push(`${pool} ${startedAt} ${until} ${by}`));
+      await a.startRebalance('chat', 1000, 2000);
+      await waitFor(() => heard.length > 0, 3000, 'b hears the rebalance');
+      assert.deepEqual(heard, ['chat 1000 2000 a']);
+    });
+
     void it('shows a verdict and an admin override set by one machine to the others', async () => {
       run++;
       const a = await machine('a');

@@ -67,12 +67,14 @@ const EXPECTED: Record<string, string[]> = {
   switchyard_local_resource_failures_total: cross(LOCAL_RESOURCE_ERRORS, LOCAL_FAILURE_OPS, 'cause', 'op'),
   switchyard_messages_too_big_total: ['from=backend,limit=assembly', 'from=backend,limit=max_payload', 'from=client,limit=max_payload'],
   // Every pick decision of a hashing pool; only slow_start for the others (they never hash); paced
-  // for a pool with maxUpgradesPerSecond only.
+  // for a pool with maxUpgradesPerSecond only; rebalanced for every pool (any can be rebalanced by command).
   switchyard_balancer_decisions_total: [
     ...cross(['rooms'], DECISION_LABELS.filter((d) => d !== 'paced'), 'pool', 'decision'),
     'decision=slow_start,pool=chat',
     'decision=slow_start,pool=found',
     'decision=paced,pool=chat',
+    'decision=rebalanced,pool=chat',
+    'decision=rebalanced,pool=found',
   ].sort(),
   switchyard_config_reloads_total: one('result', ['ok', 'refused']),
   switchyard_admin_requests_refused_total: one('reason', Object.values(AdminRefusals).map((r) => r.label)),
