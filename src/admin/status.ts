@@ -2,6 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
+import { fixedBackends } from '../config/schema';
 import type { DiscoveryStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
@@ -149,7 +150,7 @@ export class StatusReporter {
       paced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'paced' }),
       discovery: fleet?.discovery[name] ?? null,
       // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
-      backends: (fleet?.pools[name] ?? pool.backends.map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
+      backends: (fleet?.pools[name] ?? fixedBackends(pool).map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
         const backend = new URL(b.url).host;
         const labels = { pool: name, backend };
         const up = m.find('switchyard_backend_up', labels);

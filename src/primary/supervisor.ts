@@ -10,6 +10,7 @@ import { AdminSocketError, startAdminListener, type AdminListener } from '../adm
 import { describeAdminWrites } from '../admin/admin-token';
 import { daysUntil } from '../admin/status';
 import { ADMIN_TOKEN_ENV, checkReloadable, ConfigError, type LoadedConfig } from '../config/load';
+import { usesDns } from '../config/schema';
 import { isLocalResourceError } from '../errors';
 import { reportLocalFailure } from '../local-failures';
 import type { Logger } from '../log';
@@ -140,7 +141,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   if (config.redis) coordination.on('status', (status) => setRedisConnected(status === 'ok'));
   // The pools with discovery, again after a reload (their lookup counts start at zero).
   const bindDiscoveryOf = (c: LoadedConfig): void =>
-    bindDiscovery(Object.keys(c.pools).filter((p) => c.pools[p].discovery !== undefined), () =>
+    bindDiscovery(Object.keys(c.pools).filter((p) => usesDns(c.pools[p])), () =>
       Object.entries(coordination.discoveryStatus()).map(([pool, d]) => ({ pool, live: d.backends, draining: d.draining })),
     );
   bindDiscoveryOf(config);

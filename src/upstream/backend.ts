@@ -9,7 +9,8 @@ export class Backend {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  readonly weight: number;
+  /** The config's, or an SRV record's (which may change: see Pool.setBackends). */
+  weight: number;
   /** Most tunnels fleet-wide; 0: no limit. */
   readonly maxConnections: number;
   /** Used only while no primary (non-backup) backend of the pool can take a tunnel. */
