@@ -9,11 +9,11 @@
 // `switchyard-trixie`, `floor-trixie`: the same on Node 24 with the current uWebSockets.js build, in a
 // Debian 13 root filesystem (bench/rootfs.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { sampleTree, type TreeSample } from './proc-tree';
-import { freePort, hardNofile, inRootfs, runJson, startBackends, startProxy, type ProxyName } from './proxies';
+import { freePort, hardNofile, inRootfs, makeBenchCertificate, runJson, startBackends, startProxy, type ProxyName } from './proxies';
 import { holdRootfs } from './rootfs';
 
 const opts = new Command()
@@ -21,9 +21,10 @@ const opts = new Command()
   .option('--proxies <names>', 'comma-separated, run in turn every round', 'nginx,switchyard')
   .option('--rounds <n>', 'rounds', Number, 3)
   .option('--seconds <n>', 'load per proxy and round', Number, 6)
+  .option('--backend-tls', 'the echo backends serve TLS and every proxy connects to them over it (NGINX proxy_pass https://, HAProxy ssl verify none, Switchyard wss://)')
   .option('--own-session', 'start the load generator in a session of its own, as the runner did before 2026-12-03 (bench/README.md, "Scheduling")')
   .parse()
-  .opts<{ scenario: string; proxies: string; rounds: number; seconds: number; ownSession?: boolean }>();
+  .opts<{ scenario: string; proxies: string; rounds: number; seconds: number; ownSession?: boolean; backendTls?: boolean }>();
 
 const ROOT = join(__dirname, '..');
 const TSX = ['--import', 'tsx'];
@@ -52,17 +53,18 @@ async function main(): Promise<void> {
   // As in run.ts: held until the end or until this process dies; the files go where a chroot sees them.
   const rootfs = names.some(inRootfs) ? await holdRootfs() : undefined;
   const dir = mkdtempSync(join(rootfs ? join(rootfs.root, 'tmp') : tmpdir(), 'switchyard-cpu-'));
-  const backends = await startBackends(dir);
+  const backendTls = opts.backendTls ? makeBenchCertificate(dir) : undefined;
+  const backends = await startBackends(dir, backendTls);
   const ports = backends.ports;
   try {
     const nofile = hardNofile();
     const backendCpu = backends.cpuSeconds;
     const unit = { http: 'request', churn: 'upgrade cycle', chat: 'message' }[opts.scenario] ?? opts.scenario;
-    process.stdout.write(`${opts.scenario}: µs of CPU per ${unit}\n`);
+    process.stdout.write(`${opts.scenario}${backendTls ? ', TLS to the backends' : ''}: µs of CPU per ${unit} (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})\n`);
     process.stdout.write('| round | proxy | ops/s | proxy user | proxy system | backends | load generator | all |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
     for (let round = 1; round <= opts.rounds; round++) {
       for (const name of names) {
-        const proxy = await startProxy(name, await freePort(), { workers: 1, backendPorts: ports, nofile, dir, rootfs });
+        const proxy = await startProxy(name, await freePort(), { workers: 1, backendPorts: ports, nofile, dir, rootfs, backendTls: backendTls !== undefined });
         try {
           const before: TreeSample | undefined = proxy.pid ? sampleTree(proxy.pid) : undefined;
           const backendsBefore = backendCpu();

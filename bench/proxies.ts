@@ -51,6 +51,8 @@ export interface ProxySetup {
   switchyardNodeArgs?: string[];
   /** Every proxy terminates TLS with this certificate (a --tls run); the backends stay plain. */
   tls?: BenchCertificate;
+  /** The backends serve TLS (startBackends with this certificate): every proxy connects to them over TLS, without verifying it. */
+  backendTls?: boolean;
   /** The root filesystem the -trixie proxies run in, held by the caller; `dir` must be inside it. */
   rootfs?: Rootfs;
 }
@@ -189,11 +191,12 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** The two echo backends every proxy is measured in front of, on free ports. */
-export async function startBackends(dir: string): Promise<{ ports: number[]; cpuSeconds: () => number; stop: () => Promise<void> }> {
+export async function startBackends(dir: string, tls?: BenchCertificate): Promise<{ ports: number[]; cpuSeconds: () => number; stop: () => Promise<void> }> {
   const ports = [await freePort(), await freePort()];
-  const children = ports.map((port, i) => spawnWithLimit(process.execPath, ['--import', 'tsx', join(__dirname, 'echo-backend.ts'), String(port)], join(dir, `backend-${i + 1}.log`)));
+  const certArgs = tls ? [tls.cert, tls.key] : [];
+  const children = ports.map((port, i) => spawnWithLimit(process.execPath, ['--import', 'tsx', join(__dirname, 'echo-backend.ts'), String(port), ...certArgs], join(dir, `backend-${i + 1}.log`)));
   try {
-    await Promise.all(ports.map((port, i) => waitForUpgrade(port, children[i])));
+    await Promise.all(ports.map((port, i) => waitForUpgrade(port, children[i], 15_000, tls !== undefined)));
   } catch (err) {
     await Promise.all(children.map(stopChild));
     throw err;
@@ -299,6 +302,8 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         dir,
         port,
         servers: backends.map((b) => `        server ${b};`).join('\n'),
+        // proxy_ssl_verify is off by default, as Switchyard's verify: false below; sessions are reused (proxy_ssl_session_reuse on).
+        upstream: setup.backendTls ? 'https' : 'http',
         ssl: setup.tls ? ' ssl' : '',
         // NGINX 1.22's default protocols stop at TLS 1.2 (1.23.4 added 1.3); an operator sets them.
         certificate: setup.tls ? `            ssl_certificate ${setup.tls.cert};\n            ssl_certificate_key ${setup.tls.key};\n            ssl_protocols TLSv1.2 TLSv1.3;` : '',
@@ -314,7 +319,7 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         maxconn: Math.floor(setup.nofile / 2) - 100,
         dir,
         port,
-        servers: backends.map((b, i) => `    server echo${i + 1} ${b}`).join('\n'),
+        servers: backends.map((b, i) => `    server echo${i + 1} ${b}${setup.backendTls ? ' ssl verify none' : ''}`).join('\n'),
         ssl: setup.tls ? ` ssl crt ${setup.tls.combined}` : '',
         scheme: setup.tls ? 'https' : 'http',
       });
@@ -345,7 +350,13 @@ export async function startProxy(name: ProxyName, port: number, setup: ProxySetu
         listen: { host: '127.0.0.1', port, ...(setup.tls ? { tls: { cert: seen(setup.tls.cert), key: seen(setup.tls.key) } } : {}) },
         workers: setup.workers,
         logLevel: 'warn',
-        pools: { chat: { algorithm: 'least-connections', backends: backends.map((b) => ({ url: `ws://${b}` })) } },
+        pools: {
+          chat: {
+            algorithm: 'least-connections',
+            backends: backends.map((b) => ({ url: `${setup.backendTls ? 'wss' : 'ws'}://${b}` })),
+            ...(setup.backendTls ? { tls: { verify: false } } : {}),
+          },
+        },
         routes: [{ path: '/', pool: 'chat' }],
         // The whole load comes from one address, which the default per-client limits would refuse
         // (NGINX and HAProxy limit nothing here): limits no run reaches, so their cost is still measured.

@@ -44,6 +44,7 @@ async function startNginxProxyProtocol(port: number, setup: ProxySetup): Promise
     dir,
     port,
     servers: setup.backendPorts.map((p) => `        server 127.0.0.1:${p};`).join('\n'),
+    upstream: 'http',
     ssl: `${setup.tls ? ' ssl' : ''} proxy_protocol`,
     certificate: setup.tls ? `            ssl_certificate ${setup.tls.cert};\n            ssl_certificate_key ${setup.tls.key};\n            ssl_protocols TLSv1.2 TLSv1.3;` : '',
   };

@@ -6,6 +6,7 @@ import { fullCloseWindow, MIN_CLOSES_PER_SECOND } from './close-spread';
 import { fetchStatus, formatStatus, reload, setAdminState, type AdminTarget } from './admin-client';
 import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type ConfigFlags, type LoadedConfig } from './config/load';
 import { formatSize } from './config/units';
+import { checkBackendTlsFiles, type BackendTlsInfo } from './config/tls-files';
 import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, isSrvName, type PoolConfig } from './config/schema';
 import { sourcesOf } from './discovery/discovery';
 import { checkDnsSources } from './discovery/dns-check';
@@ -13,7 +14,8 @@ import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS,
 import { installLastResort } from './last-resort';
 import { bindLocalFailureLog } from './local-failures';
 import { createLogger } from './log';
-import { runPrimary, StartupError } from './primary/supervisor';
+import { runPrimary } from './primary/primary';
+import { StartupError } from './primary/startup';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
@@ -100,6 +102,7 @@ program
       process.stdout.write(`${flags.config}: ok (${Object.keys(config.pools).length} pools, ${backends} backends, ${config.routes.length} routes${cert}${writes})\n`);
       for (const c of bySni) process.stdout.write(`TLS certificate for ${c.names.join(' ')} (${c.key}): ${c.subject}, valid to ${c.validTo}\n`);
       for (const [name, pool] of Object.entries(config.pools)) process.stdout.write(`pool ${name}: ${describeBalancing(pool)}\n`);
+      for (const b of checkBackendTlsFiles(config.pools)) process.stdout.write(`${backendTlsLine(b)}\n`);
       process.stdout.write(`${limitsLine(config)}\n`);
       process.stdout.write(`client limits: ${perClient}\n`);
       process.stdout.write(`${listenerLine(config)}\n`);
@@ -120,6 +123,12 @@ function listenerLine(config: LoadedConfig): string {
   return `listener: ${host}:${port}, ${tls ? 'TLS' : 'plain'}; ${proxy}`;
 }
 
+/** A TLS backend's checked settings: whether and against what its certificate is verified, and the client certificate it is shown. */
+function backendTlsLine(b: BackendTlsInfo): string {
+  const verify = b.verify ? `certificate verified against ${b.ca} for ${b.serverName}` : `certificate NOT verified (verify: false), SNI ${b.serverName}`;
+  return `backend ${b.url} (pool ${b.pool}): TLS, ${verify}; ${b.clientCert ? `client certificate ${b.clientCert}` : 'no client certificate'}`;
+}
+
 /** "hash on path:2, balanceFactor 1.25, slowStart 30s": how a pool picks its backends, for `check`. */
 function describeBalancing(pool: PoolConfig): string {
   const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
@@ -131,6 +140,7 @@ function describeBalancing(pool: PoolConfig): string {
       `backends found by DNS (${what}, asking ${d.resolver?.join(' ') ?? 'the system\'s resolver'}, again at the TTL within ${d.minTtl / 1000}s..${d.maxTtl / 1000}s; one that leaves drains up to ${d.drainTimeout / 1000}s)`,
     );
   }
+  if (pool.sendProxyProtocol === 'v2') parts.push('PROXY protocol v2 to its backends (tunnels: the client address; health checks: LOCAL)');
   if (pool.maxUpgradesPerSecond > 0) {
     parts.push(`maxUpgradesPerSecond ${pool.maxUpgradesPerSecond} per backend from this machine (queue up to ${pool.upgradeQueueTimeout / 1000}s, then 503 with Retry-After)`);
   }

@@ -24,6 +24,8 @@ export const Outcomes = {
   notWebSocket: outcome('ERR_NOT_WEBSOCKET', 400, 'bad_request', 'this route does not accept WebSocket upgrades'),
   backendRefused: outcome('ERR_BACKEND_REFUSED', 0 /* the backend's own status */, 'backend_refused', 'the backend refused the upgrade'),
   backendUnreachable: outcome('ERR_BACKEND_UNREACHABLE', 502, 'backend_unreachable', 'no backend could be reached'),
+  /** A wss:// or https:// backend's TLS handshake failed (certificate expired, unknown CA, wrong name; client certificate refused): counted against it, cause logged. */
+  backendTls: outcome('ERR_BACKEND_TLS', 502, 'backend_tls', 'the backend\'s TLS handshake failed (its certificate was refused, or it refused ours)'),
   backendTimeout: outcome('ERR_BACKEND_TIMEOUT', 504, 'backend_timeout', 'the backend did not answer in time'),
   clientTimeout: outcome('ERR_CLIENT_TIMEOUT', 408, 'client_timeout', 'the request body stopped arriving'),
   noBackend: outcome('ERR_NO_BACKEND', 503, 'no_backend', 'no backend is available'),

@@ -1,6 +1,7 @@
 // The public listener: the uWS app, its upgrade and HTTP handlers. Nothing else touches its uWS
 // request/response objects (https-redirect.ts has its own app for the plain port of a TLS listener).
 // Data path: listener -> route -> pool -> load balancer -> tunnel.
+import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { accessEntry, type AccessLog } from './access-log';
 import type { ClientLimits, ClientRefusal } from './client-limits';
@@ -21,7 +22,7 @@ import { asSent } from './proxy/http-head';
 import { isValidClientKey } from './proxy/handshake';
 import type { HttpProxy } from './proxy/http-proxy';
 import { idleSweepInterval, sweepIdleBackends, Tunnel, type ClientData, type TunnelOwner } from './proxy/tunnel';
-import { openBackend } from './proxy/upgrade';
+import { openBackend, type TunnelEnds } from './proxy/upgrade';
 import type { Backend } from './upstream/backend';
 import type { RouteTable } from './route';
 import type { Acceptor } from './accept-guard';
@@ -253,7 +254,8 @@ export class Listener implements TunnelOwner, Acceptor {
       aborted = true;
     });
     this.opening++;
-    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log).then(
+    const ends = route.pool.sendsProxyProtocol ? this.tunnelEnds(ip) : undefined;
+    openBackend(route.pool, route.pool.keyOf(request, ip), request.url, forwardedHeaders(request, trusted), protocols, log, ends).then(
       (result) => {
         this.opening--;
         if (result.kind !== 'upgraded' || aborted || this.draining) clientLimits?.release(ip);
@@ -293,6 +295,12 @@ export class Listener implements TunnelOwner, Acceptor {
         if (!aborted) this.reject(res, request, Outcomes.backendUnreachable, [], startedAt, pool);
       },
     );
+  }
+
+  /** For a PROXY protocol header to a backend: the client, and the listener's address (0.0.0.0 for a host name). */
+  private tunnelEnds(client: string): TunnelEnds {
+    const { host, port } = this.deps.config.listen;
+    return { client, listenHost: isIP(host) === 0 ? '0.0.0.0' : host, listenPort: port };
   }
 
   private onHttpRequest(res: HttpResponse, req: HttpRequest): void {

@@ -82,3 +82,42 @@ function ipv6Bytes(text: string): Uint8Array {
   });
   return out;
 }
+
+/** A PROXY protocol v2 LOCAL header: a connection the proxy makes on its own behalf (a health check), no address. */
+export const PROXY_V2_LOCAL: Buffer = Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+
+/**
+ * A PROXY protocol v2 header for a relayed TCP connection from `source` to `destination` (IPv4 or
+ * IPv6; a mixed pair is written as IPv6, the IPv4 one mapped), what HAProxy's send-proxy-v2 writes.
+ */
+export function encodeProxyV2(source: string, sourcePort: number, destination: string, destinationPort: number): Buffer {
+  const v6 = isIP(source) === 6 || isIP(destination) === 6;
+  const size = v6 ? 36 : 12;
+  const header = Buffer.alloc(16 + size);
+  V2_SIGNATURE.copy(header, 0);
+  header[12] = 0x21; // version 2, PROXY
+  header[13] = v6 ? 0x21 : 0x11; // TCP over IPv6 / IPv4
+  header.writeUInt16BE(size, 14);
+  const addressBytes = v6 ? 16 : 4;
+  writeAddress(header, 16, source, v6);
+  writeAddress(header, 16 + addressBytes, destination, v6);
+  header.writeUInt16BE(sourcePort, 16 + 2 * addressBytes);
+  header.writeUInt16BE(destinationPort, 18 + 2 * addressBytes);
+  return header;
+}
+
+function writeAddress(out: Buffer, at: number, address: string, v6: boolean): void {
+  if (!v6) {
+    address.split('.').forEach((part, i) => (out[at + i] = Number(part)));
+    return;
+  }
+  const text = isIP(address) === 4 ? `::ffff:${address}` : address;
+  // Expand "::" and a trailing dotted IPv4 part into eight 16-bit groups.
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  const hex = dotted ? text.slice(0, dotted.index) + ((+dotted[1] << 8) | +dotted[2]).toString(16) + ':' + ((+dotted[3] << 8) | +dotted[4]).toString(16) : text;
+  const [head, tail] = hex.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), at + 2 * i));
+}

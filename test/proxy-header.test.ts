@@ -1,8 +1,8 @@
-// The PROXY protocol header reader (src/proxy-header.ts) and the trust policy (src/proxy-protocol.ts), byte vectors in, verdicts out.
+// The PROXY protocol header reader and writer (src/proxy-header.ts) and the trust policy (src/proxy-protocol.ts), byte vectors in, verdicts out.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProxyProtocolRefusals } from '../src/errors';
-import { readProxyHeader } from '../src/proxy-header';
+import { encodeProxyV2, PROXY_V2_LOCAL, readProxyHeader } from '../src/proxy-header';
 import { proxiedClient } from '../src/proxy-protocol';
 import { TrustedProxies } from '../src/proxy/forwarded-headers';
 import { proxyV1Header, proxyV2Header } from './helpers/raw-client';
@@ -70,5 +70,23 @@ void describe('proxiedClient', () => {
   void it('serves other peers as themselves, and closes them when they send a header', () => {
     assert.equal(proxiedClient('192.0.2.1', '', trusted), '192.0.2.1');
     assert.equal(proxiedClient('192.0.2.1', '203.0.113.7', trusted), ProxyProtocolRefusals.untrustedPeer);
+  });
+});
+
+void describe('encodeProxyV2', () => {
+  void it('writes what HAProxy send-proxy-v2 writes, IPv4, IPv6 and a mixed pair (IPv4 mapped)', () => {
+    assert.equal(encodeProxyV2('203.0.113.7', 0, '127.0.0.1', 8443).toString('hex'), '0d0a0d0a000d0a515549540a2111000ccb007107' + '7f000001' + '0000' + '20fb');
+    const v6 = encodeProxyV2('2001:db8::1', 1234, '::1', 443);
+    assert.equal(v6.length, 16 + 36);
+    assert.equal(v6.subarray(12, 16).toString('hex'), '21210024');
+    assert.equal(v6.subarray(16, 32).toString('hex'), '20010db8000000000000000000000001');
+    assert.equal(v6.subarray(32, 48).toString('hex'), '00000000000000000000000000000001');
+    assert.deepEqual([v6.readUInt16BE(48), v6.readUInt16BE(50)], [1234, 443]);
+    const mixed = encodeProxyV2('2001:db8::7', 0, '10.0.0.1', 80);
+    assert.equal(mixed.subarray(32, 48).toString('hex'), '00000000000000000000ffff0a000001');
+    for (const [header, source] of [[v6, '2001:db8::1'], [mixed, '2001:db8::7']] as const) {
+      assert.deepEqual(readProxyHeader(header), { kind: 'header', version: 2, length: 52, source });
+    }
+    assert.deepEqual(readProxyHeader(PROXY_V2_LOCAL), { kind: 'header', version: 2, length: 16, source: '' });
   });
 });

@@ -123,7 +123,7 @@ function render(s) {
   const backends = [];
   for (const p of s.pools) for (const b of p.backends) {
     const ramp = b.slowStartUntil > Date.now() ? "ramping, " + Math.ceil((b.slowStartUntil - Date.now()) / 1000) + " s left" : "-";
-    backends.push(row([cell(p.name), cell(b.name + (b.backup ? " (backup)" : "") + (b.discovered ? " (dns)" : "")), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-"), cell(ramp, ramp === "-" ? "" : "drain")],
+    backends.push(row([cell(p.name), cell(b.name + (/^(wss|https):/.test(b.url) ? " (TLS)" : "") + (b.backup ? " (backup)" : "") + (b.discovered ? " (dns)" : "")), cell(b.admin, b.admin), cell(b.health, b.health), cell(b.tunnels), cell(b.tunnelsOpened), cell(b.ejections), cell(b.maxConnections || "-"), cell(ramp, ramp === "-" ? "" : "drain")],
       { "data-pool": p.name, "data-backend": b.name }));
   }
   $("backends").replaceChildren(...backends);

@@ -6,6 +6,7 @@ import { fixedBackends } from '../config/schema';
 import type { DiscoveryStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
+import { Backend } from '../upstream/backend';
 
 export interface BackendStatus {
   name: string;
@@ -151,7 +152,8 @@ export class StatusReporter {
       discovery: fleet?.discovery[name] ?? null,
       // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
       backends: (fleet?.pools[name] ?? fixedBackends(pool).map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
-        const backend = new URL(b.url).host;
+        // As the metrics label it: host:port, the port filled in (443 for wss:// and https://, 80 for ws:// and http://).
+        const backend = new Backend(b, name).name;
         const labels = { pool: name, backend };
         const up = m.find('switchyard_backend_up', labels);
         const admin = m.all('switchyard_backend_admin_state').find((v) => v.labels.pool === name && v.labels.backend === backend && v.value === 1);

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from './config-error';
 import { adminToken, configSchema, type Config } from './schema';
-import { checkTlsFiles, type CertificateInfo } from './tls-files';
+import { checkBackendTlsFiles, checkTlsFiles, type CertificateInfo } from './tls-files';
 
 export { ConfigError };
 
@@ -157,6 +157,7 @@ export function loadConfig(flags: ConfigFlags): LoadedConfig {
   }
   const config = validateConfig(withRedisEnv(merged, process.env.REDIS_URL));
   const token = resolveAdminToken(config.admin, process.env);
+  checkBackendTlsFiles(config.pools);
   const checked = config.listen.tls ? checkTlsFiles(config.listen.tls) : undefined;
   if (!token && !checked) return config;
   // With SNI certificates, listen.tls carries the names read from their files (the workers register those).
@@ -194,7 +195,7 @@ function checkAdminToken(value: string, key: string): string {
   return result.data;
 }
 
-/** The file's relative paths (listen.tls, admin.tokenFile, admin.socket), made absolute from its directory (as NGINX reads them from its conf dir). */
+/** The file's relative paths (listen.tls, backend tls, admin.tokenFile, admin.socket), made absolute from its directory (as NGINX reads them from its conf dir). */
 function withFilePathsFrom(dir: string, raw: Raw): Raw {
   const absolute = (v: unknown): unknown => (typeof v === 'string' && v !== '' ? resolve(dir, v) : v);
   const out = { ...raw };
@@ -204,6 +205,24 @@ function withFilePathsFrom(dir: string, raw: Raw): Raw {
   if (tls && typeof tls === 'object') {
     const more = Array.isArray(tls.certificates) ? { certificates: tls.certificates.map((c: unknown) => (c && typeof c === 'object' ? pairs(c as Raw) : c)) } : {};
     out.listen = { ...listen, tls: { ...pairs(tls), ...more } };
+  }
+  // Backend TLS files (pools.NAME.tls and pools.NAME.backends[i].tls: ca, cert, key).
+  const backendTls = (tls: unknown): unknown => {
+    if (!tls || typeof tls !== 'object') return tls;
+    const t = { ...(tls as Raw) };
+    for (const key of ['ca', 'cert', 'key']) if (key in t) t[key] = absolute(t[key]);
+    return t;
+  };
+  if (raw.pools && typeof raw.pools === 'object') {
+    out.pools = Object.fromEntries(
+      Object.entries(raw.pools as Raw).map(([name, pool]) => {
+        if (!pool || typeof pool !== 'object') return [name, pool];
+        const p = { ...(pool as Raw) };
+        if ('tls' in p) p.tls = backendTls(p.tls);
+        if (Array.isArray(p.backends)) p.backends = p.backends.map((b: unknown) => (b && typeof b === 'object' && 'tls' in b ? { ...(b as Raw), tls: backendTls((b as Raw).tls) } : b));
+        return [name, p];
+      }),
+    );
   }
   const admin = raw.admin as Raw | undefined;
   if (admin && typeof admin === 'object') {

@@ -17,13 +17,18 @@ const backendUrl = z.string().refine(
   (s) => {
     try {
       const u = new URL(s);
-      return (u.protocol === 'ws:' || u.protocol === 'http:') && u.hostname !== '' && u.port !== '';
+      return BACKEND_SCHEMES.includes(u.protocol) && u.hostname !== '' && (u.port !== '' || TLS_SCHEMES.includes(u.protocol)) && u.username === '' && u.password === '';
     } catch {
       return false;
     }
   },
-  { message: 'must be ws://host:port or http://host:port (the backend hop is plain TCP: no wss:// or https:// backends yet)' },
+  { message: 'must be ws://host:port, http://host:port, wss://host[:port] or https://host[:port]' },
 );
+
+const BACKEND_SCHEMES = ['ws:', 'http:', 'wss:', 'https:'];
+/** Backend URL schemes whose hop is TLS (port 443 when the URL gives none). */
+export const TLS_SCHEMES = ['wss:', 'https:'];
+
 
 /**
  * 8405: Prometheus's own ports are 9090-9094 and its default-port list gives every port of
@@ -43,6 +48,31 @@ export const adminToken = z
 const hostName = z
   .string()
   .refine((s) => isIP(s) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or an IP address, without a port');
+
+/**
+ * TLS to a wss:// or https:// backend (NGINX's proxy_ssl_*, HAProxy's `server ... ssl`), set on the
+ * pool, on a backend, or both (a backend's keys override the pool's one by one). No default here,
+ * so that the two levels merge; the defaults are in the descriptions and src/upstream/backend-tls.ts.
+ */
+const backendTlsSchema = z.strictObject({
+  verify: z
+    .boolean()
+    .optional()
+    .describe(
+      'Check the backend\'s certificate: signed by `ca` (absent: the system\'s trusted CAs), valid now, and for `serverName`. A failure is a failed connect: 502 (backend_tls), counted against the backend, logged with its cause. false: encrypt without checking (NGINX\'s default proxy_ssl_verify off, HAProxy\'s verify none). Default: true.',
+    ),
+  ca: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEM file of the CA certificates that sign the backends\' certificates (relative to the config file); absent: the system\'s trusted CAs (Node\'s bundled list).'),
+  serverName: hostName
+    .optional()
+    .describe('The name sent as SNI and required in the backend\'s certificate; absent: the host of the backend\'s URL (for an IP address no SNI is sent and the certificate must list that IP).'),
+  cert: z.string().min(1).optional().describe('PEM file of the client certificate shown to backends that ask for one (mutual TLS); with `key`.'),
+  key: z.string().min(1).optional().describe('PEM file of the private key of `cert` (unencrypted).'),
+});
+export type BackendTlsConfig = z.infer<typeof backendTlsSchema>;
 
 export const ALGORITHMS = ['least-connections', 'round-robin', 'hash', 'ip-hash'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
@@ -129,8 +159,11 @@ const discoverySchema = z
 const backendSchema = z
   .strictObject({
   url: backendUrl.describe(
-    'ws://host:port, or http://host:port (the same); the client\'s path and query are forwarded as they are. The backend hop is plain TCP: no wss:// or https:// backends.',
+    'ws://host:port, or http://host:port (the same); wss://host[:port] or https://host[:port] (the same, default port 443) for TLS to the backend, set by `tls` (the backend\'s, else the pool\'s). The client\'s path and query are forwarded as they are.',
   ),
+  tls: backendTlsSchema
+    .optional()
+    .describe('TLS settings of this backend (a wss:// or https:// URL only); each key given overrides the pool\'s `tls`.'),
   weight: z.number().int().min(1).max(256).default(1).describe('Its share of new tunnels and requests, relative to the pool\'s other backends.'),
   admin: z
     .enum(ADMIN_STATES)
@@ -298,9 +331,28 @@ const poolSchema = z.strictObject({
     .optional()
     .describe('Active health checks of every backend of the pool (HAProxy\'s check, Envoy\'s health_checks), run by the primary. Absent: off; present: on.'),
   outlierDetection: outlierDetectionSchema.prefault({}).describe('Passive health from live traffic (Envoy\'s outlier detection): on by default.'),
+  sendProxyProtocol: z
+    .union([z.literal(false), z.literal('v2')])
+    .default(false)
+    .describe(
+      "v2: each tunnel's connection to a backend opens with a PROXY protocol v2 header carrying the client's address (HAProxy's send-proxy-v2), before any TLS, for backends that want it without X-Forwarded-For: the client address as the balancer decided it (from an incoming PROXY header or trustedProxies too), source port 0 (uWebSockets.js does not report the client's port), destination listen.host:listen.port. Health checks open with a v2 LOCAL header (no address), as HAProxy's checks do with send-proxy-v2. Plain HTTP requests send none (their keep-alive connections carry many clients; they have X-Forwarded-For). false: none.",
+    ),
+  tls: backendTlsSchema
+    .optional()
+    .describe('TLS settings of the pool\'s wss:// and https:// backends (ws:// and http:// ones stay plain); absent: verify against the system\'s CAs, SNI from the URL, no client certificate.'),
 }).superRefine((pool, ctx) => {
   const issue = (key: string, message: string): void => void ctx.addIssue({ code: 'custom', path: [key], message });
   if (pool.backends.length === 0 && pool.discovery === undefined) issue('backends', 'needs at least one backend (or discovery)');
+  pool.backends.forEach((b, i) => {
+    if (b.tls !== undefined && !TLS_SCHEMES.includes(new URL(b.url).protocol)) {
+      ctx.addIssue({ code: 'custom', path: ['backends', i, 'tls'], message: `only for a wss:// or https:// backend (this one is ${b.url})` });
+    }
+    const tls = { ...pool.tls, ...b.tls };
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      const at = b.tls?.cert !== undefined || b.tls?.key !== undefined ? ['backends', i, 'tls'] : ['tls'];
+      ctx.addIssue({ code: 'custom', path: [...at, tls.cert === undefined ? 'cert' : 'key'], message: `is required with ${tls.cert === undefined ? 'key' : 'cert'} (mutual TLS needs both)` });
+    }
+  });
   if (pool.algorithm === 'hash' && pool.hashKey === undefined) issue('hashKey', `is required with algorithm: hash (${HASH_KEY_FORMS})`);
   if (pool.algorithm === 'ip-hash' && pool.hashKey !== undefined) issue('hashKey', 'ip-hash always hashes on the client IP; write algorithm: hash to choose a hashKey');
   else if (pool.algorithm !== 'hash' && pool.hashKey !== undefined) issue('hashKey', `only with algorithm: hash (this pool's algorithm is ${pool.algorithm})`);

@@ -1,11 +1,12 @@
-// The listener's certificates and keys, checked in the primary before any worker reads them, so a
+// The listener's certificates and keys, and the backends' CA files and client certificates,
+// checked in the primary before any worker reads them, so a
 // missing, unreadable or mismatched file is a one-line config error (at start, or a refused reload)
 // rather than workers that cannot start; and the server names each SNI certificate is for, from its
 // subjectAltName unless the config lists them. uWS reads the files itself when a worker builds its app.
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { SERVER_NAME, type TlsConfig } from './schema';
+import { SERVER_NAME, TLS_SCHEMES, type PoolConfig, type TlsConfig } from './schema';
 import { ConfigError } from './config-error';
 
 /** What the operator is told about each certificate served (log line, /status and the status page, metric, `switchyard check`). */
@@ -42,14 +43,14 @@ function read(file: string, key: string): string {
 }
 
 /** Reads and cross-checks one certificate/key pair; `at` is its config key (listen.tls or listen.tls.certificates[i]). */
-function checkPair(pair: { cert: string; key: string; passphrase?: string }, at: string): X509Certificate {
-  const certPem = read(pair.cert, `${at}.cert`);
-  const keyPem = read(pair.key, `${at}.key`);
+function checkPair(pair: { cert: string; key: string; passphrase?: string }, at: string, keys = { cert: `${at}.cert`, key: `${at}.key` }): X509Certificate {
+  const certPem = read(pair.cert, keys.cert);
+  const keyPem = read(pair.key, keys.key);
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem); // the first certificate of the chain is the server's
   } catch {
-    throw new ConfigError(`config error: ${at}.cert: ${pair.cert} holds no PEM certificate`);
+    throw new ConfigError(`config error: ${keys.cert}: ${pair.cert} holds no PEM certificate`);
   }
   let key: KeyObject;
   try {
@@ -57,9 +58,9 @@ function checkPair(pair: { cert: string; key: string; passphrase?: string }, at:
   } catch (err) {
     const encrypted = /ENCRYPTED/.test(keyPem);
     const why = encrypted ? (pair.passphrase ? 'the passphrase does not decrypt it' : `it is encrypted and ${at}.passphrase is not set`) : `holds no PEM private key (${(err as Error).message})`;
-    throw new ConfigError(`config error: ${at}.key: ${pair.key}: ${why}`);
+    throw new ConfigError(`config error: ${keys.key}: ${pair.key}: ${why}`);
   }
-  if (!cert.checkPrivateKey(key)) throw new ConfigError(`config error: ${at}.key: ${pair.key} does not match the certificate in ${pair.cert}`);
+  if (!cert.checkPrivateKey(key)) throw new ConfigError(`config error: ${keys.key}: ${pair.key} does not match the certificate in ${pair.cert}`);
   return cert;
 }
 
@@ -114,4 +115,72 @@ export function checkTlsFiles(tls: TlsConfig): CheckedTls {
     return { ...pair, names };
   });
   return { tls: { ...tls, certificates: resolved }, certificates };
+}
+
+/** What `switchyard check` says of a TLS backend: the settings it will use, files read and checked. */
+export interface BackendTlsInfo {
+  pool: string;
+  url: string;
+  verify: boolean;
+  /** The SNI sent and the name required of the certificate (the URL's host unless serverName is set). */
+  serverName: string;
+  /** "system" or the CA file, with how many certificates it holds. */
+  ca: string;
+  /** The client certificate's file and subject, when it presents one (mutual TLS). */
+  clientCert?: string;
+}
+
+/** The PEM certificates a CA file holds (throws a ConfigError naming `at` when it holds none). */
+function readCaFile(file: string, at: string): X509Certificate[] {
+  const pem = read(file, at);
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const certs: X509Certificate[] = [];
+  for (const block of blocks) {
+    try {
+      certs.push(new X509Certificate(block));
+    } catch {
+      throw new ConfigError(`config error: ${at}: ${file} holds a certificate that does not parse`);
+    }
+  }
+  if (certs.length === 0) throw new ConfigError(`config error: ${at}: ${file} holds no PEM certificate`);
+  return certs;
+}
+
+/**
+ * Reads and checks every TLS backend's files (CA, client certificate and key), as listen.tls's, so
+ * that a missing or mismatched file is a one-line error naming its key at start and on reload.
+ */
+export function checkBackendTlsFiles(pools: Readonly<Record<string, PoolConfig>>): BackendTlsInfo[] {
+  const infos: BackendTlsInfo[] = [];
+  const checkedCa = new Map<string, number>();
+  const checkedCert = new Map<string, string>();
+  for (const [name, pool] of Object.entries(pools)) {
+    pool.backends.forEach((backend, i) => {
+      const u = new URL(backend.url);
+      if (!TLS_SCHEMES.includes(u.protocol)) return;
+      // Each key is blamed where it was written: the backend's own tls, else the pool's.
+      const at = (key: 'ca' | 'cert' | 'key'): string => (backend.tls?.[key] !== undefined ? `pools.${name}.backends[${i}].tls.${key}` : `pools.${name}.tls.${key}`);
+      const tls = { ...pool.tls, ...backend.tls };
+      let ca = 'system';
+      if (tls.ca !== undefined) {
+        const count = checkedCa.get(tls.ca) ?? readCaFile(tls.ca, at('ca')).length;
+        checkedCa.set(tls.ca, count);
+        ca = `${tls.ca} (${count} certificate${count === 1 ? '' : 's'})`;
+      }
+      let clientCert: string | undefined;
+      if (tls.cert !== undefined && tls.key !== undefined) {
+        const pairKey = `${tls.cert}\n${tls.key}`;
+        clientCert = checkedCert.get(pairKey);
+        if (clientCert === undefined) {
+          const certAt = at('cert');
+          const cert = checkPair({ cert: tls.cert, key: tls.key }, certAt.slice(0, -'.cert'.length), { cert: certAt, key: at('key') });
+          clientCert = `${tls.cert} (${cert.subject.replace(/\n/g, ', ')}, valid to ${new Date(cert.validTo).toISOString()})`;
+          checkedCert.set(pairKey, clientCert);
+        }
+      }
+      const host = u.hostname.replace(/^\[|\]$/g, '');
+      infos.push({ pool: name, url: backend.url, verify: tls.verify ?? true, serverName: tls.serverName ?? host, ca, clientCert });
+    });
+  }
+  return infos;
 }

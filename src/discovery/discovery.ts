@@ -9,6 +9,7 @@ import { lookupDefaults, parseBackend, type BackendConfig, type LookupSettings, 
 import type { DiscoveryStatus } from '../admin/admin-api';
 import type { Logger } from '../log';
 import { countDiscoveryLookup } from '../stats/metrics';
+import { Backend } from '../upstream/backend';
 import { BackendSet, namesOf, nextLookupIn, type SetChange } from './backend-set';
 import { createResolver, lookup } from './dns-lookup';
 
@@ -22,7 +23,7 @@ export interface DnsSource extends LookupSettings {
 }
 
 /** A pool's DNS sources, in config order: its `discovery`, then its backends with `resolve`. */
-export function sourcesOf(pc: Pick<PoolConfig, 'backends' | 'discovery'>): DnsSource[] {
+export function sourcesOf(pc: Pick<PoolConfig, 'backends' | 'discovery' | 'tls'>): DnsSource[] {
   const out: DnsSource[] = [];
   const d = pc.discovery;
   if (d !== undefined) {
@@ -31,8 +32,10 @@ export function sourcesOf(pc: Pick<PoolConfig, 'backends' | 'discovery'>): DnsSo
   }
   for (const b of pc.backends) {
     if (b.resolve === false) continue;
-    const u = new URL(b.url);
-    out.push({ ...(b.resolve === true ? lookupDefaults() : b.resolve), dns: u.hostname, port: Number(u.port), template: { ...b, resolve: false } });
+    const { host, port, tls } = new Backend(b);
+    // Over TLS, each address is asked for the written name's certificate (SNI), not its IP's.
+    const template = tls === null ? { ...b, resolve: false } : { ...b, resolve: false, tls: { ...b.tls, serverName: b.tls?.serverName ?? pc.tls?.serverName ?? host } };
+    out.push({ ...(b.resolve === true ? lookupDefaults() : b.resolve), dns: host, port, template });
   }
   return out;
 }

@@ -1,16 +1,19 @@
 // Active health checks (HAProxy's `check`, Envoy's health_checks): every `interval` (plus up to
 // `jitter`, so many machines do not check in step) probe each backend over http, tcp or a full
-// WebSocket upgrade; `fall` failures in a row take it down, `rise` passes bring it back.
+// WebSocket upgrade (over TLS for a wss:// or https:// backend, with its own TLS settings); `fall` failures in a row take it down, `rise` passes bring it back.
 // Runs in the primary, never in a worker; with shared state only the holder of a backend's lease
 // probes it (`shouldCheck`), the others adopt the verdict it publishes. A probe that could not run
 // for want of local descriptors, ports or buffers says nothing of the backend: it is not counted.
 import { EventEmitter } from 'node:events';
-import { connect } from 'node:net';
-import { request } from 'undici';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { Agent, request, type buildConnector } from 'undici';
 import type { HealthCheckConfig } from '../config/schema';
 import { isLocalResourceError, type LocalResourceError } from '../errors';
 import { reportLocalFailure } from '../local-failures';
-import { openBackendSocket } from '../proxy/backend-socket';
+import { PROXY_V2_LOCAL } from '../proxy-header';
+import { BackendConnectError, openBackendSocket } from '../proxy/backend-socket';
+import { tlsConnectOptions } from '../proxy/tls-connection';
 import { encodeClose } from '../proxy/frame-writer';
 import type { Backend, HealthState } from '../upstream/backend';
 
@@ -31,8 +34,47 @@ function statusBounds(range: string): [number, number] {
 
 const MAX_BODY = 64 * 1024;
 
+/** The node:tls options of a TLS backend, the same as its traffic's (tls-connection.ts). */
+function tlsOptions(backend: Backend): ConnectionOptions {
+  return tlsConnectOptions(backend.tls!, backend.host);
+}
+
+/**
+ * The check's connection, as traffic's: a PROXY protocol v2 LOCAL header first when the pool sends
+ * the protocol (HAProxy's checks do the same with send-proxy-v2), then TLS for a TLS backend.
+ */
+function checkSocket(backend: Backend): Socket {
+  if (!backend.sendProxyProtocol) return backend.tls === null ? connect({ host: backend.host, port: backend.port }) : tlsConnect({ ...tlsOptions(backend), host: backend.host, port: backend.port });
+  const raw = connect({ host: backend.host, port: backend.port });
+  raw.write(PROXY_V2_LOCAL);
+  return backend.tls === null ? raw : tlsConnect({ ...tlsOptions(backend), socket: raw });
+}
+
+/** undici's connector for a check: checkSocket's connection, handed over once connected (TLS: handshake done). */
+function checkConnector(backend: Backend): buildConnector.connector {
+  return (_options, callback) => {
+    const socket = checkSocket(backend);
+    const ready = backend.tls === null ? 'connect' : 'secureConnect';
+    socket.once(ready, () => callback(null, socket));
+    socket.once('error', (err) => callback(err, null));
+    return socket;
+  };
+}
+
 async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
-  const res = await request(`http://${backend.name}${cfg.path}`, {
+  // A fresh Agent per TLS or PROXY-protocol check, as `reset` below: undici's connector is per dispatcher.
+  const own = backend.tls !== null || backend.sendProxyProtocol;
+  const dispatcher = own ? new Agent({ connect: checkConnector(backend) }) : undefined;
+  try {
+    return await probeHttpWith(backend, cfg, userAgent, dispatcher);
+  } finally {
+    void dispatcher?.close();
+  }
+}
+
+async function probeHttpWith(backend: Backend, cfg: HealthCheckConfig, userAgent: string, dispatcher: Agent | undefined): Promise<string | undefined> {
+  const res = await request(`${backend.tls !== null ? 'https' : 'http'}://${backend.name}${cfg.path}`, {
+    dispatcher,
     method: 'GET',
     headers: { 'user-agent': userAgent },
     headersTimeout: cfg.timeout,
@@ -55,21 +97,24 @@ async function probeHttp(backend: Backend, cfg: HealthCheckConfig, userAgent: st
   return undefined;
 }
 
+/** A connect; for a TLS backend, a whole TLS handshake (its certificate checked as for traffic). */
 function probeTcp(backend: Backend, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    const socket = connect({ host: backend.host, port: backend.port });
+    const tls = backend.tls !== null;
+    const socket = checkSocket(backend);
     const finish = (detail: string | undefined): void => {
       socket.destroy();
       resolve(detail);
     };
     socket.setTimeout(timeoutMs, () => finish('timeout'));
-    socket.once('connect', () => finish(undefined));
-    socket.once('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+    socket.once(tls ? 'secureConnect' : 'connect', () => finish(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) => finish(tls && !/^E[A-Z]+$/.test(err.code ?? '') ? `TLS ${err.code ?? ''}: ${err.message}` : (err.code ?? err.message)));
   });
 }
 
 async function probeWebSocket(backend: Backend, cfg: HealthCheckConfig, userAgent: string): Promise<string | undefined> {
-  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout);
+  const proxyHeader = backend.sendProxyProtocol ? PROXY_V2_LOCAL : undefined;
+  const result = await openBackendSocket(backend, cfg.path, [['host', backend.name], ['user-agent', userAgent]], '', cfg.timeout, proxyHeader);
   if (result.kind === 'refused') return `upgrade refused with ${result.head.status}`;
   result.socket.end(encodeClose(1000, 'health check'));
   setTimeout(() => result.socket.destroy(), 1000).unref();
@@ -86,7 +131,9 @@ export async function probe(backend: Backend, cfg: HealthCheckConfig, userAgent 
     else detail = await probeWebSocket(backend, cfg, userAgent);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { cause?: { code?: string } };
-    detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.cause?.code ?? e.message);
+    // A websocket probe's failure carries its errno (or TLS cause) apart from its stable code.
+    if (err instanceof BackendConnectError) detail = err.errno ?? err.message;
+    else detail = e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : (e.code ?? e.cause?.code ?? e.message);
   }
   const result: ProbeResult = { ok: detail === undefined, latencyMs: performance.now() - started, detail };
   if (isLocalResourceError(detail)) result.local = true;

@@ -83,7 +83,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   private build(): void {
     for (const [pool, pc] of Object.entries(this.config.pools)) {
       const configs = this.backendsOf(pool, pc);
-      const backends = configs.map((b) => new Backend(b, pool));
+      const backends = configs.map((b) => new Backend(b, pool, pc));
       const detector = new OutlierDetector(pc.outlierDetection, backends.map((b) => b.key));
       for (const [i, backend] of backends.entries()) {
         this.entries.set(backend.key, {

@@ -17,6 +17,14 @@ export interface Generation {
   workerConfig: string;
 }
 
+/** Generation `id` of `config`; the workers' copy has the resolved port and none of the admin token. */
+export function newGeneration(id: number, config: LoadedConfig, port: number): Generation {
+  const c = config;
+  // The admin token stays in the primary: workers never need it.
+  const workerConfig = JSON.stringify({ ...c, listen: { ...c.listen, port }, admin: { ...c.admin, token: undefined, tokenFile: undefined }, adminToken: undefined, workerCount: undefined, certificates: undefined });
+  return { id, config, workerConfig };
+}
+
 /** One worker's place: its number (the metrics label), its generation, and the process in it now. */
 export interface Slot {
   index: number;
@@ -29,7 +37,8 @@ export interface Slot {
   worker: Worker | null;
   startedAt: number;
   failures: number;
-  restartTimer?: NodeJS.Timeout;
+  /** The pending restart (a handle of the supervisor's timers). */
+  restartTimer?: unknown;
   listening: boolean;
   restarts: number;
 }

@@ -10,12 +10,12 @@ import type { ForwardedHeaders } from './forwarded-headers';
 import { buildUpgradeRequest, checkSwitchingProtocols, newKey, parseResponseHead, type ResponseHead } from './handshake';
 import { isInterim, MAX_INTERIM_RESPONSES } from './http-head';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
-import { TcpConnection, type ConnectionTarget } from './tcp-connection';
+import { isTlsFailure, newBackendConnection, type BackendConnection, type ConnectionTarget } from './backend-connection';
 
 /** The backend accepted the upgrade. Frames that arrive before the tunnel takes the socket over are kept in `leftover`. */
 export interface Upgraded {
   kind: 'upgraded';
-  socket: TcpConnection;
+  socket: BackendConnection;
   protocol: string;
   /** Frames that arrived with the 101 (copied). */
   leftover: Buffer | null;
@@ -35,7 +35,7 @@ export interface Refused {
  * plain request whose response head does not come); `local`: this machine ran out of descriptors,
  * ports or buffers (errors.ts): not the backend's fault.
  */
-export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'local';
+export type ConnectFailure = 'refused' | 'timeout' | 'handshake' | 'tls' | 'local';
 
 /** The backend could not be used; `reason` says how, for the retry decision and the log. */
 export class BackendConnectError extends Error {
@@ -62,6 +62,7 @@ export interface HandshakeOwner {
 /**
  * Connects to `backend` and asks it to upgrade `pathAndQuery`. `timeoutMs` bounds the TCP connect
  * and the wait for the answer together (NGINX's proxy_connect_timeout plus the header read).
+ * `proxyHeader`: the PROXY protocol header the connection opens with, when the pool sends one.
  */
 export function startBackendHandshake(
   owner: HandshakeOwner,
@@ -70,8 +71,9 @@ export function startBackendHandshake(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   timeoutMs: number,
+  proxyHeader?: Uint8Array,
 ): void {
-  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs)).start();
+  new Handshake(owner, backend, pathAndQuery, headers, offeredProtocols, deadlineList(timeoutMs), proxyHeader).start();
 }
 
 /** startBackendHandshake() as a promise. */
@@ -81,9 +83,10 @@ export function openBackendSocket(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   timeoutMs: number,
+  proxyHeader?: Uint8Array,
 ): Promise<Upgraded | Refused> {
   return new Promise((resolve, reject) => {
-    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs);
+    startBackendHandshake({ handshakeDone: resolve, handshakeFailed: reject }, backend, pathAndQuery, headers, offeredProtocols, timeoutMs, proxyHeader);
   });
 }
 
@@ -100,7 +103,7 @@ function hasBody(head: ResponseHead): boolean {
  */
 class Handshake implements ConnectionTarget, Expiring {
   private readonly key = newKey();
-  private readonly socket: TcpConnection;
+  private readonly socket: BackendConnection;
   private deadline: Deadline | null = null;
   private head: ResponseHead | null = null;
   /** The answer so far, when it took more than one read. */
@@ -118,8 +121,9 @@ class Handshake implements ConnectionTarget, Expiring {
     private readonly headers: readonly (readonly [string, string])[],
     private readonly offeredProtocols: string,
     private readonly deadlines: DeadlineList,
+    proxyHeader: Uint8Array | undefined,
   ) {
-    this.socket = new TcpConnection(this);
+    this.socket = newBackendConnection(this, backend, proxyHeader);
   }
 
   start(): void {
@@ -156,7 +160,7 @@ class Handshake implements ConnectionTarget, Expiring {
   onBackendClosed(error: string | undefined): void {
     const { backend, head } = this;
     if (error !== undefined) {
-      const reason = isLocalResourceError(error) ? 'local' : this.connected ? 'handshake' : 'refused';
+      const reason = isLocalResourceError(error) ? 'local' : isTlsFailure(error) ? 'tls' : this.connected ? 'handshake' : 'refused';
       return this.finish(new BackendConnectError(reason, `${backend.name}: ${error}`, error));
     }
     if (head && head.status !== 101) return this.finish(null, { kind: 'refused', head, body: hasBody(head) ? this.received.subarray(head.size) : EMPTY });

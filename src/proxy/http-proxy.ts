@@ -91,7 +91,7 @@ export class HttpProxy {
   }
 
   logFailure(pool: Pool, backend: Backend, failure: UpstreamFailure, error: string): void {
-    this.log.warn({ pool: pool.name, backend: backend.name, failure, err: error }, 'http backend request failed');
+    this.log.warn({ pool: pool.name, backend: backend.name, failure, err: error }, failure === 'tls' ? 'backend TLS failed' : 'http backend request failed');
   }
 
   logClientStalled(pool: Pool, backend: Backend): void {
@@ -135,6 +135,8 @@ class Exchange implements UpstreamExchange {
   private readonly tried = new Set<Backend>();
   private readonly canRetry: boolean;
   private staleRetried = false;
+  /** How the last attempt failed (decides the answer when no backend is left). */
+  private lastFailure: UpstreamFailure | undefined;
   /**
    * The backend's status and header lines ("200 OK\r\nContent-Type: ..."), until written to the
    * client with the first body bytes.
@@ -171,7 +173,7 @@ class Exchange implements UpstreamExchange {
   next(): void {
     const attempts = this.tried.size;
     const backend = attempts <= (this.canRetry ? this.pool.retries : 0) ? this.pool.pick(this.key, this.tried) : undefined;
-    if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : Outcomes.backendUnreachable);
+    if (backend === undefined) return this.fail(attempts === 0 ? Outcomes.noBackend : this.lastFailure === 'tls' ? Outcomes.backendTls : Outcomes.backendUnreachable);
     this.tried.add(backend);
     this.backend = backend;
     this.send(this.proxy.upstream(backend).acquire(this.pool.connectTimeout));
@@ -379,11 +381,13 @@ class Exchange implements UpstreamExchange {
       return;
     }
     this.proxy.logFailure(this.pool, backend, failure, error);
-    if (failure === 'connect' && this.canRetry) return this.next();
+    this.lastFailure = failure;
+    // Nothing reached the backend's application after a failed connect or TLS handshake: another may be tried.
+    if ((failure === 'connect' || failure === 'tls') && this.canRetry) return this.next();
     if (failure === 'stale' && this.canRetry && !this.staleRetried) {
       this.staleRetried = true;
       return this.send(this.proxy.upstream(backend).fresh(this.pool.connectTimeout));
     }
-    this.fail(failure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable);
+    this.fail(failure === 'timeout' ? Outcomes.backendTimeout : failure === 'tls' ? Outcomes.backendTls : Outcomes.backendUnreachable);
   }
 }

@@ -6,7 +6,7 @@ import { isLocalResourceError } from '../errors';
 import type { Backend } from '../upstream/backend';
 import { deadlineList, type Deadline, type DeadlineList, type Expiring } from './deadlines';
 import { Framing, ResponseParser, type ResponseHandler } from './http-response-parser';
-import { TcpConnection, type ConnectionTarget } from './tcp-connection';
+import { isTlsFailure, newBackendConnection, type BackendConnection, type ConnectionTarget } from './backend-connection';
 
 /**
  * Why a request failed before its response ended. `connect`: never connected (refused, timed out,
@@ -14,10 +14,11 @@ import { TcpConnection, type ConnectionTarget } from './tcp-connection';
  * the backend had likely timed it out; `timeout`: no response head within the pool's responseTimeout
  * of the request's last byte, or the backend stopped reading the request body that long;
  * `client-stalled`: the client stopped sending its request body that long (the backend was reading);
- * `broken`: anything else (reset mid-response, a malformed response); `local`: the connect failed for
+ * `tls`: a wss:// or https:// backend's TLS handshake failed or it sent a TLS alert (a certificate
+ * refused, either way; the error says why); `broken`: anything else (reset mid-response, a malformed response); `local`: the connect failed for
  * want of local descriptors, ports or buffers (errors.ts), the balancer's failure, not the backend's.
  */
-export type UpstreamFailure = 'connect' | 'stale' | 'timeout' | 'client-stalled' | 'broken' | 'local';
+export type UpstreamFailure = 'connect' | 'tls' | 'stale' | 'timeout' | 'client-stalled' | 'broken' | 'local';
 
 /** The request in flight on a connection: hears its response, or its failure, once. */
 export interface UpstreamExchange extends ResponseHandler {
@@ -37,7 +38,7 @@ const WRITE_HIGH_WATER = 256 * 1024;
 let now = Date.now();
 
 export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Expiring {
-  private readonly conn: TcpConnection;
+  private readonly conn: BackendConnection;
   private readonly parser: ResponseParser;
   /** The request in flight, until its response ended or failed. */
   private exchange: UpstreamExchange | null = null;
@@ -69,7 +70,7 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     connectTimeout: number,
   ) {
     this.parser = new ResponseParser(this);
-    this.conn = new TcpConnection(this);
+    this.conn = newBackendConnection(this, pool.backend);
     this.connectDeadlines = deadlineList(connectTimeout);
     this.connectDeadline = this.connectDeadlines.add(this);
     pool.backend.connecting++; // until stopConnectDeadline()
@@ -227,7 +228,8 @@ export class UpstreamConnection implements ConnectionTarget, ResponseHandler, Ex
     if (error === undefined && this.parser.finish()) return;
     this.exchange = null;
     this.parser.abort();
-    if (!this.connected) exchange.onUpstreamFailed(isLocalResourceError(error) ? 'local' : 'connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
+    if (isTlsFailure(error)) exchange.onUpstreamFailed('tls', error!);
+    else if (!this.connected) exchange.onUpstreamFailed(isLocalResourceError(error) ? 'local' : 'connect', this.timedOut ? 'ETIMEDOUT' : (error ?? 'ECONNREFUSED'));
     else if (this.reused && !this.answered) exchange.onUpstreamFailed('stale', error ?? 'closed before answering');
     else exchange.onUpstreamFailed('broken', error ?? 'closed mid-response');
   }

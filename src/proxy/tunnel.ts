@@ -13,7 +13,7 @@ import { oldBuild, type WebSocket } from '../uws';
 import { assemblyBudget, FrameReader, Opcode, type FrameSink } from './frame-reader';
 import { encodeClose, encodeFrame, utf8CutPoint } from './frame-writer';
 import { deadlineList, type Deadline, type Expiring } from './deadlines';
-import type { ConnectionTarget, TcpConnection } from './tcp-connection';
+import type { BackendConnection, ConnectionTarget } from './backend-connection';
 
 export interface TunnelSettings {
   /** The client may have negotiated permessage-deflate: messages to it are offered for compression. */
@@ -125,7 +125,7 @@ export class Tunnel implements FrameSink, ConnectionTarget, Expiring, TunnelTraf
   bytesToClient = 0;
 
   constructor(
-    readonly socket: TcpConnection,
+    readonly socket: BackendConnection,
     readonly backend: Backend,
     private readonly settings: TunnelSettings,
     private readonly owner: TunnelOwner,

@@ -9,6 +9,7 @@ import { isLocalResourceError, Outcomes, type Outcome } from '../errors';
 import { Decision } from '../load-balancer/load-balancer';
 import { backendFailed, backendSucceeded } from '../health/passive-signals';
 import { reportLocalFailure } from '../local-failures';
+import { encodeProxyV2 } from '../proxy-header';
 import type { Backend } from '../upstream/backend';
 import type { Pool } from '../upstream/pool';
 import { startBackendHandshake, type BackendConnectError, type HandshakeOwner, type Refused, type Upgraded } from './backend-socket';
@@ -31,10 +32,19 @@ export function openBackend(
   headers: readonly (readonly [string, string])[],
   offeredProtocols: string,
   log: Logger,
+  client?: TunnelEnds,
 ): Promise<BackendOpenResult> {
   return new Promise((resolve, reject) => {
-    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject).next();
+    new BackendOpening(pool, key, pathAndQuery, headers, offeredProtocols, log, resolve, reject, client).next();
   });
+}
+
+/** Who the tunnel is for and where it came in, for a pool that sends a PROXY protocol header. */
+export interface TunnelEnds {
+  /** The client address, as the balancer decided it. */
+  client: string;
+  listenHost: string;
+  listenPort: number;
 }
 
 /** A paced upgrade's turn has come (one function for all, not a closure per upgrade). */
@@ -62,6 +72,7 @@ class BackendOpening implements HandshakeOwner {
     private readonly log: Logger,
     private readonly resolve: (result: BackendOpenResult) => void,
     private readonly reject: (err: unknown) => void,
+    private readonly ends: TunnelEnds | undefined,
   ) {}
 
   next(): void {
@@ -70,7 +81,8 @@ class BackendOpening implements HandshakeOwner {
     if (backend === undefined) {
       // Out of attempts: the last one decides, as for a plain request (a backend that took the
       // connection and never answered is a timeout, 504; one that could not be reached, 502).
-      const outcome = tried.size === 0 ? Outcomes.noBackend : this.lastFailure === 'timeout' ? Outcomes.backendTimeout : Outcomes.backendUnreachable;
+      const last = this.lastFailure;
+      const outcome = tried.size === 0 ? Outcomes.noBackend : last === 'timeout' ? Outcomes.backendTimeout : last === 'tls' ? Outcomes.backendTls : Outcomes.backendUnreachable;
       this.resolve({ kind: 'failed', outcome });
       return;
     }
@@ -100,7 +112,10 @@ class BackendOpening implements HandshakeOwner {
     const backend = this.backend!;
     backend.connecting++;
     try {
-      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, this.pool.connectTimeout);
+      // uWS does not report the client's port: 0, as the header's format allows for an unknown one.
+      const { ends } = this;
+      const proxyHeader = backend.sendProxyProtocol && ends !== undefined ? encodeProxyV2(ends.client, 0, ends.listenHost, ends.listenPort) : undefined;
+      startBackendHandshake(this, backend, this.pathAndQuery, this.headers, this.offeredProtocols, this.pool.connectTimeout, proxyHeader);
     } catch (err) {
       backend.active--;
       backend.connecting--;
@@ -133,7 +148,8 @@ class BackendOpening implements HandshakeOwner {
     }
     backendFailed(backend);
     this.lastFailure = err.reason;
-    this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, 'backend connect failed');
+    // A TLS failure's cause (expired, unknown CA, name mismatch, our certificate refused) is in err.
+    this.log.warn({ pool: this.pool.name, backend: backend.name, reason: err.reason, err: err.message }, err.reason === 'tls' ? 'backend TLS failed' : 'backend connect failed');
     this.next();
   }
 }

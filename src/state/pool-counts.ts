@@ -14,9 +14,12 @@ export interface SyncRequest {
   seq: number;
   /** The number of the last write seen applied: a 'delta' applies only on top of it. */
   base: number;
-  /** The totals version this machine holds: the script sends the totals back only when it differs. */
+  /** The totals version this machine holds: the totals are read again only when it moved. */
   version: number;
-  /** backend, tunnels, backend, tunnels...: absolute counts of this machine (0: none left). */
+  /**
+   * Absolute counts of this machine (0: none left). 'full': backend, tunnels pairs; 'delta': backend,
+   * tunnels, tunnels-before triples, where tunnels-before is the count in the share it builds on.
+   */
   pairs: (string | number)[];
 }
 
@@ -24,11 +27,11 @@ export interface SyncReply {
   /** False: the script refused the write (a 'delta' on top of a share that is not there, or an overtaken one). */
   applied: boolean;
   version: number;
-  /** 'backend,total,...' ('#', the version, among them); absent when the caller's version is current. */
-  totals?: string;
+  /** The totals hash as read after the script (HGETALL, '#' the version among them); absent when not read. */
+  totals?: Record<string, string>;
 }
 
-/** The field of the totals hash that holds its version (a backend field is always host:port). */
+/** The field of the totals hash that holds its version. Fields from '#' on are not backends (host:port). */
 export const VERSION_FIELD = '#';
 
 export class PoolCounts {
@@ -39,6 +42,8 @@ export class PoolCounts {
   /** backend -> `<pool>/<backend>`, made once. */
   private readonly keys = new Map<string, string>();
   private version = 0;
+  /** The totals moved between the last two syncs: read them along with the next write (a busy pool). */
+  private busy = true;
   /** Number of the write that made `written`. */
   private base = 0;
   /** The next write replaces this machine's whole share: after a failure, a refusal or a while. */
@@ -65,9 +70,10 @@ export class PoolCounts {
     }
     for (const [b, n] of local) {
       const count = Math.max(0, n);
-      if ((this.written.get(b) ?? 0) !== count) pairs.push(b, count);
+      const before = this.written.get(b) ?? 0;
+      if (before !== count) pairs.push(b, count, before);
     }
-    for (const b of this.written.keys()) if (!local.has(b)) pairs.push(b, 0);
+    for (const [b, before] of this.written) if (!local.has(b)) pairs.push(b, 0, before);
     return { mode: 'delta', seq, base: this.base, version: this.version, pairs };
   }
 
@@ -86,7 +92,8 @@ export class PoolCounts {
     }
     if (request.mode === 'full') this.written.clear();
     const pairs = request.pairs;
-    for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const stride = request.mode === 'full' ? 2 : 3;
+    for (let i = 0; i + 1 < pairs.length; i += stride) {
       const n = Number(pairs[i + 1]);
       if (n > 0) this.written.set(String(pairs[i]), n);
       else this.written.delete(String(pairs[i]));
@@ -96,11 +103,28 @@ export class PoolCounts {
     this.full = false;
     if (reply.totals !== undefined) {
       this.totals.clear();
-      const flat = reply.totals.split(',');
-      for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] !== VERSION_FIELD) this.totals.set(flat[i], Number(flat[i + 1]));
+      for (const b in reply.totals) if (b[0] !== VERSION_FIELD) this.totals.set(b, Number(reply.totals[b]));
+      // The version the totals were read at (the script's own, or a later one).
+      const version = Number(reply.totals[VERSION_FIELD] ?? 0);
+      this.busy = version !== this.version;
+      this.version = version;
+    } else {
+      this.busy = false;
     }
-    this.version = reply.version;
     return false;
+  }
+
+  /**
+   * Whether the totals are read in the same round trip as the write (`request.version` then tells
+   * nothing): they are while the pool is busy; an idle pool's sync is the write alone.
+   */
+  readAhead(): boolean {
+    return this.busy || this.version === 0;
+  }
+
+  /** After a write without the totals: whether they moved since they were read, and must be read now. */
+  behind(version: number): boolean {
+    return version !== this.version;
   }
 
   /** The script may or may not have run: send everything next time (sending absolute counts again is harmless). */

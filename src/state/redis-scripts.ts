@@ -10,40 +10,52 @@
 // (TIME), so machines' clocks never matter.
 
 /**
- * Writes one machine's counts in one pool and reads the pool's totals back.
+ * Writes one machine's counts in one pool.
  *
  * KEYS[1] machines (zset: machine id -> deadline, ms), KEYS[2] totals (hash: backend -> tunnels,
  * '#' -> version), KEYS[3] this machine's share (hash: backend -> tunnels, '#' -> number of the
  * write that made it), KEYS[4] reconcile (hash: a running reconciliation, see RECONCILE_LUA).
- * ARGV[1] machine id, ARGV[2] countTtl ms, ARGV[3] 'delta' | 'full' | 'leave', ARGV[4] the totals
- * version the caller holds, ARGV[5] the share key prefix, ARGV[6] how long a pool's keys outlive
- * the last full write (ms), ARGV[7] this write's number (rising per machine), ARGV[8] the number of
- * the caller's last write it saw applied, then backend, tunnels pairs: this machine's absolute
- * counts ('delta': those that changed since that write, 0 for gone; 'full': all of them).
+ * ARGV[1] machine id, ARGV[2] countTtl ms, ARGV[3] 'delta' | 'full' | 'leave', ARGV[4] unused
+ * (kept so the arguments' places stay), ARGV[5] the share key prefix, ARGV[6] how long a pool's keys
+ * outlive the last full write (ms), ARGV[7] this write's number (rising per machine), ARGV[8] the
+ * number of the caller's last write it saw applied, then this machine's absolute counts:
+ * - 'full': backend, tunnels pairs, all of them;
+ * - 'delta': backend, tunnels, tunnels-before triples, for those that changed since that write (0 for
+ *   gone), where tunnels-before is what the caller's share holds for it.
  *
  * Steps: take out up to REAP machines past their deadline (bounded work per call); register this
  * machine with a new deadline (one the script did not know starts from an empty share); then
  * - 'delta' applies only on top of the share the caller believes is there (its '#' is the caller's
- *   last applied write, or this very write, resent). Otherwise (the machine was taken out while
- *   alive, a reply was lost, Redis lost a write) it is refused and the caller sends a 'full' at once.
+ *   last applied write). Then that share is exactly what the caller holds, so the counts it had
+ *   come with the call and each changed backend moves the totals by the difference: one HMGET and one
+ *   HSET for the totals, one HSET for the share, whatever the number of changes. The same write
+ *   resent (its '#' is this write's) is in already and changes nothing. Otherwise (the machine was
+ *   taken out while alive, a reply was lost, Redis lost a write) it is refused and the caller sends
+ *   a 'full' at once.
  * - 'full' replaces the whole share, unless a later write already did (a resend overtaken).
- * Each count moves the totals by its difference with the share it replaces; counts are absolute,
- * so a write that runs twice changes nothing the second time. A 'delta' with nothing in it writes
- * nothing (the caller's last applied write stays the base). Returns {applied (1/0), version} and,
- * when the caller's version is not current, the totals as one string 'field,value,...' (with '#'):
- * one bulk reply costs Redis less than a reply of two hundred.
+ * Returns {applied (1/0), version}. It does not read the totals back: a plain HGETALL after it, on
+ * the same connection, costs Redis half of what building the reply inside the script does.
  */
 export const SYNC_LUA = `
 local REAP = 8
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local version = redis.call('HGET', KEYS[2], '#')
-if not version then
-  -- A new totals hash (first machine, or a Redis that lost it): a version no earlier one had.
-  version = t[1] .. string.format('%06d', tonumber(t[2]))
-  redis.call('HSET', KEYS[2], '#', version)
-end
 local moved = false
+-- A backend's field: not the version ('#') nor the layout mark (WIDE).
+local function counted(field) return string.byte(field) ~= 35 end
+-- A field longer than hash-max-listpack-value keeps a hash a hash table, so looking up one backend
+-- costs the same however many the pool has (in a listpack each lookup scans them all: ~15,000
+-- instructions at 100 backends).
+local WIDE = '#' .. string.rep('w', 127)
+-- One command over a list of arguments, in slices Lua's stack takes; returns the replies joined.
+local function batched(command, key, args, first)
+  local out = {}
+  for i = first, #args, 4000 do
+    local r = redis.call(command, key, unpack(args, i, math.min(i + 3999, #args)))
+    if type(r) == 'table' then for j = 1, #r do out[#out + 1] = r[j] end end
+  end
+  return out
+end
 -- totals[field] += delta; a running reconciliation sums the machines it has visited as they change
 local function move(field, delta, mirror)
   if delta == 0 then return end
@@ -56,15 +68,26 @@ local function drop(machine, share)
   local mirror = redis.call('HDEL', KEYS[4], 'd:' .. machine) == 1
   local h = redis.call('HGETALL', share)
   for i = 1, #h, 2 do
-    if h[i] ~= '#' then move(h[i], -tonumber(h[i + 1]), mirror) end
+    if counted(h[i]) then move(h[i], -tonumber(h[i + 1]), mirror) end
   end
   redis.call('DEL', share)
   redis.call('ZREM', KEYS[1], machine)
 end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, REAP)) do drop(m, ARGV[5] .. m) end
 
+local mode = ARGV[3]
+-- The version and, for a 'delta', the changed backends' totals, in one call (after the reaping).
+local fields = {'#'}
+if mode == 'delta' then for i = 9, #ARGV, 3 do fields[#fields + 1] = ARGV[i] end end
+local read = batched('HMGET', KEYS[2], fields, 1)
+local version = read[1]
+if not version then
+  -- A new totals hash (first machine, or a Redis that lost it): a version no earlier one had.
+  version = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('HSET', KEYS[2], '#', version, WIDE, '')
+end
 local applied = 1
-if ARGV[3] == 'leave' then
+if mode == 'leave' then
   if redis.call('ZSCORE', KEYS[1], ARGV[1]) then drop(ARGV[1], KEYS[3]) else redis.call('DEL', KEYS[3]) end
 else
   if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then
@@ -72,27 +95,26 @@ else
     redis.call('DEL', KEYS[3])
     if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HSET', KEYS[4], 'd:' .. ARGV[1], 1) end
   end
-  local full = ARGV[3] == 'full'
   local last = redis.call('HGET', KEYS[3], '#') or '0'
-  if full then
+  if mode == 'full' then
     if tonumber(last) > tonumber(ARGV[7]) then applied = 0 end
-  elseif last ~= ARGV[8] and last ~= ARGV[7] then
-    applied = 0
+  elseif last ~= ARGV[8] then
+    if last ~= ARGV[7] then applied = 0 end
+    fields = {'#'} -- refused, or this very write resent: nothing to write
   end
-  if applied == 1 and (full or #ARGV > 8) then
+  if applied == 1 and mode == 'full' then
     local mirror = redis.call('HEXISTS', KEYS[4], 'd:' .. ARGV[1]) == 1
     local old = {}
-    if full then
-      local h = redis.call('HGETALL', KEYS[3])
-      for i = 1, #h, 2 do
-        if h[i] ~= '#' then old[h[i]] = tonumber(h[i + 1]) end
-      end
+    local h = redis.call('HGETALL', KEYS[3])
+    for i = 1, #h, 2 do
+      if counted(h[i]) then old[h[i]] = tonumber(h[i + 1]) end
     end
-    redis.call('HSET', KEYS[3], '#', ARGV[7])
+    redis.call('HSET', KEYS[3], '#', ARGV[7], WIDE, '')
+    redis.call('HSET', KEYS[2], WIDE, '') -- totals made before the mark had it
     for i = 9, #ARGV, 2 do
       local b, n = ARGV[i], tonumber(ARGV[i + 1])
-      local was
-      if full then was = old[b] or 0; old[b] = nil else was = tonumber(redis.call('HGET', KEYS[3], b) or '0') end
+      local was = old[b] or 0
+      old[b] = nil
       if n ~= was then
         if n == 0 then redis.call('HDEL', KEYS[3], b) else redis.call('HSET', KEYS[3], b, n) end
         move(b, n - was, mirror)
@@ -102,17 +124,38 @@ else
       redis.call('HDEL', KEYS[3], b)
       move(b, -was, mirror)
     end
-  end
-  if full then
     -- Keys of a pool that every machine left without a word (a whole fleet gone) do not stay forever.
     redis.call('PEXPIRE', KEYS[1], ARGV[6])
     redis.call('PEXPIRE', KEYS[2], ARGV[6])
     redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  elseif applied == 1 and #fields > 1 then
+    local mirror = redis.call('HEXISTS', KEYS[4], 'd:' .. ARGV[1]) == 1
+    local share, shareGone, totals, totalsGone = {'#', ARGV[7]}, {}, {'#', 0}, {}
+    for k = 2, #fields do
+      local i = 9 + (k - 2) * 3
+      local b, n = fields[k], tonumber(ARGV[i + 1])
+      if n == 0 then shareGone[#shareGone + 1] = b else share[#share + 1] = b; share[#share + 1] = ARGV[i + 1] end
+      local delta = n - tonumber(ARGV[i + 2])
+      if delta ~= 0 then
+        local total = tonumber(read[k] or 0) + delta
+        if total == 0 then totalsGone[#totalsGone + 1] = b else totals[#totals + 1] = b; totals[#totals + 1] = total end
+        if mirror then redis.call('HINCRBY', KEYS[4], 's:' .. b, delta) end
+        moved = true
+      end
+    end
+    batched('HSET', KEYS[3], share, 1)
+    batched('HDEL', KEYS[3], shareGone, 1)
+    if moved then
+      version = tonumber(version) + 1
+      totals[2] = version
+      batched('HSET', KEYS[2], totals, 1)
+      batched('HDEL', KEYS[2], totalsGone, 1)
+      return {applied, version}
+    end
   end
 end
 if moved then version = redis.call('HINCRBY', KEYS[2], '#', 1) end
-if tonumber(version) == tonumber(ARGV[4]) then return {applied, tonumber(version)} end
-return {applied, tonumber(version), table.concat(redis.call('HGETALL', KEYS[2]), ',')}`;
+return {applied, tonumber(version)}`;
 
 /**
  * One step of a pool's reconciliation: proves the totals equal the sum of the registered machines'
@@ -140,7 +183,7 @@ for i = 1, #members, 2 do
   if redis.call('HSETNX', KEYS[3], 'd:' .. m, 1) == 1 then
     local h = redis.call('HGETALL', ARGV[1] .. m)
     for j = 1, #h, 2 do
-      if h[j] ~= '#' then redis.call('HINCRBY', KEYS[3], 's:' .. h[j], h[j + 1]) end
+      if string.byte(h[j]) ~= 35 then redis.call('HINCRBY', KEYS[3], 's:' .. h[j], h[j + 1]) end
     end
   end
 end
@@ -157,7 +200,7 @@ local repaired = 0
 local totals = redis.call('HGETALL', KEYS[2])
 for i = 1, #totals, 2 do
   local b = totals[i]
-  if b ~= '#' then
+  if string.byte(b) ~= 35 then -- not '#...' (the version, the layout mark)
     local n = want[b] or 0
     want[b] = nil
     if tonumber(totals[i + 1]) ~= n then
@@ -206,32 +249,82 @@ return table.concat(held)`;
 export const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**
- * Per-client counts (clientLimits.scope: fleet): this machine's IPs near a limit (a bounded few)
- * replace its hash, and the other machines' are summed by IP. KEYS: client machines set, own clients key. ARGV:
- * machine id, countTtl ms, clients key prefix, then ip/"tunnels:debt" pairs. Returns ip, tunnels, debt
- * triples (debt as text: Redis would truncate a Lua number to an integer).
+ * Per-client counts (clientLimits.scope: fleet), summed in Redis like the tunnel counts: each machine
+ * writes its client IPs near a limit (a bounded few, MAX_REPORTED_CLIENTS) as its share, the script
+ * moves the fleet's sums by what changed, and the reply is the sums minus this machine's share. So a
+ * sync's work follows the fleet's hot IPs, not the number of machines.
+ *
+ * KEYS[1] machines (zset: machine id -> deadline, ms), KEYS[2] sums (hash: ip -> "machines:tunnels:debt",
+ * machines the number of shares that name the IP, so the IP leaves exactly when the last one goes and a
+ * fraction's rounding never lingers), KEYS[3] this machine's share (hash: ip -> "tunnels:debt").
+ * ARGV[1] machine id, ARGV[2] countTtl ms, ARGV[3] share key prefix, ARGV[4] how long the keys outlive
+ * the last write (ms), ARGV[5] 'sync' | 'leave', then ip, "tunnels:debt" pairs. Returns ip, tunnels,
+ * debt triples (debt as text: Redis would truncate a Lua number to an integer).
  */
 export const CLIENT_SYNC_LUA = `
-redis.call('DEL', KEYS[2])
-if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
-redis.call('HSET', KEYS[2], '', '0:0')
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[1], ARGV[1])
-local tunnels, debt = {}, {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if m ~= ARGV[1] then
-    local h = redis.call('HGETALL', ARGV[3] .. m)
-    if #h == 0 then redis.call('SREM', KEYS[1], m) end
-    for i = 1, #h, 2 do
-      if h[i] ~= '' then
-        local colon = string.find(h[i + 1], ':', 1, true)
-        tunnels[h[i]] = (tunnels[h[i]] or 0) + tonumber(string.sub(h[i + 1], 1, colon - 1))
-        debt[h[i]] = (debt[h[i]] or 0) + tonumber(string.sub(h[i + 1], colon + 1))
-      end
-    end
-  end
+local REAP = 8
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function parts(v)
+  local a = string.find(v, ':', 1, true)
+  return tonumber(string.sub(v, 1, a - 1)), tonumber(string.sub(v, a + 1))
 end
+-- sums[ip] += sign * "tunnels:debt"
+local function move(ip, value, sign)
+  local tunnels, debt = parts(value)
+  local machines, sumTunnels, sumDebt = 0, 0, 0
+  local was = redis.call('HGET', KEYS[2], ip)
+  if was then
+    local a = string.find(was, ':', 1, true)
+    machines = tonumber(string.sub(was, 1, a - 1))
+    sumTunnels, sumDebt = parts(string.sub(was, a + 1))
+  end
+  machines = machines + sign
+  if machines <= 0 then redis.call('HDEL', KEYS[2], ip); return end
+  redis.call('HSET', KEYS[2], ip, machines .. ':' .. (sumTunnels + sign * tunnels) .. ':' .. (sumDebt + sign * debt))
+end
+local function drop(machine, share)
+  local h = redis.call('HGETALL', share)
+  for i = 1, #h, 2 do move(h[i], h[i + 1], -1) end
+  redis.call('DEL', share)
+  redis.call('ZREM', KEYS[1], machine)
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, REAP)) do drop(m, ARGV[3] .. m) end
+if ARGV[5] == 'leave' then
+  if redis.call('ZSCORE', KEYS[1], ARGV[1]) then drop(ARGV[1], KEYS[3]) else redis.call('DEL', KEYS[3]) end
+  return {}
+end
+-- Not registered, so not in the sums: whatever is left of its share goes.
+if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then redis.call('DEL', KEYS[3]) end
+local old = {}
+local h = redis.call('HGETALL', KEYS[3])
+for i = 1, #h, 2 do old[h[i]] = h[i + 1] end
+local own = {}
+for i = 6, #ARGV, 2 do
+  local ip, value = ARGV[i], ARGV[i + 1]
+  own[ip] = value
+  if old[ip] ~= value then
+    if old[ip] then move(ip, old[ip], -1) end
+    move(ip, value, 1)
+    redis.call('HSET', KEYS[3], ip, value)
+  end
+  old[ip] = nil
+end
+for ip, value in pairs(old) do
+  move(ip, value, -1)
+  redis.call('HDEL', KEYS[3], ip)
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
 local flat = {}
-for ip, n in pairs(tunnels) do flat[#flat + 1] = ip; flat[#flat + 1] = n; flat[#flat + 1] = tostring(debt[ip]) end
+local sums = redis.call('HGETALL', KEYS[2])
+for i = 1, #sums, 2 do
+  local ip = sums[i]
+  local a = string.find(sums[i + 1], ':', 1, true)
+  local tunnels, debt = parts(string.sub(sums[i + 1], a + 1))
+  if own[ip] then
+    local ownTunnels, ownDebt = parts(own[ip])
+    tunnels, debt = tunnels - ownTunnels, debt - ownDebt
+  end
+  if tunnels > 0 or debt > 0 then flat[#flat + 1] = ip; flat[#flat + 1] = tunnels; flat[#flat + 1] = tostring(debt) end
+end
 return flat`;
-

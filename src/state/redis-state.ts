@@ -11,12 +11,15 @@
 //   P health              hash    <host:port> -> up | down
 //   P admin               hash    <host:port> -> ready | drain | maintenance
 //   switchyard:{<cluster>}:events   pub/sub {"t":"health"|"admin","key",...} (rare, so one channel)
-//   F client-machines     set     machine ids that wrote per-client counts (F = switchyard:{<cluster>}:;
-//   F clients:<machine>   hash    client IP -> "tunnels:debt", PX countTtl   clientLimits.scope: fleet only, IPs near a limit)
+//   F client-deadlines    zset    machine id -> deadline, of the machines that write per-client counts
+//   F client-sums         hash    client IP -> "machines:tunnels:debt", summed over them
+//   F clients:<machine>   hash    client IP -> "tunnels:debt", that machine's share of the sums
+//                                 (F = switchyard:{<cluster>}:; clientLimits.scope: fleet only, IPs near a limit)
 //
 // Counts are aggregated in Redis (redis-scripts.ts): each sync writes only the counts that changed
-// and reads the pool's totals back in the same call, so a sync costs Redis the same whatever the
-// size of the fleet, and an idle machine's sync is a heartbeat. A machine's share of the totals is
+// and reads the pool's totals back in the same round trip (a plain HGETALL behind the script, and
+// only when they moved), so a sync costs Redis the same whatever the size of the fleet, and an idle
+// machine's sync is a heartbeat. A machine's share of the totals is
 // kept beside them, so a machine that stops writing is taken out exactly once, countTtl after its
 // last write.
 //
@@ -35,9 +38,9 @@ import { CachedState } from './shared-state';
 interface Scripts {
   leases(prefix: string, machine: string, ttl: number, ...backends: string[]): Promise<string>;
   release(key: string, machine: string): Promise<number>;
-  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number, string?]>;
+  syncPool(machines: string, totals: string, conns: string, reconcile: string, machine: string, countTtl: number, mode: string, version: number, connsPrefix: string, lifetime: number, seq: number, base: number, ...pairs: (string | number)[]): Promise<[number, number]>;
   reconcilePool(machines: string, totals: string, reconcile: string, gate: string, connsPrefix: string, interval: number, batch: number): Promise<number[]>;
-  syncClients(machines: string, own: string, machine: string, ttl: number, prefix: string, ...pairs: string[]): Promise<(string | number)[]>;
+  syncClients(machines: string, sums: string, own: string, machine: string, ttl: number, prefix: string, lifetime: number, mode: 'sync' | 'leave', ...pairs: string[]): Promise<(string | number)[]>;
 }
 type ScriptedRedis = (Redis | Cluster) & Scripts;
 type ScriptedPipeline = ChainableCommander & { release(key: string, machine: string): ScriptedPipeline };
@@ -161,7 +164,7 @@ export class RedisState extends CachedState {
     this.client.defineCommand('release', { numberOfKeys: 1, lua: RELEASE_LUA });
     this.client.defineCommand('syncPool', { numberOfKeys: 4, lua: SYNC_LUA });
     this.client.defineCommand('reconcilePool', { numberOfKeys: 4, lua: RECONCILE_LUA });
-    this.client.defineCommand('syncClients', { numberOfKeys: 2, lua: CLIENT_SYNC_LUA });
+    this.client.defineCommand('syncClients', { numberOfKeys: 3, lua: CLIENT_SYNC_LUA });
     // The subscriber queues its SUBSCRIBE until connected and resubscribes after a reconnect.
     this.sub = connect(config, { ...options, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.client.on('ready', () => void this.onReady());
@@ -205,7 +208,7 @@ export class RedisState extends CachedState {
         for (const backend of backends) p.release(this.poolKeys(pool).leasePrefix + backend, this.machineId);
         return p.exec().catch(() => undefined);
       });
-      const clients = this.localClients === null ? [] : [this.client.multi().del(`${this.fleetPrefix}clients:${this.machineId}`).srem(`${this.fleetPrefix}client-machines`, this.machineId).exec().catch(() => undefined)];
+      const clients = this.localClients === null ? [] : [this.clientsScript('leave', []).catch(() => undefined)];
       await Promise.all([...leaving, ...released, ...clients]);
       await Promise.all([this.client.quit().catch(() => undefined), this.sub.quit().catch(() => undefined)]);
     }
@@ -393,11 +396,15 @@ export class RedisState extends CachedState {
     return pools;
   }
 
-  /** One pool's script; true when the reply asks for every count at once. */
+  /**
+   * One pool's script, and its totals read back: in the same round trip while the pool is busy,
+   * after the script's reply when an idle pool's totals moved. True when the reply asks for every
+   * count at once.
+   */
   private async syncPool(pool: string, counts: PoolCounts, request: SyncRequest, generation: number): Promise<boolean> {
     const k = this.poolKeys(pool);
     try {
-      const reply = await this.client.syncPool(
+      const script = this.client.syncPool(
         k.machines,
         k.totals,
         k.connsPrefix + this.machineId,
@@ -412,7 +419,12 @@ export class RedisState extends CachedState {
         request.base,
         ...request.pairs,
       );
-      if (generation !== this.syncGeneration) {
+      // Auto-pipelining sends both in one write; Redis runs them in order on this connection.
+      // (Its failure is the script's: caught there, so never left unhandled.)
+      const ahead = request.mode !== 'leave' && counts.readAhead() ? this.client.hgetall(k.totals).catch(() => null) : undefined;
+      const [applied, version] = await script;
+      let totals = ahead === undefined ? undefined : await ahead;
+      if (generation !== this.syncGeneration || totals === null) {
         counts.failed();
         return false;
       }
@@ -420,7 +432,8 @@ export class RedisState extends CachedState {
         this.pools.delete(pool);
         return false;
       }
-      return counts.applied(request, { applied: reply[0] === 1, version: Number(reply[1]), totals: reply[2] });
+      if (totals === undefined && applied === 1 && counts.behind(version)) totals = await this.client.hgetall(k.totals);
+      return counts.applied(request, { applied: applied === 1, version, totals });
     } catch {
       // Redis went away mid-call, or the call failed: the counts are sent again in full next time.
       counts.failed();
@@ -445,7 +458,7 @@ export class RedisState extends CachedState {
     const pairs: string[] = [];
     for (const [ip, tunnels, debt] of local) pairs.push(ip, `${tunnels}:${debt}`);
     try {
-      const flat = await this.client.syncClients(`${this.fleetPrefix}client-machines`, `${this.fleetPrefix}clients:${this.machineId}`, this.machineId, this.timings.countTtl, `${this.fleetPrefix}clients:`, ...pairs);
+      const flat = await this.clientsScript('sync', pairs);
       const remote: ClientCount[] = [];
       for (let i = 0; i + 2 < flat.length; i += 3) remote.push([String(flat[i]), Number(flat[i + 1]), Number(flat[i + 2])]);
       this.remoteClientCounts = remote;
@@ -453,5 +466,10 @@ export class RedisState extends CachedState {
     } catch {
       // As for the counts above.
     }
+  }
+
+  private clientsScript(mode: 'sync' | 'leave', pairs: string[]): Promise<(string | number)[]> {
+    const f = this.fleetPrefix;
+    return this.client.syncClients(`${f}client-deadlines`, `${f}client-sums`, `${f}clients:${this.machineId}`, this.machineId, this.timings.countTtl, `${f}clients:`, KEY_LIFETIME_MS, mode, ...pairs);
   }
 }

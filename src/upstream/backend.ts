@@ -1,12 +1,26 @@
 // A backend server of a pool. Whether it may get new tunnels is decided here and only here:
 // admin state (set by the operator) x health state (set by the primary from health checks and outlier detection).
-import type { AdminState, BackendConfig } from '../config/schema';
+import { TLS_SCHEMES, type AdminState, type BackendConfig, type BackendTlsConfig } from '../config/schema';
 import type { UpgradePacer } from './upgrade-pacer';
 
 export type HealthState = 'up' | 'down';
 
+/** A TLS backend's settings, the pool's and the backend's merged, defaults applied (file paths absolute). */
+export interface BackendTls {
+  verify: boolean;
+  /** SNI and the name its certificate must hold; undefined: the URL's host (no SNI for an IP address). */
+  serverName: string | undefined;
+  ca: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+}
+
 export class Backend {
   readonly url: string;
+  /** TLS settings for a wss:// or https:// backend; null: plain TCP. */
+  readonly tls: BackendTls | null;
+  /** Tunnels' connections open with a PROXY protocol v2 header (the pool's sendProxyProtocol). */
+  readonly sendProxyProtocol: boolean;
   readonly host: string;
   readonly port: number;
   /** The config's, or an SRV record's (which may change: see Pool.setBackends). */
@@ -37,11 +51,19 @@ export class Backend {
   /** Paces this worker's new upgrades to it (the pool's maxUpgradesPerSecond); null: not paced. */
   pacer: UpgradePacer | null = null;
 
-  constructor(config: BackendConfig, pool = '') {
+  /** `poolConfig`: the pool's settings every backend shares (TLS, PROXY protocol). */
+  constructor(config: Omit<BackendConfig, 'resolve'>, pool = '', poolConfig: { tls?: BackendTlsConfig; sendProxyProtocol?: false | 'v2' } = {}) {
+    const poolTls = poolConfig.tls;
+    this.sendProxyProtocol = poolConfig.sendProxyProtocol === 'v2';
     const u = new URL(config.url);
     this.url = config.url;
+    const secure = TLS_SCHEMES.includes(u.protocol);
+    if (secure) {
+      const tls = { ...poolTls, ...config.tls };
+      this.tls = { verify: tls.verify ?? true, serverName: tls.serverName, ca: tls.ca, cert: tls.cert, key: tls.key };
+    } else this.tls = null;
     this.host = u.hostname.replace(/^\[|\]$/g, '');
-    this.port = Number(u.port) || 80;
+    this.port = Number(u.port) || (secure ? 443 : 80);
     this.weight = config.weight;
     this.maxConnections = config.maxConnections;
     this.backup = config.backup;

@@ -20,6 +20,8 @@ export class Pool {
   /** Each backend's share of maxUpgradesPerSecond in this worker; 0: not paced. */
   private readonly paceShare: number;
   readonly connectTimeout: number;
+  /** Tunnels to its backends open with a PROXY protocol v2 header (sendProxyProtocol: v2). */
+  readonly sendsProxyProtocol: boolean;
   readonly responseTimeout: number;
   readonly retries: number;
   readonly slowStart: number;
@@ -48,6 +50,7 @@ export class Pool {
     this.now = options.now ?? Date.now;
     this.paceShare = config.maxUpgradesPerSecond > 0 ? config.maxUpgradesPerSecond / (options.workers ?? 1) : 0;
     this.connectTimeout = config.connectTimeout;
+    this.sendsProxyProtocol = config.sendProxyProtocol === 'v2';
     this.responseTimeout = config.responseTimeout;
     this.retries = config.retries;
     this.slowStart = config.slowStart;
@@ -66,7 +69,7 @@ export class Pool {
   setBackends(configs: readonly BackendConfig[]): Backend[] {
     const old = new Map(this.backends.map((b) => [b.name, b]));
     this.backends = configs.map((c) => {
-      const fresh = new Backend(c, this.name);
+      const fresh = new Backend(c, this.name, this.config);
       const kept = old.get(fresh.name);
       if (kept !== undefined) {
         old.delete(fresh.name);

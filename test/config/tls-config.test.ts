@@ -73,8 +73,9 @@ void describe('listen.tls', () => {
     ];
     for (const [fields, expected] of cases) assert.match(errorOf({ config: configFile(tls(fields)) }), expected, JSON.stringify(fields));
     assert.match(errorOf({ backend: ['ws://127.0.0.1:9001'], tlsKey: good.key }), /^config error: listen\.tls\.cert: is required$/);
-    // TLS ends at the balancer: a wss:// backend is refused, and says why.
-    assert.match(errorOf({ backend: ['wss://127.0.0.1:9001'] }), /^config error: pools\.default\.backends\[0\]\.url: .*the backend hop is plain TCP: no wss:\/\/ or https:\/\/ backends yet/);
+    // A backend URL of another scheme is refused, and the message lists those accepted (wss:// among them).
+    assert.match(errorOf({ backend: ['tcp://127.0.0.1:9001'] }), /^config error: pools\.default\.backends\[0\]\.url: must be ws:\/\/host:port, .*wss:\/\/host\[:port\]/);
+    assert.equal(loadConfig({ backend: ['wss://127.0.0.1'] }).pools.default.backends[0].url, 'wss://127.0.0.1');
   });
 
   void it('a reload may change the files but not turn TLS on or off', () => {

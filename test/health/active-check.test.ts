@@ -9,7 +9,7 @@ import { deadPort } from '../helpers/ports';
 import { waitFor } from '../helpers/wait';
 
 const base: HealthCheckConfig = { type: 'http', path: '/health', expectStatus: '200-299', interval: 50, timeout: 1000, rise: 3, fall: 2, jitter: 10 };
-const backendAt = (port: number): Backend => new Backend({ url: `ws://127.0.0.1:${port}`, weight: 1, admin: 'ready', maxConnections: 0, backup: false, resolve: false }, 'p');
+const backendAt = (port: number): Backend => new Backend({ url: `ws://127.0.0.1:${port}`, weight: 1, admin: 'ready', maxConnections: 0, backup: false }, 'p');
 
 const started: EchoBackend[] = [];
 after(() => closeAll(...started));

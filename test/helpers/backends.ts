@@ -2,6 +2,9 @@
 // servers that misbehave on purpose (never answer, or stop reading after the handshake).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -54,13 +57,18 @@ export interface EchoBackendOptions {
   onConnection?: (conn: BackendConnection) => void;
   /** Plain HTTP hook; return true when it answered the request itself. */
   onRequest?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Serve TLS (wss:// and https://) with this certificate; `ca` set: require a client certificate it signed. */
+  tls?: { cert: string; key: string; ca?: string };
 }
 
 export interface EchoBackend {
   name: string;
   port: number;
-  /** ws://127.0.0.1:port */
+  /** ws://127.0.0.1:port (wss:// with `tls`) */
   url: string;
+  /** Client certificates' subjects seen in TLS handshakes (with `tls.ca`), and handshakes that failed. */
+  tlsClients: string[];
+  tlsErrors: string[];
   httpServer: HttpServer;
   wss: WebSocketServer;
   /** Every accepted upgrade, in order. */
@@ -120,11 +128,27 @@ export async function startEchoBackend(options: EchoBackendOptions = {}): Promis
   const refused: RecordedRequest[] = [];
   const httpRequests: RecordedRequest[] = [];
 
-  const httpServer = createServer((req, res) => {
+  const onHttp = (req: IncomingMessage, res: ServerResponse): void => {
     httpRequests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     if (options.onRequest?.(req, res)) return;
     defaultHttp(name, req, res);
-  });
+  };
+  const tls = options.tls;
+  const tlsClients: string[] = [];
+  const tlsErrors: string[] = [];
+  const httpServer = tls
+    ? (createHttpsServer(
+        { cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(tls.ca && { ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true }) },
+        onHttp,
+      ) as unknown as HttpServer)
+    : createServer(onHttp);
+  if (tls) {
+    httpServer.on('secureConnection', (s: TLSSocket) => {
+      const peer = s.getPeerCertificate();
+      if (peer.subject) tlsClients.push(String(peer.subject.CN));
+    });
+    httpServer.on('tlsClientError', (err: Error) => tlsErrors.push(err.message));
+  }
   const wss = new WebSocketServer({
     noServer: true,
     handleProtocols: options.handleProtocols ?? defaultProtocols,
@@ -181,7 +205,9 @@ export async function startEchoBackend(options: EchoBackendOptions = {}): Promis
   const backend: EchoBackend = {
     name,
     port,
-    url: `ws://${options.host ?? '127.0.0.1'}:${port}`,
+    url: `${tls ? 'wss' : 'ws'}://${options.host ?? '127.0.0.1'}:${port}`,
+    tlsClients,
+    tlsErrors,
     httpServer,
     wss,
     connections,

@@ -1,6 +1,7 @@
 // The fleet-state harness must not rot: `bench/fleet-scale.ts --quick` runs 10 simulated machines
 // (real RedisState instances) against a real redis-server, and this test checks that it measured
-// every column and wrote its JSON and Markdown. No speed is asserted here; numbers live in bench/README.md.
+// every column and wrote its JSON and Markdown; `bench/sync-cost.ts --quick` counts a sync's Redis
+// instructions. No speed is asserted here; numbers live in bench/README.md.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -33,4 +34,17 @@ test('bench/fleet-scale.ts --quick measures a small fleet against a real redis-s
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
+});
+
+// `bench/sync-cost.ts --quick`: a redis-server under callgrind, instructions per sync of the sync
+// script. No cost is asserted beyond "counted": the figures live in bench/README.md.
+test('bench/sync-cost.ts --quick counts the Redis instructions of a sync', { timeout: 240_000 }, async () => {
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', 'bench/sync-cost.ts', '--quick'], { cwd: ROOT, timeout: 220_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve(stdout),
+    );
+  });
+  const m = /\| current \| 10 \| 100 \| 8 \| (\d+) k \|/.exec(stdout);
+  assert.ok(m, stdout);
+  assert.ok(Number(m[1]) > 10, `a sync runs thousands of instructions: ${stdout}`);
 });

@@ -14,7 +14,7 @@ import { isAlive } from '../helpers/proc';
 import { openSocket, readResponseHead } from '../helpers/raw-client';
 import { httpIdleCloseMs } from '../../src/uws';
 import { startRedis } from '../helpers/redis';
-import { waitFor } from '../helpers/wait';
+import { waitFor, withTimeout } from '../helpers/wait';
 import { closeClients, connectMany, type TestClient } from '../helpers/ws-client';
 
 const poolOf = (...backends: EchoBackend[]): Record<string, unknown> => ({
@@ -346,5 +346,39 @@ void describe('reload', { timeout: 120_000 }, () => {
     assert.equal(res.headers.connection, undefined, 'the new worker keeps connections alive');
     // With nothing left to answer, the old worker goes once uWS would have closed any idle kept-alive connection.
     await waitFor(() => !isAlive(balancer.initialPids[0]), httpIdleCloseMs + 13_000, 'the old worker to exit');
+  });
+});
+
+// Its own suite: the reload suite's time budget is for the reloads.
+void describe('reload, then shutdown', { timeout: 60_000 }, () => {
+  void it('SIGTERM after a reload: tunnels on the retiring and the new workers all get 1001; the primary waits for both generations, then exits 0', async (t) => {
+    const a = await startEchoBackend({ name: 'a' });
+    const b = await startEchoBackend({ name: 'b' });
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const c of clients) c.terminate();
+      await closeAll(a, b);
+    });
+    const config = (backend: EchoBackend): Record<string, unknown> => ({ ...poolOf(backend), drainTimeout: '3s', retireTimeout: '60s' });
+    const balancer = await startBalancer({ workers: 2, config: config(a) });
+    t.after(() => balancer.stop('SIGKILL'));
+    const old = await connectMany(4, (i) => balancer.url(`/old?i=${i}`));
+    clients.push(...old);
+    balancer.rewriteConfig(config(b));
+    const reloaded = await sighup(balancer, 2);
+    await waitFor(() => balancer.logs.filter((l) => l.msg === 'retiring after a reload').length === 2, 5000, 'both old workers retiring');
+    const fresh = await connectMany(4, (i) => balancer.url(`/new?i=${i}`));
+    clients.push(...fresh);
+    for (const c of fresh) assert.equal(await c.whoami(), 'b');
+    for (const c of old) assert.equal((await c.request('old')).text, 'old');
+
+    process.kill(balancer.pid, 'SIGTERM');
+    const closes = await Promise.all([...old, ...fresh].map((c) => c.waitClose(6000)));
+    assert.deepEqual(closes.map((info) => info.code), Array<number>(8).fill(1001), 'retireTimeout (60s) does not hold the shutdown');
+    const exit = await withTimeout(balancer.exited, 3000 + 4000, 'the primary to exit after SIGTERM');
+    assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${balancer.stderr()}`);
+    const everyWorker = [...balancer.initialPids, ...(reloaded.pids as number[])];
+    await waitFor(() => everyWorker.every((p) => !isAlive(p)), 3000, 'both generations of workers to exit');
+    assert.ok(balancer.logs.some((l) => l.msg === 'stopped'), 'the primary said it stopped');
   });
 });

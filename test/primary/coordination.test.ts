@@ -2,34 +2,22 @@
 // are sent, and an injected clock (the sync loop runs on node:test's mocked setInterval). No sockets.
 import assert from 'node:assert/strict';
 import type { Worker } from 'node:cluster';
-import { EventEmitter } from 'node:events';
 import { beforeEach, describe, it, mock } from 'node:test';
 import { validateConfig } from '../../src/config/load';
-import type { PrimaryMessage, WorkerMessage } from '../../src/ipc';
+import type { PrimaryMessage } from '../../src/ipc';
 import { createLogger } from '../../src/log';
 import { Coordination } from '../../src/primary/coordination';
 import { MemoryState } from '../../src/state/memory-state';
 import type { StateTimings } from '../../src/state/shared-state';
+import { FakeChannel } from './fake-workers';
 
 const timings: StateTimings = { leaseTtl: 3000, syncInterval: 100, countTtl: 1000 };
 const A = 'p/127.0.0.1:1';
 const B = 'p/127.0.0.1:2';
 const C = 'p/127.0.0.1:3';
 
-/** A worker as Coordination sees one: messages in through 'message', out through send(), captured. */
-class FakeWorker extends EventEmitter {
-  readonly sent: PrimaryMessage[] = [];
-  connected = true;
-  isConnected(): boolean {
-    return this.connected;
-  }
-  send(m: PrimaryMessage): boolean {
-    this.sent.push(m);
-    return true;
-  }
-  report(m: WorkerMessage): void {
-    this.emit('message', m);
-  }
+/** A worker as Coordination sees one: its IPC channel, with what it was last sent read back. */
+class FakeWorker extends FakeChannel {
   /** The last message of `type` it was sent. */
   last<T extends PrimaryMessage['type']>(type: T): Extract<PrimaryMessage, { type: T }> | undefined {
     return this.sent.filter((m): m is Extract<PrimaryMessage, { type: T }> => m.type === type).at(-1);

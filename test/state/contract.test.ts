@@ -158,12 +158,14 @@ for (const impl of [memory, redisImpl, redisClusterImpl, redisSentinelImpl]) {
       const a = await machine('a');
       const b = await machine('b');
       const c = await machine('c');
-      const byIp = (s: SharedState): Record<string, [number, number]> => Object.fromEntries(s.remoteClients().map(([ip, t, d]) => [ip, [t, d]]));
+      const byIp = (s: SharedState): Record<string, [number, number]> => Object.fromEntries(s.remoteClients().map(([ip, t, d]): [string, [number, number]] => [ip, [t, d]]).sort(([x], [y]) => x.localeCompare(y)));
       a.setLocalClients([['203.0.113.1', 3, 1.5], ['203.0.113.2', 1, 0]]);
       b.setLocalClients([['203.0.113.1', 2, 12]]);
       c.setLocalClients([]);
       await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [5, 13.5], '203.0.113.2': [1, 0] }), 3000, 'c sees a + b by IP');
       await waitFor(() => JSON.stringify(byIp(a)) === JSON.stringify({ '203.0.113.1': [2, 12] }), 3000, 'a sees only b');
+      a.setLocalClients([['203.0.113.1', 4, 0.25], ['203.0.113.3', 1, 0]]);
+      await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [6, 12.25], '203.0.113.3': [1, 0] }), 3000, 'a\'s changes move the sums; an IP a no longer reports leaves them');
       await a.close(false);
       await waitFor(() => JSON.stringify(byIp(c)) === JSON.stringify({ '203.0.113.1': [2, 12] }), timings.countTtl * 6, 'a\'s counts expire');
       await b.close(true);
