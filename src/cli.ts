@@ -8,6 +8,8 @@ import { ConfigError, loadConfig, readAdminTokenFile, resolveAdminToken, type Co
 import { formatSize } from './config/units';
 import { checkBackendTlsFiles, type BackendTlsInfo } from './config/tls-files';
 import { ADMIN_STATES, ALGORITHMS, DEFAULT_ADMIN_PORT, isSrvName, type PoolConfig } from './config/schema';
+import { sourcesOf } from './discovery/discovery';
+import { checkDnsSources } from './discovery/dns-check';
 import { autoWorkerConnections, readDescriptorLimit, TYPICAL_WORKER_DESCRIPTORS, UNKNOWN_LIMIT_CONNECTIONS } from './descriptors';
 import { installLastResort } from './last-resort';
 import { bindLocalFailureLog } from './local-failures';
@@ -85,7 +87,7 @@ program
   .command('check')
   .description('validate a config file; exit 0 when valid, 1 with the offending key when not')
   .requiredOption('-c, --config <file>', 'YAML or JSON config file')
-  .action((flags: ConfigFlags) => {
+  .action(async (flags: ConfigFlags) => {
     try {
       const config = loadConfig({ config: flags.config });
       const backends = Object.values(config.pools).reduce((n, p) => n + p.backends.length, 0);
@@ -105,6 +107,7 @@ program
       process.stdout.write(`client limits: ${perClient}\n`);
       process.stdout.write(`${listenerLine(config)}\n`);
       process.stdout.write(`${closesLine(config)}\n`);
+      for (const line of await checkDnsSources(config.pools)) process.stdout.write(`${line}\n`);
     } catch (err) {
       if (err instanceof ConfigError) fail(err.message);
       throw err;
@@ -131,8 +134,7 @@ function describeBalancing(pool: PoolConfig): string {
   const parts = [pool.algorithm === 'hash' ? `hash on ${pool.hashKey}` : pool.algorithm];
   if (pool.balanceFactor > 0) parts.push(`balanceFactor ${pool.balanceFactor}`);
   if (pool.slowStart > 0) parts.push(`slowStart ${pool.slowStart / 1000}s`);
-  const d = pool.discovery;
-  if (d !== undefined) {
+  for (const d of sourcesOf(pool)) {
     const what = isSrvName(d.dns) ? `SRV ${d.dns}` : `A/AAAA ${d.dns} port ${d.port}`;
     parts.push(
       `backends found by DNS (${what}, asking ${d.resolver?.join(' ') ?? 'the system\'s resolver'}, again at the TTL within ${d.minTtl / 1000}s..${d.maxTtl / 1000}s; one that leaves drains up to ${d.drainTimeout / 1000}s)`,

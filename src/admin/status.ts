@@ -2,6 +2,7 @@
 // that /metrics serves (one source of truth), plus the primary's own view of its workers.
 import type { LoadedConfig } from '../config/load';
 import type { CertificateInfo } from '../config/tls-files';
+import { fixedBackends } from '../config/schema';
 import type { DiscoveryStatus, RebalanceStatus, StatusReport } from './admin-api';
 import { hashKeyOf } from '../load-balancer';
 import type { MetricsJson, WorkerView } from '../stats/metrics';
@@ -159,7 +160,7 @@ export class StatusReporter {
       rebalanced: m.sum('switchyard_balancer_decisions_total', { pool: name, decision: 'rebalanced' }),
       discovery: fleet?.discovery[name] ?? null,
       // The primary's list has the backends DNS discovery found; the config's when it is not at hand.
-      backends: (fleet?.pools[name] ?? pool.backends.map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
+      backends: (fleet?.pools[name] ?? fixedBackends(pool).map((b) => ({ ...b, discovered: false }))).map((b): BackendStatus => {
         // As the metrics label it: host:port, the port filled in (443 for wss:// and https://, 80 for ws:// and http://).
         const backend = new Backend(b, name).name;
         const labels = { pool: name, backend };

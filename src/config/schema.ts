@@ -81,34 +81,6 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 export const ADMIN_STATES = ['ready', 'drain', 'maintenance'] as const;
 export type AdminState = (typeof ADMIN_STATES)[number];
 
-const backendSchema = z.strictObject({
-  url: backendUrl.describe(
-    'ws://host:port, or http://host:port (the same); wss://host[:port] or https://host[:port] (the same, default port 443) for TLS to the backend, set by `tls` (the backend\'s, else the pool\'s). The client\'s path and query are forwarded as they are.',
-  ),
-  tls: backendTlsSchema
-    .optional()
-    .describe('TLS settings of this backend (a wss:// or https:// URL only); each key given overrides the pool\'s `tls`.'),
-  weight: z.number().int().min(1).max(256).default(1).describe('Its share of new tunnels and requests, relative to the pool\'s other backends.'),
-  admin: z
-    .enum(ADMIN_STATES)
-    .default('ready')
-    .describe('ready takes traffic; drain keeps its tunnels and gets no new ones; maintenance gets nothing. `switchyard admin` overrides it fleet-wide at run time.'),
-  maxConnections: z
-    .number()
-    .int()
-    .min(0)
-    .default(0)
-    .describe(
-      'Most tunnels the backend holds, counted over every worker and machine (NGINX\'s max_conns, HAProxy\'s maxconn); 0: no limit. A backend at its limit gets no new tunnels or plain requests; when every backend is full the client gets 503. Other workers\' counts are as of the last sync (redis.syncInterval), so a burst spread over workers can pass the limit by what they open within one sync.',
-    ),
-  backup: z
-    .boolean()
-    .default(false)
-    .describe(
-      'Gets tunnels and plain requests only while no other backend of the pool can take them (down, drained, in maintenance, at maxConnections, or already failed for this request), as NGINX\'s and HAProxy\'s backup; its tunnels stay when the others return. `switchyard status` marks it (backup).',
-    ),
-});
-
 /** "200-399" or 200: the statuses an http health check accepts. */
 const statusRange = z
   .preprocess((v) => (typeof v === 'number' ? `${v}` : v), z.string().regex(/^[1-5]\d\d(-[1-5]\d\d)?$/, 'must be a status such as 200 or a range such as 200-399'))
@@ -136,12 +108,8 @@ export function isSrvName(name: string): boolean {
   return name.startsWith('_');
 }
 
-const discoverySchema = z
-  .strictObject({
-    dns: dnsName.describe(
-      'The name whose addresses are the pool\'s backends: A and AAAA records (chat.internal, a Kubernetes headless Service, a Consul name), each address with `port`; or an SRV name (_chat._tcp.chat.internal), whose targets carry their ports.',
-    ),
-    port: z.number().int().min(1).max(65535).optional().describe('The backends\' port, with an A/AAAA name (required there); not with an SRV name, whose records carry the ports.'),
+/** How a DNS name is looked up and its answers followed: pool `discovery`'s keys, and a backend's `resolve`. */
+const lookupSettings = {
     resolver: z
       .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(dnsServer).min(1))
       .optional()
@@ -170,7 +138,16 @@ const discoverySchema = z
       .max(4096)
       .default(256)
       .describe('Most addresses taken from one answer (the lowest, in order); more are left out and logged. Bounds the backend label values of the metrics.'),
-    weight: z.number().int().min(1).max(256).default(1).describe('Each discovered backend\'s weight (SRV records\' own weights are not used).'),
+};
+
+const discoverySchema = z
+  .strictObject({
+    dns: dnsName.describe(
+      'The name whose addresses are the pool\'s backends: A and AAAA records (chat.internal, a Kubernetes headless Service, a Consul name), each address with `port`; or an SRV name (_chat._tcp.chat.internal), whose targets carry their ports.',
+    ),
+    port: z.number().int().min(1).max(65535).optional().describe('The backends\' port, with an A/AAAA name (required there); not with an SRV name, whose records carry the ports.'),
+    ...lookupSettings,
+    weight: z.number().int().min(1).max(256).default(1).describe('Each discovered backend\'s weight with an A/AAAA name; with an SRV name each target\'s weight is its record\'s (0 counts as 1; when one is above 256 all are scaled to 1..256).'),
     maxConnections: z.number().int().min(0).default(0).describe('Each discovered backend\'s maxConnections; 0: no limit.'),
   })
   .superRefine((d, ctx) => {
@@ -178,6 +155,52 @@ const discoverySchema = z
     if (!isSrvName(d.dns) && d.port === undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: `is required with an A/AAAA name (${d.dns}): the backends' port` });
     if (d.maxTtl < d.minTtl) ctx.addIssue({ code: 'custom', path: ['maxTtl'], message: 'must be at least minTtl' });
   });
+
+const backendSchema = z
+  .strictObject({
+  url: backendUrl.describe(
+    'ws://host:port, or http://host:port (the same); wss://host[:port] or https://host[:port] (the same, default port 443) for TLS to the backend, set by `tls` (the backend\'s, else the pool\'s). The client\'s path and query are forwarded as they are.',
+  ),
+  tls: backendTlsSchema
+    .optional()
+    .describe('TLS settings of this backend (a wss:// or https:// URL only); each key given overrides the pool\'s `tls`.'),
+  weight: z.number().int().min(1).max(256).default(1).describe('Its share of new tunnels and requests, relative to the pool\'s other backends.'),
+  admin: z
+    .enum(ADMIN_STATES)
+    .default('ready')
+    .describe('ready takes traffic; drain keeps its tunnels and gets no new ones; maintenance gets nothing. `switchyard admin` overrides it fleet-wide at run time.'),
+  maxConnections: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      'Most tunnels the backend holds, counted over every worker and machine (NGINX\'s max_conns, HAProxy\'s maxconn); 0: no limit. A backend at its limit gets no new tunnels or plain requests; when every backend is full the client gets 503. Other workers\' counts are as of the last sync (redis.syncInterval), so a burst spread over workers can pass the limit by what they open within one sync.',
+    ),
+  backup: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Gets tunnels and plain requests only while no other backend of the pool can take them (down, drained, in maintenance, at maxConnections, or already failed for this request), as NGINX\'s and HAProxy\'s backup; its tunnels stay when the others return. `switchyard status` marks it (backup).',
+    ),
+    resolve: z
+      .union([z.boolean(), z.strictObject(lookupSettings)])
+      .default(false)
+      .describe(
+        'true: the URL\'s host name is looked up by the primary (A and AAAA, again at the TTL) and every address is a backend of the pool (pool/address:port, the URL\'s port, this entry\'s other keys), joining and draining as with pool `discovery`; or the lookup keys of `discovery` (resolver, minTtl, maxTtl, timeout, drainTimeout, maxBackends). false: a host name is looked up by each worker at each connect (the system\'s resolver, addresses tried in turn) and is one backend.',
+      ),
+  })
+  .superRefine((b, ctx) => {
+    if (b.resolve === false || !URL.canParse(b.url)) return;
+    const host = hostOf(b.url);
+    if (isIP(host) !== 0) ctx.addIssue({ code: 'custom', path: ['resolve'], message: `${host} is an IP address: nothing to resolve (write resolve only with a host name)` });
+    else if (!dnsName.safeParse(host).success || isSrvName(host)) ctx.addIssue({ code: 'custom', path: ['resolve'], message: `${host} is no A/AAAA name to resolve (SRV names go in the pool's discovery)` });
+  });
+
+/** The host of a backend URL, without an IPv6 address's brackets. */
+export function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, '');
+}
 
 export const HEALTH_CHECK_TYPES = ['http', 'tcp', 'websocket'] as const;
 
@@ -288,7 +311,7 @@ const poolSchema = z.strictObject({
     .describe(
       'With maxUpgradesPerSecond: the longest an upgrade waits for its backend\'s turn (so at most maxUpgradesPerSecond x this many wait at once); one that would wait longer gets 503 with Retry-After at once, counted as outcome="paced". 0: no waiting.',
     ),
-  backends: z.array(backendSchema).default([]).describe('The pool\'s backends: at least one, unless `discovery` finds them (the two add up).'),
+  backends: z.array(backendSchema).default([]).describe('The pool\'s backends: at least one, unless `discovery` finds them (the two add up). A backend with `resolve` stands for the addresses of its host name.'),
   discovery: discoverySchema
     .optional()
     .describe(
@@ -703,8 +726,17 @@ export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][string];
 export type BackendConfig = PoolConfig['backends'][number];
 export type DiscoveryConfig = NonNullable<PoolConfig['discovery']>;
+const lookupSettingsSchema = z.strictObject(lookupSettings);
+/** How a name is looked up and followed (pool `discovery`'s keys without the name, port and backend options). */
+export type LookupSettings = z.output<typeof lookupSettingsSchema>;
+/** The lookup settings of `resolve: true`. */
+export const lookupDefaults = (): LookupSettings => lookupSettingsSchema.parse({});
 /** A backend with its defaults, for one found by discovery. */
 export const parseBackend = (b: z.input<typeof backendSchema>): BackendConfig => backendSchema.parse(b);
+/** The pool's backends written with a fixed address or a name looked up at connect (not `resolve`: those the primary resolves). */
+export const fixedBackends = (pool: Pick<PoolConfig, 'backends'>): BackendConfig[] => pool.backends.filter((b) => b.resolve === false);
+/** Does the pool take backends from DNS (its `discovery`, or a backend with `resolve`)? */
+export const usesDns = (pool: Pick<PoolConfig, 'backends' | 'discovery'>): boolean => pool.discovery !== undefined || pool.backends.some((b) => b.resolve !== false);
 export type RouteConfig = Config['routes'][number];
 export type RebalanceConfig = z.infer<typeof rebalanceSchema>;
 export type HealthCheckConfig = NonNullable<PoolConfig['healthCheck']>;

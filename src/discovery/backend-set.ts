@@ -1,12 +1,14 @@
 // The backends DNS gives one pool, and how that set changes from one answer to the next. Pure: the
 // clock is passed in, so joins, drains and removals are unit-tested without a resolver or a timer.
 import { isIP } from 'node:net';
-import type { DiscoveryConfig } from '../config/schema';
+import type { LookupSettings } from '../config/schema';
 
 /** One address of an answer, with its port (the pool's, or the SRV record's). */
 export interface Address {
   host: string;
   port: number;
+  /** SRV: the backend's weight from its record (1..256); undefined for A/AAAA. */
+  weight?: number;
 }
 
 /** A lookup's result: its addresses and the smallest TTL among its records, seconds. */
@@ -21,14 +23,24 @@ export function addressName(a: Address): string {
 }
 
 /** When to look the name up again, ms: the answer's TTL, within [minTtl, maxTtl]. */
-export function nextLookupIn(ttlSeconds: number, d: Pick<DiscoveryConfig, 'minTtl' | 'maxTtl'>): number {
+export function nextLookupIn(ttlSeconds: number, d: Pick<LookupSettings, 'minTtl' | 'maxTtl'>): number {
   return Math.min(d.maxTtl, Math.max(d.minTtl, ttlSeconds * 1000));
 }
 
-/** The answer's distinct backend names, at most `max` (the lowest, so the same answer keeps the same ones), and how many were left out. */
-export function namesOf(answer: Answer, max: number): { names: string[]; left: number } {
+/**
+ * The answer's distinct backend names, at most `max` (the lowest, so the same answer keeps the same
+ * ones), how many were left out, and the SRV weights of those kept (an address two records give: the first's).
+ */
+export function namesOf(answer: Answer, max: number): { names: string[]; left: number; weights: Map<string, number> } {
   const all = [...new Set(answer.addresses.map(addressName))].sort();
-  return { names: all.slice(0, max), left: Math.max(0, all.length - max) };
+  const names = all.slice(0, max);
+  const weights = new Map<string, number>();
+  const kept = new Set(names);
+  for (const a of answer.addresses) {
+    const name = addressName(a);
+    if (a.weight !== undefined && kept.has(name) && !weights.has(name)) weights.set(name, a.weight);
+  }
+  return { names, left: Math.max(0, all.length - max), weights };
 }
 
 export interface SetChange {
@@ -84,6 +96,11 @@ export class BackendSet {
   /** Every backend of the set, draining ones included, in name order. */
   names(): string[] {
     return [...this.members.keys()].sort();
+  }
+
+  /** In the latest answer. */
+  isLive(name: string): boolean {
+    return this.members.has(name) && this.members.get(name) === undefined;
   }
 
   isDraining(name: string): boolean {

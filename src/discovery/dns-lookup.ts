@@ -1,16 +1,16 @@
-// One DNS lookup of a pool's discovery name, with node:dns's Resolver (c-ares): A and AAAA with their
-// TTLs, or SRV and then its targets' addresses. Knows nothing of pools or backends.
+// One DNS lookup of a pool's DNS source, with node:dns's Resolver (c-ares): A and AAAA with their
+// TTLs, or SRV (RFC 2782 priority and weight) and then its targets' addresses. Knows nothing of pools or backends.
 import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { isSrvName, type DiscoveryConfig } from '../config/schema';
+import { isSrvName, type LookupSettings } from '../config/schema';
 import type { Address, Answer } from './backend-set';
 
 /** Answers that mean "no such record" rather than "could not ask". */
 const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
 
-export function createResolver(d: Pick<DiscoveryConfig, 'resolver' | 'timeout'>): Resolver {
-  // tries: 2, so a lost UDP datagram is sent again once before the lookup fails.
-  const resolver = new Resolver({ timeout: d.timeout, tries: 2 });
+/** tries: 2 by default, so a lost UDP datagram is sent again once before the lookup fails. */
+export function createResolver(d: Pick<LookupSettings, 'resolver' | 'timeout'>, tries = 2): Resolver {
+  const resolver = new Resolver({ timeout: d.timeout, tries });
   if (d.resolver !== undefined) resolver.setServers(d.resolver);
   return resolver;
 }
@@ -29,25 +29,41 @@ async function addressesOf(resolver: Resolver, host: string): Promise<{ hosts: s
 }
 
 /**
- * The name's addresses. A/AAAA: each with `port`. SRV: each target's addresses with the record's
- * port, the TTL being the targets' (c-ares gives no TTL for SRV records); a target that does not
- * resolve is left out, unless none does.
+ * SRV weights as backend weights (1..256), keeping their ratios: as they are when none is above 256
+ * (0, "rarely", counts as 1), else scaled so the largest is 256.
  */
-export async function lookup(resolver: Resolver, d: Pick<DiscoveryConfig, 'dns' | 'port'>): Promise<Answer> {
+export function srvWeights(weights: readonly number[]): number[] {
+  const max = Math.max(0, ...weights);
+  const scale = max > 256 ? 256 / max : 1;
+  return weights.map((w) => Math.max(1, Math.round(w * scale)));
+}
+
+/**
+ * The name's addresses. A/AAAA: each with `port`. SRV: as RFC 2782 says, only the targets of the
+ * lowest priority value that has an address (a priority whose targets all fail to resolve gives way
+ * to the next), each address with its record's port and weight; the TTL is the targets' (c-ares
+ * gives no TTL for SRV records).
+ */
+export async function lookup(resolver: Resolver, d: { dns: string; port?: number | undefined }): Promise<Answer> {
   if (!isSrvName(d.dns)) {
     const { hosts, ttl } = await addressesOf(resolver, d.dns);
     return { addresses: hosts.map((host) => ({ host, port: d.port! })), ttl };
   }
   const records = await resolver.resolveSrv(d.dns);
-  const targets = await Promise.allSettled(records.map((r) => addressesOf(resolver, r.name)));
-  const addresses: Address[] = [];
-  let ttl = Infinity;
+  const priorities = [...new Set(records.map((r) => r.priority))].sort((x, y) => x - y);
   let failure: unknown;
-  targets.forEach((t, i) => {
-    if (t.status === 'rejected') return void (failure ??= t.reason);
-    for (const host of t.value.hosts) addresses.push({ host, port: records[i].port });
-    ttl = Math.min(ttl, t.value.ttl);
-  });
-  if (addresses.length === 0) throw (failure as Error | undefined) ?? new Error(`no SRV record for ${d.dns}`);
-  return { addresses, ttl };
+  for (const priority of priorities) {
+    const group = records.filter((r) => r.priority === priority);
+    const weights = srvWeights(group.map((r) => r.weight));
+    const targets = await Promise.allSettled(group.map((r) => addressesOf(resolver, r.name)));
+    const addresses: Address[] = [];
+    let ttl = Infinity;
+    targets.forEach((t, i) => {
+      if (t.status === 'rejected') return void (failure ??= t.reason);
+      for (const host of t.value.hosts) addresses.push({ host, port: group[i].port, weight: weights[i] });
+      ttl = Math.min(ttl, t.value.ttl);
+    });
+    if (addresses.length !== 0) return { addresses, ttl };
+  }
+  throw (failure as Error | undefined) ?? new Error(`no SRV record for ${d.dns}`);
 }

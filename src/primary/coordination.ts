@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { Worker } from 'node:cluster';
 import type { LoadedConfig } from '../config/load';
-import type { AdminState, BackendConfig, PoolConfig } from '../config/schema';
+import { fixedBackends, usesDns, type AdminState, type BackendConfig, type PoolConfig } from '../config/schema';
 import { Discovery } from '../discovery/discovery';
 import { ActiveChecker, type ProbeResult } from '../health/active-check';
 import { OutlierDetector } from '../health/outlier-detection';
@@ -100,12 +100,13 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
     return [...this.workers].map(([worker, w]): [Worker, number] => [worker, w.counts.get(key) ?? 0]);
   }
 
-  /** A pool's backends: its config's, then those DNS discovery gives (a name written in the config is not repeated). */
+  /** A pool's backends: its config's fixed ones, then those its DNS sources give (a name written in the config is not repeated). */
   private backendsOf(pool: string, pc: PoolConfig): BackendConfig[] {
+    const fixed = fixedBackends(pc);
     const found = this.discovery.backendsOf(pool);
-    if (found.length === 0) return pc.backends;
-    const written = new Set(pc.backends.map((b) => new Backend(b).name));
-    return [...pc.backends, ...found.filter((b) => !written.has(new Backend(b).name))];
+    if (found.length === 0) return fixed;
+    const written = new Set(fixed.map((b) => new Backend(b).name));
+    return [...fixed, ...found.filter((b) => !written.has(new Backend(b).name))];
   }
 
   /** The backends and active checkers of the config, with what discovery found. */
@@ -118,7 +119,7 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
         this.entries.set(backend.key, {
           pool,
           backend,
-          discovered: i >= pc.backends.length,
+          discovered: i >= fixedBackends(pc).length,
           configAdmin: configs[i].admin,
           checked: pc.healthCheck !== undefined,
           detector,
@@ -203,15 +204,15 @@ export class Coordination extends EventEmitter<CoordinationEvents> {
   }
 
   /** A change DNS brought: new or removed backends rebuild the entries (new ones join with slow start); a drain or a return is a change of state. */
-  private onDiscovered(change: { joined: string[]; removed: string[] }): void {
-    if (change.joined.length + change.removed.length !== 0) this.rebuild();
+  private onDiscovered(change: { joined: string[]; removed: string[]; reweighted: string[] }): void {
+    if (change.joined.length + change.removed.length + change.reweighted.length !== 0) this.rebuild();
     else this.broadcastState();
   }
 
-  /** Each pool with discovery: its whole backend list, so the worker's pool matches the primary's entries. */
+  /** Each pool with DNS sources: its whole backend list, so the worker's pool matches the primary's entries. */
   private sendBackends(worker: Worker): void {
     for (const [pool, pc] of Object.entries(this.config.pools)) {
-      if (pc.discovery !== undefined) this.send(worker, { type: 'backends', pool, backends: this.backendsOf(pool, pc) });
+      if (usesDns(pc)) this.send(worker, { type: 'backends', pool, backends: this.backendsOf(pool, pc) });
     }
   }
 

@@ -4,6 +4,7 @@
 import { AdminSocketError, startAdminListener, type AdminListener, type AdminView } from '../admin/admin-server';
 import { describeAdminWrites } from '../admin/admin-token';
 import type { LoadedConfig } from '../config/load';
+import { usesDns } from '../config/schema';
 import { isWorkerMessage } from '../ipc';
 import type { Logger } from '../log';
 import { createSharedState, stateTimings } from '../state';
@@ -71,7 +72,7 @@ export async function runPrimary(first: LoadedConfig, log: Logger, loadNext?: ()
   supervisor.on('exited', (worker) => coordination.removeWorker(worker));
   // The pools with discovery, again after a reload (their lookup counts start at zero).
   const bindDiscoveryOf = (c: LoadedConfig): void =>
-    bindDiscovery(Object.keys(c.pools).filter((p) => c.pools[p].discovery !== undefined), () =>
+    bindDiscovery(Object.keys(c.pools).filter((p) => usesDns(c.pools[p])), () =>
       Object.entries(coordination.discoveryStatus()).map(([pool, d]) => ({ pool, live: d.backends, draining: d.draining })),
     );
   bindDiscoveryOf(first);

@@ -13,7 +13,7 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Aggregator } from 'prom-client';
-import { ADMIN_STATES, type PoolConfig } from '../config/schema';
+import { ADMIN_STATES, fixedBackends, type PoolConfig } from '../config/schema';
 import { AdminRefusals, LOCAL_RESOURCE_ERRORS } from '../errors';
 import { LOCAL_FAILURE_OPS } from '../local-failures';
 import type { CertificateInfo } from '../config/tls-files';
@@ -592,7 +592,7 @@ export function bindPrimary(workers: () => readonly WorkerView[], poolConfigs: R
   primaryWorkers = workers;
   for (const [pool, pc] of Object.entries(poolConfigs)) {
     if (pc.healthCheck === undefined) continue;
-    for (const b of pc.backends) healthCheckDuration.zero({ pool, backend: new Backend(b, pool).name });
+    for (const b of fixedBackends(pc)) healthCheckDuration.zero({ pool, backend: new Backend(b, pool).name });
   }
   for (const w of workers()) workerRestarts.inc({ worker: String(w.slot) }, 0);
   for (const result of RELOAD_RESULTS) configReloads.inc({ result }, 0);

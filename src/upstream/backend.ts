@@ -23,7 +23,8 @@ export class Backend {
   readonly sendProxyProtocol: boolean;
   readonly host: string;
   readonly port: number;
-  readonly weight: number;
+  /** The config's, or an SRV record's (which may change: see Pool.setBackends). */
+  weight: number;
   /** Most tunnels fleet-wide; 0: no limit. */
   readonly maxConnections: number;
   /** Used only while no primary (non-backup) backend of the pool can take a tunnel. */
@@ -51,7 +52,7 @@ export class Backend {
   pacer: UpgradePacer | null = null;
 
   /** `poolConfig`: the pool's settings every backend shares (TLS, PROXY protocol). */
-  constructor(config: BackendConfig, pool = '', poolConfig: { tls?: BackendTlsConfig; sendProxyProtocol?: false | 'v2' } = {}) {
+  constructor(config: Omit<BackendConfig, 'resolve'>, pool = '', poolConfig: { tls?: BackendTlsConfig; sendProxyProtocol?: false | 'v2' } = {}) {
     const poolTls = poolConfig.tls;
     this.sendProxyProtocol = poolConfig.sendProxyProtocol === 'v2';
     const u = new URL(config.url);

@@ -1,5 +1,5 @@
 // A named group of backends behind one balancing policy.
-import type { BackendConfig, PoolConfig } from '../config/schema';
+import { fixedBackends, type BackendConfig, type PoolConfig } from '../config/schema';
 import { createLoadBalancer, hashKeyOf } from '../load-balancer';
 import { compileHashKey, type HashKeyExtractor } from '../load-balancer/hash-key';
 import { Decision, type LoadBalancer } from '../load-balancer/load-balancer';
@@ -12,7 +12,7 @@ function available(backends: readonly Backend[], tried: ReadonlySet<Backend> | u
 }
 
 export class Pool {
-  /** Fixed by the config, or, with DNS discovery, replaced by the primary's list (setBackends). */
+  /** Fixed by the config, or, with DNS sources (discovery, resolve), replaced by the primary's list (setBackends). */
   backends: readonly Backend[] = [];
   /** The backends that are not backups, and those that are (tried only when no primary can be picked). */
   private primaries: readonly Backend[] = [];
@@ -59,7 +59,7 @@ export class Pool {
     this.maxConnectsInFlight = config.maxConnectsInFlight;
     const hashKey = hashKeyOf(config);
     this.extractKey = hashKey === undefined ? null : compileHashKey(hashKey);
-    this.setBackends(config.backends);
+    this.setBackends(fixedBackends(config));
   }
 
   /**
@@ -74,6 +74,7 @@ export class Pool {
       const kept = old.get(fresh.name);
       if (kept !== undefined) {
         old.delete(fresh.name);
+        kept.weight = fresh.weight; // an SRV record's weight may change
         return kept;
       }
       if (this.paceShare > 0) fresh.pacer = new UpgradePacer(this.paceShare, this.config.upgradeQueueTimeout);

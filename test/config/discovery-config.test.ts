@@ -1,7 +1,8 @@
-// pools.*.discovery: its defaults, and one line naming the key for every bad value.
+// pools.*.discovery and a backend's `resolve`: their defaults, and one line naming the key for every bad value.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, validateConfig } from '../../src/config/load';
+import { sourcesOf } from '../../src/discovery/discovery';
 
 function config(pool: Record<string, unknown>): unknown {
   return { pools: { chat: pool }, routes: [{ pool: 'chat' }] };
@@ -36,5 +37,19 @@ void describe('discovery config', () => {
     assert.match(errorOf(config({ discovery: { dns: 'chat internal', port: 9001 } })), /pools\.chat\.discovery\.dns: must be a DNS name/);
     assert.match(errorOf(config({ discovery: { dns: 'chat.internal', port: 9001, minTtl: '10s', maxTtl: '5s' } })), /pools\.chat\.discovery\.maxTtl: must be at least minTtl/);
     assert.match(errorOf(config({ discovery: { dns: 'chat.internal', port: 9001, minTtl: '0s' } })), /pools\.chat\.discovery\.minTtl: must be at least 1s/);
+  });
+
+  void it('a backend with resolve is a DNS source of its pool, with the lookup defaults or its own; refused on an IP address', () => {
+    const c = validateConfig(config({ backends: [{ url: 'ws://chat.internal:9001', resolve: true, weight: 3 }, { url: 'ws://10.0.0.9:9001' }, { url: 'ws://b.internal:9002', resolve: { resolver: '10.0.0.2', minTtl: '5s' } }] }));
+    const [a, b] = sourcesOf(c.pools.chat);
+    assert.deepEqual([a.dns, a.port, a.minTtl, a.maxTtl, a.resolver, a.template.weight, a.template.resolve], ['chat.internal', 9001, 1000, 300_000, undefined, 3, false]);
+    assert.deepEqual([b.dns, b.port, b.minTtl, b.resolver], ['b.internal', 9002, 5000, ['10.0.0.2']]);
+    assert.equal(sourcesOf(c.pools.chat).length, 2, 'the fixed backend is no source');
+    const tls = validateConfig(config({ tls: { verify: false }, backends: [{ url: 'wss://secure.internal', resolve: true, tls: { ca: 'ca.pem' } }] }));
+    const [w] = sourcesOf(tls.pools.chat);
+    assert.deepEqual([w.port, w.template.url, w.template.tls], [443, 'wss://secure.internal', { ca: 'ca.pem', serverName: 'secure.internal' }], 'over TLS each address is asked for the written name');
+    assert.match(errorOf(config({ backends: [{ url: 'ws://10.0.0.9:9001', resolve: true }] })), /^config error: pools\.chat\.backends\[0\]\.resolve: 10\.0\.0\.9 is an IP address: nothing to resolve/);
+    assert.match(errorOf(config({ backends: [{ url: 'ws://[fd00::9]:9001', resolve: true }] })), /pools\.chat\.backends\[0\]\.resolve: fd00::9 is an IP address/);
+    assert.match(errorOf(config({ backends: [{ url: 'ws://chat.internal:9001', resolve: { minTtl: '0s' } }] })), /pools\.chat\.backends\[0\]\.resolve\.minTtl: must be at least 1s/);
   });
 });

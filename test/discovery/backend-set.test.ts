@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { addressName, BackendSet, namesOf, nextLookupIn } from '../../src/discovery/backend-set';
+import { srvWeights } from '../../src/discovery/dns-lookup';
 
 void describe('discovered backend set', () => {
   void it('2 addresses, then 3, then 2 others: joins, then drains the vanished ones', () => {
@@ -43,8 +44,8 @@ void describe('discovered backend set', () => {
 
   void it('names: distinct, in order, at most maxBackends; IPv6 in brackets as in a URL', () => {
     const answer = { ttl: 5, addresses: [{ host: '10.0.0.9', port: 80 }, { host: '10.0.0.1', port: 80 }, { host: '10.0.0.1', port: 80 }, { host: 'fd00::1', port: 80 }] };
-    assert.deepEqual(namesOf(answer, 10), { names: ['10.0.0.1:80', '10.0.0.9:80', '[fd00::1]:80'], left: 0 });
-    assert.deepEqual(namesOf(answer, 2), { names: ['10.0.0.1:80', '10.0.0.9:80'], left: 1 });
+    assert.deepEqual(namesOf(answer, 10), { names: ['10.0.0.1:80', '10.0.0.9:80', '[fd00::1]:80'], left: 0, weights: new Map() });
+    assert.deepEqual(namesOf(answer, 2), { names: ['10.0.0.1:80', '10.0.0.9:80'], left: 1, weights: new Map() });
     assert.equal(addressName({ host: '::1', port: 9 }), '[::1]:9');
   });
 
@@ -54,5 +55,14 @@ void describe('discovered backend set', () => {
     assert.equal(nextLookupIn(0, bounds), 1000);
     assert.equal(nextLookupIn(86_400, bounds), 300_000);
     assert.equal(nextLookupIn(Infinity, bounds), 300_000);
+  });
+});
+
+void describe('SRV weights', () => {
+  void it('kept as they are up to 256 (0 counts as 1), else scaled so the largest is 256; each name keeps its record\'s', () => {
+    assert.deepEqual(srvWeights([10, 30, 0]), [10, 30, 1]);
+    assert.deepEqual(srvWeights([1000, 500, 1]), [256, 128, 1]);
+    const answer = { addresses: [{ host: '10.0.0.1', port: 80, weight: 3 }, { host: '10.0.0.2', port: 81, weight: 1 }], ttl: 5 };
+    assert.deepEqual(namesOf(answer, 10).weights, new Map([['10.0.0.1:80', 3], ['10.0.0.2:81', 1]]));
   });
 });

@@ -104,7 +104,7 @@ void describe('BackendSync', () => {
     two.elsewhere = 7;
     const removed: string[] = [];
     sync.onRemoved = (gone) => removed.push(...gone.map((b) => b.name));
-    const backend = (url: string) => ({ url, weight: 1, admin: 'ready' as const, maxConnections: 0, backup: false });
+    const backend = (url: string) => ({ url, weight: 1, admin: 'ready' as const, maxConnections: 0, backup: false, resolve: false });
     assert.equal(sync.onMessage({ type: 'backends', pool: 'p', backends: [backend('ws://127.0.0.1:1'), backend('ws://127.0.0.3:1')] }), true);
     assert.deepEqual(removed, ['127.0.0.1:2']);
     assert.equal(p.backends[0], one, 'the same Backend object, its tunnels still counted on it');
