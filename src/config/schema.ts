@@ -149,6 +149,12 @@ const discoverySchema = z
     ...lookupSettings,
     weight: z.number().int().min(1).max(256).default(1).describe('Each discovered backend\'s weight with an A/AAAA name; with an SRV name each target\'s weight is its record\'s (0 counts as 1; when one is above 256 all are scaled to 1..256).'),
     maxConnections: z.number().int().min(0).default(0).describe('Each discovered backend\'s maxConnections; 0: no limit.'),
+    tls: z
+      .boolean()
+      .default(false)
+      .describe(
+        'true: each discovered backend is wss:// (TLS to every address, with the pool\'s `tls` settings), and its certificate is asked for under the DNS name (an SRV name without its _service._proto labels) unless the pool\'s `tls.serverName` says otherwise.',
+      ),
   })
   .superRefine((d, ctx) => {
     if (isSrvName(d.dns) && d.port !== undefined) ctx.addIssue({ code: 'custom', path: ['port'], message: 'not with an SRV name: its records carry the ports' });

@@ -27,8 +27,11 @@ export function sourcesOf(pc: Pick<PoolConfig, 'backends' | 'discovery' | 'tls'>
   const out: DnsSource[] = [];
   const d = pc.discovery;
   if (d !== undefined) {
-    const { dns, port, weight, maxConnections, ...settings } = d;
-    out.push({ ...settings, dns, port, template: parseBackend({ url: 'ws://0.0.0.0:1', weight, maxConnections }) });
+    const { dns, port, weight, maxConnections, tls, ...settings } = d;
+    // Over TLS, every address is asked for the service's certificate (SNI), not its IP's.
+    const serverName = pc.tls?.serverName ?? dns.replace(/^_[^.]+\._[^.]+\./, '');
+    const template = tls ? parseBackend({ url: 'wss://0.0.0.0:1', weight, maxConnections, tls: { serverName } }) : parseBackend({ url: 'ws://0.0.0.0:1', weight, maxConnections });
+    out.push({ ...settings, dns, port, template });
   }
   for (const b of pc.backends) {
     if (b.resolve === false) continue;

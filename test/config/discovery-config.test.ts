@@ -48,6 +48,10 @@ void describe('discovery config', () => {
     const tls = validateConfig(config({ tls: { verify: false }, backends: [{ url: 'wss://secure.internal', resolve: true, tls: { ca: 'ca.pem' } }] }));
     const [w] = sourcesOf(tls.pools.chat);
     assert.deepEqual([w.port, w.template.url, w.template.tls], [443, 'wss://secure.internal', { ca: 'ca.pem', serverName: 'secure.internal' }], 'over TLS each address is asked for the written name');
+    const pooled = validateConfig(config({ tls: { ca: 'ca.pem' }, discovery: { dns: '_chat._tcp.chat.internal', tls: true } }));
+    const [p] = sourcesOf(pooled.pools.chat);
+    assert.deepEqual([p.template.url, p.template.tls], ['wss://0.0.0.0:1', { serverName: 'chat.internal' }], 'discovery.tls: wss:// backends, the service name for SNI, the pool\'s tls for the rest');
+    assert.equal(sourcesOf(validateConfig(config({ discovery: { dns: 'chat.internal', port: 9001 } })).pools.chat)[0].template.url, 'ws://0.0.0.0:1', 'plain by default');
     assert.match(errorOf(config({ backends: [{ url: 'ws://10.0.0.9:9001', resolve: true }] })), /^config error: pools\.chat\.backends\[0\]\.resolve: 10\.0\.0\.9 is an IP address: nothing to resolve/);
     assert.match(errorOf(config({ backends: [{ url: 'ws://[fd00::9]:9001', resolve: true }] })), /pools\.chat\.backends\[0\]\.resolve: fd00::9 is an IP address/);
     assert.match(errorOf(config({ backends: [{ url: 'ws://chat.internal:9001', resolve: { minTtl: '0s' } }] })), /pools\.chat\.backends\[0\]\.resolve\.minTtl: must be at least 1s/);
