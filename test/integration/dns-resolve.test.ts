@@ -1,5 +1,5 @@
-// Backends written with a host name and `resolve: true`, SRV priority and weight, and `switchyard
-// check`'s lookups, end to end: a real DNS server on loopback (dns-packet over UDP), `ws` backends
+// Backends written with a host name and `resolve: true`, SRV priority and weight, discovered backends
+// over TLS, and `switchyard check`'s lookups, end to end: a real DNS server on loopback (dns-packet over UDP), `ws` backends
 // on 127.0.0.x, a real balancer.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -7,6 +7,7 @@ import { NO_CLIENT_LIMITS, runCli, startBalancer, writeConfig } from '../helpers
 import { closeAll, startEchoBackend } from '../helpers/backends';
 import { startDnsServer } from '../helpers/dns-server';
 import { poolView, startBackendsOn, tunnelsUntil, waitForPool } from '../helpers/dns-pool';
+import { certificateDir, makeCa, makeSignedCertificate } from '../helpers/tls';
 import { connect, type TestClient } from '../helpers/ws-client';
 import { waitFor } from '../helpers/wait';
 
@@ -59,6 +60,38 @@ void describe('backends written with resolve: true, SRV priority and weight', { 
     const reached = await tunnelsUntil(balancer, '/', fresh, 9, () => false);
     clients.push(...fresh);
     assert.deepEqual([...reached].sort(), [FIXED, IPS[3], IPS[4]].sort(), 'new tunnels to the fixed backend and the addresses DNS gives now');
+  });
+
+  void it('discovery with tls: true: every address is a wss:// backend, verified against the pool\'s CA under the service name', async (t) => {
+    const certs = certificateDir();
+    const ca = makeCa(certs.dir, 'discovery-ca');
+    // The certificate names the service, not the address: SNI and verification must use the name.
+    const cert = makeSignedCertificate(certs.dir, 'secure-chat', ca, { altNames: 'DNS:secure.test' });
+    const dns = await startDnsServer();
+    const backend = await startEchoBackend({ name: 'secure', host: '127.0.0.30', tls: { cert: cert.cert, key: cert.key } });
+    const clients: TestClient[] = [];
+    t.after(async () => {
+      for (const c of clients) c.terminate();
+      await closeAll(backend);
+      await dns.close();
+      certs.cleanup();
+    });
+    dns.set('_chat._tcp.secure.test', { srv: [{ target: 'node1.secure.test', port: backend.port, priority: 10, weight: 1 }], ttl: 1 });
+    dns.set('node1.secure.test', { a: ['127.0.0.30'], ttl: 1 });
+    const balancer = await startBalancer({
+      workers: 1,
+      config: {
+        clientLimits: NO_CLIENT_LIMITS,
+        pools: { chat: { tls: { ca: ca.cert }, discovery: { dns: '_chat._tcp.secure.test', resolver: dns.address, tls: true } } },
+        routes: [{ path: '/', pool: 'chat' }],
+      },
+    });
+    t.after(() => balancer.stop());
+    assert.deepEqual(await poolView(balancer, 'chat'), { [`127.0.0.30:${backend.port}`]: 'ready' });
+    const c = await connect(balancer.url('/'));
+    clients.push(c);
+    assert.equal(await c.whoami(), 'secure', 'the tunnel reached the TLS backend through the discovered address');
+    assert.equal(backend.tlsErrors.length, 0);
   });
 
   void it('SRV: only the lowest priority with addresses, shared by the records\' weights; the next priority when its targets vanish', async (t) => {
