@@ -108,6 +108,11 @@ export function isSrvName(name: string): boolean {
   return name.startsWith('_');
 }
 
+/** The name a DNS source's services answer to: an SRV name without its _service._proto. labels. */
+export function serviceName(dns: string): string {
+  return dns.replace(/^_[^.]+\._[^.]+\./, '');
+}
+
 /** How a DNS name is looked up and its answers followed: pool `discovery`'s keys, and a backend's `resolve`. */
 const lookupSettings = {
     resolver: z

@@ -6,7 +6,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { SERVER_NAME, TLS_SCHEMES, type PoolConfig, type TlsConfig } from './schema';
+import { SERVER_NAME, serviceName, TLS_SCHEMES, type BackendTlsConfig, type PoolConfig, type TlsConfig } from './schema';
 import { ConfigError } from './config-error';
 
 /** What the operator is told about each certificate served (log line, /status and the status page, metric, `switchyard check`). */
@@ -155,7 +155,10 @@ export function checkBackendTlsFiles(pools: Readonly<Record<string, PoolConfig>>
   const checkedCa = new Map<string, number>();
   const checkedCert = new Map<string, string>();
   for (const [name, pool] of Object.entries(pools)) {
-    pool.backends.forEach((backend, i) => {
+    // Discovered backends over TLS (discovery.tls) use the pool's settings: checked as a written one's.
+    const written: { url: string; tls?: BackendTlsConfig }[] = pool.backends;
+    const entries = pool.discovery?.tls ? [...written, { url: `wss://${serviceName(pool.discovery.dns)}` }] : written;
+    entries.forEach((backend, i) => {
       const u = new URL(backend.url);
       if (!TLS_SCHEMES.includes(u.protocol)) return;
       // Each key is blamed where it was written: the backend's own tls, else the pool's.

@@ -5,7 +5,7 @@
 // the last good set.
 import { EventEmitter } from 'node:events';
 import type { Resolver } from 'node:dns/promises';
-import { lookupDefaults, parseBackend, type BackendConfig, type LookupSettings, type PoolConfig } from '../config/schema';
+import { lookupDefaults, parseBackend, serviceName, type BackendConfig, type LookupSettings, type PoolConfig } from '../config/schema';
 import type { DiscoveryStatus } from '../admin/admin-api';
 import type { Logger } from '../log';
 import { countDiscoveryLookup } from '../stats/metrics';
@@ -29,7 +29,7 @@ export function sourcesOf(pc: Pick<PoolConfig, 'backends' | 'discovery' | 'tls'>
   if (d !== undefined) {
     const { dns, port, weight, maxConnections, tls, ...settings } = d;
     // Over TLS, every address is asked for the service's certificate (SNI), not its IP's.
-    const serverName = pc.tls?.serverName ?? dns.replace(/^_[^.]+\._[^.]+\./, '');
+    const serverName = pc.tls?.serverName ?? serviceName(dns);
     const template = tls ? parseBackend({ url: 'wss://0.0.0.0:1', weight, maxConnections, tls: { serverName } }) : parseBackend({ url: 'ws://0.0.0.0:1', weight, maxConnections });
     out.push({ ...settings, dns, port, template });
   }

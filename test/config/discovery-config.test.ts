@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, validateConfig } from '../../src/config/load';
+import { checkBackendTlsFiles } from '../../src/config/tls-files';
 import { sourcesOf } from '../../src/discovery/discovery';
 
 function config(pool: Record<string, unknown>): unknown {
@@ -52,6 +53,7 @@ void describe('discovery config', () => {
     const [p] = sourcesOf(pooled.pools.chat);
     assert.deepEqual([p.template.url, p.template.tls], ['wss://0.0.0.0:1', { serverName: 'chat.internal' }], 'discovery.tls: wss:// backends, the service name for SNI, the pool\'s tls for the rest');
     assert.equal(sourcesOf(validateConfig(config({ discovery: { dns: 'chat.internal', port: 9001 } })).pools.chat)[0].template.url, 'ws://0.0.0.0:1', 'plain by default');
+    assert.throws(() => checkBackendTlsFiles(pooled.pools), /config error: pools\.chat\.tls\.ca: cannot read \S*ca\.pem/, 'the pool\'s TLS files are checked at start for discovered TLS backends too');
     assert.match(errorOf(config({ backends: [{ url: 'ws://10.0.0.9:9001', resolve: true }] })), /^config error: pools\.chat\.backends\[0\]\.resolve: 10\.0\.0\.9 is an IP address: nothing to resolve/);
     assert.match(errorOf(config({ backends: [{ url: 'ws://[fd00::9]:9001', resolve: true }] })), /pools\.chat\.backends\[0\]\.resolve: fd00::9 is an IP address/);
     assert.match(errorOf(config({ backends: [{ url: 'ws://chat.internal:9001', resolve: { minTtl: '0s' } }] })), /pools\.chat\.backends\[0\]\.resolve\.minTtl: must be at least 1s/);
